@@ -1,0 +1,54 @@
+# RecScope: `make demo` serves the dashboard on the sample data, `make test` runs the tests.
+# Both create .venv and install what they need on first use.
+#
+# Torch: pinned to one release. On a machine whose pip has a local wheel of it (a CPU build)
+# that file is taken and nothing large is downloaded; elsewhere PyPI's Linux wheel of the
+# same release is the CUDA build, so a GPU machine gets CUDA. Override with
+# `make TORCH_SPEC="torch==X --index-url ..."` for another build.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.recscope-installed
+PORT ?= 8501
+export RECSCOPE_HOME ?= $(CURDIR)/workspace
+
+.PHONY: demo test lint e2e bench browser setup clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m core.cli ingest-sample
+	$(VENV)/bin/streamlit run dashboard/app.py --server.port $(PORT) --server.headless true \
+		--browser.gatherUsageStats false
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+test: $(STAMP) browser lint
+	$(PY) -m pytest -q -p no:cacheprovider
+
+e2e: $(STAMP) browser
+	$(PY) -m pytest -q -m e2e
+
+# Headless Chromium for the browser test (Debian packages; Playwright drives that binary).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+			(apt-get update -qq && apt-get install -y -qq chromium chromium-driver) >/dev/null; \
+		else echo "chromium not found: browser tests will be skipped"; fi; }
+
+bench: $(STAMP)
+	$(PY) bench/ingest.py
+	$(PY) bench/train.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,3 @@
+"""RecScope library: data, models, evaluation, explanation and indexing. No UI code here."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,99 @@
+"""The one place that decides the device, dtype/autocast and seeds.
+
+Order: an explicit choice, else `RECSCOPE_DEVICE`, else cuda, then mps, then cpu.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+
+import numpy as np
+import torch
+
+from core.errors import ParameterError
+
+CHOICES = ("auto", "cpu", "cuda", "mps")
+
+
+def pick_device(choice: str | None = None) -> torch.device:
+    """Resolve 'auto'/'cpu'/'cuda'/'mps' (or None -> RECSCOPE_DEVICE, then auto)."""
+    choice = (choice or os.environ.get("RECSCOPE_DEVICE") or "auto").lower()
+    if choice.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ParameterError(
+                f"Device '{choice}' was asked for but no CUDA GPU is visible; use --device cpu "
+                "or auto."
+            )
+        _enable_tf32()
+        return torch.device(choice)
+    if choice == "mps":
+        if not _mps_available():
+            raise ParameterError("Device 'mps' was asked for but is not available; use cpu.")
+        return torch.device("mps")
+    if choice == "cpu":
+        return torch.device("cpu")
+    if choice != "auto":
+        raise ParameterError(f"Device '{choice}' is unknown; use one of {', '.join(CHOICES)}.")
+    if torch.cuda.is_available():
+        _enable_tf32()
+        return torch.device("cuda")
+    if _mps_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def describe(device: torch.device) -> dict:
+    """What a person should see about the device: kind, name, memory."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        props = torch.cuda.get_device_properties(index)
+        return {
+            "type": "cuda",
+            "name": props.name,
+            "memory_gb": round(props.total_memory / 2**30, 1),
+        }
+    if device.type == "mps":
+        return {"type": "mps", "name": "Apple GPU", "memory_gb": None}
+    return {"type": "cpu", "name": f"CPU ({os.cpu_count()} cores)", "memory_gb": None}
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA GPUs that support it; a no-op elsewhere (fp32 on CPU)."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; returns a torch generator for sampling on the CPU."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def generator(device: torch.device, seed: int) -> torch.Generator:
+    """A seeded generator that lives on `device` (sampling on the device needs one)."""
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def peak_memory_mb(device: torch.device) -> float | None:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return None
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _enable_tf32() -> None:
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+
+
+def _mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()

@@ -1,0 +1,81 @@
+"""Model registry: name -> class, imported lazily so the CLI starts fast."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+from core.errors import ParameterError
+from core.models.base import ProgressEvent, Recommender, RecommenderBase
+
+# name -> "module:Class"; every model behind the same Recommender protocol
+_REGISTRY: dict[str, str] = {
+    "pop": "core.models.pop:Popularity",
+    "itemknn": "core.models.itemknn:ItemKNN",
+    "ease": "core.models.ease:EASE",
+    "bpr": "core.models.bpr:BPRMF",
+    "neumf": "core.models.neumf:NeuMF",
+    "lightgcn": "core.models.lightgcn:LightGCN",
+    "sasrec": "core.models.sasrec:SASRec",
+    "hybrid": "core.models.hybrid:HybridTwoTower",
+    "multiscenario": "core.models.multiscenario:MultiScenario",
+}
+
+DESCRIPTIONS: dict[str, str] = {
+    "pop": "Most popular items for everyone — the baseline every model must beat.",
+    "itemknn": "Item-based k-nearest neighbours with cosine similarity and shrinkage.",
+    "ease": "EASE: a closed-form linear item-item model (Steck, 2019); strong and fast.",
+    "bpr": "Matrix factorisation trained with the BPR pairwise loss (Rendle et al., 2009).",
+    "neumf": "Neural collaborative filtering: GMF + MLP (He et al., 2017).",
+    "lightgcn": "LightGCN: graph convolution over the user-item graph (He et al., 2020).",
+    "sasrec": "SASRec: Transformer self-attention over each user's recent items (Kang & "
+    "McAuley, 2018).",
+    "hybrid": "Two-tower model reading item text and attributes; recommends cold items.",
+    "multiscenario": "Scenario-aware model with shared and per-scenario layers (STAR-style).",
+}
+
+
+def available() -> list[str]:
+    """Names of models whose module is present in this build."""
+    return [name for name in _REGISTRY if importlib.util.find_spec(_REGISTRY[name].split(":")[0])]
+
+
+def model_class(name: str) -> type[RecommenderBase]:
+    if name not in _REGISTRY:
+        raise ParameterError(
+            f"Model '{name}' is unknown; use one of {', '.join(available())}."
+        )
+    module, cls = _REGISTRY[name].split(":")
+    try:
+        return getattr(importlib.import_module(module), cls)
+    except ModuleNotFoundError as exc:
+        if exc.name == module:
+            raise ParameterError(
+                f"Model '{name}' is not available in this build; use one of "
+                f"{', '.join(available())}."
+            ) from None
+        raise
+
+
+def make_model(name: str, **params) -> RecommenderBase:
+    """Construct a model by registry name with keyword hyperparameters."""
+    cls = model_class(name)
+    allowed = cls.default_params()
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ParameterError(
+            f"Model '{name}' has no parameter '{unknown[0]}'; its parameters are "
+            f"{', '.join(sorted(allowed))}."
+        )
+    return cls(**params)
+
+
+__all__ = [
+    "DESCRIPTIONS",
+    "ProgressEvent",
+    "Recommender",
+    "RecommenderBase",
+    "available",
+    "make_model",
+    "model_class",
+]

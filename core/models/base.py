@@ -1,0 +1,228 @@
+"""The `Recommender` protocol and the parts every model shares (written once).
+
+A model is constructed from keyword hyperparameters, learns in `fit`, and scores users
+over the whole catalogue with `score`. `recommend`, `save` and `load` are written once here
+(in `RecommenderBase`) on top of `score` and two small hooks (`_state` / `_set_state`).
+
+History: a model scores a user from the interactions it was told are known. `fit` sets
+that to the training data; the evaluator calls `set_history(split.known_for("test"))`
+before scoring the test part, so validation items count as known history (as RecBole does).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from core.dataset import Interactions
+from core.device import pick_device
+from core.errors import NotFittedError, ParameterError, RecScopeError
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "weights.pt"
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """One progress report from `fit`: written as a JSON line by background jobs."""
+
+    epoch: int
+    epochs: int
+    loss: float | None = None
+    valid_metric: float | None = None
+    metric_name: str = "ndcg@10"
+    samples_per_s: float | None = None
+    elapsed_s: float = 0.0
+    eta_s: float | None = None
+    best_epoch: int | None = None
+    message: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+ProgressFn = Callable[[ProgressEvent], None]
+
+
+@runtime_checkable
+class Recommender(Protocol):
+    """What every model offers; evaluation, SHAP, Faiss and the UI use only this."""
+
+    name: ClassVar[str]
+
+    def fit(
+        self,
+        train: Interactions,
+        valid: Interactions | None = None,
+        progress: ProgressFn | None = None,
+    ) -> Recommender: ...
+
+    def score(self, user_codes: Any, item_codes: Any = None) -> torch.Tensor: ...
+
+    def recommend(
+        self, user_codes: Any, k: int = 10, exclude_seen: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def item_embeddings(self) -> np.ndarray | None: ...
+
+    def set_history(self, known: Interactions) -> None: ...
+
+    def save(self, folder: Path) -> None: ...
+
+
+class RecommenderBase:
+    """Shared behaviour: params, history, recommend, save/load, cancel flag.
+
+    Subclasses implement `fit`, `score`, `_state() -> dict[str, Tensor]` and
+    `_set_state(state)`, and may override `item_embeddings`.
+    """
+
+    name: ClassVar[str] = "base"
+    #: one-line help per hyperparameter, shown by the Train page
+    PARAM_HELP: ClassVar[dict[str, str]] = {}
+    #: True for models that train with the shared loop (epochs, device)
+    neural: ClassVar[bool] = False
+
+    device: torch.device
+    n_users_: int
+    n_items_: int
+    history_: sp.csr_matrix
+
+    # -- hyperparameters -------------------------------------------------------------
+    def get_params(self) -> dict[str, Any]:
+        """The constructor's keyword arguments, as given (JSON-serialisable)."""
+        sig = inspect.signature(type(self).__init__)
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        return {
+            p.name: getattr(self, p.name)
+            for p in sig.parameters.values()
+            if p.name != "self" and p.kind in kinds
+        }
+
+    @classmethod
+    def default_params(cls) -> dict[str, Any]:
+        sig = inspect.signature(cls.__init__)
+        return {
+            p.name: p.default
+            for p in sig.parameters.values()
+            if p.name != "self" and p.default is not inspect.Parameter.empty
+        }
+
+    def _resolve_device(self) -> torch.device:
+        return pick_device(getattr(self, "device_choice", None))
+
+    # -- history ---------------------------------------------------------------------
+    def set_history(self, known: Interactions) -> None:
+        """Interactions the model may treat as the user's known past when scoring."""
+        self.history_ = known.csr()
+        self._history_changed(known)
+
+    def _history_changed(self, known: Interactions) -> None:
+        """Hook for models whose scores depend on history (item-kNN, EASE, SASRec)."""
+
+    def seen_mask(self, user_codes: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """Dense (B, n_items) bool mask of items each user is known to have interacted with."""
+        self._check_fitted()
+        rows = self.history_[user_codes.cpu().numpy()]
+        mask = torch.zeros((rows.shape[0], self.n_items_), dtype=torch.bool, device=device)
+        r, c = rows.nonzero()
+        mask[torch.from_numpy(r).to(device), torch.from_numpy(c).to(device)] = True
+        return mask
+
+    # -- ranking -----------------------------------------------------------------------
+    def recommend(
+        self, user_codes: Any, k: int = 10, exclude_seen: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k item codes and scores per user, shapes (B, k); seen items excluded."""
+        self._check_fitted()
+        users = as_codes(user_codes)
+        k = min(int(k), self.n_items_)
+        with torch.inference_mode():
+            scores = self.score(users).float()  # (B, n_items)
+            if exclude_seen:
+                scores = scores.masked_fill(self.seen_mask(users, scores.device), float("-inf"))
+            top = torch.topk(scores, k, dim=1)
+        return top.indices.cpu().numpy(), top.values.cpu().numpy()
+
+    def item_embeddings(self) -> np.ndarray | None:
+        return None
+
+    # -- persistence -------------------------------------------------------------------
+    def save(self, folder: Path) -> None:
+        """Constructor arguments as JSON beside a state dict of tensors; never pickle."""
+        self._check_fitted()
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        config = {
+            "model": self.name,
+            "params": self.get_params(),
+            "n_users": self.n_users_,
+            "n_items": self.n_items_,
+        }
+        (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+        state = {k: v.detach().cpu().contiguous() for k, v in self._state().items()}
+        torch.save(state, folder / WEIGHTS_FILE)
+
+    @classmethod
+    def load(cls, folder: Path, device: str | None = None) -> RecommenderBase:
+        """Rebuild with `cls(**params)` and load tensors with `weights_only=True`."""
+        folder = Path(folder)
+        config = json.loads((folder / CONFIG_FILE).read_text())
+        params = dict(config["params"])
+        if device is not None and "device_choice" in params:
+            params["device_choice"] = device
+        model = cls(**params)
+        model.n_users_ = int(config["n_users"])
+        model.n_items_ = int(config["n_items"])
+        model.device = model._resolve_device()
+        state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        model._set_state({k: v.to(model.device) for k, v in state.items()})
+        model.history_ = sp.csr_matrix((model.n_users_, model.n_items_), dtype=np.float32)
+        return model
+
+    # -- checks ------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "n_items_"):
+            raise NotFittedError(self)
+
+    def _start_fit(self, train: Interactions) -> None:
+        """Common start of `fit`: device, sizes, history."""
+        if len(train) == 0:
+            raise RecScopeError(f"{type(self).__name__} cannot train on zero interactions.")
+        self.device = self._resolve_device()
+        self.n_users_ = train.n_users
+        self.n_items_ = train.n_items
+        self.set_history(train)
+
+    def _items_or_all(self, item_codes: Any) -> torch.Tensor | None:
+        return None if item_codes is None else as_codes(item_codes).to(self.device)
+
+
+def as_codes(codes: Any) -> torch.Tensor:
+    """Integer codes from a list, array or tensor, as a 1-D int64 CPU tensor."""
+    if isinstance(codes, torch.Tensor):
+        return codes.reshape(-1).long().cpu()
+    return torch.as_tensor(np.atleast_1d(np.asarray(codes, dtype=np.int64)))
+
+
+def check_positive(name: str, value: float, *, integer: bool = False) -> None:
+    """Raise a ParameterError unless `value` is a positive number (integer if asked)."""
+    ok = isinstance(value, (int, float)) and value > 0
+    if integer:
+        ok = ok and float(value).is_integer()
+    if not ok:
+        kind = "positive whole number" if integer else "positive number"
+        raise ParameterError(f"Parameter '{name}' must be a {kind}; got {value!r}.")
+
+
+def check_non_negative(name: str, value: float) -> None:
+    if not isinstance(value, (int, float)) or value < 0:
+        raise ParameterError(f"Parameter '{name}' must be zero or more; got {value!r}.")
