@@ -43,7 +43,7 @@ class RunStore:
         record = {
             "run_id": run_id,
             "status": "queued",
-            "created_at": _now(),
+            "created_at": now_iso(),
             "metrics": {},
             "timings": {},
             **record,
@@ -74,7 +74,7 @@ class RunStore:
                 record[key] = {**record[key], **value}
             else:
                 record[key] = value
-        record["updated_at"] = _now()
+        record["updated_at"] = now_iso()
         write_json(self.folder(run_id) / "run.json", record)
         return record
 
@@ -117,5 +117,5 @@ class RunStore:
         shutil.rmtree(self.folder(run_id))
 
 
-def _now() -> str:
+def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")

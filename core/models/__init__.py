@@ -42,9 +42,7 @@ def available() -> list[str]:
 
 def model_class(name: str) -> type[RecommenderBase]:
     if name not in _REGISTRY:
-        raise ParameterError(
-            f"Model '{name}' is unknown; use one of {', '.join(available())}."
-        )
+        raise ParameterError(f"Model '{name}' is unknown; use one of {', '.join(available())}.")
     module, cls = _REGISTRY[name].split(":")
     try:
         return getattr(importlib.import_module(module), cls)

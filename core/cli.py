@@ -1,0 +1,308 @@
+"""`recscope …`: the dashboard's twin. With --json every command prints one JSON document.
+
+Errors exit non-zero with a one-line message on stderr and no traceback (set
+RECSCOPE_DEBUG=1 to see one). Logs go to stderr; stdout carries only results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from core.errors import CancelledError, RecScopeError
+
+log = logging.getLogger("recscope")
+
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
+EXIT_USAGE = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if os.environ.get("RECSCOPE_DEBUG") else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        result = args.handler(args)
+    except RecScopeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("error: interrupted.", file=sys.stderr)
+        return 130
+    except Exception as err:  # never a traceback for the user; one sentence instead
+        if os.environ.get("RECSCOPE_DEBUG"):
+            raise
+        print(f"error: unexpected {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    _emit(result, args.json)
+    return 0
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+def cmd_ingest(args) -> dict:
+    from core.ingest import find_companions, ingest
+    from core.schema import ColumnMapping
+
+    path = Path(args.path)
+    companions = find_companions(path) if path.exists() else {}
+    items = args.items or companions.get("items")
+    users = args.users or companions.get("users")
+    mapping = None
+    overrides = {
+        "user_id": args.user_col,
+        "item_id": args.item_col,
+        "rating": args.rating_col,
+        "timestamp": args.time_col,
+        "scenario": args.scenario_col,
+    }
+    if any(overrides.values()):
+        mapping = ColumnMapping(**overrides)
+    dataset, report = ingest(
+        path,
+        items=items,
+        users=users,
+        name=args.name,
+        format=args.format,
+        mapping=mapping,
+        min_rating=args.min_rating,
+        home=_home(),
+    )
+    for line in report.lines():
+        log.info(line)
+    return {
+        "dataset": dataset.name,
+        "n_users": dataset.n_users,
+        "n_items": dataset.n_items,
+        "n_interactions": len(dataset.interactions),
+        "scenarios": dataset.scenarios,
+        "report": report.to_dict(),
+    }
+
+
+def cmd_ingest_sample(args) -> dict:
+    """Ingest the shipped sample data as 'sample' unless it is already there."""
+    from core.dataset import dataset_summary, list_datasets
+    from core.ingest import ingest
+
+    home = _home()
+    if "sample" in list_datasets(home) and not args.force:
+        return {"dataset": "sample", "created": False, **dataset_summary(home, "sample")}
+    dataset, _ = ingest(
+        SAMPLE_DIR / "interactions.csv",
+        items=SAMPLE_DIR / "items.csv",
+        users=SAMPLE_DIR / "users.csv",
+        name="sample",
+        home=home,
+    )
+    return {"dataset": dataset.name, "created": True, "n_interactions": len(dataset.interactions)}
+
+
+def cmd_datasets(args) -> dict:
+    from core.dataset import dataset_summary, list_datasets
+
+    home = _home()
+    rows = []
+    for name in list_datasets(home):
+        meta = dataset_summary(home, name)
+        rows.append({k: meta.get(k) for k in ("name", "n_users", "n_items", "n_interactions")})
+        rows[-1]["scenarios"] = meta.get("scenarios", [])
+    return {"datasets": rows}
+
+
+def cmd_train(args) -> dict:
+    from core.device import pick_device
+    from core.jobs import device_slot
+    from core.pipeline import new_run, train_run
+    from core.runs import RunStore, now_iso
+
+    store = RunStore(_home())
+    if args.run_id:
+        run_id = args.run_id
+    else:
+        run_id = new_run(
+            store,
+            args.dataset or _missing("--dataset"),
+            args.model or _missing("--model"),
+            split_method=args.split,
+            seed=args.seed,
+            device=args.device,
+            epochs=args.epochs,
+            params=_parse_params(args.param),
+        )
+    log.info("run %s started", run_id)
+    signal.signal(signal.SIGTERM, _raise_cancelled)
+    record = store.read(run_id)
+    device = pick_device(record.get("params", {}).get("device_choice") or args.device)
+
+    def show(event: dict) -> None:
+        parts = [f"epoch {event['epoch']}/{event['epochs']}"]
+        if event.get("loss") is not None:
+            parts.append(f"loss {event['loss']:.4f}")
+        if event.get("valid_metric") is not None:
+            parts.append(f"valid {event['metric_name']} {event['valid_metric']:.4f}")
+        log.info("  ".join(parts))
+
+    try:
+        with device_slot(store, run_id, str(device)):
+            record = train_run(store, run_id, progress=show)
+    except CancelledError:  # cancelled while still queued for the device
+        record = store.update(run_id, status="cancelled", finished_at=now_iso())
+    if record.get("status") == "cancelled":
+        raise RecScopeError(f"Run {run_id} was cancelled.")
+    return _public_record(record)
+
+
+def cmd_evaluate(args) -> dict:
+    from core.evaluate import evaluate
+    from core.pipeline import load_run
+    from core.runs import RunStore
+
+    loaded = load_run(RunStore(_home()), args.run_id, device=args.device)
+    ks = tuple(sorted(set(args.k))) if args.k else (5, 10, 20)
+    result = evaluate(loaded.model, loaded.split, "test", ks=ks)
+    return {"run_id": args.run_id, "excluded": result.excluded, "metrics": result.metrics}
+
+
+def cmd_recommend(args) -> dict:
+    from core.pipeline import load_run, recommendations_table
+    from core.runs import RunStore
+
+    loaded = load_run(RunStore(_home()), args.run_id, device=args.device)
+    code = loaded.dataset.user_codes([args.user])
+    table = recommendations_table(loaded, code, args.k)
+    return {
+        "run_id": args.run_id,
+        "user_id": args.user,
+        "items": table[["rank", "item_id", "title", "score"]].to_dict("records"),
+    }
+
+
+def cmd_runs(args) -> dict:
+    from core.runs import RunStore
+
+    records = RunStore(_home()).list(dataset=args.dataset)
+    return {"runs": [_public_record(r) for r in records]}
+
+
+# -- plumbing ---------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    from core.ingest import FORMATS
+    from core.models import _REGISTRY
+    from core.split import METHODS
+
+    parser = argparse.ArgumentParser(prog="recscope", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, handler, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--json", action="store_true", help="print one JSON document")
+        p.set_defaults(handler=handler)
+        return p
+
+    p = command("ingest", cmd_ingest, "Read an interaction file into a named dataset.")
+    p.add_argument("path")
+    p.add_argument("--items", help="item table (title, text, category, attributes)")
+    p.add_argument("--users", help="user table (attributes)")
+    p.add_argument("--name", help="dataset name (default: from the file name)")
+    p.add_argument("--format", default="auto", choices=FORMATS)
+    for field in ("user", "item", "rating", "time", "scenario"):
+        p.add_argument(f"--{field}-col", help=f"column holding the {field}")
+    p.add_argument("--min-rating", type=float, help="keep ratings >= X as positives")
+
+    p = command("ingest-sample", cmd_ingest_sample, "Ingest the shipped sample data as 'sample'.")
+    p.add_argument("--force", action="store_true", help="re-ingest even if present")
+
+    command("datasets", cmd_datasets, "List the datasets in the workspace.")
+
+    p = command("train", cmd_train, "Train a model on a dataset and evaluate it.")
+    p.add_argument("--dataset")
+    p.add_argument("--model", choices=list(_REGISTRY))
+    p.add_argument("--split", default="loo", choices=METHODS)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--run-id", help="train an already created (queued) run")
+
+    p = command("evaluate", cmd_evaluate, "Evaluate a finished run on its test split.")
+    p.add_argument("run_id")
+    p.add_argument("--k", type=int, action="append")
+    p.add_argument("--device", default=None)
+
+    p = command("recommend", cmd_recommend, "Top-k recommendations of a run for one user.")
+    p.add_argument("run_id")
+    p.add_argument("--user", required=True, help="user id as in the uploaded file")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--device", default=None)
+
+    p = command("runs", cmd_runs, "List runs, newest first.")
+    p.add_argument("--dataset")
+    return parser
+
+
+def _public_record(record: dict) -> dict:
+    keys = ("run_id", "dataset", "model", "split", "seed", "params", "device", "status")
+    out = {k: record.get(k) for k in keys}
+    out["metrics"] = record.get("metrics", {})
+    out["timings"] = record.get("timings", {})
+    if record.get("error"):
+        out["error"] = record["error"]
+    return out
+
+
+def _parse_params(pairs: list[str]) -> dict:
+    """KEY=VALUE pairs; values parsed as JSON when they can be (numbers, true/false)."""
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise RecScopeError(f"--param '{pair}' is not KEY=VALUE; write e.g. --param l2=250.")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def _missing(flag: str):
+    raise RecScopeError(f"{flag} is required; see `recscope train --help`.")
+
+
+def _raise_cancelled(signum, frame) -> None:
+    raise CancelledError("Training was cancelled.")
+
+
+def _home() -> Path:
+    from core.runs import workspace_home
+
+    return workspace_home()
+
+
+def _emit(result: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result, default=_json_default))
+        return
+    print(json.dumps(result, indent=2, default=_json_default))
+
+
+def _json_default(value):
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
