@@ -26,8 +26,8 @@ SPAN_S = 182 * 86_400  # about six months
 
 # Per-scenario shape: category popularity weights are drawn per scenario, Zipf steepness,
 # and the chance that a chain (next episode / accessory / next part) is followed.
-ZIPF = {"video_feed": 1.15, "shop": 0.9, "articles": 1.0}
-FOLLOW = {"video_feed": 0.9, "shop": 0.75, "articles": 0.85}
+ZIPF = {"video_feed": 1.3, "shop": 1.1, "articles": 1.2}
+FOLLOW = {"video_feed": 0.9, "shop": 0.85, "articles": 0.9}
 
 
 @dataclass(frozen=True)
@@ -127,11 +127,11 @@ def _catalogue(rng: np.random.Generator, scale: float):
             prev = None
             for k in range(1, int(rng.integers(4, 9)) + 1):
                 text = f"Episode {k} of {show}, a {desc} series about {w1}, {w2} and {w3}."
-                w = 3.0 if k == 1 else 0.0
+                w = 4.0 if k == 1 else 0.0
                 prev = add("video_feed", cat, f"{show} (Ep. {k})", text, w, prev=prev)
         for _ in range(n(18)):
             title = _fresh(rng, used, ["{} {}"], titled, CLIP_KINDS.split("|"))
-            w1, w2, w3 = rng.choice(kws, size=3, replace=False)
+            w1, w2, w3 = _about(rng, kws, title)
             text = f"A short {desc} video on {w1} and {w2}, with a look at {w3}."
             add("video_feed", cat, title, text, 1.0)
         # shop: products, about 70% with their matching accessory bought right after
@@ -143,25 +143,32 @@ def _catalogue(rng: np.random.Generator, scale: float):
             price = str(rng.choice(["budget", "mid", "premium"]))
             text = f"A {price} {desc} product: {title}, made for {w1} and {w2}."
             code = add("shop", cat, title, text, 1.0, price)
-            if rng.random() < 0.7:
-                text = f"{acc} for the {title}, a {desc} accessory for {w1}."
+            if rng.random() < 0.8:
+                text = f"{acc} for the {title}, a {desc} accessory for {w1} and {w2}."
                 add("shop", cat, f"{acc} for {title}", text, 0.1, "budget", prev=code)
         # articles: multi-part guides (3-5 parts) + standalone articles
         for _ in range(n(5)):
             topic = _fresh(rng, used, ["The {} Guide to {}"], adjectives, titled)
-            w1, w2, w3 = rng.choice(kws, size=3, replace=False)
+            w1, w2, w3 = _about(rng, kws, topic)
             prev = None
             for k in range(1, int(rng.integers(3, 6)) + 1):
                 text = f"Part {k} of a {desc} guide covering {w1}, {w2} and {w3}."
-                w = 2.0 if k == 1 else 0.0
+                w = 3.0 if k == 1 else 0.0
                 prev = add("articles", cat, f"{topic}, Part {k}", text, w, prev=prev)
         for _ in range(n(28)):
             title = _fresh(rng, used, ARTICLE_KINDS.split("|"), titled)
-            w1, w2, w3 = rng.choice(kws, size=3, replace=False)
+            w1, w2, w3 = _about(rng, kws, title)
             text = f"An article about {w1}, {w2} and {w3} for {desc} readers."
             add("articles", cat, title, text, 1.0)
     table = pd.DataFrame(rows)
     return table, np.asarray(successor), _zipf_weights(rng, table, np.asarray(weight))
+
+
+def _about(rng, keywords: list[str], title: str) -> list[str]:
+    """Three keywords for an item's text, starting with the one its title names."""
+    named = [k for k in keywords if k.title() in title][:1]
+    others = [k for k in keywords if k not in named]
+    return named + list(rng.choice(others, size=3 - len(named), replace=False))
 
 
 def _fresh(rng, used: set[str], templates: list[str], *words: list[str]) -> str:
@@ -246,7 +253,8 @@ def _simulate(rng, pref, cat_of, scen_of, successor, entry_weight, mean_n):
         n_active = rng.choice([1, 2, 3], p=[0.3, 0.4, 0.3])
         active = rng.choice(n_scen, size=n_active, replace=False, p=[0.45, 0.3, 0.25])
         scen_w = np.zeros(n_scen)
-        scen_w[active] = rng.dirichlet(np.full(n_active, 1.0))
+        scen_w[active] = 0.1 + rng.dirichlet(np.full(n_active, 1.0))
+        scen_w /= scen_w.sum()
         scen_cdf = np.cumsum(scen_w)
         s = min(int(np.searchsorted(scen_cdf, rng.random())), n_scen - 1)
         seen: set[int] = set()
@@ -257,7 +265,7 @@ def _simulate(rng, pref, cat_of, scen_of, successor, entry_weight, mean_n):
             if nxt >= 0 and nxt not in seen and rng.random() < follow[scen_of[prev]]:
                 item, gap = int(nxt), rng.exponential(900.0)
             else:
-                if rng.random() < 0.25:  # switch scenario now and then
+                if rng.random() < 0.5:  # switch scenario now and then
                     s = min(int(np.searchsorted(scen_cdf, rng.random())), n_scen - 1)
                 item = _draw(rng, groups, cat_cdf[u, s], s, seen)
                 if item < 0:
