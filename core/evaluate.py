@@ -285,7 +285,12 @@ def _rank(
                 parts.update(below=below, tied=tied, n_cand=n_items - known_mask.sum(1))
             for name, value in parts.items():
                 out.setdefault(name, []).append(value)
-    return {name: torch.cat(values) for name, values in out.items()}
+    result = {name: torch.cat(values) for name, values in out.items()}
+    if k_eff < k_max:  # catalogue smaller than K: pad the lists so every row has K ranks
+        pad = k_max - k_eff
+        result["hits"] = torch.nn.functional.pad(result["hits"], (0, pad), value=0.0)
+        result["top"] = torch.nn.functional.pad(result["top"], (0, pad), value=-1)
+    return result
 
 
 def _truth_minus_known(truth: Interactions, known: Interactions) -> sp.csr_matrix:

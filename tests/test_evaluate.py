@@ -1,0 +1,270 @@
+"""Full-ranking evaluator: exclusion rules, hand-computed values, batching, segments."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from core.dataset import Dataset
+from core.errors import ParameterError
+from core.evaluate import evaluate, ranking_metric
+from core.models.base import RecommenderBase
+from core.split import split
+
+INF = float("-inf")
+
+
+class FixedScores(RecommenderBase):
+    """Scores every user from a fixed (n_users, n_items) matrix; records history calls."""
+
+    name = "fixed"
+
+    def __init__(self, matrix=None, embeddings=None) -> None:
+        self.matrix = matrix
+        self.embeddings = embeddings
+        self.history_calls = 0
+
+    def fit(self, train, valid=None, progress=None):
+        self._start_fit(train)
+        self.history_calls = 0
+        return self
+
+    def set_history(self, known) -> None:
+        super().set_history(known)
+        self.history_calls += 1
+
+    def score(self, user_codes, item_codes=None) -> torch.Tensor:
+        users = torch.as_tensor(np.asarray(user_codes), dtype=torch.long)
+        return torch.as_tensor(np.asarray(self.matrix), dtype=torch.float32)[users]
+
+    def item_embeddings(self):
+        return None if self.embeddings is None else np.asarray(self.embeddings, dtype=np.float32)
+
+    def _state(self):
+        return {}
+
+    def _set_state(self, state) -> None:
+        pass
+
+
+class RatingModel(FixedScores):
+    def predict_ratings(self, user_codes, item_codes) -> np.ndarray:
+        return np.full(len(user_codes), 3.0)
+
+
+@pytest.fixture
+def tiny():
+    """4 users x 6 items, leave-last-out by time.
+
+    u0: i0 i1 | valid i2 | test i3        u1: i4 | valid i5 | test i0
+    u2: i1 i2 (too few: train only)       u3: i0 | valid i1 | test i0 (already known)
+    """
+    rows = [
+        ("u0", "i0", 0, 5.0, "app"),
+        ("u0", "i1", 1, 5.0, "app"),
+        ("u0", "i2", 2, 5.0, "web"),
+        ("u0", "i3", 3, 4.0, "app"),
+        ("u1", "i4", 0, 5.0, "web"),
+        ("u1", "i5", 1, 5.0, "web"),
+        ("u1", "i0", 2, 1.0, "web"),
+        ("u2", "i1", 0, 5.0, "app"),
+        ("u2", "i2", 1, 5.0, "app"),
+        ("u3", "i0", 0, 5.0, "app"),
+        ("u3", "i1", 1, 5.0, "app"),
+        ("u3", "i0", 2, 5.0, "app"),
+    ]
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "rating", "scenario"])
+    items = pd.DataFrame(
+        {"item_id": [f"i{j}" for j in range(6)], "category": ["a", "a", "b", "b", "a", None]}
+    )
+    ds = Dataset.from_frames("tiny", frame, items=items)
+    parts = split(ds, "loo")
+    scores = [
+        [6, 5, 9, 2.5, 3, 2],  # u0: i2 (valid) scores highest; on test it must be excluded
+        [2.5, 2.7, 3, 4, 5, 6],
+        [1, 1, 1, 1, 1, 1],
+        [9, 1, 1, 1, 1, 1],
+    ]
+    return ds, parts, scores
+
+
+def test_test_part_excludes_train_and_valid_items_hand_values(tiny):
+    ds, parts, scores = tiny
+    model = FixedScores(scores).fit(parts.train)
+    res = evaluate(model, parts, "test", ks=(2, 5))
+    # history became train + valid (one call)
+    # u0 3 + u1 2 + u2 2 + u3 2 distinct known pairs
+    assert model.history_calls == 1 and model.history_.nnz == 9
+    # u0 ranks i4 (3), i3 (2.5), i5 (2): i0, i1 (train) and i2 (valid) excluded; test i3 at 2
+    # u1 ranks i3, i2, i1, i0 (i4 train, i5 valid excluded): test i0 at rank 4
+    assert res.top_items.tolist() == [[4, 3, 5, -1, -1], [3, 2, 1, 0, -1]]
+    assert res.per_user["user_code"].tolist() == [0, 1]
+    pu = res.per_user.set_index("user_code")
+    assert pu.loc[0, "ndcg@5"] == pytest.approx(1 / math.log2(3))
+    assert pu.loc[1, "ndcg@5"] == pytest.approx(1 / math.log2(5))
+    assert pu["mrr@5"].tolist() == pytest.approx([1 / 2, 1 / 4])
+    assert pu["map@5"].tolist() == pytest.approx([1 / 2, 1 / 4])
+    assert pu["precision@5"].tolist() == pytest.approx([0.2, 0.2])
+    assert pu["hit@2"].tolist() == [1.0, 0.0] and pu["recall@2"].tolist() == [1.0, 0.0]
+    # AUC: u0's i3 beats i5, loses to i4 -> 1/2; u1's i0 is last of 4 candidates -> 0
+    assert pu["auc"].tolist() == pytest.approx([0.5, 0.0])
+    m = res.metrics
+    assert m["ndcg@5"] == pytest.approx((1 / math.log2(3) + 1 / math.log2(5)) / 2)
+    assert m["hit@2"] == pytest.approx(0.5) and m["auc"] == pytest.approx(0.25)
+    assert pu["n_truth"].tolist() == [1, 1] and pu["n_known"].tolist() == [3, 2]
+    # u3's only test item (i0) is already known: not scored, and said so
+    assert res.n_users == 2 and res.n_skipped == 1
+    assert res.excluded == "Excluded from ranking: each user's training and validation items."
+    assert any("1 users were not scored" in note for note in res.notes)
+
+
+def test_valid_part_excludes_only_training_items(tiny):
+    ds, parts, scores = tiny
+    model = FixedScores(scores).fit(parts.train)
+    res = evaluate(model, parts, "valid", ks=(5,))
+    # u0: valid i2 scores 9, first among non-train items; u1: valid i5 scores 6, first
+    # u3: valid i1 ties the other candidates at 1 -> rank decided by topk, checked via AUC
+    assert res.excluded == "Excluded from ranking: each user's training items."
+    assert model.history_.nnz == len(parts.train)
+    pu = res.per_user.set_index("user_code")
+    assert pu.loc[0, "ndcg@5"] == 1.0 and pu.loc[1, "ndcg@5"] == 1.0
+    # u3 knows i0; candidates i1..i5 all score 1: every pair with i1 is a tie -> AUC 1/2
+    assert pu.loc[3, "auc"] == pytest.approx(0.5)
+
+
+def test_beyond_accuracy_hand_values(tiny):
+    ds, parts, scores = tiny
+    res = evaluate(FixedScores(scores).fit(parts.train), parts, "test", ks=(2, 5))
+    m = res.metrics
+    # top-2 lists: u0 [i4, i3], u1 [i3, i2] -> items {2, 3, 4} of 6
+    assert m["coverage@2"] == pytest.approx(0.5)
+    # counts [0, 0, 1, 2, 1, 0] sorted [0,0,0,1,1,2]: (1*1 + 3*1 + 5*2) / (6 * 4) = 7/12
+    assert m["gini@2"] == pytest.approx(7 / 12)
+    # known popularity (distinct users, train+valid): i0 2, i1 3, i2 2, i3 0, i4 1, i5 1
+    # avg_pop@2: u0 (1 + 0) / 2, u1 (0 + 2) / 2 -> 0.75
+    assert m["avg_pop@2"] == pytest.approx(0.75)
+    # share = max(pop, 1) / 4 users: i4, i3 -> 1/4 (2 bits), i2 -> 1/2 (1 bit)
+    assert m["novelty@2"] == pytest.approx((2.0 + 1.5) / 2)
+    # head = ceil(0.2 * 6) = 2 most popular: i1, then i0 (ties with i2 broken by code)
+    # top-5: u0 [i4, i3, i5] all tail -> 1; u1 [i3, i2, i1, i0] -> 2 of 4 -> mean 0.75
+    assert m["tail_share@5"] == pytest.approx(0.75)
+    # category diversity: u0 a, b, missing -> all pairs differ = 1;
+    # u1 b, b, a, a -> 4 of 6 pairs differ -> mean (1 + 2/3) / 2
+    assert m["diversity@5"] == pytest.approx(5 / 6)
+    assert any("different categories" in note for note in res.notes)
+    # every item has <= 5 training interactions -> all test items cold; u0 hit at 2
+    assert m["cold_item_recall@2"] == pytest.approx(0.5)
+    assert m["cold_item_recall@5"] == pytest.approx(1.0)
+    # the model has no predict_ratings -> no rating errors
+    assert "rmse" not in m
+
+
+def test_embedding_diversity_and_rating_errors(tiny):
+    ds, parts, scores = tiny
+    model = RatingModel(scores, embeddings=np.eye(6)).fit(parts.train)
+    res = evaluate(model, parts, "test", ks=(5,))
+    # orthogonal embeddings: every pair has cosine 0 -> diversity 1
+    assert res.metrics["diversity@5"] == pytest.approx(1.0)
+    assert any("embeddings" in note for note in res.notes)
+    # test ratings 4 (u0), 1 (u1), 5 (u3) against 3: errors 1, -2, 2
+    assert res.metrics["rmse"] == pytest.approx(math.sqrt(9 / 3))
+    assert res.metrics["mae"] == pytest.approx(5 / 3)
+
+
+def test_segments_partition_users_and_scenario(tiny):
+    ds, parts, scores = tiny
+    res = evaluate(FixedScores(scores).fit(parts.train), parts, "test", ks=(5,))
+    seg = res.segments
+    assert list(seg.columns[:3]) == ["segment_kind", "segment", "n_users"]
+    assert set(seg["segment_kind"]) == {"all", "activity", "cold_user", "cold_item", "scenario"}
+    for _kind, rows in seg.groupby("segment_kind"):
+        assert rows["n_users"].sum() == res.n_users
+    scen = seg[seg["segment_kind"] == "scenario"].set_index("segment")
+    # u0's test interaction is on 'app', u1's on 'web'
+    assert scen["n_users"].to_dict() == {"app": 1, "web": 1}
+    assert scen.loc["app", "ndcg@5"] == pytest.approx(1 / math.log2(3))
+    assert seg[seg["segment_kind"] == "activity"]["segment"].tolist() == ["1-5"]
+
+
+def _reference(scores: np.ndarray, truth: set, known: set, k: int) -> tuple[float, float, float]:
+    """Slow per-user NDCG@k, recall@k and AUC, written independently of core.metrics."""
+    cands = [j for j in range(len(scores)) if j not in known]
+    ranked = sorted(cands, key=lambda j: -scores[j])[:k]
+    dcg = sum(1 / math.log2(r + 2) for r, j in enumerate(ranked) if j in truth)
+    idcg = sum(1 / math.log2(r + 2) for r in range(min(len(truth), k)))
+    negs = [j for j in cands if j not in truth]
+    wins = sum(
+        (scores[p] > scores[q]) + 0.5 * (scores[p] == scores[q]) for p in truth for q in negs
+    )
+    auc = wins / (len(truth) * len(negs)) if negs else float("nan")
+    return dcg / idcg, sum(j in truth for j in ranked) / len(truth), auc
+
+
+def test_matches_slow_reference_and_batch_size_does_not_matter(planted_dataset):
+    parts = split(planted_dataset, "random", seed=3)
+    rng = np.random.default_rng(0)
+    scores = rng.random((planted_dataset.n_users, planted_dataset.n_items))
+    model = FixedScores(scores).fit(parts.train)
+    full = evaluate(model, parts, "test")
+    known = parts.known_for("test").csr().tolil().rows
+    truth = parts.test.csr().tolil().rows
+    for u in full.per_user["user_code"].head(25):
+        ref = _reference(scores[u], set(truth[u]) - set(known[u]), set(known[u]), 10)
+        pu = full.per_user.set_index("user_code").loc[u]
+        assert pu["ndcg@10"] == pytest.approx(ref[0])
+        assert pu["recall@10"] == pytest.approx(ref[1])
+        assert pu["auc"] == pytest.approx(ref[2])
+    for bs in (1, 7):
+        other = evaluate(model, parts, "test", batch_size=bs)
+        pd.testing.assert_frame_equal(other.per_user, full.per_user)
+        assert np.array_equal(other.top_items, full.top_items)
+        assert other.metrics == pytest.approx(full.metrics)
+
+
+def test_ranking_metric_fast_path(tiny, planted_dataset):
+    parts = split(planted_dataset, "loo")
+    scores = np.random.default_rng(1).random((planted_dataset.n_users, planted_dataset.n_items))
+    model = FixedScores(scores).fit(parts.train)
+    res = evaluate(model, parts, "test")
+    calls = model.history_calls
+    known = parts.known_for("test")
+    for metric in ("ndcg", "recall", "hit", "mrr", "map", "precision"):
+        got = ranking_metric(model, parts.test, known, k=10, metric=metric)
+        assert got == pytest.approx(res.metrics[f"{metric}@10"])
+    assert ranking_metric(model, parts.test, known, metric="auc") == pytest.approx(
+        res.metrics["auc"]
+    )
+    assert model.history_calls == calls  # the fast path never touches history
+    # a subset of users gives a mean of those users' values
+    sub = ranking_metric(model, parts.test, known, k=10, max_users=30)
+    assert 0.0 <= sub <= 1.0 and sub != pytest.approx(res.metrics["ndcg@10"], abs=1e-12)
+    with pytest.raises(ParameterError, match="Metric 'dcg'"):
+        ranking_metric(model, parts.test, known, metric="dcg")
+
+
+def test_bad_part_and_cutoffs(tiny):
+    ds, parts, scores = tiny
+    model = FixedScores(scores).fit(parts.train)
+    with pytest.raises(ParameterError, match="'train'"):
+        evaluate(model, parts, "train")
+    with pytest.raises(ParameterError, match="positive whole numbers"):
+        evaluate(model, parts, "test", ks=(0, 5))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_scores_match_cpu(planted_dataset):
+    class OnCuda(FixedScores):
+        def score(self, user_codes, item_codes=None):
+            return super().score(user_codes).cuda()
+
+    parts = split(planted_dataset, "random", seed=3)
+    scores = np.random.default_rng(0).random((planted_dataset.n_users, planted_dataset.n_items))
+    cpu = evaluate(FixedScores(scores).fit(parts.train), parts, "test")
+    gpu = evaluate(OnCuda(scores).fit(parts.train), parts, "test")
+    assert np.array_equal(cpu.top_items, gpu.top_items)
+    for name, value in cpu.metrics.items():
+        assert gpu.metrics[name] == pytest.approx(value, rel=1e-6, abs=1e-9), name
