@@ -1,0 +1,522 @@
+"""File layouts for ingest: open a source, sniff its layout, read it into an Arrow table.
+
+Sniffing looks only at the first 64 KiB (delimiter, header, encoding, known public layouts
+such as MovieLens and RecBole); the full read goes through pyarrow (multithreaded CSV,
+Parquet, JSON lines) so tens of millions of rows never pass through Python objects.
+Line numbers for error messages are found by a slow exact scan, on the error path only.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from core.errors import IngestError
+
+FORMATS = ("auto", "csv", "tsv", "parquet", "jsonl", "movielens", "recbole")
+HEAD_BYTES = 1 << 16
+# Single-byte stand-in for MovieLens '::' (pyarrow only splits on one character).
+_UNIT_SEP = "\x1f"
+_DELIMITERS = (",", "\t", ";", "|", " ")
+_NULLS = ["", "NULL", "null", "NaN", "nan", "None", "N/A", "n/a"]
+_RECBOLE_TYPE = re.compile(r"^(.+):(token|token_seq|float|float_seq)$")
+_NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
+
+ML_GENRES = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
+    "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
+    "Romance", "Sci-Fi", "Thriller", "War", "Western",
+)  # fmt: skip
+# Headerless MovieLens layouts: (role, delimiter) -> column names.
+_ML_COLUMNS = {
+    ("interactions", "\t"): ["user_id", "item_id", "rating", "timestamp"],
+    ("items", "|"): ["item_id", "title", "release_date", "video_release_date", "imdb_url"]
+    + [f"genre:{g}" for g in ML_GENRES],
+    ("users", "|"): ["user_id", "age", "gender", "occupation", "zip_code"],
+    ("interactions", "::"): ["user_id", "item_id", "rating", "timestamp"],
+    ("items", "::"): ["item_id", "title", "genres"],
+    ("users", "::"): ["user_id", "gender", "age", "occupation", "zip_code"],
+}
+_ML_NAMES = {
+    "u.data": ("interactions", "\t"),
+    "u.item": ("items", "|"),
+    "u.user": ("users", "|"),
+    "ratings.dat": ("interactions", "::"),
+    "movies.dat": ("items", "::"),
+    "users.dat": ("users", "::"),
+}
+_ML_100K_SPLIT = re.compile(r"^u[1-5a-b]\.(base|test)$")
+
+
+@dataclass
+class Source:
+    """A file on disk or uploaded bytes; `name` is what messages show."""
+
+    name: str
+    path: Path | None = None
+    data: bytes | None = None
+
+    @property
+    def filename(self) -> str:
+        return Path(self.name).name.lower()
+
+    @property
+    def suffix(self) -> str:
+        name = self.filename.removesuffix(".gz")
+        return Path(name).suffix
+
+    def raw_bytes(self, limit: int | None = None) -> bytes:
+        """Bytes after gzip decompression (the first `limit` when given)."""
+        if self.data is not None:
+            data = self.data
+            if data[:2] == b"\x1f\x8b":
+                data = gzip.decompress(data)
+            return data if limit is None else data[:limit]
+        assert self.path is not None
+        with open(self.path, "rb") as handle:
+            magic = handle.read(2)
+        opener = gzip.open if magic == b"\x1f\x8b" else open
+        with opener(self.path, "rb") as handle:
+            return handle.read() if limit is None else handle.read(limit)
+
+    def stream(self) -> pa.NativeFile:
+        """A pyarrow input stream over the (decompressed) content."""
+        if self.data is not None:
+            return pa.BufferReader(self.raw_bytes())
+        gz = _magic(self.path) == b"\x1f\x8b"
+        return pa.input_stream(str(self.path), compression="gzip" if gz else None)
+
+
+@dataclass
+class Layout:
+    """What sniffing found: the format, how to split lines, and the column names."""
+
+    format: str  # csv | tsv | parquet | jsonl | excel | movielens | recbole
+    columns: list[str] = field(default_factory=list)
+    delimiter: str | None = None
+    header: bool = True
+    encoding: str = "utf-8"
+    quoting: bool = True
+    description: str = ""
+    types: dict[str, str] = field(default_factory=dict)  # RecBole field types
+    sample: list[str] = field(default_factory=list)  # first lines, for hints
+
+
+def to_source(source: str | Path | tuple[bytes, str]) -> Source:
+    """Check that a path can be read (or wrap uploaded bytes) and give it a display name."""
+    if isinstance(source, tuple):
+        data, filename = source
+        return Source(name=str(filename), data=bytes(data))
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise IngestError(
+            "the file does not exist", file=str(path), hint="check the path and its spelling"
+        )
+    if path.is_dir():
+        raise IngestError(
+            "this is a folder, not a file",
+            file=str(path),
+            hint="choose the interactions file inside it (e.g. u.data, ratings.csv, x.inter)",
+        )
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except OSError as exc:
+        raise IngestError(
+            f"the file cannot be opened ({exc.strerror})",
+            file=str(path),
+            hint="check that you may read it",
+        ) from exc
+    return Source(name=str(path), path=path)
+
+
+def sniff(src: Source, format: str = "auto", role: str = "interactions") -> Layout:
+    """Decide the layout from the file name and the first 64 KiB of content."""
+    if format not in FORMATS:
+        raise IngestError(
+            f"unknown format '{format}'",
+            file=src.name,
+            hint=f"use one of {', '.join(FORMATS)}",
+        )
+    head = src.raw_bytes(HEAD_BYTES)
+    if not head.strip():
+        raise IngestError(
+            "the file is empty", file=src.name, hint="choose a file that holds interactions"
+        )
+    if head[:4] == b"PAR1" or format == "parquet" or src.suffix in (".parquet", ".pq"):
+        if head[:4] != b"PAR1":
+            raise IngestError(
+                "the file is not a Parquet file (it lacks the PAR1 signature)",
+                file=src.name,
+                hint="choose another format or re-export the file as Parquet",
+            )
+        return Layout("parquet", description="Parquet")
+    if head[:4] == b"PK\x03\x04" or src.suffix in (".xlsx", ".xlsm"):
+        if src.suffix not in (".xlsx", ".xlsm"):
+            raise IngestError(
+                "the file is a zip archive, not a table",
+                file=src.name,
+                hint="unzip it and choose the interactions file inside",
+            )
+        return Layout("excel", description="Excel workbook (first sheet)")
+    text = _decode_head(src, head)
+    if format == "jsonl" or src.suffix in (".jsonl", ".ndjson", ".json"):
+        return Layout("jsonl", description="JSON lines", encoding="utf-8")
+    layout = _sniff_text(src, text, format, role)
+    layout.sample = [ln for ln in text.splitlines() if ln.strip()][:20]
+    return layout
+
+
+def read_table(
+    src: Source,
+    layout: Layout,
+    *,
+    columns: list[str] | None = None,
+    string_columns: tuple[str, ...] = (),
+) -> pa.Table:
+    """Read the whole source into an Arrow table (only `columns` when given)."""
+    if layout.format == "parquet":
+        return _read_parquet(src, columns)
+    if layout.format == "excel":
+        return _read_excel(src, columns)
+    if layout.format == "jsonl":
+        return _read_jsonl(src, columns)
+    return _read_delimited(src, layout, columns, string_columns)
+
+
+def line_of(src: Source, layout: Layout, row: int) -> int:
+    """1-based line of data row `row` (0-based) as a person counts lines in the file."""
+    if layout.format == "parquet":
+        return row + 1
+    if layout.format == "excel":
+        return row + 2
+    text = io.TextIOWrapper(
+        io.BytesIO(src.raw_bytes()), encoding=layout.encoding, errors="replace", newline=""
+    )
+    if layout.format == "jsonl" or not layout.quoting or len(layout.delimiter or "") != 1:
+        seen = -1 if layout.header and layout.format != "jsonl" else 0
+        for number, line in enumerate(text, start=1):
+            if line.strip():
+                if seen == row:
+                    return number
+                seen += 1
+        return row + 1
+    reader = csv.reader(text, delimiter=layout.delimiter)
+    seen = -1 if layout.header else 0
+    previous = 0
+    for record in reader:
+        start, previous = previous + 1, reader.line_num
+        if not record:
+            continue
+        if seen == row:
+            return start
+        seen += 1
+    return row + (2 if layout.header else 1)
+
+
+def first_ragged_line(src: Source, layout: Layout) -> tuple[int, int] | None:
+    """(line, number of values) of the first line whose value count differs from the header."""
+    expected = len(layout.columns)
+    text = io.TextIOWrapper(
+        io.BytesIO(src.raw_bytes()), encoding=layout.encoding, errors="replace", newline=""
+    )
+    delim = layout.delimiter or ","
+    if layout.quoting and len(delim) == 1:
+        reader = csv.reader(text, delimiter=delim)
+        previous = 0
+        for record in reader:
+            start, previous = previous + 1, reader.line_num
+            if record and len(record) != expected:
+                return start, len(record)
+        return None
+    for number, line in enumerate(text, start=1):
+        line = line.rstrip("\r\n")
+        if line.strip() and len(line.split(delim)) != expected:
+            return number, len(line.split(delim))
+    return None
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _magic(path: Path | None) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read(2)
+
+
+def _decode_head(src: Source, head: bytes) -> str:
+    """Decode the head as UTF-8 (else Latin-1); reject binary content."""
+    if b"\x00" in head:
+        raise _binary(src)
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # A multi-byte character cut at the 64 KiB boundary is still UTF-8.
+        if exc.start >= len(head) - 4 and len(head) == HEAD_BYTES:
+            text = head[: exc.start].decode("utf-8")
+        else:
+            text = head.decode("latin-1")
+    control = sum(1 for ch in text if ord(ch) < 32 and ch not in "\t\n\r\f")
+    control += sum(1 for ch in text if 0x7F <= ord(ch) < 0xA0)
+    if control > max(2, len(text) // 50):
+        raise _binary(src)
+    return text.lstrip("\ufeff")
+
+
+def _binary(src: Source) -> IngestError:
+    return IngestError(
+        "the file holds binary data, not a text table",
+        file=src.name,
+        hint="export it as CSV, TSV, Parquet or JSON lines",
+    )
+
+
+def _sniff_text(src: Source, text: str, format: str, role: str) -> Layout:
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if len(text) >= HEAD_BYTES - 8 and len(lines) > 1:
+        lines = lines[:-1]  # the last line may be cut at the 64 KiB boundary
+    encoding = "utf-8" if _utf8(src.raw_bytes(HEAD_BYTES)) else "latin-1"
+    name = src.filename
+    sample = lines[:200]
+    if name in _ML_NAMES or _ML_100K_SPLIT.match(name):
+        file_role, delim = _ML_NAMES.get(name, ("interactions", "\t"))
+        return _movielens(sample, delim, file_role, encoding, name)
+    recbole = src.suffix in (".inter", ".item", ".user") or format == "recbole"
+    first = sample[0].split("\t")
+    if recbole or (len(first) > 1 and all(_RECBOLE_TYPE.match(f.strip()) for f in first)):
+        return _recbole(src, first, encoding)
+    if format == "movielens" or all("::" in ln for ln in sample):
+        if all("::" in ln for ln in sample):
+            return _movielens(sample, "::", role, encoding, name)
+        if format == "movielens" and not _has_header(sample, "\t"):
+            return _movielens(sample, "\t" if "\t" in sample[0] else "|", role, encoding, name)
+    if format == "tsv":
+        delim = "\t"
+    else:
+        delim = _sniff_delimiter(sample)
+    header = _has_header(sample, delim)
+    fields = _split(sample[0], delim)
+    ml_like = not header and delim == "\t" and len(fields) == 4 and role == "interactions"
+    if ml_like and all(_NUMBER.match(f) for f in fields):
+        return _movielens(sample, "\t", role, encoding, name)
+    columns = _clean_names(fields if header else [f"column_{i + 1}" for i in range(len(fields))])
+    kind = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe", " ": "space"}[delim]
+    fmt = "tsv" if delim == "\t" else "csv"
+    desc = f"{kind}-separated{'' if header else ', no header'}"
+    if fmt == "csv" and _is_movielens_csv(columns, role):
+        fmt, desc = "movielens", f"MovieLens {name or 'CSV'} ({desc})"
+    return Layout(fmt, columns, delim, header, encoding, True, desc)
+
+
+def _movielens(lines: list[str], delim: str, role: str, encoding: str, name: str) -> Layout:
+    names = list(_ML_COLUMNS.get((role, delim), []))
+    width = len(lines[0].split(delim))
+    if len(names) != width:
+        names = names[:width] + [f"column_{i + 1}" for i in range(len(names), width)]
+    kind = {"\t": "tab", "|": "pipe", "::": "'::'"}[delim]
+    desc = f"MovieLens {name or role} ({kind}-separated, no header)"
+    # MovieLens .dat and u.item are Latin-1 and never quote their fields.
+    return Layout("movielens", names, delim, False, encoding, False, desc)
+
+
+def _recbole(src: Source, first: list[str], encoding: str) -> Layout:
+    names, types = [], {}
+    for raw in first:
+        match = _RECBOLE_TYPE.match(raw.strip())
+        base = match.group(1) if match else raw.strip()
+        names.append(base)
+        if match:
+            types[base] = match.group(2)
+    desc = f"RecBole atomic file {src.filename} (tab-separated, typed header)"
+    return Layout("recbole", _clean_names(names), "\t", True, encoding, False, desc, types)
+
+
+def _is_movielens_csv(columns: list[str], role: str) -> bool:
+    known = {"interactions": {"userId", "movieId", "rating"}, "items": {"movieId", "title"}}
+    return bool(known.get(role)) and known[role] <= set(columns)
+
+
+def _utf8(head: bytes) -> bool:
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start >= len(head) - 4 and len(head) == HEAD_BYTES
+    return True
+
+
+def _split(line: str, delim: str) -> list[str]:
+    if len(delim) > 1:
+        return [f.strip() for f in line.split(delim)]
+    return [f.strip() for f in next(csv.reader([line], delimiter=delim))]
+
+
+def _sniff_delimiter(lines: list[str]) -> str:
+    """The candidate that splits every sample line into the same number (>1) of fields."""
+    best, best_width = ",", 1
+    for delim in _DELIMITERS:
+        widths = {len(next(csv.reader([ln], delimiter=delim))) for ln in lines}
+        if len(widths) == 1 and (width := widths.pop()) > best_width:
+            if delim == " " and best_width > 1:
+                continue  # spaces only when nothing else splits the lines
+            best, best_width = delim, width
+    return best
+
+
+def _has_header(lines: list[str], delim: str) -> bool:
+    """A header unless the first line looks like the data lines (numbers where they are)."""
+    first = _split(lines[0], delim)
+    if len(lines) == 1 or not any(_NUMBER.match(f) for f in first):
+        return True
+    rest = [_split(ln, delim) for ln in lines[1:50]]
+    for col, value in enumerate(first):
+        values = [r[col] for r in rest if col < len(r)]
+        if values and all(_NUMBER.match(v) for v in values) and not _NUMBER.match(value):
+            return True
+    return False
+
+
+def _clean_names(names: list[str]) -> list[str]:
+    """Strip names, name blanks 'column_N', and make duplicates unique ('x', 'x_2')."""
+    out: list[str] = []
+    for i, name in enumerate(names):
+        name = name.strip().strip('"').strip() or f"column_{i + 1}"
+        base, n = name, 2
+        while name in out:
+            name, n = f"{base}_{n}", n + 1
+        out.append(name)
+    return out
+
+
+def _read_delimited(
+    src: Source, layout: Layout, columns: list[str] | None, strings: tuple[str, ...]
+) -> pa.Table:
+    try:
+        return _arrow_csv(src, layout, columns, {c: pa.string() for c in strings})
+    except pa.ArrowInvalid as exc:
+        message = str(exc)
+        if "UTF8" in message and layout.encoding == "utf-8":
+            layout.encoding = "latin-1"  # valid UTF-8 at the top, not further down
+            return _read_delimited(src, layout, columns, strings)
+        if "conversion error" in message or "In CSV column" in message:
+            # A column typed from its first block holds other values later: read it as
+            # text so that validation can name the first bad row.
+            every = {c: pa.string() for c in (columns or layout.columns)}
+            return _arrow_csv(src, layout, columns, every)
+        ragged = first_ragged_line(src, layout)
+        if ragged is not None:
+            line, width = ragged
+            sep = {"\t": "tab", "::": "'::'"}.get(layout.delimiter, f"'{layout.delimiter}'")
+            raise IngestError(
+                f"found {width} values where the header has {len(layout.columns)}",
+                file=src.name,
+                row=line,
+                hint=f"every line needs {len(layout.columns)} values separated by {sep}; "
+                "fix or remove that line, or quote values that contain the separator",
+            ) from exc
+        raise IngestError(
+            f"the file could not be parsed ({message.splitlines()[0]})",
+            file=src.name,
+            hint="check that it is a delimited text table",
+        ) from exc
+
+
+def _arrow_csv(
+    src: Source, layout: Layout, columns: list[str] | None, types: dict[str, pa.DataType]
+) -> pa.Table:
+    delim = layout.delimiter or ","
+    if len(delim) > 1:
+        data = src.raw_bytes().replace(delim.encode(), _UNIT_SEP.encode())
+        stream, delim = pa.BufferReader(data), _UNIT_SEP
+    else:
+        stream = src.stream()
+    read = pacsv.ReadOptions(
+        column_names=layout.columns,
+        skip_rows=1 if layout.header else 0,
+        encoding=layout.encoding,
+        block_size=1 << 24,
+    )
+    parse = pacsv.ParseOptions(delimiter=delim, quote_char='"' if layout.quoting else False)
+    convert = pacsv.ConvertOptions(
+        column_types=types, include_columns=columns, null_values=_NULLS, strings_can_be_null=True
+    )
+    return pacsv.read_csv(stream, read, parse, convert)
+
+
+def _read_parquet(src: Source, columns: list[str] | None) -> pa.Table:
+    target = pa.BufferReader(src.data) if src.data is not None else str(src.path)
+    try:
+        return pq.read_table(target, columns=columns)
+    except (pa.ArrowException, OSError) as exc:
+        raise IngestError(
+            f"the Parquet file could not be read ({str(exc).splitlines()[0]})",
+            file=src.name,
+            hint="re-export it, or save it as CSV",
+        ) from exc
+
+
+def _read_jsonl(src: Source, columns: list[str] | None) -> pa.Table:
+    data = src.raw_bytes()
+    if data.lstrip()[:1] == b"[":
+        try:
+            table = pa.Table.from_pandas(pd.DataFrame(json.loads(data)), preserve_index=False)
+        except (ValueError, TypeError, pa.ArrowException) as exc:
+            raise IngestError(
+                f"the JSON array could not be read as a table ({exc})",
+                file=src.name,
+                hint="write one JSON object per line with the same keys",
+            ) from exc
+    else:
+        try:
+            table = pajson.read_json(pa.BufferReader(data))
+        except pa.ArrowInvalid as exc:
+            line, problem = _first_bad_json(data)
+            raise IngestError(
+                f"this line is not a JSON object ({problem})",
+                file=src.name,
+                row=line,
+                hint='write one JSON object per line, e.g. {"user_id": 1, "item_id": 7}',
+            ) from exc
+    return table.select(columns) if columns else table
+
+
+def _first_bad_json(data: bytes) -> tuple[int | None, str]:
+    for number, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            return number, exc.msg
+        if not isinstance(value, dict):
+            return number, f"found {type(value).__name__}"
+    return None, "values of mixed types in one field"
+
+
+def _read_excel(src: Source, columns: list[str] | None) -> pa.Table:
+    try:
+        import openpyxl  # noqa: F401
+    except ImportError as exc:
+        raise IngestError(
+            "reading Excel workbooks needs the openpyxl package, which is not installed",
+            file=src.name,
+            hint="save the sheet as CSV (File > Save As) or install openpyxl",
+        ) from exc
+    handle = io.BytesIO(src.raw_bytes())
+    frame = pd.read_excel(handle, sheet_name=0, dtype=object)
+    frame.columns = _clean_names([str(c) for c in frame.columns])
+    for col in frame.columns:
+        if frame[col].map(type).nunique() > 1:
+            frame[col] = frame[col].map(lambda v: None if pd.isna(v) else str(v))
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    return table.select(columns) if columns else table

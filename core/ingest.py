@@ -1,0 +1,571 @@
+"""Ingest: read an interactions file (plus item/user tables), map, validate, save a Dataset.
+
+Everything is checked before anything is written: a bad file raises `IngestError` naming
+the file, the line and the column with a hint, and the workspace stays untouched. The
+report says plainly what was done (rows read and kept, duplicates, drops by reason).
+Columns are cleaned as Arrow arrays / numpy vectors and turned into one pandas frame at
+the end, so large files are not copied row by row.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from core import schema as S
+from core.dataset import Dataset
+from core.errors import IngestError
+from core.formats import FORMATS, Layout, Source, line_of, read_table, sniff, to_source
+from core.ingest_columns import (
+    NO_COLUMN,
+    find_companions,
+    guess_separator,
+    infer_mapping,
+    load_items,
+    load_users,
+)
+from core.schema import ColumnMapping
+
+__all__ = [
+    "FORMATS",
+    "IngestReport",
+    "find_companions",
+    "infer_mapping",
+    "ingest",
+    "load_interactions",
+    "load_items",
+    "load_users",
+    "read_raw",
+]
+
+log = logging.getLogger(__name__)
+
+_REASONS = {
+    "missing_user_id": "had no user id",
+    "missing_item_id": "had no item id",
+    "missing_rating": "had no rating",
+    "missing_timestamp": "had no timestamp",
+    "below_min_rating": "were rated below the minimum rating",
+}
+
+
+@dataclass
+class IngestReport:
+    """What ingest did, in numbers (`to_dict`) and in plain sentences (`lines`)."""
+
+    file: str
+    format: str
+    rows_read: int = 0
+    rows_kept: int = 0
+    duplicates: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    mapping: ColumnMapping = field(default_factory=ColumnMapping)
+    feedback: str = "implicit"  # "explicit" | "implicit"
+    min_rating: float | None = None
+    notes: list[str] = field(default_factory=list)
+    layout: str = ""  # e.g. "comma-separated", "MovieLens u.data (tab-separated, no header)"
+    n_users: int = 0
+    n_items: int = 0
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["mapping"] = self.mapping.to_dict()
+        return data
+
+    def lines(self) -> list[str]:
+        """Plain sentences for the UI and the CLI."""
+        name = Path(self.file).name
+        out = [f"Read {self.rows_read:,} rows from {name} ({self.layout or self.format})."]
+        used = [f"{k} ← '{v}'" for k, v in self.mapping.to_dict().items() if v and k != "extra"]
+        out.append("Columns used: " + ", ".join(used) + ".")
+        for reason, count in self.dropped.items():
+            text = _REASONS.get(reason, reason.replace("_", " "))
+            if reason == "below_min_rating":
+                text = f"were rated below {self.min_rating:g}"
+            out.append(f"Dropped {count:,} rows that {text}.")
+        if self.duplicates:
+            out.append(
+                f"Collapsed {self.duplicates:,} repeated user–item pairs, keeping the latest."
+            )
+        if self.feedback == "explicit":
+            out.append("Feedback: explicit ratings.")
+        elif self.min_rating is not None:
+            out.append(f"Feedback: implicit (ratings of {self.min_rating:g} or more count).")
+        else:
+            out.append("Feedback: implicit (each row is one positive interaction).")
+        out.append(
+            f"Kept {self.rows_kept:,} interactions of {self.n_users:,} users "
+            f"on {self.n_items:,} items."
+        )
+        return out + list(self.notes)
+
+
+def read_raw(
+    source: str | Path | tuple[bytes, str], format: str = "auto"
+) -> tuple[pd.DataFrame, str]:
+    """The file as a raw table (its own column names) and the detected format."""
+    src = to_source(source)
+    layout = sniff(src, format)
+    return read_table(src, layout).to_pandas(), layout.format
+
+
+def load_interactions(
+    source: str | Path | tuple[bytes, str],
+    *,
+    format: str = "auto",
+    mapping: ColumnMapping | None = None,
+    min_rating: float | None = None,
+) -> tuple[pd.DataFrame, IngestReport]:
+    """Canonical interactions (user_id, item_id[, timestamp, rating, scenario, weight]).
+
+    Rows without ids are dropped, ratings below `min_rating` too (the rest become positive
+    implicit feedback), and repeated user-item pairs keep their latest row.
+    """
+    src = to_source(source)
+    layout = sniff(src, format, "interactions")
+    table, columns = _columns(src, layout)
+    _check_width(src, layout, columns, format)
+    used = _resolve(src, layout, columns, mapping)
+    if min_rating is not None:
+        _check_min_rating(src, used, min_rating, columns)
+    wanted = [c for c in dict.fromkeys(used.source_to_canonical())]
+    strings = tuple(c for c in (used.user_id, used.item_id, used.scenario) if c)
+    if table is None:
+        table = read_table(src, layout, columns=wanted, string_columns=strings)
+    else:
+        table = table.select(wanted)
+    if table.num_rows == 0:
+        raise IngestError(
+            "the file has a header line but no data rows",
+            file=src.name,
+            hint="add one line per interaction below the header",
+        )
+    report = IngestReport(
+        file=src.name,
+        format=layout.format,
+        rows_read=table.num_rows,
+        mapping=used,
+        min_rating=min_rating,
+        layout=layout.description,
+    )
+    frame = _clean(src, layout, table, used, min_rating, report)
+    return frame, report
+
+
+def ingest(
+    source: str | Path | tuple[bytes, str],
+    *,
+    items: str | Path | tuple[bytes, str] | None = None,
+    users: str | Path | tuple[bytes, str] | None = None,
+    name: str | None = None,
+    format: str = "auto",
+    mapping: ColumnMapping | None = None,
+    min_rating: float | None = None,
+    home: Path,
+) -> tuple[Dataset, IngestReport]:
+    """Read, validate and save a dataset under `home/datasets/<name>/`; all or nothing.
+
+    For a path whose folder holds the matching item/user tables (u.item beside u.data,
+    movies.csv beside ratings.csv, x.item beside x.inter, items.csv beside
+    interactions.csv) those are used when `items` / `users` are not given.
+    """
+    src = to_source(source)
+    frame, report = load_interactions(source, format=format, mapping=mapping, min_rating=min_rating)
+    sides: dict[str, pd.DataFrame | None] = {}
+    found = find_companions(src.path) if src.path is not None else {}
+    for role, given, loader in (("items", items, load_items), ("users", users, load_users)):
+        sides[role] = None
+        if given is not None:
+            sides[role] = loader(given)
+            report.notes.extend(sides[role].attrs.get("notes", []))
+        elif found.get(role) is not None:
+            try:
+                sides[role] = loader(found[role])
+            except IngestError as exc:
+                report.notes.append(f"The {role} table {found[role].name} was skipped: {exc}")
+                continue
+            report.notes.append(f"Used the {role} table {found[role].name} found beside it.")
+            report.notes.extend(sides[role].attrs.get("notes", []))
+    for role, key in (("items", S.ITEM_ID), ("users", S.USER_ID)):
+        if sides[role] is not None:
+            unknown = ~frame[key].isin(sides[role][key])
+            if unknown.any():
+                report.notes.append(
+                    f"{pd.unique(frame.loc[unknown, key]).size:,} {role} in the interactions "
+                    f"have no row in the {role} table; they get ids only."
+                )
+    if S.WEIGHT in frame.columns:
+        report.notes.append("The weight column is reported but datasets do not store it yet.")
+    name = name or derive_name(src)
+    info = {
+        "source": src.name,
+        "report": report.to_dict(),
+        "mapping": report.mapping.to_dict(),
+        "feedback": report.feedback,
+        "min_rating": min_rating,
+    }
+    dataset = Dataset.from_frames(name, frame, sides["items"], sides["users"], info=info)
+    dataset.save(home)
+    log.info("ingested %s as dataset %s: %s", src.name, name, " ".join(report.lines()))
+    return dataset, report
+
+
+def derive_name(src: Source) -> str:
+    """A dataset name from the file name ('ml-100k' for ml-100k/u.data)."""
+    stem = Path(src.name).name
+    for suffix in (".gz", ".csv", ".tsv", ".txt", ".dat", ".data", ".inter", ".parquet",
+                   ".jsonl", ".json", ".xlsx", ".base"):  # fmt: skip
+        stem = stem.removesuffix(suffix)
+    generic = {"u", "ratings", "interactions", "inter", "data", "events", "train", ""}
+    if stem.lower() in generic and src.path is not None and src.path.parent.name:
+        stem = src.path.resolve().parent.name
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).lstrip("-_.")[:64]
+    return stem or "dataset"
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _columns(src: Source, layout: Layout) -> tuple[pa.Table | None, list[str]]:
+    """Column names before the full read where the format allows (text, Parquet)."""
+    if layout.format in ("jsonl", "excel"):
+        table = read_table(src, layout)
+        return table, table.column_names
+    if layout.format == "parquet":
+        target = pa.BufferReader(src.data) if src.data is not None else str(src.path)
+        try:
+            return None, pq.read_schema(target).names
+        except (pa.ArrowException, OSError) as exc:
+            raise IngestError(
+                f"the Parquet file could not be read ({str(exc).splitlines()[0]})",
+                file=src.name,
+                hint="re-export it, or save it as CSV",
+            ) from exc
+    return None, layout.columns
+
+
+def _check_width(src: Source, layout: Layout, columns: list[str], format: str) -> None:
+    if len(columns) > 1:
+        return
+    sep = guess_separator(layout.sample)
+    if sep and sep not in (",", "\t", ";", "|"):
+        hint = f"the lines look separated by '{sep}', which is not read; save it with commas"
+    elif sep:
+        shown = "tab" if sep == "\t" else f"'{sep}'"
+        hint = f"the lines look separated by {shown}; use --format auto (or csv)"
+    else:
+        hint = "interactions need at least a user column and an item column, e.g. user_id,item_id"
+    if format == "tsv" and sep != "\t":
+        hint += " (--format tsv expects tabs)"
+    raise IngestError(
+        f"only one column found ('{columns[0] if columns else ''}')", file=src.name, hint=hint
+    )
+
+
+def _resolve(
+    src: Source, layout: Layout, columns: list[str], given: ColumnMapping | None
+) -> ColumnMapping:
+    """The inferred mapping with the caller's fields on top; checks every named column."""
+    used = infer_mapping(columns, layout.format)
+    present = ", ".join(columns)
+    if given is not None:
+        lower = {c.lower(): c for c in columns}
+        for key in S.CANONICAL:
+            value = getattr(given, key)
+            if value is None:
+                continue
+            if value == NO_COLUMN:
+                setattr(used, key, None)
+                continue
+            if value not in columns and value.lower() not in lower:
+                raise IngestError(
+                    f"the mapping names a {key} column '{value}' that is not in the file",
+                    file=src.name,
+                    column=value,
+                    hint=f"the columns present are: {present}",
+                )
+            setattr(used, key, value if value in columns else lower[value.lower()])
+        used.extra = dict(given.extra)
+    for key, label, flag in ((S.USER_ID, "user", "--user-col"), (S.ITEM_ID, "item", "--item-col")):
+        if getattr(used, key) is None:
+            first_is_data = any(re.fullmatch(r"[-+.\d]+", c) for c in columns)
+            extra = (
+                "; the first line looks like data, so add a header line" if first_is_data else ""
+            )
+            raise IngestError(
+                f"no {label} column found among the columns {present}",
+                file=src.name,
+                hint=f"name the {label} column {key} (or {label}, {label}Id) or choose it "
+                f"with {flag}{extra}",
+            )
+    if used.user_id == used.item_id:
+        raise IngestError(
+            f"the same column '{used.user_id}' was chosen for users and items",
+            file=src.name,
+            column=used.user_id,
+            hint="choose two different columns",
+        )
+    # Two canonical fields may not share one source column: the later one is left out.
+    seen = {used.user_id, used.item_id}
+    for key in (S.RATING, S.TIMESTAMP, S.SCENARIO, S.WEIGHT):
+        value = getattr(used, key)
+        if value in seen:
+            setattr(used, key, None)
+        elif value:
+            seen.add(value)
+    return used
+
+
+def _check_min_rating(src: Source, used: ColumnMapping, min_rating: float, cols: list) -> None:
+    if not np.isfinite(float(min_rating)):
+        raise IngestError(
+            f"the minimum rating {min_rating} is not a finite number",
+            file=src.name,
+            hint="give a number such as 4",
+        )
+    if used.rating is None:
+        raise IngestError(
+            f"a minimum rating ({min_rating:g}) was given but no rating column was found "
+            f"among {', '.join(cols)}",
+            file=src.name,
+            hint="leave out the minimum rating or choose the rating column with --rating-col",
+        )
+
+
+def _clean(
+    src: Source,
+    layout: Layout,
+    table: pa.Table,
+    used: ColumnMapping,
+    min_rating: float | None,
+    report: IngestReport,
+) -> pd.DataFrame:
+    """Validate and convert each mapped column, drop bad rows, collapse duplicates."""
+    n = table.num_rows
+    keep = np.ones(n, dtype=bool)
+    out: dict[str, pa.ChunkedArray | np.ndarray] = {}
+    for key in (S.USER_ID, S.ITEM_ID):
+        ids = _ids(table.column(getattr(used, key)))
+        missing = ids.is_null().to_numpy(zero_copy_only=False)
+        if missing.all():
+            raise IngestError(
+                f"every one of the {n:,} rows has an empty {key.replace('_', ' ')}",
+                file=src.name,
+                column=getattr(used, key),
+                hint="fill in the ids or choose another column",
+            )
+        _drop(report, keep, missing, f"missing_{key}")
+        out[key] = ids
+    if used.rating:
+        rating = _numbers(src, layout, table, used.rating, "rating")
+        _drop(report, keep, np.isnan(rating), "missing_rating")
+        out[S.RATING] = rating
+    if used.timestamp:
+        stamps, missing = _timestamps(src, layout, table, used.timestamp, report)
+        _drop(report, keep, missing, "missing_timestamp")
+        out[S.TIMESTAMP] = stamps
+    if used.scenario:
+        scen = _ids(table.column(used.scenario))
+        if scen.null_count:
+            report.notes.append(f"{scen.null_count:,} rows had no scenario; it is 'unknown'.")
+            scen = pc.fill_null(scen, "unknown")
+        out[S.SCENARIO] = scen
+    if used.weight:
+        weight = _numbers(src, layout, table, used.weight, "weight")
+        if np.isnan(weight).any():
+            report.notes.append(f"{int(np.isnan(weight).sum()):,} rows had no weight; it is 1.")
+            weight = np.where(np.isnan(weight), 1.0, weight)
+        out[S.WEIGHT] = weight.astype(np.float32)
+    if min_rating is not None:
+        below = np.zeros(n, dtype=bool)
+        below[keep] = out[S.RATING][keep] < float(min_rating)
+        if below[keep].all():
+            top = np.nanmax(out[S.RATING][keep])
+            raise IngestError(
+                f"every rating is below the minimum rating {min_rating:g} (the highest is {top:g})",
+                file=src.name,
+                column=used.rating,
+                hint="choose a lower minimum rating",
+            )
+        _drop(report, keep, below, "below_min_rating")
+    if not keep.any():
+        raise IngestError(
+            f"no row has a user id and an item id together (of {n:,} rows)",
+            file=src.name,
+            hint="fill in the ids on the same lines",
+        )
+    frame = _frame(out, keep)
+    frame = _collapse(frame, report)
+    _feedback(frame, used, min_rating, report)
+    report.rows_kept = len(frame)
+    report.n_users = int(frame[S.USER_ID].nunique())
+    report.n_items = int(frame[S.ITEM_ID].nunique())
+    return frame
+
+
+def _drop(report: IngestReport, keep: np.ndarray, bad: np.ndarray, reason: str) -> None:
+    count = int((bad & keep).sum())
+    if count:
+        report.dropped[reason] = count
+        keep &= ~bad
+
+
+def _ids(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Ids as trimmed strings; empty strings become missing; whole floats lose '.0'."""
+    if pa.types.is_floating(column.type):
+        values = column.drop_null()
+        if len(values) and pc.all(pc.equal(pc.floor(values), values)).as_py():
+            column = pc.cast(column, pa.int64())
+    if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
+        column = pc.cast(column, pa.string())
+    column = pc.utf8_trim_whitespace(column)
+    return pc.if_else(pc.equal(column, ""), pa.scalar(None, pa.string()), column)
+
+
+def _numbers(src: Source, layout: Layout, table: pa.Table, name: str, what: str) -> np.ndarray:
+    """A numeric column as float64 with NaN for missing; names the first non-number."""
+    column = table.column(name)
+    kind = column.type
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
+        values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+    else:
+        text = pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
+        try:
+            values = pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
+        except pa.ArrowInvalid:
+            series = text.to_pandas()
+            values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
+            bad = np.isnan(values) & series.notna().to_numpy() & (series != "").to_numpy()
+            _raise_bad(src, layout, name, what, series, bad)
+    if not np.isfinite(values[~np.isnan(values)]).all():
+        bad = np.isinf(values)
+        _raise_bad(src, layout, name, what, pd.Series(values), bad)
+    return values
+
+
+def _raise_bad(src, layout, name, what, series: pd.Series, bad: np.ndarray) -> None:
+    row = int(np.flatnonzero(bad)[0])
+    example = "4 or 3.5" if what == "rating" else "1 or 2.5"
+    raise IngestError(
+        f"the {what} '{series.iloc[row]}' is not a number",
+        file=src.name,
+        row=line_of(src, layout, row),
+        column=name,
+        hint=f"{what}s must be numbers such as {example}; fix the value or remove the line "
+        f"({int(bad.sum()):,} such row{'s' if bad.sum() != 1 else ''})",
+    )
+
+
+def _timestamps(
+    src: Source, layout: Layout, table: pa.Table, name: str, report: IngestReport
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unix seconds (int64) and a missing mask; numbers in ms/us/ns are scaled to seconds."""
+    column = table.column(name)
+    kind = column.type
+    if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+        secs = pc.cast(pc.cast(column, pa.timestamp("s"), safe=False), pa.int64())
+        missing = secs.is_null().to_numpy(zero_copy_only=False)
+        return pc.fill_null(secs, 0).to_numpy().astype(np.int64), missing
+    numeric = None
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        numeric = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+    else:
+        text = pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
+        try:
+            numeric = pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
+        except pa.ArrowInvalid:
+            return _parse_dates(src, layout, text, name, report)
+    missing = ~np.isfinite(numeric)
+    top = np.abs(numeric[~missing]).max() if (~missing).any() else 0.0
+    for limit, scale, unit in ((1e17, 1e9, "nanoseconds"), (1e14, 1e6, "microseconds"),
+                               (1e11, 1e3, "milliseconds")):  # fmt: skip
+        if top > limit:
+            numeric = numeric / scale
+            report.notes.append(f"Timestamps looked like {unit}; converted to seconds.")
+            break
+    return np.where(missing, 0, np.floor(np.nan_to_num(numeric))).astype(np.int64), missing
+
+
+def _parse_dates(src, layout, text: pa.ChunkedArray, name: str, report) -> tuple:
+    try:
+        secs = pc.cast(pc.cast(text, pa.timestamp("s")), pa.int64())
+        missing = secs.is_null().to_numpy(zero_copy_only=False)
+        report.notes.append("Dates were read as UTC and converted to unix seconds.")
+        return pc.fill_null(secs, 0).to_numpy().astype(np.int64), missing
+    except pa.ArrowInvalid:
+        pass
+    series = text.to_pandas()
+    parsed = pd.to_datetime(series, utc=True, errors="coerce", format="ISO8601")
+    if (parsed.isna() & series.notna()).any():
+        parsed = pd.to_datetime(series, utc=True, errors="coerce", format="mixed")
+    bad = (parsed.isna() & series.notna()).to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise IngestError(
+            f"the timestamp '{series.iloc[row]}' is neither a number nor a date",
+            file=src.name,
+            row=line_of(src, layout, row),
+            column=name,
+            hint="use unix seconds or dates like 2024-05-31 12:00:00; fix or remove the line",
+        )
+    missing = parsed.isna().to_numpy()
+    values = parsed.dt.tz_convert(None).to_numpy(dtype="datetime64[s]").astype(np.int64)
+    report.notes.append("Dates were read as UTC and converted to unix seconds.")
+    return np.where(missing, 0, values), missing
+
+
+def _frame(out: dict, keep: np.ndarray) -> pd.DataFrame:
+    """One pandas frame of the kept rows, canonical columns in canonical order."""
+    mask = pa.array(keep)
+    data = {}
+    for key in S.CANONICAL:
+        if key not in out:
+            continue
+        value = out[key]
+        if isinstance(value, np.ndarray):
+            value = value[keep]
+            data[key] = value.astype(np.float32) if key == S.RATING else value
+        else:
+            data[key] = value.filter(mask).to_pandas()
+    return pd.DataFrame(data)
+
+
+def _collapse(frame: pd.DataFrame, report: IngestReport) -> pd.DataFrame:
+    """Keep the latest row of each repeated (user, item) pair (file order breaks ties)."""
+    users, _ = pd.factorize(frame[S.USER_ID])
+    items, item_ids = pd.factorize(frame[S.ITEM_ID])
+    key = users.astype(np.int64) * max(len(item_ids), 1) + items
+    if S.TIMESTAMP in frame.columns:
+        order = np.argsort(frame[S.TIMESTAMP].to_numpy(), kind="stable")
+        dup_sorted = pd.Series(key[order]).duplicated(keep="last").to_numpy()
+        dup = np.zeros(len(frame), dtype=bool)
+        dup[order[dup_sorted]] = True
+    else:
+        dup = pd.Series(key).duplicated(keep="last").to_numpy()
+    report.duplicates = int(dup.sum())
+    if not report.duplicates:
+        return frame
+    return frame.loc[~dup].reset_index(drop=True)
+
+
+def _feedback(frame: pd.DataFrame, used: ColumnMapping, min_rating, report) -> None:
+    if S.RATING not in frame.columns:
+        report.feedback = "implicit"
+        return
+    if min_rating is None and frame[S.RATING].nunique() <= 1:
+        value = frame[S.RATING].iloc[0]
+        frame.drop(columns=S.RATING, inplace=True)
+        report.feedback = "implicit"
+        report.notes.append(
+            f"Every rating is {value:g}, so the data are treated as implicit feedback."
+        )
+        return
+    report.feedback = "explicit" if min_rating is None else "implicit"
