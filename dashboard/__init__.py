@@ -1,0 +1,1 @@
+"""The Streamlit app shell: entry point, shared sidebar, caching and chart builders."""

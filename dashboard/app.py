@@ -1,0 +1,50 @@
+"""RecScope's only entry point: `streamlit run dashboard/app.py`.
+
+A router: page config, the shared sidebar (workspace, active dataset), then the page the
+visitor picked. Pages live in `pages/`, each exposing `render()`; add one by adding a line
+to PAGES.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # works from a plain checkout too, not only when installed
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from core.runs import workspace_home  # noqa: E402
+from dashboard import shell  # noqa: E402
+from pages import data, runs  # noqa: E402
+
+# One line per page: (render function, title, URL path, icon). The first one opens first.
+PAGES = [
+    (data.render, "Data", "data", ":material/table_chart:"),
+    (runs.render, "Runs", "runs", ":material/history:"),
+]
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    st.set_page_config(page_title="RecScope", page_icon=":material/insights:", layout="wide")
+    home = workspace_home()
+    with shell.guard("loading the sample data"):
+        note = shell.ensure_sample(home)
+        if note:
+            st.toast(note, icon=":material/info:")
+            st.info(note)
+    page = st.navigation(
+        [
+            st.Page(shell.guarded(render), title=title, url_path=url, icon=icon, default=i == 0)
+            for i, (render, title, url, icon) in enumerate(PAGES)
+        ]
+    )
+    shell.sidebar(home)
+    page.run()
+
+
+main()

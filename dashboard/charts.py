@@ -1,0 +1,162 @@
+"""Chart builders: DataFrame in, Plotly figure out. No Streamlit calls, so each is testable.
+
+Every figure carries a title and axis labels an analyst can read without the code.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+ACCENT = "#3366cc"
+SECOND = "#dc7633"
+HEIGHT = 340
+
+
+def long_tail(table: pd.DataFrame, what: str = "items") -> go.Figure:
+    """Interactions per entity by popularity rank, log scale (from `core.profile.activity`)."""
+    fig = go.Figure(
+        go.Scatter(
+            x=table["rank"],
+            y=table["interactions"],
+            mode="lines",
+            line={"color": ACCENT, "width": 2},
+            customdata=table["id"].astype(str),
+            hovertemplate="rank %{x}: %{customdata}<br>%{y} interactions<extra></extra>",
+        )
+    )
+    singular = what.rstrip("s")
+    return _layout(
+        fig,
+        title=f"Interactions per {singular} (long tail)",
+        x=f"{singular.capitalize()}s ranked from most to least active",
+        y="Interactions (log scale)",
+        log_y=True,
+    )
+
+
+def rating_bar(dist: pd.DataFrame) -> go.Figure:
+    """How often each rating value occurs (from `core.profile.rating_distribution`)."""
+    fig = go.Figure(
+        go.Bar(
+            x=dist["rating"].astype(str),
+            y=dist["interactions"],
+            marker_color=ACCENT,
+            hovertemplate="rating %{x}: %{y} interactions<extra></extra>",
+        )
+    )
+    return _layout(fig, title="Rating distribution", x="Rating", y="Interactions")
+
+
+def activity_over_time(over: pd.DataFrame) -> go.Figure:
+    """Interactions and active users per period (from `core.profile.activity_over_time`)."""
+    fig = go.Figure()
+    fig.add_trace(
+        go.Bar(x=over["period"], y=over["interactions"], name="Interactions", marker_color=ACCENT)
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=over["period"],
+            y=over["active_users"],
+            name="Active users",
+            mode="lines",
+            line={"color": SECOND, "width": 2},
+        )
+    )
+    dated = pd.api.types.is_datetime64_any_dtype(over["period"])
+    return _layout(
+        fig,
+        title="Activity over time",
+        x="Date" if dated else "Position in the log (no dates in the data)",
+        y="Count per period",
+        legend=True,
+    )
+
+
+def scenario_users_bar(per: pd.DataFrame) -> go.Figure:
+    """Users by how many scenarios they are active in (from `core.profile.scenario_users`)."""
+    fig = go.Figure(
+        go.Bar(
+            x=per["scenarios"].astype(str),
+            y=per["users"],
+            marker_color=ACCENT,
+            hovertemplate="%{y} users active in %{x} scenario(s)<extra></extra>",
+        )
+    )
+    return _layout(
+        fig, title="Users by number of scenarios", x="Scenarios a user is active in", y="Users"
+    )
+
+
+def overlap_heatmap(matrix: pd.DataFrame) -> go.Figure:
+    """Users shared by each pair of scenarios (from `core.profile.scenario_overlap`)."""
+    names = [str(n) for n in matrix.index]
+    fig = go.Figure(
+        go.Heatmap(
+            z=matrix.to_numpy(),
+            x=names,
+            y=names,
+            colorscale="Blues",
+            text=matrix.to_numpy(),
+            texttemplate="%{text}",
+            hovertemplate="%{y} and %{x}: %{z} users<extra></extra>",
+            colorbar={"title": "Users"},
+        )
+    )
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, title="Users shared between scenarios", x="Scenario", y="Scenario")
+
+
+def top_items_bar(top: pd.DataFrame) -> go.Figure:
+    """Most interacted items, titles on the axis (from `core.profile.top_items`)."""
+    labels = _unique_labels(top["title"].astype(str), top["item_id"].astype(str))
+    fig = go.Figure(
+        go.Bar(
+            x=top["interactions"],
+            y=labels,
+            orientation="h",
+            marker_color=ACCENT,
+            hovertemplate="%{y}: %{x} interactions<extra></extra>",
+        )
+    )
+    fig.update_yaxes(autorange="reversed")
+    fig = _layout(fig, title=f"Top {len(top)} items", x="Interactions", y="")
+    fig.update_layout(height=max(HEIGHT, 22 * len(top) + 80))
+    return fig
+
+
+def metric_bar(runs: pd.DataFrame, metric: str) -> go.Figure:
+    """One bar per run for a test metric; `runs` needs columns run, model and `metric`."""
+    shown = runs.dropna(subset=[metric])
+    fig = go.Figure(
+        go.Bar(
+            x=shown["run"],
+            y=shown[metric],
+            marker_color=ACCENT,
+            customdata=shown["model"],
+            hovertemplate="%{customdata} (%{x})<br>" + metric + " = %{y:.4f}<extra></extra>",
+        )
+    )
+    return _layout(fig, title=f"Test {metric} by run", x="Run", y=metric)
+
+
+def _layout(
+    fig: go.Figure, *, title: str, x: str, y: str, log_y: bool = False, legend: bool = False
+) -> go.Figure:
+    fig.update_layout(
+        title={"text": title, "x": 0, "xanchor": "left"},
+        template="plotly_white",
+        height=HEIGHT,
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        showlegend=legend,
+        legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"},
+    )
+    fig.update_xaxes(title_text=x)
+    fig.update_yaxes(title_text=y, type="log" if log_y else None)
+    return fig
+
+
+def _unique_labels(titles: pd.Series, ids: pd.Series) -> list[str]:
+    """Titles, with the id appended where two items share a title (bars must not merge)."""
+    dup = titles.duplicated(keep=False)
+    return [f"{t} ({i})" if d else t for t, i, d in zip(titles, ids, dup, strict=True)]

@@ -1,0 +1,209 @@
+"""Data page: add a dataset (upload or server path, column mapping) and profile the active one."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import streamlit as st
+
+from core.dataset import list_datasets
+from core.ingest import FORMATS, infer_mapping, ingest
+from core.ingest_columns import NO_COLUMN
+from core.profile import top_share
+from core.runs import workspace_home
+from core.schema import ColumnMapping
+from dashboard import cache, charts, shell
+
+MAIN_TYPES = ["csv", "tsv", "txt", "dat", "data", "parquet", "jsonl", "json", "inter", "xlsx", "gz"]
+SIDE_TYPES = [*MAIN_TYPES, "item", "user"]
+NONE = "(none)"
+FIELDS = {  # mapping field -> label; user and item are required
+    "user_id": "User column",
+    "item_id": "Item column",
+    "rating": "Rating column",
+    "timestamp": "Time column",
+    "scenario": "Scenario column",
+}
+_REPORT = "_recscope_ingest_report"
+
+
+def render() -> None:
+    st.title("Data")
+    st.caption(
+        "Add interaction logs (who interacted with what, and optionally when, how much and "
+        "where), then check what is in them before training."
+    )
+    home = workspace_home()
+    if report := st.session_state.pop(_REPORT, None):
+        st.success("\n\n".join(report))
+    with st.expander("Add a dataset", expanded=not list_datasets(home)):
+        with shell.guard("reading the file"):
+            _add_dataset(home)
+    name = shell.active_dataset()
+    if name is None:
+        st.info("No dataset yet — add one above to see its profile.")
+        return
+    with shell.guard(f"profiling dataset '{name}'"):
+        _profile(home, name)
+
+
+def create_dataset(source, *, items, users, name: str, format: str, mapping, min_rating, home):
+    """Ingest `source` ((bytes, filename) or a path) and make it the active dataset.
+
+    Raises RecScopeError (shown by the caller's guard) when the data cannot be used.
+    """
+    dataset, report = ingest(
+        source,
+        items=items,
+        users=users,
+        name=name,
+        format=format,
+        mapping=mapping,
+        min_rating=min_rating,
+        home=home,
+    )
+    lines = [f"Created dataset '{dataset.name}'.", *report.lines()]
+    st.session_state[_REPORT] = lines
+    shell.set_active_dataset(dataset.name)
+    st.rerun()
+
+
+def _add_dataset(home: Path) -> None:
+    kind = st.radio("Source", ["Upload files", "Path on the server"], horizontal=True)
+    if kind == "Upload files":
+        limit = st.get_option("server.maxUploadSize")
+        st.caption(
+            f"Up to {limit} MB per file (Streamlit's `server.maxUploadSize`). For bigger files "
+            "give a path on the server or use `recscope ingest PATH`."
+        )
+        main = st.file_uploader("Interactions file", type=MAIN_TYPES, key="upload_main")
+        left, right = st.columns(2)
+        items = left.file_uploader("Item table (optional)", type=SIDE_TYPES, key="upload_items")
+        users = right.file_uploader("User table (optional)", type=SIDE_TYPES, key="upload_users")
+        source, items, users = (_upload(f) for f in (main, items, users))
+    else:
+        main = st.text_input("Interactions file path", key="path_main").strip()
+        left, right = st.columns(2)
+        items = left.text_input("Item table path (optional)", key="path_items").strip()
+        users = right.text_input("User table path (optional)", key="path_users").strip()
+        source, items, users = (p or None for p in (main, items, users))
+    fmt = st.selectbox("Format", FORMATS, key="ingest_format", help="'auto' detects it.")
+    if source is None:
+        st.caption("Choose a file to see a preview and map its columns.")
+        return
+    if isinstance(source, tuple):
+        raw, detected = cache.raw_table(*source, format=fmt)
+        filename = source[1]
+    else:
+        raw, detected = cache.raw_path(source, format=fmt)
+        filename = source
+    st.write(f"**Preview** — first rows of {len(raw):,}, read as *{detected}*:")
+    st.dataframe(raw.head(20), hide_index=True)
+    mapping, min_rating = _mapping(list(raw.columns), detected)
+    name = st.text_input("Dataset name", value=_name_from(filename), key=f"name_{filename}")
+    if st.button("Create dataset", type="primary"):
+        create_dataset(
+            source,
+            items=items,
+            users=users,
+            name=name,
+            format=fmt,
+            mapping=mapping,
+            min_rating=min_rating,
+            home=home,
+        )
+
+
+def _mapping(columns: list[str], detected: str) -> tuple[ColumnMapping, float | None]:
+    """Selectboxes per canonical field, defaulting to what ingest would infer."""
+    guess = infer_mapping(columns, detected)
+    options = [NONE, *columns]
+    sig = abs(hash(tuple(columns)))  # a new file's columns start from fresh defaults
+    st.write("**Columns** — which column holds what:")
+    chosen = {}
+    for col, (field, label) in zip(st.columns(len(FIELDS)), FIELDS.items(), strict=True):
+        default = getattr(guess, field)
+        chosen[field] = col.selectbox(
+            label,
+            options,
+            index=options.index(default) if default in options else 0,
+            key=f"map_{field}_{sig}",
+        )
+    # NO_COLUMN tells ingest "leave this field out" (None would mean "use the inferred one")
+    picked = {k: (NO_COLUMN if v == NONE else v) for k, v in chosen.items()}
+    weight = guess.weight if guess.weight and guess.weight not in picked.values() else NO_COLUMN
+    mapping = ColumnMapping(**picked, weight=weight, extra=guess.extra)
+    min_rating = None
+    if picked["rating"] != NO_COLUMN:
+        min_rating = st.number_input(
+            "Keep only ratings of at least (optional)",
+            value=None,
+            step=0.5,
+            key=f"min_rating_{sig}",
+            help="For explicit ratings: e.g. 4 keeps 4-5 star ratings as 'liked'. "
+            "Leave empty to keep every rating.",
+        )
+    return mapping, min_rating
+
+
+def _profile(home: Path, name: str) -> None:
+    tables = cache.profile_tables(home, name)
+    c = tables["counts"]
+    st.header(f"Profile of '{name}'")
+    cols = st.columns(4)
+    cols[0].metric("Users", f"{c.users:,}")
+    cols[1].metric("Items", f"{c.items:,}")
+    cols[2].metric("Interactions", f"{c.interactions:,}")
+    cols[3].metric("Sparsity", f"{c.sparsity:.2%}")
+    st.caption(
+        "Sparsity is the share of user-item pairs that never interacted; recommendation data "
+        f"is usually above 99%. {c.active_items:,} of {c.items:,} items have interactions."
+    )
+    left, right = st.columns(2)
+    left.plotly_chart(charts.long_tail(tables["users"], "users"), key="p_users")
+    left.caption(
+        f"The most active 10% of users account for {top_share(tables['users'], 0.1):.0%} of "
+        "all interactions."
+    )
+    right.plotly_chart(charts.long_tail(tables["items"], "items"), key="p_items")
+    right.caption(
+        f"The 20% most popular items receive {top_share(tables['items'], 0.2):.0%} of all "
+        "interactions — the popularity bias a model must overcome."
+    )
+    left, right = st.columns(2)
+    if tables["time"] is not None:
+        left.plotly_chart(charts.activity_over_time(tables["time"]), key="p_time")
+        left.caption("How many interactions and distinct users each period has.")
+    if tables["ratings"] is not None:
+        right.plotly_chart(charts.rating_bar(tables["ratings"]), key="p_ratings")
+        right.caption("How often each rating value was given.")
+    if tables["scenario_users"] is not None:
+        _scenarios(tables)
+    st.plotly_chart(charts.top_items_bar(tables["top_items"]), key="p_top")
+    st.caption("The items with the most interactions — what a popularity baseline recommends.")
+
+
+def _scenarios(tables: dict) -> None:
+    st.subheader("Scenarios")
+    st.dataframe(tables["scenario_sizes"], hide_index=True)
+    per = tables["scenario_users"]
+    multi = int(per.loc[per["scenarios"] > 1, "users"].sum())
+    left, right = st.columns(2)
+    left.plotly_chart(charts.scenario_users_bar(per), key="p_scen_users")
+    left.caption(
+        f"{multi:,} users are active in more than one scenario — the users whose interests "
+        "can transfer across scenarios."
+    )
+    right.plotly_chart(charts.overlap_heatmap(tables["scenario_overlap"]), key="p_overlap")
+    right.caption("Each cell counts users active in both scenarios; the diagonal, in that one.")
+
+
+def _upload(file) -> tuple[bytes, str] | None:
+    return (file.getvalue(), file.name) if file is not None else None
+
+
+def _name_from(filename: str) -> str:
+    """A valid dataset name from a file name: 'ratings (1).csv' -> 'ratings_1'."""
+    stem = Path(filename).name.split(".")[0]
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("_.-")[:64] or "dataset"

@@ -1,0 +1,70 @@
+"""dashboard.charts: each figure carries the data it was given, a title and axis labels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from core import profile
+from dashboard import charts
+
+
+def test_long_tail_is_log_scaled_and_labelled(planted_dataset):
+    table = profile.activity(planted_dataset, "item")
+    fig = charts.long_tail(table, "items")
+    assert fig.layout.yaxis.type == "log"
+    assert fig.layout.title.text == "Interactions per item (long tail)"
+    assert fig.layout.xaxis.title.text == "Items ranked from most to least active"
+    np.testing.assert_array_equal(fig.data[0].y, table["interactions"].to_numpy())
+    assert list(fig.data[0].x) == list(range(1, 61))
+
+
+def test_activity_over_time_has_two_series_and_date_axis():
+    over = pd.DataFrame(
+        {
+            "period": pd.to_datetime(["2024-01-01", "2024-01-02"]),
+            "interactions": [5, 7],
+            "active_users": [2, 3],
+        }
+    )
+    fig = charts.activity_over_time(over)
+    assert [t.name for t in fig.data] == ["Interactions", "Active users"]
+    assert list(fig.data[1].y) == [2, 3]
+    assert fig.layout.xaxis.title.text == "Date"
+    ordinal = charts.activity_over_time(over.assign(period=[0, 10]))
+    assert ordinal.layout.xaxis.title.text.startswith("Position in the log")
+
+
+def test_overlap_heatmap_keeps_matrix_and_names():
+    matrix = pd.DataFrame([[2, 1], [1, 3]], index=["app", "web"], columns=["app", "web"])
+    fig = charts.overlap_heatmap(matrix)
+    heat = fig.data[0]
+    assert list(heat.x) == ["app", "web"] and list(heat.y) == ["app", "web"]
+    np.testing.assert_array_equal(np.asarray(heat.z), [[2, 1], [1, 3]])
+
+
+def test_top_items_bar_separates_duplicate_titles():
+    top = pd.DataFrame(
+        {"item_id": ["a", "b", "c"], "title": ["Dune", "Dune", "Alien"], "interactions": [9, 5, 2]}
+    )
+    fig = charts.top_items_bar(top)
+    assert list(fig.data[0].y) == ["Dune (a)", "Dune (b)", "Alien"]
+    assert list(fig.data[0].x) == [9, 5, 2]
+    assert fig.layout.yaxis.autorange == "reversed"  # most popular on top
+
+
+def test_rating_and_scenario_bars():
+    ratings = charts.rating_bar(pd.DataFrame({"rating": [1.0, 5.0], "interactions": [3, 4]}))
+    assert list(ratings.data[0].x) == ["1.0", "5.0"] and list(ratings.data[0].y) == [3, 4]
+    per = charts.scenario_users_bar(pd.DataFrame({"scenarios": [1, 2], "users": [10, 4]}))
+    assert list(per.data[0].y) == [10, 4]
+    assert per.layout.xaxis.title.text == "Scenarios a user is active in"
+
+
+def test_metric_bar_skips_runs_without_the_metric():
+    runs = pd.DataFrame(
+        {"run": ["r1", "r2"], "model": ["ease", "bpr"], "ndcg@10": [0.3, float("nan")]}
+    )
+    fig = charts.metric_bar(runs, "ndcg@10")
+    assert list(fig.data[0].x) == ["r1"] and list(fig.data[0].y) == [0.3]
+    assert fig.layout.title.text == "Test ndcg@10 by run"

@@ -1,0 +1,162 @@
+"""Data page through Streamlit's AppTest: first start, upload + mapping, bad input, profile."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import profile
+from core.dataset import Dataset, list_datasets
+from core.errors import IngestError
+from core.ingest import ingest
+from core.schema import ColumnMapping
+
+APP = "../dashboard/app.py"
+# user,movie,stars are inferred; 'when' is not, so the test maps it by hand.
+GOOD = (
+    "user,movie,stars,when,device\n"
+    "u1,m1,5,1700000000,web\n"
+    "u1,m2,2,1700000100,app\n"
+    "u2,m1,4,1700086400,app\n"
+    "u2,m1,4,1700086500,app\n"  # repeated pair: collapsed
+    "u3,m3,1,1700172800,web\n"
+    ",m2,3,1700172900,web\n"  # no user id: dropped
+)
+BAD = "user,movie,stars\nu1,m1,5\nu2,m2,five\nu3,m3,4\n"
+
+
+def _app() -> AppTest:
+    return AppTest.from_file(APP, default_timeout=120)
+
+
+def _by_label(widgets, label: str):
+    found = [w for w in widgets if w.label == label]
+    assert len(found) == 1, [w.label for w in widgets]
+    return found[0]
+
+
+def _create(at: AppTest) -> AppTest:
+    return _by_label(at.button, "Create dataset").click().run()
+
+
+def test_first_start_ingests_the_sample(home):
+    at = _app().run()
+    assert not at.exception
+    assert list_datasets(home) == ["sample"]
+    assert at.info[0].value.startswith("Loaded the shipped sample data as dataset 'sample'")
+    assert at.sidebar.selectbox(key="dataset").value == "sample"
+    assert at.header[0].value == "Profile of 'sample'"
+    assert at.subheader[0].value == "Scenarios"  # the sample has several scenarios
+    # a second run does not ingest again and says nothing about it
+    at.run()
+    assert not [i for i in at.info if "sample data" in i.value]
+
+
+def test_profile_of_planted_dataset(home, planted_dataset):
+    planted_dataset.save(home)
+    at = _app().run()
+    assert not at.exception and not at.error
+    assert list_datasets(home) == ["planted"]  # no sample ingest when data exists
+    assert at.header[0].value == "Profile of 'planted'"
+    c = profile.counts(planted_dataset)
+    shown = {m.label: m.value for m in at.metric}
+    assert shown == {
+        "Users": "120",
+        "Items": "60",
+        "Interactions": f"{c.interactions:,}",
+        "Sparsity": f"{c.sparsity:.2%}",
+    }
+    share = profile.top_share(profile.activity(planted_dataset, "user"), 0.1)
+    captions = [x.value for x in at.caption]
+    assert f"The most active 10% of users account for {share:.0%} of all interactions." in captions
+    titles = _chart_titles(at)
+    assert titles == [
+        "Interactions per user (long tail)",
+        "Interactions per item (long tail)",
+        "Activity over time",
+        "Top 20 items",
+    ]  # no ratings and no scenarios in the planted data
+    assert not at.subheader
+
+
+def test_upload_map_and_create(home, planted_dataset, tmp_path):
+    planted_dataset.save(home)
+    at = _app().run()
+    at.file_uploader(key="upload_main").set_value(("my ratings.csv", GOOD.encode(), "text/csv"))
+    at.run()
+    assert not at.exception and not at.error
+    preview = at.dataframe[0].value
+    assert list(preview.columns) == ["user", "movie", "stars", "when", "device"]
+    assert len(preview) == 6
+    assert _by_label(at.selectbox, "User column").value == "user"
+    assert _by_label(at.selectbox, "Item column").value == "movie"
+    assert _by_label(at.selectbox, "Rating column").value == "stars"
+    assert _by_label(at.selectbox, "Time column").value == "(none)"
+    _by_label(at.selectbox, "Time column").set_value("when")
+    _by_label(at.selectbox, "Scenario column").set_value("device")
+    at.run()
+    assert _by_label(at.text_input, "Dataset name").value == "my_ratings"
+    _by_label(at.number_input, "Keep only ratings of at least (optional)").set_value(2.0)
+    at = _create(at)
+    assert not at.exception and not at.error
+    # the report equals what ingest itself says for the same input
+    mapping = ColumnMapping(
+        user_id="user", item_id="movie", rating="stars", timestamp="when", scenario="device"
+    )
+    _, report = ingest(
+        (GOOD.encode(), "my ratings.csv"),
+        name="check",
+        mapping=mapping,
+        min_rating=2.0,
+        home=tmp_path / "other",
+    )
+    lines = report.lines()
+    assert any("Dropped 1 rows that had no user id" in line for line in lines)
+    assert at.success[0].value == "\n\n".join(["Created dataset 'my_ratings'.", *lines])
+    assert at.sidebar.selectbox(key="dataset").value == "my_ratings"
+    assert at.header[0].value == "Profile of 'my_ratings'"
+    stored = Dataset.load(home, "my_ratings")
+    assert sorted(stored.scenarios) == ["app", "web"]
+    # kept: u1-m1 (5), u1-m2 (2), u2-m1 (4, collapsed); u3-m3 (1) is below 2
+    assert len(stored.interactions) == 3
+    ratings = _charts(at)["Rating distribution"]["data"][0]
+    assert ratings["x"] == ["2.0", "4.0", "5.0"]  # what was kept, not what was read
+
+
+def test_bad_upload_shows_the_ingest_sentence(home, planted_dataset, tmp_path):
+    planted_dataset.save(home)
+    with pytest.raises(IngestError) as expected:
+        ingest((BAD.encode(), "bad.csv"), name="bad", home=tmp_path / "other")
+    at = _app().run()
+    at.file_uploader(key="upload_main").set_value(("bad.csv", BAD.encode(), "text/csv"))
+    at.run()
+    at = _create(at)
+    assert not at.exception
+    assert [e.value for e in at.error] == [str(expected.value)]
+    assert "bad.csv" in at.error[0].value and "stars" in at.error[0].value
+    assert list_datasets(home) == ["planted"]  # nothing half-written
+    assert at.header[0].value == "Profile of 'planted'"  # the rest of the page still works
+
+
+def test_missing_server_path_is_an_error_not_a_crash(home, planted_dataset, tmp_path):
+    planted_dataset.save(home)
+    at = _app().run()
+    _by_label(at.radio, "Source").set_value("Path on the server")
+    at.run()
+    missing = tmp_path / "nope.csv"
+    at.text_input(key="path_main").set_value(str(missing)).run()
+    assert not at.exception
+    assert len(at.error) == 1 and "nope.csv" in at.error[0].value
+    assert "Traceback" not in at.error[0].value
+
+
+def _charts(at: AppTest) -> dict[str, dict]:
+    """Plotly figure specs shown on the page, by title, in page order."""
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    return {spec["layout"]["title"]["text"]: spec for spec in specs}
+
+
+def _chart_titles(at: AppTest) -> list[str]:
+    return list(_charts(at))

@@ -1,0 +1,85 @@
+"""Runs page through Streamlit's AppTest: the empty state and a run written via RunStore."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.runs import RunStore
+
+
+def _runs_page(dataset: str | None = None) -> None:
+    import streamlit as st
+
+    from dashboard import shell
+    from pages import runs
+
+    if dataset:
+        st.session_state[shell.DATASET_KEY] = dataset
+    runs.render()
+
+
+def _app(dataset: str | None = None) -> AppTest:
+    return AppTest.from_function(_runs_page, kwargs={"dataset": dataset}, default_timeout=30)
+
+
+def _fake_run(store: RunStore, dataset: str, model: str, ndcg: float, status="finished") -> str:
+    run_id = store.new_run({"dataset": dataset, "model": model, "split": "loo", "seed": 1})
+    metrics = {"test": {"ndcg@10": ndcg, "recall@10": 0.5, "hit@10": 0.625}} if ndcg else {}
+    store.update(
+        run_id,
+        status=status,
+        metrics=metrics,
+        timings={"fit_s": 2.5},
+        params={"reg": 100.0},
+    )
+    return run_id
+
+
+def test_empty_state_says_how_to_get_runs(home):
+    at = _app().run()
+    assert not at.exception
+    assert at.title[0].value == "Runs"
+    assert len(at.info) == 1
+    assert at.info[0].value.startswith("No runs yet — train one from the Train page")
+    assert "recscope train" in at.info[0].value
+    assert len(at.dataframe) == 0
+
+
+def test_lists_a_run_with_its_headline_metrics(home):
+    store = RunStore(home)
+    run_id = _fake_run(store, "sample", "ease", 0.3125)
+    at = _app().run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert table["run"].tolist() == [run_id]
+    row = table.iloc[0]
+    assert (row["model"], row["dataset"], row["split"], row["status"]) == (
+        "ease",
+        "sample",
+        "loo",
+        "finished",
+    )
+    assert row["ndcg@10"] == pytest.approx(0.3125)
+    assert row["recall@10"] == pytest.approx(0.5)
+    assert row["hit@10"] == pytest.approx(0.625)
+    assert row["fit_s"] == pytest.approx(2.5)
+    assert "1 finished" in [c.value for c in at.caption]
+    # the details expander shows the record of the selected run
+    assert at.selectbox(key="runs_detail").value == run_id
+    assert at.json[0].value == '{"reg": 100.0}'
+
+
+def test_filter_by_dataset(home):
+    store = RunStore(home)
+    _fake_run(store, "sample", "ease", 0.3)
+    other = _fake_run(store, "movies", "pop", 0.1)
+    _fake_run(store, "movies", "bpr", None, status="running")
+    at = _app(dataset="movies").run()  # the active dataset is the default filter
+    assert not at.exception
+    assert at.selectbox(key="runs_dataset_filter").value == "movies"
+    table = at.dataframe[0].value
+    assert sorted(table["model"]) == ["bpr", "pop"]
+    assert table.loc[table["run"] == other, "ndcg@10"].item() == pytest.approx(0.1)
+    at.selectbox(key="runs_dataset_filter").set_value("All datasets").run()
+    assert sorted(at.dataframe[0].value["dataset"]) == ["movies", "movies", "sample"]
