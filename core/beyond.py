@@ -22,6 +22,8 @@ HEAD_SHARE = 0.2
 ACTIVITY_BINS = (-1, 0, 5, 10, 20, 50, np.inf)
 ACTIVITY_LABELS = ("0", "1-5", "6-10", "11-20", "21-50", "51+")
 _CHUNK = 4096  # users per chunk for the (U, K, K) pairwise tensors
+#: an item with at most this many training interactions is "cold"; same bound for users
+COLD_MAX = 5
 
 
 def popularity(known: Interactions) -> np.ndarray:
@@ -90,11 +92,34 @@ def beyond_metrics(
                 ]
             )
         for name, values in columns.items():
-            arr = values.double().cpu().numpy()
+            arr = values.cpu().double().numpy()
             per_user[name] = arr
             finite = arr[~np.isnan(arr)]
             metrics[name] = float(finite.mean()) if len(finite) else float("nan")
     return metrics, per_user, notes
+
+
+def cold_item_recall(
+    top: torch.Tensor,
+    hits: torch.Tensor,
+    truth_rows: sp.csr_matrix,
+    train: Interactions,
+    ks: tuple[int, ...],
+) -> dict[str, float]:
+    """Recall on cold items only, pooled over users: cold hits in top k / cold truth items.
+
+    An item is cold when it has at most COLD_MAX training interactions. NaN when no truth
+    item is cold.
+    """
+    train_counts = np.bincount(train.items, minlength=truth_rows.shape[1])
+    cold = torch.from_numpy(train_counts <= COLD_MAX).to(top.device)  # (n_items,)
+    n_cold_truth = float(truth_rows[:, np.flatnonzero(train_counts <= COLD_MAX)].sum())
+    cold_hits = hits * cold[top.clamp(min=0)]  # (U, K)
+    out = {}
+    for k in ks:
+        found = float(cold_hits[:, :k].sum())
+        out[f"cold_item_recall@{k}"] = found / n_cold_truth if n_cold_truth else float("nan")
+    return out
 
 
 def segment_table(
@@ -107,8 +132,6 @@ def segment_table(
     scenario (most frequent scenario of the user's interactions in this part; ties go to
     the first scenario in the dataset's order), when the data has scenarios.
     """
-    from core.evaluate import COLD_MAX
-
     metric_cols = [c for c in per_user.columns if c not in (S.USER, "n_truth", "n_known")]
     labels = pd.DataFrame(index=per_user.index)
     labels["all"] = "all users"

@@ -23,6 +23,7 @@ import torch
 
 from core import metrics as M
 from core import schema as S
+from core.beyond import beyond_metrics, cold_item_recall, segment_table
 from core.dataset import Interactions
 from core.errors import ParameterError
 from core.split import Split
@@ -34,8 +35,6 @@ KS = (5, 10, 20)
 MEMORY_BUDGET_BYTES = 256 * 2**20
 #: bytes per (user, item) cell in one batch: scores f32, sorted f32 + int64 indices, masks
 _BYTES_PER_CELL = 24
-#: an item with at most this many training interactions is "cold"; same bound for users
-COLD_MAX = 5
 _EXCLUDED = {
     "valid": "Excluded from ranking: each user's training items.",
     "test": "Excluded from ranking: each user's training and validation items.",
@@ -101,9 +100,17 @@ def evaluate(
             "known (excluded from ranking)."
         )
     if len(users) == 0:
-        raise ParameterError(
-            f"No user has {part} items left to rank (n_skipped={n_skipped}); use a split "
-            "with non-empty validation and test parts."
+        log.warning("no user has %s items left to rank (%d skipped)", part, n_skipped)
+        notes.append(f"No user had {part} items left to rank, so there are no metrics.")
+        return EvalResult(
+            part=part,
+            metrics={"n_users": 0.0},
+            per_user=pd.DataFrame({S.USER: [], "n_truth": [], "n_known": []}, dtype=np.int64),
+            segments=pd.DataFrame({"segment_kind": [], "segment": [], "n_users": []}),
+            excluded=_EXCLUDED[part],
+            top_items=np.zeros((0, max(ks)), dtype=np.int64),
+            n_skipped=n_skipped,
+            notes=notes,
         )
     ranked = _rank(model, users, truth_csr, known_csr, max(ks), batch_size, with_auc=True)
     hits, top, n_truth = ranked["hits"], ranked["top"], ranked["n_truth"]
@@ -116,21 +123,17 @@ def evaluate(
         columns.update(topk_columns(hits, n_truth, k))
     columns["auc"] = M.auc(ranked["below"], ranked["tied"], n_truth, ranked["n_cand"])
     for name, values in columns.items():
-        per_user[name] = values.double().cpu().numpy()
+        per_user[name] = values.cpu().double().numpy()
 
     metrics = {name: _nanmean(per_user[name]) for name in columns}
-    metrics.update(_cold_item_recall(top, hits, truth_csr[users], split.train, ks))
+    metrics.update(cold_item_recall(top, hits, truth_csr[users], split.train, ks))
     metrics.update(_rating_errors(model, truth))
     if beyond:
-        from core.beyond import beyond_metrics
-
         extra, extra_per_user, extra_notes = beyond_metrics(model, top, known, truth, ks)
         metrics.update(extra)
         for name, values in extra_per_user.items():
             per_user[name] = values
         notes.extend(extra_notes)
-    from core.beyond import segment_table
-
     segments, segment_notes = segment_table(per_user, truth_csr[users], split, truth)
     notes.extend(segment_notes)
     metrics["n_users"] = float(len(users))
@@ -179,7 +182,7 @@ def ranking_metric(
         values = M.auc(ranked["below"], ranked["tied"], ranked["n_truth"], ranked["n_cand"])
     else:
         values = topk_columns(ranked["hits"], ranked["n_truth"], k)[f"{metric}@{k}"]
-    return _nanmean(values.double().cpu().numpy())
+    return _nanmean(values.cpu().double().numpy())
 
 
 def topk_columns(hits: torch.Tensor, n_truth: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
@@ -210,6 +213,10 @@ class _DeviceCsr:
         self.indices = torch.from_numpy(mat.indices.astype(np.int64)).to(device)
         self.n_cols = mat.shape[1]
         self.device = device
+
+    def row_counts(self, rows: torch.Tensor) -> torch.Tensor:
+        """(B,) number of stored entries per row."""
+        return self.indptr[rows + 1] - self.indptr[rows]
 
     def entries(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(batch row, column, position within row) of every stored entry of `rows`."""
@@ -263,13 +270,15 @@ def _rank(
     with torch.inference_mode():
         for start in range(0, len(users), bs):
             batch = torch.from_numpy(users[start : start + bs].astype(np.int64))
-            scores = model.score(batch).float()  # (B, n_items)
+            raw = model.score(batch).float()  # (B, n_items)
+            # only excluded items may be -inf, so "ran out of candidates" is unambiguous
+            lowest = torch.finfo(raw.dtype).min
+            scores = torch.nan_to_num(raw, nan=lowest, posinf=-lowest, neginf=lowest)
             if known_dev is None:
                 known_dev = _DeviceCsr(known_csr, scores.device)
                 truth_dev = _DeviceCsr(truth_csr, scores.device)
             rows = batch.to(scores.device)
-            known_mask = known_dev.dense(rows)  # (B, n_items)
-            scores = scores.masked_fill(known_mask, float("-inf"))
+            scores = scores.masked_fill(known_dev.dense(rows), float("-inf"))
             top = torch.topk(scores, k_eff, dim=1)  # (B, K)
             real = ~torch.isneginf(top.values)  # (B, K) False past the last candidate
             truth_mask = truth_dev.dense(rows)  # (B, n_items)
@@ -277,12 +286,13 @@ def _rank(
             parts = {
                 "hits": hits,
                 "top": torch.where(real, top.indices, -1),
-                "n_truth": truth_mask.sum(1),
+                "n_truth": truth_dev.row_counts(rows),
             }
             if with_auc:
+                n_known = known_dev.row_counts(rows)  # (B,)
                 pos_items, pos_valid = truth_dev.padded(rows)
-                below, tied = M.positive_rank_counts(scores, pos_items, pos_valid)
-                parts.update(below=below, tied=tied, n_cand=n_items - known_mask.sum(1))
+                below, tied = M.positive_rank_counts(scores, pos_items, pos_valid, n_known)
+                parts.update(below=below, tied=tied, n_cand=n_items - n_known)
             for name, value in parts.items():
                 out.setdefault(name, []).append(value)
     result = {name: torch.cat(values) for name, values in out.items()}
@@ -302,29 +312,6 @@ def _truth_minus_known(truth: Interactions, known: Interactions) -> sp.csr_matri
         t.eliminate_zeros()
     t.sort_indices()
     return t
-
-
-def _cold_item_recall(
-    top: torch.Tensor,
-    hits: torch.Tensor,
-    truth_rows: sp.csr_matrix,
-    train: Interactions,
-    ks: tuple[int, ...],
-) -> dict[str, float]:
-    """Recall on cold items only, pooled over users: cold hits in top k / cold truth items.
-
-    An item is cold when it has at most COLD_MAX training interactions. NaN when no truth
-    item is cold.
-    """
-    train_counts = np.bincount(train.items, minlength=truth_rows.shape[1])
-    cold = torch.from_numpy(train_counts <= COLD_MAX).to(top.device)  # (n_items,)
-    n_cold_truth = float(truth_rows[:, np.flatnonzero(train_counts <= COLD_MAX)].sum())
-    cold_hits = hits * cold[top.clamp(min=0)]  # (U, K)
-    out = {}
-    for k in ks:
-        found = float(cold_hits[:, :k].sum())
-        out[f"cold_item_recall@{k}"] = found / n_cold_truth if n_cold_truth else float("nan")
-    return out
 
 
 def _rating_errors(model, truth: Interactions) -> dict[str, float]:

@@ -21,7 +21,9 @@ import math
 import numpy as np
 import torch
 
-# name used in `name@k` keys -> whether the function needs n_truth
+#: up to this many positives per user, AUC counts by comparison passes instead of a sort
+_COMPARE_MAX_POSITIVES = 4
+#: the top-k metric names of `name@k` keys
 TOPK_METRICS = ("recall", "precision", "ndcg", "hit", "mrr", "map")
 
 
@@ -81,7 +83,10 @@ def average_precision(hits: torch.Tensor, n_truth: torch.Tensor, *, k: int) -> t
 
 
 def positive_rank_counts(
-    scores: torch.Tensor, pos_items: torch.Tensor, pos_valid: torch.Tensor
+    scores: torch.Tensor,
+    pos_items: torch.Tensor,
+    pos_valid: torch.Tensor,
+    n_excluded: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per user: how many candidates score strictly below / equal to each positive, summed.
 
@@ -89,14 +94,26 @@ def positive_rank_counts(
     item codes of the positives, padded; pos_valid (B, P) bool, False on padding.
     Returns (n_below, n_tied), each (B,): n_below sums over positives the candidates with a
     lower score; n_tied sums the *other* candidates with an equal score. -inf items are not
-    candidates. Cost: one sort of (B, n_items) and a batched binary search.
+    candidates; `n_excluded` (B,) is their number per row when the caller knows it. Cost: one sort of (B, n_items) and a batched binary search, or P comparison
+    passes when P is small.
     """
-    ordered = torch.sort(scores, dim=1).values  # (B, n_items) ascending
     pos_scores = scores.gather(1, pos_items)  # (B, P)
-    lt = torch.searchsorted(ordered, pos_scores, right=False)  # (B, P) count < s
-    le = torch.searchsorted(ordered, pos_scores, right=True)  # (B, P) count <= s
-    n_excluded = torch.isneginf(scores).sum(1, keepdim=True)  # (B, 1)
-    below = (lt - n_excluded).clamp(min=0)
+    if pos_items.shape[1] <= _COMPARE_MAX_POSITIVES:
+        # few positives per user (leave-one-out): P comparison passes beat a full sort
+        lt = torch.stack(
+            [_count(scores < pos_scores[:, [j]]) for j in range(pos_items.shape[1])], 1
+        )
+        eq = torch.stack(
+            [_count(scores == pos_scores[:, [j]]) for j in range(pos_items.shape[1])], 1
+        )
+        le = lt + eq  # (B, P)
+    else:
+        ordered = torch.sort(scores, dim=1).values  # (B, n_items) ascending
+        lt = torch.searchsorted(ordered, pos_scores, right=False)  # (B, P) count < s
+        le = torch.searchsorted(ordered, pos_scores, right=True)  # (B, P) count <= s
+    if n_excluded is None:
+        n_excluded = _count(torch.isneginf(scores))
+    below = (lt - n_excluded.reshape(-1, 1)).clamp(min=0)
     tied = (le - lt - 1).clamp(min=0)
     below = torch.where(pos_valid, below, 0).sum(1)  # int64 sums stay exact on any device
     tied = torch.where(pos_valid, tied, 0).sum(1)
@@ -211,6 +228,11 @@ def masked_mean(values: torch.Tensor, valid: torch.Tensor | None) -> torch.Tenso
     v = valid.to(values.dtype)
     n = v.sum(1)
     return torch.where(n > 0, (values * v).sum(1) / n.clamp(min=1), torch.nan)
+
+
+def _count(mask: torch.Tensor) -> torch.Tensor:
+    """Row counts of a (B, n) bool mask as int64 (int32 accumulation is much faster on CPU)."""
+    return mask.sum(1, dtype=torch.int32).long()
 
 
 def _discounts(k: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:

@@ -268,3 +268,21 @@ def test_cuda_scores_match_cpu(planted_dataset):
     assert np.array_equal(cpu.top_items, gpu.top_items)
     for name, value in cpu.metrics.items():
         assert gpu.metrics[name] == pytest.approx(value, rel=1e-6, abs=1e-9), name
+
+
+def test_summary_is_strict_json_and_empty_part_gives_empty_result(tiny):
+    import json
+
+    ds, parts, scores = tiny
+    res = evaluate(FixedScores(scores).fit(parts.train), parts, "test", ks=(5,))
+    record = json.loads(json.dumps(res.summary(), allow_nan=False))
+    assert record["n_users"] == 2 and record["n_skipped"] == 1
+    assert record["metrics"]["ndcg@5"] == pytest.approx(res.metrics["ndcg@5"])
+    # every user has fewer than 3 interactions -> leave-last-out puts nothing in test
+    frame = pd.DataFrame({"user_id": ["a", "a", "b"], "item_id": ["x", "y", "x"]})
+    small = Dataset.from_frames("small", frame)
+    sparts = split(small, "loo")
+    empty = evaluate(FixedScores(np.ones((2, 2))).fit(sparts.train), sparts, "test")
+    assert empty.n_users == 0 and empty.metrics == {"n_users": 0.0}
+    assert empty.per_user.empty and empty.top_items.shape == (0, 20)
+    assert "no metrics" in empty.notes[-1]

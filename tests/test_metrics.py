@@ -167,3 +167,24 @@ def test_intra_list_diversity_embeddings_and_categories():
     assert M.intra_list_diversity(top, categories=cats, valid=valid).item() == 0.0
     one = torch.tensor([[True, False, False]])
     assert math.isnan(M.intra_list_diversity(top, categories=cats, valid=one).item())
+
+
+@pytest.mark.parametrize("n_pos", [1, 3, 9])  # both the comparison path and the sort path
+def test_positive_rank_counts_match_brute_force_with_ties(n_pos):
+    gen = torch.Generator().manual_seed(n_pos)
+    scores = torch.randint(0, 6, (5, 30), generator=gen).float()  # many ties
+    scores[:, :4] = float("-inf")  # 4 excluded items per user
+    pos = torch.stack([torch.randperm(26, generator=gen)[:n_pos] + 4 for _ in range(5)])
+    valid = torch.ones_like(pos, dtype=torch.bool)
+    valid[0, 1:] = False  # user 0 has a single positive, the rest is padding
+    below, tied = M.positive_rank_counts(scores, pos, valid)
+    got = M.auc(below, tied, valid.sum(1), torch.full((5,), 26))
+    for u in range(5):
+        p = set(pos[u][valid[u]].tolist())
+        negs = [j for j in range(4, 30) if j not in p]
+        wins = sum(
+            float(scores[u, i] > scores[u, j]) + 0.5 * float(scores[u, i] == scores[u, j])
+            for i in p
+            for j in negs
+        )
+        assert got[u].item() == pytest.approx(wins / (len(p) * len(negs)))
