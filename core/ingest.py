@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from core import schema as S
 from core.dataset import Dataset
 from core.errors import IngestError
-from core.formats import FORMATS, Layout, Source, line_of, read_table, sniff, to_source
+from core.formats import FORMATS, Layout, Source, sniff, to_source
+from core.ingest_clean import clean
 from core.ingest_columns import (
     NO_COLUMN,
     find_companions,
@@ -32,6 +32,7 @@ from core.ingest_columns import (
     load_items,
     load_users,
 )
+from core.ingest_read import read_table
 from core.schema import ColumnMapping
 
 __all__ = [
@@ -156,7 +157,7 @@ def load_interactions(
         min_rating=min_rating,
         layout=layout.description,
     )
-    frame = _clean(src, layout, table, used, min_rating, report)
+    frame = clean(src, layout, table, used, min_rating, report)
     return frame, report
 
 
@@ -338,234 +339,3 @@ def _check_min_rating(src: Source, used: ColumnMapping, min_rating: float, cols:
             file=src.name,
             hint="leave out the minimum rating or choose the rating column with --rating-col",
         )
-
-
-def _clean(
-    src: Source,
-    layout: Layout,
-    table: pa.Table,
-    used: ColumnMapping,
-    min_rating: float | None,
-    report: IngestReport,
-) -> pd.DataFrame:
-    """Validate and convert each mapped column, drop bad rows, collapse duplicates."""
-    n = table.num_rows
-    keep = np.ones(n, dtype=bool)
-    out: dict[str, pa.ChunkedArray | np.ndarray] = {}
-    for key in (S.USER_ID, S.ITEM_ID):
-        ids = _ids(table.column(getattr(used, key)))
-        missing = ids.is_null().to_numpy(zero_copy_only=False)
-        if missing.all():
-            raise IngestError(
-                f"every one of the {n:,} rows has an empty {key.replace('_', ' ')}",
-                file=src.name,
-                column=getattr(used, key),
-                hint="fill in the ids or choose another column",
-            )
-        _drop(report, keep, missing, f"missing_{key}")
-        out[key] = ids
-    if used.rating:
-        rating = _numbers(src, layout, table, used.rating, "rating")
-        _drop(report, keep, np.isnan(rating), "missing_rating")
-        out[S.RATING] = rating
-    if used.timestamp:
-        stamps, missing = _timestamps(src, layout, table, used.timestamp, report)
-        _drop(report, keep, missing, "missing_timestamp")
-        out[S.TIMESTAMP] = stamps
-    if used.scenario:
-        scen = _ids(table.column(used.scenario))
-        if scen.null_count:
-            report.notes.append(f"{scen.null_count:,} rows had no scenario; it is 'unknown'.")
-            scen = pc.fill_null(scen, "unknown")
-        out[S.SCENARIO] = scen
-    if used.weight:
-        weight = _numbers(src, layout, table, used.weight, "weight")
-        if np.isnan(weight).any():
-            report.notes.append(f"{int(np.isnan(weight).sum()):,} rows had no weight; it is 1.")
-            weight = np.where(np.isnan(weight), 1.0, weight)
-        out[S.WEIGHT] = weight.astype(np.float32)
-    if min_rating is not None:
-        below = np.zeros(n, dtype=bool)
-        below[keep] = out[S.RATING][keep] < float(min_rating)
-        if below[keep].all():
-            top = np.nanmax(out[S.RATING][keep])
-            raise IngestError(
-                f"every rating is below the minimum rating {min_rating:g} (the highest is {top:g})",
-                file=src.name,
-                column=used.rating,
-                hint="choose a lower minimum rating",
-            )
-        _drop(report, keep, below, "below_min_rating")
-    if not keep.any():
-        raise IngestError(
-            f"no row has a user id and an item id together (of {n:,} rows)",
-            file=src.name,
-            hint="fill in the ids on the same lines",
-        )
-    frame = _frame(out, keep)
-    frame = _collapse(frame, report)
-    _feedback(frame, used, min_rating, report)
-    report.rows_kept = len(frame)
-    report.n_users = int(frame[S.USER_ID].nunique())
-    report.n_items = int(frame[S.ITEM_ID].nunique())
-    return frame
-
-
-def _drop(report: IngestReport, keep: np.ndarray, bad: np.ndarray, reason: str) -> None:
-    count = int((bad & keep).sum())
-    if count:
-        report.dropped[reason] = count
-        keep &= ~bad
-
-
-def _ids(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Ids as trimmed strings; empty strings become missing; whole floats lose '.0'."""
-    if pa.types.is_floating(column.type):
-        values = column.drop_null()
-        if len(values) and pc.all(pc.equal(pc.floor(values), values)).as_py():
-            column = pc.cast(column, pa.int64())
-    if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
-        column = pc.cast(column, pa.string())
-    column = pc.utf8_trim_whitespace(column)
-    return pc.if_else(pc.equal(column, ""), pa.scalar(None, pa.string()), column)
-
-
-def _numbers(src: Source, layout: Layout, table: pa.Table, name: str, what: str) -> np.ndarray:
-    """A numeric column as float64 with NaN for missing; names the first non-number."""
-    column = table.column(name)
-    kind = column.type
-    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
-        values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
-    else:
-        text = pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
-        try:
-            values = pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
-        except pa.ArrowInvalid:
-            series = text.to_pandas()
-            values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
-            bad = np.isnan(values) & series.notna().to_numpy() & (series != "").to_numpy()
-            _raise_bad(src, layout, name, what, series, bad)
-    if not np.isfinite(values[~np.isnan(values)]).all():
-        bad = np.isinf(values)
-        _raise_bad(src, layout, name, what, pd.Series(values), bad)
-    return values
-
-
-def _raise_bad(src, layout, name, what, series: pd.Series, bad: np.ndarray) -> None:
-    row = int(np.flatnonzero(bad)[0])
-    example = "4 or 3.5" if what == "rating" else "1 or 2.5"
-    raise IngestError(
-        f"the {what} '{series.iloc[row]}' is not a number",
-        file=src.name,
-        row=line_of(src, layout, row),
-        column=name,
-        hint=f"{what}s must be numbers such as {example}; fix the value or remove the line "
-        f"({int(bad.sum()):,} such row{'s' if bad.sum() != 1 else ''})",
-    )
-
-
-def _timestamps(
-    src: Source, layout: Layout, table: pa.Table, name: str, report: IngestReport
-) -> tuple[np.ndarray, np.ndarray]:
-    """Unix seconds (int64) and a missing mask; numbers in ms/us/ns are scaled to seconds."""
-    column = table.column(name)
-    kind = column.type
-    if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
-        secs = pc.cast(pc.cast(column, pa.timestamp("s"), safe=False), pa.int64())
-        missing = secs.is_null().to_numpy(zero_copy_only=False)
-        return pc.fill_null(secs, 0).to_numpy().astype(np.int64), missing
-    numeric = None
-    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
-        numeric = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
-    else:
-        text = pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
-        try:
-            numeric = pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
-        except pa.ArrowInvalid:
-            return _parse_dates(src, layout, text, name, report)
-    missing = ~np.isfinite(numeric)
-    top = np.abs(numeric[~missing]).max() if (~missing).any() else 0.0
-    for limit, scale, unit in ((1e17, 1e9, "nanoseconds"), (1e14, 1e6, "microseconds"),
-                               (1e11, 1e3, "milliseconds")):  # fmt: skip
-        if top > limit:
-            numeric = numeric / scale
-            report.notes.append(f"Timestamps looked like {unit}; converted to seconds.")
-            break
-    return np.where(missing, 0, np.floor(np.nan_to_num(numeric))).astype(np.int64), missing
-
-
-def _parse_dates(src, layout, text: pa.ChunkedArray, name: str, report) -> tuple:
-    try:
-        secs = pc.cast(pc.cast(text, pa.timestamp("s")), pa.int64())
-        missing = secs.is_null().to_numpy(zero_copy_only=False)
-        report.notes.append("Dates were read as UTC and converted to unix seconds.")
-        return pc.fill_null(secs, 0).to_numpy().astype(np.int64), missing
-    except pa.ArrowInvalid:
-        pass
-    series = text.to_pandas()
-    parsed = pd.to_datetime(series, utc=True, errors="coerce", format="ISO8601")
-    if (parsed.isna() & series.notna()).any():
-        parsed = pd.to_datetime(series, utc=True, errors="coerce", format="mixed")
-    bad = (parsed.isna() & series.notna()).to_numpy()
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise IngestError(
-            f"the timestamp '{series.iloc[row]}' is neither a number nor a date",
-            file=src.name,
-            row=line_of(src, layout, row),
-            column=name,
-            hint="use unix seconds or dates like 2024-05-31 12:00:00; fix or remove the line",
-        )
-    missing = parsed.isna().to_numpy()
-    values = parsed.dt.tz_convert(None).to_numpy(dtype="datetime64[s]").astype(np.int64)
-    report.notes.append("Dates were read as UTC and converted to unix seconds.")
-    return np.where(missing, 0, values), missing
-
-
-def _frame(out: dict, keep: np.ndarray) -> pd.DataFrame:
-    """One pandas frame of the kept rows, canonical columns in canonical order."""
-    mask = pa.array(keep)
-    data = {}
-    for key in S.CANONICAL:
-        if key not in out:
-            continue
-        value = out[key]
-        if isinstance(value, np.ndarray):
-            value = value[keep]
-            data[key] = value.astype(np.float32) if key == S.RATING else value
-        else:
-            data[key] = value.filter(mask).to_pandas()
-    return pd.DataFrame(data)
-
-
-def _collapse(frame: pd.DataFrame, report: IngestReport) -> pd.DataFrame:
-    """Keep the latest row of each repeated (user, item) pair (file order breaks ties)."""
-    users, _ = pd.factorize(frame[S.USER_ID])
-    items, item_ids = pd.factorize(frame[S.ITEM_ID])
-    key = users.astype(np.int64) * max(len(item_ids), 1) + items
-    if S.TIMESTAMP in frame.columns:
-        order = np.argsort(frame[S.TIMESTAMP].to_numpy(), kind="stable")
-        dup_sorted = pd.Series(key[order]).duplicated(keep="last").to_numpy()
-        dup = np.zeros(len(frame), dtype=bool)
-        dup[order[dup_sorted]] = True
-    else:
-        dup = pd.Series(key).duplicated(keep="last").to_numpy()
-    report.duplicates = int(dup.sum())
-    if not report.duplicates:
-        return frame
-    return frame.loc[~dup].reset_index(drop=True)
-
-
-def _feedback(frame: pd.DataFrame, used: ColumnMapping, min_rating, report) -> None:
-    if S.RATING not in frame.columns:
-        report.feedback = "implicit"
-        return
-    if min_rating is None and frame[S.RATING].nunique() <= 1:
-        value = frame[S.RATING].iloc[0]
-        frame.drop(columns=S.RATING, inplace=True)
-        report.feedback = "implicit"
-        report.notes.append(
-            f"Every rating is {value:g}, so the data are treated as implicit feedback."
-        )
-        return
-    report.feedback = "explicit" if min_rating is None else "implicit"

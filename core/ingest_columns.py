@@ -15,7 +15,8 @@ import pandas as pd
 
 from core import schema as S
 from core.errors import IngestError
-from core.formats import read_table, sniff, to_source
+from core.formats import sniff, to_source
+from core.ingest_read import read_table
 from core.schema import ColumnMapping
 
 # Give this as a mapping field to say "the file has no such column" (overrides inference).

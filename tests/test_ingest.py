@@ -369,3 +369,26 @@ def test_sample_data(home):
     assert {"age_band", "region"} <= set(dataset.users.columns)
     assert dataset.n_items >= raw.item_id.nunique() and dataset.n_users >= raw.user_id.nunique()
     assert list_datasets(home) == ["sample"]
+
+
+def test_bad_value_after_the_first_block_and_late_latin1(tmp_path, home, monkeypatch):
+    import core.ingest_read as reader
+
+    monkeypatch.setattr(reader, "BLOCK_BYTES", 256)  # types get guessed from 256 bytes
+    rows = "".join(f"{i},{i % 7},{i % 5 + 1}\n" for i in range(300))
+    path = write(tmp_path / "late.csv", "user,item,rating\n" + rows + "9,9,n/x\n")
+    message = reject(home, path)
+    assert "row 302" in message and "'n/x'" in message and "column 'rating'" in message
+    # Valid UTF-8 in the sniffed head, a Latin-1 byte far below it: read as Latin-1.
+    body = "user,item,note\n" + "1,2,plain\n" * 8000 + "3,"
+    (tmp_path / "late1.csv").write_bytes(body.encode() + "naïve,x\n".encode("latin-1"))
+    frame, report = load_interactions(tmp_path / "late1.csv")
+    assert report.rows_read == 8001 and frame.item_id.iloc[-1] == "naïve"
+
+
+def test_headerless_tab_upload_is_read_as_movielens():
+    upload = (b"1\t2\t5\t100\n1\t3\t4\t101\n2\t2\t3\t102\n", "export.tsv")
+    frame, report = load_interactions(upload)
+    assert report.format == "movielens" and report.feedback == "explicit"
+    assert frame.columns.tolist() == ["user_id", "item_id", "timestamp", "rating"]
+    assert frame.rating.dtype == np.float32 and frame.timestamp.tolist() == [100, 101, 102]
