@@ -28,7 +28,8 @@ def planted_dataset() -> Dataset:
     """Small data with a known answer: two user groups, each likes its own item block.
 
     120 users x 60 items. Users 0-59 interact with items 0-29, users 60-119 with 30-59,
-    except a few popular 'noise' items everyone touches. Any collaborative model must rank
+    except a few popular 'noise' items everyone touched first (so the held-out last items of a
+    leave-last-out split are in the user's block). Any collaborative model must rank
     the user's own block above the other block, and beat popularity.
     """
     rng = np.random.default_rng(7)
@@ -39,7 +40,7 @@ def planted_dataset() -> Dataset:
         for t, item in enumerate(items):
             rows.append((f"u{user}", f"i{item}", t))
         for t, item in enumerate(rng.choice([0, 1, 30, 31], size=2, replace=False)):
-            rows.append((f"u{user}", f"i{item}", 100 + t))
+            rows.append((f"u{user}", f"i{item}", -10 + t))  # early: held-out items are in-block
     frame = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]).drop_duplicates(
         ["user_id", "item_id"]
     )

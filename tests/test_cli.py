@@ -1,0 +1,95 @@
+"""The CLI contract: --json prints one JSON document; errors are one line and exit 2."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from core.cli import main
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, dict | None, str]:
+    code = main([*argv])
+    out, err = capsys.readouterr()
+    return code, (json.loads(out) if out.strip() else None), err
+
+
+@pytest.fixture
+def planted_csv(tmp_path, planted_dataset) -> str:
+    ds = planted_dataset
+    frame = pd.DataFrame(
+        {
+            "user": ds.user_ids[ds.interactions["user_code"]],
+            "item": ds.item_ids[ds.interactions["item_code"]],
+            "ts": ds.interactions["timestamp"],
+        }
+    )
+    path = tmp_path / "planted.csv"
+    frame.to_csv(path, index=False)
+    return str(path)
+
+
+def test_ingest_train_recommend_roundtrip(home, capsys, planted_csv):
+    code, out, _ = run_cli(capsys, "ingest", planted_csv, "--name", "planted", "--json")
+    assert code == 0
+    assert out["dataset"] == "planted" and out["n_users"] == 120 and out["n_items"] == 60
+
+    code, out, _ = run_cli(capsys, "datasets", "--json")
+    assert [d["name"] for d in out["datasets"]] == ["planted"]
+
+    code, pop, _ = run_cli(capsys, "train", "--dataset", "planted", "--model", "pop", "--json")
+    code2, ease, _ = run_cli(
+        capsys, "train", "--dataset", "planted", "--model", "ease", "--param", "l2=10", "--json"
+    )
+    assert code == code2 == 0
+    assert ease["status"] == "finished" and ease["params"]["l2"] == 10
+    assert set(ease["timings"]) >= {"fit_s", "eval_s"}
+    assert {"ndcg@10", "recall@10"} <= set(ease["metrics"]["test"])
+    # planted blocks: EASE must beat popularity clearly
+    assert ease["metrics"]["test"]["ndcg@10"] > 1.5 * pop["metrics"]["test"]["ndcg@10"]
+
+    code, recs, _ = run_cli(
+        capsys, "recommend", ease["run_id"], "--user", "u3", "-k", "5", "--json"
+    )
+    assert code == 0 and len(recs["items"]) == 5
+    assert [r["rank"] for r in recs["items"]] == [1, 2, 3, 4, 5]
+    # u3 belongs to the first block (i0-i29); only the shared popular i30/i31 may cross over
+    assert all(int(r["item_id"][1:]) < 32 for r in recs["items"])
+
+    code, runs, _ = run_cli(capsys, "runs", "--json")
+    assert {r["run_id"] for r in runs["runs"]} == {pop["run_id"], ease["run_id"]}
+
+    code, ev, _ = run_cli(capsys, "evaluate", ease["run_id"], "--k", "10", "--json")
+    assert ev["metrics"]["ndcg@10"] == pytest.approx(ease["metrics"]["test"]["ndcg@10"])
+    assert "ndcg@5" not in ev["metrics"]
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["train", "--dataset", "nope", "--model", "pop"], "no dataset named 'nope'"),
+        (["recommend", "no-such-run", "--user", "1"], "no run 'no-such-run'"),
+        (["train", "--model", "pop"], "--dataset is required"),
+    ],
+)
+def test_errors_are_one_line_and_exit_2(home, capsys, argv, fragment):
+    code, out, err = run_cli(capsys, *argv, "--json")
+    assert code == 2 and out is None
+    assert err.startswith("error: ") and fragment in err and err.count("\n") == 1
+
+
+def test_bad_param_names_the_parameter(home, capsys, planted_csv):
+    run_cli(capsys, "ingest", planted_csv, "--name", "planted", "--json")
+    code, out, err = run_cli(
+        capsys, "train", "--dataset", "planted", "--model", "ease", "--param", "lambda=3"
+    )
+    assert code == 2 and "'lambda'" in err and "l2" in err
+
+
+def test_unknown_user_is_a_clear_error(home, capsys, planted_csv):
+    run_cli(capsys, "ingest", planted_csv, "--name", "planted", "--json")
+    _, run, _ = run_cli(capsys, "train", "--dataset", "planted", "--model", "pop", "--json")
+    code, _, err = run_cli(capsys, "recommend", run["run_id"], "--user", "ghost", "--json")
+    assert code == 2 and "'ghost'" in err
