@@ -103,6 +103,11 @@ class Layout:
     sample: list[str] = field(default_factory=list)  # first lines, for hints
 
 
+def plural(count: int, word: str) -> str:
+    """'1 row', '2,000 rows' (for report sentences)."""
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
 def to_source(source: str | Path | tuple[bytes, str]) -> Source:
     """Check that a path can be read (or wrap uploaded bytes) and give it a display name."""
     if isinstance(source, tuple):

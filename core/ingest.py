@@ -20,9 +20,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core import schema as S
-from core.dataset import Dataset
+from core.dataset import Dataset, check_name
 from core.errors import IngestError
-from core.formats import FORMATS, Layout, Source, sniff, to_source
+from core.formats import FORMATS, Layout, Source, plural, sniff, to_source
 from core.ingest_clean import clean
 from core.ingest_columns import (
     NO_COLUMN,
@@ -84,18 +84,21 @@ class IngestReport:
     def lines(self) -> list[str]:
         """Plain sentences for the UI and the CLI."""
         name = Path(self.file).name
-        out = [f"Read {self.rows_read:,} rows from {name} ({self.layout or self.format})."]
-        used = [f"{k} ← '{v}'" for k, v in self.mapping.to_dict().items() if v and k != "extra"]
+        out = [f"Read {plural(self.rows_read, 'row')} from {name} ({self.layout or self.format})."]
+        used = [
+            k if k == v else f"{k} ← '{v}'"
+            for k, v in self.mapping.to_dict().items()
+            if v and k != "extra"
+        ]
         out.append("Columns used: " + ", ".join(used) + ".")
         for reason, count in self.dropped.items():
             text = _REASONS.get(reason, reason.replace("_", " "))
             if reason == "below_min_rating":
                 text = f"were rated below {self.min_rating:g}"
-            out.append(f"Dropped {count:,} rows that {text}.")
+            out.append(f"Dropped {plural(count, 'row')} that {text}.")
         if self.duplicates:
-            out.append(
-                f"Collapsed {self.duplicates:,} repeated user–item pairs, keeping the latest."
-            )
+            pairs = plural(self.duplicates, "repeated user–item row")
+            out.append(f"Collapsed {pairs} into their pair's latest row.")
         if self.feedback == "explicit":
             out.append("Feedback: explicit ratings.")
         elif self.min_rating is not None:
@@ -103,8 +106,8 @@ class IngestReport:
         else:
             out.append("Feedback: implicit (each row is one positive interaction).")
         out.append(
-            f"Kept {self.rows_kept:,} interactions of {self.n_users:,} users "
-            f"on {self.n_items:,} items."
+            f"Kept {plural(self.rows_kept, 'interaction')} of {plural(self.n_users, 'user')} "
+            f"on {plural(self.n_items, 'item')}."
         )
         return out + list(self.notes)
 
@@ -179,6 +182,8 @@ def ingest(
     interactions.csv) those are used when `items` / `users` are not given.
     """
     src = to_source(source)
+    if name is not None:
+        check_name(name)  # before the long read, not after it
     frame, report = load_interactions(source, format=format, mapping=mapping, min_rating=min_rating)
     sides: dict[str, pd.DataFrame | None] = {}
     found = find_companions(src.path) if src.path is not None else {}
@@ -200,8 +205,8 @@ def ingest(
             unknown = ~frame[key].isin(sides[role][key])
             if unknown.any():
                 report.notes.append(
-                    f"{pd.unique(frame.loc[unknown, key]).size:,} {role} in the interactions "
-                    f"have no row in the {role} table; they get ids only."
+                    f"{plural(pd.unique(frame.loc[unknown, key]).size, role[:-1])} of the "
+                    f"interactions not in the {role} table; they get ids only."
                 )
     if S.WEIGHT in frame.columns:
         report.notes.append("The weight column is reported but datasets do not store it yet.")
@@ -279,6 +284,7 @@ def _resolve(
     present = ", ".join(columns)
     if given is not None:
         lower = {c.lower(): c for c in columns}
+        chosen = {k for k in S.CANONICAL if getattr(given, k) is not None}
         for key in S.CANONICAL:
             value = getattr(given, key)
             if value is None:
@@ -295,17 +301,23 @@ def _resolve(
                 )
             setattr(used, key, value if value in columns else lower[value.lower()])
         used.extra = dict(given.extra)
+        # A column the caller gave to one field is no longer guessed for another.
+        taken = {getattr(used, k) for k in chosen} - {None}
+        for key in set(S.CANONICAL) - chosen:
+            if getattr(used, key) in taken:
+                setattr(used, key, None)
     for key, label, flag in ((S.USER_ID, "user", "--user-col"), (S.ITEM_ID, "item", "--item-col")):
         if getattr(used, key) is None:
-            first_is_data = any(re.fullmatch(r"[-+.\d]+", c) for c in columns)
-            extra = (
-                "; the first line looks like data, so add a header line" if first_is_data else ""
-            )
+            extra = ""
+            if not layout.header:
+                extra = "; the file has no header line: add one, e.g. user_id,item_id,rating"
+            elif any(re.fullmatch(r"[-+.\d]+", c) for c in columns):
+                extra = "; the first line looks like data, so add a header line"
             raise IngestError(
                 f"no {label} column found among the columns {present}",
                 file=src.name,
                 hint=f"name the {label} column {key} (or {label}, {label}Id) or choose it "
-                f"with {flag}{extra}",
+                f"in the column mapping ({flag}){extra}",
             )
     if used.user_id == used.item_id:
         raise IngestError(

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from core import schema as S
 from core.errors import IngestError
-from core.formats import Layout, Source
+from core.formats import Layout, Source, plural
 from core.ingest_read import line_of
 from core.schema import ColumnMapping
 
@@ -59,19 +59,23 @@ def clean(
     if used.scenario:
         scen = _ids(table.column(used.scenario))
         if scen.null_count:
-            report.notes.append(f"{scen.null_count:,} rows had no scenario; it is 'unknown'.")
+            report.notes.append(
+                f"{plural(scen.null_count, 'row')} without a scenario got 'unknown'."
+            )
             scen = pc.fill_null(scen, "unknown")
         out[S.SCENARIO] = scen
     if used.weight:
         weight = _numbers(src, layout, table, used.weight, "weight")
         if np.isnan(weight).any():
-            report.notes.append(f"{int(np.isnan(weight).sum()):,} rows had no weight; it is 1.")
+            report.notes.append(
+                f"{plural(int(np.isnan(weight).sum()), 'row')} without a weight got 1."
+            )
             weight = np.where(np.isnan(weight), 1.0, weight)
         out[S.WEIGHT] = weight.astype(np.float32)
     if min_rating is not None:
         below = np.zeros(n, dtype=bool)
         below[keep] = out[S.RATING][keep] < float(min_rating)
-        if below[keep].all():
+        if keep.any() and below[keep].all():
             top = np.nanmax(out[S.RATING][keep])
             raise IngestError(
                 f"every rating is below the minimum rating {min_rating:g} (the highest is {top:g})",
@@ -126,10 +130,10 @@ def _numbers(src: Source, layout: Layout, table: pa.Table, name: str, what: str)
             series = text.to_pandas()
             values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
             bad = np.isnan(values) & series.notna().to_numpy() & (series != "").to_numpy()
-            _raise_bad(src, layout, name, what, series, bad)
-    if not np.isfinite(values[~np.isnan(values)]).all():
-        bad = np.isinf(values)
-        _raise_bad(src, layout, name, what, pd.Series(values), bad)
+            if bad.any():
+                _raise_bad(src, layout, name, what, series, bad)
+    if np.isinf(values).any():
+        _raise_bad(src, layout, name, what, pd.Series(values), np.isinf(values))
     return values
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 
 from core import schema as S
 from core.errors import IngestError
-from core.formats import sniff, to_source
+from core.formats import plural, sniff, to_source
 from core.ingest_read import read_table
 from core.schema import ColumnMapping
 
@@ -134,7 +134,9 @@ def load_items(source, *, format: str = "auto") -> pd.DataFrame:
         frame[S.TEXT] = _describe(frame[S.TITLE], extra)
     first = [c for c in (S.ITEM_ID, S.TITLE, S.TEXT, S.CATEGORY) if c in frame.columns]
     frame = frame[first + [c for c in frame.columns if c not in first]]
-    notes.append(f"Item table {src_name}: {len(frame):,} items with {', '.join(frame.columns)}.")
+    notes.append(
+        f"Item table {src_name}: {plural(len(frame), 'item')} with {', '.join(frame.columns)}."
+    )
     frame.attrs["notes"] = frame.attrs.get("notes", []) + notes
     return frame
 
@@ -144,7 +146,7 @@ def load_users(source, *, format: str = "auto") -> pd.DataFrame:
     frame, src_name, _ = _read_side(source, format, "users", S.USER_ID)
     first = [S.USER_ID] + [c for c in frame.columns if c != S.USER_ID]
     frame = frame[first]
-    note = f"User table {src_name}: {len(frame):,} users with {', '.join(frame.columns)}."
+    note = f"User table {src_name}: {plural(len(frame), 'user')} with {', '.join(frame.columns)}."
     frame.attrs["notes"] = frame.attrs.get("notes", []) + [note]
     return frame
 
@@ -222,11 +224,13 @@ def _read_side(source, format: str, role: str, key: str) -> tuple[pd.DataFrame, 
     missing = frame[key].isna() | (frame[key] == "")
     notes = []
     if missing.any():
-        notes.append(f"{src.name}: dropped {int(missing.sum()):,} rows without an id.")
+        notes.append(f"{src.name}: dropped {plural(int(missing.sum()), 'row')} without an id.")
         frame = frame[~missing.to_numpy()]
     dup = frame[key].duplicated()
     if dup.any():
-        notes.append(f"{src.name}: {int(dup.sum()):,} repeated ids; the first row of each kept.")
+        notes.append(
+            f"{src.name}: {plural(int(dup.sum()), 'repeated id')}; the first row of each kept."
+        )
         frame = frame[~dup.to_numpy()]
     if frame.empty:
         raise IngestError(

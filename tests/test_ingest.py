@@ -226,7 +226,7 @@ def test_dates_ids_drops_and_duplicates(tmp_path):
     assert frame.timestamp.tolist() == [1704326400]  # 2024-01-04 UTC, the latest row
     assert frame.scenario.tolist() == ["unknown"]
     text = " ".join(report.lines())
-    assert "Dropped 1 rows that had no user id" in text and "1 repeated" in text
+    assert "Dropped 1 row that had no user id." in text and "Collapsed 1 repeated" in text
 
 
 def test_milliseconds_and_mapping_override(tmp_path):
@@ -302,6 +302,9 @@ def test_missing_user_column_lists_columns(tmp_path, home):
     message = reject(home, path)
     assert "nouser.csv" in message and "no user column found" in message
     assert "movie, rating" in message and "--user-col" in message
+    headerless = write(tmp_path / "plain.csv", "1,2,5\n3,4,3\n")
+    message = reject(home, headerless)
+    assert "column_1, column_2, column_3" in message and "no header line" in message
 
 
 def test_non_numeric_rating_names_line_and_value(tmp_path, home):
@@ -379,6 +382,11 @@ def test_bad_value_after_the_first_block_and_late_latin1(tmp_path, home, monkeyp
     path = write(tmp_path / "late.csv", "user,item,rating\n" + rows + "9,9,n/x\n")
     message = reject(home, path)
     assert "row 302" in message and "'n/x'" in message and "column 'rating'" in message
+    # Ratings read as text because another column failed: empty ratings are just missing.
+    rows = "".join(f"{i},{i % 7},{'' if i == 3 else 4},{1000 + i}\n" for i in range(300))
+    path = write(tmp_path / "late2.csv", "user,item,rating,ts\n" + rows + "9,9,4,soon\n")
+    message = reject(home, path)
+    assert "row 302" in message and "'soon'" in message and "column 'ts'" in message
     # Valid UTF-8 in the sniffed head, a Latin-1 byte far below it: read as Latin-1.
     body = "user,item,note\n" + "1,2,plain\n" * 8000 + "3,"
     (tmp_path / "late1.csv").write_bytes(body.encode() + "naïve,x\n".encode("latin-1"))
