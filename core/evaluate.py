@@ -219,24 +219,33 @@ class _DeviceCsr:
         return self.indptr[rows + 1] - self.indptr[rows]
 
     def entries(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(batch row, column, position within row) of every stored entry of `rows`."""
+        """(batch row, column, first output slot of the row) of every stored entry of `rows`."""
         starts = self.indptr[rows]  # (B,)
         counts = self.indptr[rows + 1] - starts  # (B,)
-        batch_row = torch.repeat_interleave(torch.arange(len(rows), device=self.device), counts)
-        first = torch.cumsum(counts, 0) - counts  # (B,) offset of each row in the output
-        pos = torch.arange(batch_row.numel(), device=self.device) - first[batch_row]
-        return batch_row, self.indices[starts[batch_row] + pos], pos
+        total = int(counts.sum())  # one sync; sizes the outputs below
+        first = torch.cumsum(counts, 0) - counts  # (B,) where each row starts in the output
+        batch_row = torch.repeat_interleave(
+            torch.arange(len(rows), device=self.device), counts, output_size=total
+        )
+        shift = torch.repeat_interleave(starts - first, counts, output_size=total)
+        src = torch.arange(total, device=self.device) + shift  # positions in self.indices
+        return batch_row, self.indices[src], first
+
+    def flat(self, rows: torch.Tensor) -> torch.Tensor:
+        """Linear indices into a (B, n_cols) matrix of every stored entry of `rows`."""
+        r, c, _ = self.entries(rows)
+        return r * self.n_cols + c
 
     def dense(self, rows: torch.Tensor) -> torch.Tensor:
         """(B, n_cols) bool, True at stored entries."""
-        out = torch.zeros((len(rows), self.n_cols), dtype=torch.bool, device=self.device)
-        r, c, _ = self.entries(rows)
-        out[r, c] = True
-        return out
+        out = torch.zeros(len(rows) * self.n_cols, dtype=torch.bool, device=self.device)
+        out[self.flat(rows)] = True
+        return out.view(len(rows), self.n_cols)
 
     def padded(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Columns of each row left-aligned in (B, P) with a (B, P) validity mask."""
-        r, c, pos = self.entries(rows)
+        r, c, first = self.entries(rows)
+        pos = torch.arange(len(r), device=self.device) - first[r]  # slot within the row
         width = int(pos.max().item()) + 1 if pos.numel() else 1
         items = torch.zeros((len(rows), width), dtype=torch.long, device=self.device)
         valid = torch.zeros((len(rows), width), dtype=torch.bool, device=self.device)
@@ -278,7 +287,7 @@ def _rank(
                 known_dev = _DeviceCsr(known_csr, scores.device)
                 truth_dev = _DeviceCsr(truth_csr, scores.device)
             rows = batch.to(scores.device)
-            scores = scores.masked_fill(known_dev.dense(rows), float("-inf"))
+            scores.view(-1).index_fill_(0, known_dev.flat(rows), float("-inf"))
             top = torch.topk(scores, k_eff, dim=1)  # (B, K)
             real = ~torch.isneginf(top.values)  # (B, K) False past the last candidate
             truth_mask = truth_dev.dense(rows)  # (B, n_items)
