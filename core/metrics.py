@@ -94,8 +94,9 @@ def positive_rank_counts(
     item codes of the positives, padded; pos_valid (B, P) bool, False on padding.
     Returns (n_below, n_tied), each (B,): n_below sums over positives the candidates with a
     lower score; n_tied sums the *other* candidates with an equal score. -inf items are not
-    candidates; `n_excluded` (B,) is their number per row when the caller knows it. Cost: one sort of (B, n_items) and a batched binary search, or P comparison
-    passes when P is small.
+    candidates; `n_excluded` (B,) is their number per row when the caller knows it.
+    Cost: one sort of (B, n_items) and a batched binary search, or 2P comparison passes
+    when P is small.
     """
     pos_scores = scores.gather(1, pos_items)  # (B, P)
     if pos_items.shape[1] <= _COMPARE_MAX_POSITIVES:
