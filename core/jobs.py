@@ -78,6 +78,8 @@ def refresh(store: RunStore, record: dict) -> dict:
     record = store.read(record["run_id"])  # it may have finished between the two reads
     if record.get("status") not in ACTIVE:
         return record
+    if record.get("cancel_requested"):  # killed before its SIGTERM handler was installed
+        return store.update(record["run_id"], status="cancelled", finished_at=now_iso())
     tail = _log_tail(store.folder(record["run_id"]) / "job.log")
     return store.update(
         record["run_id"],
@@ -85,6 +87,25 @@ def refresh(store: RunStore, record: dict) -> dict:
         error="The training process stopped before finishing" + (f": {tail}" if tail else "."),
         finished_at=now_iso(),
     )
+
+
+def progress_summary(record: dict, events: list[dict]) -> dict:
+    """What a progress bar shows: epoch, share done, ETA, last loss and best metric."""
+    last = events[-1] if events else {}
+    epochs = last.get("epochs") or record.get("params", {}).get("epochs") or 0
+    epoch = last.get("epoch", 0)
+    done = record.get("status") == "finished"
+    metrics = [e["valid_metric"] for e in events if e.get("valid_metric") is not None]
+    return {
+        "epoch": epoch,
+        "epochs": epochs,
+        "fraction": 1.0 if done else (min(epoch / epochs, 1.0) if epochs else 0.0),
+        "eta_s": None if done else last.get("eta_s"),
+        "loss": last.get("loss"),
+        "best_metric": max(metrics) if metrics else None,
+        "metric_name": last.get("metric_name", "ndcg@10"),
+        "samples_per_s": last.get("samples_per_s"),
+    }
 
 
 def _alive(pid: int, run_id: str) -> bool:

@@ -140,6 +140,39 @@ def metric_bar(runs: pd.DataFrame, metric: str) -> go.Figure:
     return _layout(fig, title=f"Test {metric} by run", x="Run", y=metric)
 
 
+def training_curves(events: pd.DataFrame, title: str = "Training progress") -> go.Figure:
+    """Loss (left axis) and validation metric (right axis) per epoch of one run.
+
+    `events` are the run's progress lines: columns epoch, loss, valid_metric, metric_name.
+    """
+    fig = go.Figure()
+    metric = str(events["metric_name"].dropna().iloc[-1]) if "metric_name" in events else "metric"
+    if "loss" in events and events["loss"].notna().any():
+        shown = events.dropna(subset=["loss"])
+        fig.add_trace(
+            go.Scatter(
+                x=shown["epoch"], y=shown["loss"], name="training loss", line={"color": ACCENT}
+            )
+        )
+    if "valid_metric" in events and events["valid_metric"].notna().any():
+        shown = events.dropna(subset=["valid_metric"])
+        fig.add_trace(
+            go.Scatter(
+                x=shown["epoch"],
+                y=shown["valid_metric"],
+                name=f"validation {metric}",
+                yaxis="y2",
+                line={"color": SECOND},
+            )
+        )
+    fig = _layout(fig, title=title, x="Epoch", y="Loss", legend=True)
+    fig.update_layout(
+        yaxis2={"title": {"text": f"Validation {metric}"}, "overlaying": "y", "side": "right"},
+        height=280,
+    )
+    return fig
+
+
 def _layout(
     fig: go.Figure, *, title: str, x: str, y: str, log_y: bool = False, legend: bool = False
 ) -> go.Figure:
@@ -152,7 +185,9 @@ def _layout(
         legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"},
     )
     fig.update_xaxes(title_text=x)
-    fig.update_yaxes(title_text=y, type="log" if log_y else None)
+    fig.update_yaxes(title_text=y)
+    if log_y:  # full numbers on every tick (plotly's default labels 2 and 5 without magnitude)
+        fig.update_yaxes(type="log", tickformat=",")
     return fig
 
 

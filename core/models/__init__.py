@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from dataclasses import dataclass
 
 from core.errors import ParameterError
 from core.models.base import ProgressEvent, Recommender, RecommenderBase
@@ -55,6 +56,31 @@ def model_class(name: str) -> type[RecommenderBase]:
         raise
 
 
+@dataclass(frozen=True)
+class ParamSpec:
+    """One hyperparameter as a form shows it: name, default, type and one line of help."""
+
+    name: str
+    default: object
+    kind: type
+    help: str
+
+
+#: run-level options set by the Train page and CLI flags, not per-model fields
+RUN_OPTIONS = ("device_choice", "seed", "epochs")
+
+
+def param_specs(name: str) -> list[ParamSpec]:
+    """The hyperparameters of model `name` a person may change, with defaults and help."""
+    cls = model_class(name)
+    helps = getattr(cls, "PARAM_HELP", {})
+    return [
+        ParamSpec(key, default, type(default), helps.get(key, ""))
+        for key, default in cls.default_params().items()
+        if key not in RUN_OPTIONS and isinstance(default, (bool, int, float, str))
+    ]
+
+
 def make_model(name: str, **params) -> RecommenderBase:
     """Construct a model by registry name with keyword hyperparameters."""
     cls = model_class(name)
@@ -76,4 +102,6 @@ __all__ = [
     "available",
     "make_model",
     "model_class",
+    "param_specs",
+    "ParamSpec",
 ]
