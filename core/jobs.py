@@ -109,18 +109,27 @@ def progress_summary(record: dict, events: list[dict]) -> dict:
 
 
 def _alive(pid: int, run_id: str) -> bool:
-    """True if `pid` is a live process training `run_id` (guards against reused pids)."""
+    """True if `pid` is a live process training `run_id` (guards against reused pids).
+
+    Right after the fork, before exec, the child still shows the parent's command line;
+    it is recognised then as the leader of its own new session (pgid == pid).
+    """
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        stat = Path(f"/proc/{pid}/stat").read_text(errors="replace")
     except OSError:
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            return False
         return True  # no /proc (macOS): trust the pid
-    stat = Path(f"/proc/{pid}/stat").read_text(errors="replace")
-    zombie = stat.rsplit(")", 1)[-1].split()[0] == "Z"
-    return run_id in cmdline and not zombie
+    if stat.rsplit(")", 1)[-1].split()[0] == "Z":
+        return False
+    try:
+        leader = os.getpgid(pid) == pid
+    except OSError:
+        return False
+    return run_id in cmdline or leader
 
 
 def _log_tail(path: Path) -> str:
