@@ -171,7 +171,7 @@ def cmd_evaluate(args) -> dict:
     loaded = load_run(RunStore(_home()), args.run_id, device=args.device)
     ks = tuple(sorted(set(args.k))) if args.k else (5, 10, 20)
     result = evaluate(loaded.model, loaded.split, "test", ks=ks)
-    return {"run_id": args.run_id, "excluded": result.excluded, "metrics": result.metrics}
+    return {"run_id": args.run_id, **result.summary()}
 
 
 def cmd_recommend(args) -> dict:

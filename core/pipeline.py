@@ -167,6 +167,8 @@ def _train(store: RunStore, run_id: str, record: dict, progress) -> dict:
         finished_at=now_iso(),
         metrics={"valid": valid.metrics, "test": test.metrics},
         excluded=test.excluded,
+        notes=test.notes,
+        n_skipped={"valid": valid.n_skipped, "test": test.n_skipped},
         timings={"fit_s": round(fit_s, 3), "eval_s": round(eval_s, 3)},
         peak_memory_mb=dev.peak_memory_mb(device),
         sizes={
