@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
-from core.dataset import Interactions
+from core.dataset import Dataset, Interactions
 from core.errors import ParameterError, RecScopeError
+from core.evaluate import evaluate
 from core.models import ease as ease_module
 from core.models import itemknn as itemknn_module
 from core.models.ease import EASE
@@ -70,6 +70,23 @@ def test_pop_without_ratings_refuses_rating_predictions() -> None:
     assert not model.predicts_ratings
     with pytest.raises(RecScopeError, match="rating"):
         model.predict_ratings([0], [0])
+
+
+def test_pop_ratings_reach_the_evaluator(planted_dataset) -> None:
+    frame = planted_dataset.interactions.copy()
+    frame["rating"] = (1 + frame["item_code"] % 5).astype(np.float32)  # item j always rated
+    ds = Dataset("rated", frame, planted_dataset.items, planted_dataset.users)
+    sp = split(ds, "loo")
+    model = Popularity(shrinkage=0.0).fit(sp.train)
+    metrics = evaluate(model, sp, part="test").metrics
+    # each item's ratings are constant, so the plain item mean predicts every seen item exactly
+    seen = np.isin(sp.test.items, sp.train.items)
+    assert seen.all() and metrics["rmse"] == pytest.approx(0.0, abs=1e-6)
+    damped = Popularity(shrinkage=5.0).fit(sp.train)
+    pred = damped.predict_ratings(sp.test.users, sp.test.items)
+    rmse = float(np.sqrt(np.mean((pred - sp.test.frame["rating"].to_numpy()) ** 2)))
+    assert rmse > 0.1
+    assert evaluate(damped, sp, part="test").metrics["rmse"] == pytest.approx(rmse, rel=1e-5)
 
 
 # -- item-kNN -----------------------------------------------------------------------------
@@ -201,18 +218,38 @@ def test_invalid_parameters_rejected_at_fit(cls, params) -> None:
         cls(**params).fit(tiny(THREE, 3, 3))
 
 
+# -- GPU ----------------------------------------------------------------------------------
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize(
+    "make", [lambda d: ItemKNN(device_choice=d), lambda d: EASE(device_choice=d)]
+)
+def test_gpu_scores_match_cpu(make, planted_dataset, monkeypatch) -> None:
+    sp = split(planted_dataset, "loo")
+    users = np.arange(120)
+    cpu, gpu = make("cpu").fit(sp.train), make("cuda").fit(sp.train)
+    for model in (cpu, gpu):
+        model.set_history(sp.known_for("test"))
+    assert gpu.score(users).device.type == "cuda"
+    torch.testing.assert_close(gpu.score(users).cpu(), cpu.score(users), rtol=1e-3, atol=1e-4)
+    monkeypatch.setattr(itemknn_module, "DENSE_MAX_ITEMS", 10)  # the sparse path on the GPU
+    sparse = ItemKNN(device_choice="cuda").fit(sp.train)
+    dense = ItemKNN(device_choice="cpu").fit(sp.train)
+    torch.testing.assert_close(sparse.score(users).cpu(), dense.score(users), rtol=1e-4, atol=1e-5)
+
+
 # -- the shipped sample data --------------------------------------------------------------
 @pytest.mark.skipif(not SAMPLE.exists(), reason="sample_data/interactions.csv not generated yet")
 def test_neighbourhood_models_beat_pop_on_sample_data(sample_dataset) -> None:
-    from core.evaluate import evaluate
+    """Measured (loo, seed 42, test): pop 0.035, itemknn 0.238, ease 0.390 NDCG@10."""
+    from core.evaluate import ranking_metric
 
     sp = split(sample_dataset, "loo", seed=42)
-    results = {}
+    known = sp.known_for("test")
+    ndcg = {}
     for model in (Popularity(), ItemKNN(), EASE()):
-        start = time.perf_counter()
         model.fit(sp.train)
-        fit_s = time.perf_counter() - start
-        results[model.name] = (evaluate(model, sp, part="test").metrics["ndcg@10"], fit_s)
-    pop = results["pop"][0]
+        model.set_history(known)
+        ndcg[model.name] = ranking_metric(model, sp.test, known, k=10, metric="ndcg")
+    assert ndcg["pop"] > 0.01  # popularity is a real baseline, not a broken one
     for name in ("itemknn", "ease"):
-        assert results[name][0] >= 1.5 * pop, f"{name} {results[name][0]:.4f} vs pop {pop:.4f}"
+        assert ndcg[name] >= 1.5 * ndcg["pop"], f"{name} {ndcg[name]:.4f} vs pop {ndcg['pop']:.4f}"

@@ -77,6 +77,23 @@ class ItemItemModel(RecommenderBase):
         column = self._column(int(item_code)).cpu().numpy()
         return {int(i): float(column[i]) for i in sorted(history)}
 
+    def score_histories(
+        self, histories: list[np.ndarray], item_codes: Any, user_code: int
+    ) -> np.ndarray:
+        """Scores of `item_codes` if the user's history were each list: x_h W, (N, m).
+
+        Exact and additive (the explainer's oracle); the user code only validates.
+        """
+        from core.explain_features import history_matrix
+
+        self._check_fitted()
+        check_codes(as_codes(user_code), self.n_users_, "user")
+        items = as_codes(item_codes)
+        check_codes(items, self.n_items_, "item")
+        union, x = history_matrix(histories, self.device, torch.float32)  # (U,), (N, U)
+        w = torch.stack([self._column(int(i)) for i in items], 1)  # (n_items, m)
+        return (x @ w[union]).double().cpu().numpy()  # (N, m)
+
     def similar_items(self, item_code: int, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Items whose presence in a history most raises `item_code`'s score: (codes, weights).
 
@@ -168,9 +185,7 @@ class ItemKNN(ItemItemModel):
         "device_choice": "Where scores are computed: auto, cpu or cuda.",
     }
 
-    def __init__(
-        self, k: int = 100, shrink: float = 10.0, device_choice: str | None = None
-    ) -> None:
+    def __init__(self, k: int = 50, shrink: float = 0.0, device_choice: str | None = None) -> None:
         self.k = k
         self.shrink = shrink
         self.device_choice = device_choice

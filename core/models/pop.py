@@ -76,6 +76,14 @@ class Popularity(RecommenderBase):
             counts = counts[items]
         return counts.unsqueeze(0).expand(len(users), -1).clone()  # (B, n)
 
+    def score_histories(
+        self, histories: list[np.ndarray], item_codes: Any, user_code: int
+    ) -> np.ndarray:
+        """Item counts for every history (N, m): popularity ignores history, so SHAP is 0."""
+        items = as_codes(item_codes)
+        row = self.score([int(user_code)], items).double().cpu().numpy()  # (1, m)
+        return np.repeat(row, len(histories), axis=0)
+
     @property
     def predicts_ratings(self) -> bool:
         """True when fitted on data with a rating column (so `predict_ratings` works)."""
