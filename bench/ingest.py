@@ -1,7 +1,9 @@
 """Ingest throughput and peak memory on generated CSVs (1M and 10M rows by default).
 
 Each size is ingested in its own child process so that peak memory (ru_maxrss) is per
-size. Prints one JSON document on stdout. Usage:
+size. `*_cpu_s` are CPU seconds of all threads: steadier than wall time on a busy machine.
+Stages: read_validate = core.ingest.load_interactions, build_codes = Dataset.from_frames,
+save = Dataset.save. Prints one JSON document on stdout. Usage:
     .venv/bin/python bench/ingest.py [--sizes 1000000 10000000] [--keep DIR]
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -61,26 +64,33 @@ def child(path: str, home: str) -> dict:
     from core.ingest import load_interactions
 
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    t0 = time.perf_counter()
+    load = os.getloadavg()[0]
+    marks = [(time.perf_counter(), time.process_time())]
     frame, report = load_interactions(path)
-    t1 = time.perf_counter()
+    marks.append((time.perf_counter(), time.process_time()))
+    after_read = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     dataset = Dataset.from_frames("bench", frame, info={"report": report.to_dict()})
-    t2 = time.perf_counter()
+    marks.append((time.perf_counter(), time.process_time()))
     dataset.save(Path(home))
-    t3 = time.perf_counter()
+    marks.append((time.perf_counter(), time.process_time()))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    stages = {}
+    for i, stage in enumerate(("read_validate", "build_codes", "save")):
+        stages[f"{stage}_s"] = round(marks[i + 1][0] - marks[i][0], 2)
+        stages[f"{stage}_cpu_s"] = round(marks[i + 1][1] - marks[i][1], 2)
+    total = marks[-1][0] - marks[0][0]
     return {
         "rows_read": report.rows_read,
         "rows_kept": report.rows_kept,
         "duplicates": report.duplicates,
-        "read_validate_s": round(t1 - t0, 2),
-        "build_codes_s": round(t2 - t1, 2),
-        "save_s": round(t3 - t2, 2),
-        "total_s": round(t3 - t0, 2),
-        "rows_per_s": round(report.rows_read / (t3 - t0)),
-        "read_validate_rows_per_s": round(report.rows_read / (t1 - t0)),
+        **stages,
+        "total_s": round(total, 2),
+        "rows_per_s": round(report.rows_read / total),
+        "read_validate_rows_per_s": round(report.rows_read / (marks[1][0] - marks[0][0])),
         "peak_rss_mb": round(peak / 1024),
+        "peak_rss_after_read_mb": round(after_read / 1024),
         "baseline_rss_mb": round(base / 1024),
+        "load_average_1m": round(load, 1),
     }
 
 

@@ -193,8 +193,8 @@ def _decode_head(src: Source, head: bytes) -> str:
             text = head[: exc.start].decode("utf-8")
         else:
             text = head.decode("latin-1")
+    # ASCII control bytes only: Windows exports read as Latin-1 have 0x80-0x9F quotes.
     control = sum(1 for ch in text if ord(ch) < 32 and ch not in "\t\n\r\f")
-    control += sum(1 for ch in text if 0x7F <= ord(ch) < 0xA0)
     if control > max(2, len(text) // 50):
         raise _binary(src)
     return text.lstrip("\ufeff")

@@ -90,8 +90,8 @@ def clean(
             file=src.name,
             hint="fill in the ids on the same lines",
         )
+    _collapse(out, keep, report)
     frame = _frame(out, keep)
-    frame = _collapse(frame, report)
     _feedback(frame, used, min_rating, report)
     report.rows_kept = len(frame)
     return frame
@@ -112,8 +112,12 @@ def _ids(column: pa.ChunkedArray) -> pa.ChunkedArray:
             column = pc.cast(column, pa.int64())
     if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
         column = pc.cast(column, pa.string())
-    column = pc.utf8_trim_whitespace(column)
-    return pc.if_else(pc.equal(column, ""), pa.scalar(None, pa.string()), column)
+    # Check before rewriting: clean ids (the usual case) are kept without a copy.
+    if pc.any(pc.match_substring_regex(column, r"^\s|\s$")).as_py():
+        column = pc.utf8_trim_whitespace(column)
+    if pc.any(pc.equal(column, "")).as_py():
+        column = pc.if_else(pc.equal(column, ""), pa.scalar(None, pa.string()), column)
+    return column
 
 
 def _numbers(src: Source, layout: Layout, table: pa.Table, name: str, what: str) -> np.ndarray:
@@ -225,26 +229,25 @@ def _frame(out: dict, keep: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(data, copy=False)
 
 
-def _collapse(frame: pd.DataFrame, report: IngestReport) -> pd.DataFrame:
-    """Keep the latest row of each repeated (user, item) pair (file order breaks ties).
+def _collapse(out: dict, keep: np.ndarray, report: IngestReport) -> None:
+    """Unmark all but the latest kept row of each repeated (user, item) pair.
 
-    Also sets the user and item counts. Only the rows of repeated pairs are sorted.
+    File order breaks ties. Works on integer codes and folds into `keep`, so the frame is
+    built (copied) once; only the rows of repeated pairs are sorted. Sets the counts.
     """
-    users, user_ids = pd.factorize(frame[S.USER_ID])
-    items, item_ids = pd.factorize(frame[S.ITEM_ID])
-    report.n_users, report.n_items = len(user_ids), len(item_ids)
-    key = users.astype(np.int64) * max(len(item_ids), 1) + items
+    users, _ = pd.factorize(out[S.USER_ID].to_pandas())  # (n,) codes, -1 for missing
+    items, item_ids = pd.factorize(out[S.ITEM_ID].to_pandas())
+    rows = np.flatnonzero(keep)  # (m,)
+    key = users[rows].astype(np.int64) * max(len(item_ids), 1) + items[rows]
     repeated = np.flatnonzero(pd.Series(key).duplicated(keep=False).to_numpy())
-    if len(repeated) == 0:
-        return frame
-    if S.TIMESTAMP in frame.columns:
-        stamps = frame[S.TIMESTAMP].to_numpy()[repeated]
-        repeated = repeated[np.argsort(stamps, kind="stable")]
-    older = pd.Series(key[repeated]).duplicated(keep="last").to_numpy()
-    drop = np.zeros(len(frame), dtype=bool)
-    drop[repeated[older]] = True
-    report.duplicates = int(drop.sum())
-    return frame.loc[~drop].reset_index(drop=True)
+    if len(repeated):
+        if S.TIMESTAMP in out:
+            repeated = repeated[np.argsort(out[S.TIMESTAMP][rows[repeated]], kind="stable")]
+        older = pd.Series(key[repeated]).duplicated(keep="last").to_numpy()
+        keep[rows[repeated[older]]] = False
+        report.duplicates = int(older.sum())
+    report.n_users = int(np.count_nonzero(np.bincount(users[keep])))
+    report.n_items = int(np.count_nonzero(np.bincount(items[keep])))
 
 
 def _feedback(frame: pd.DataFrame, used: ColumnMapping, min_rating, report) -> None:

@@ -149,7 +149,8 @@ def _arrow_csv(
     convert = pacsv.ConvertOptions(
         column_types=types, include_columns=columns, null_values=_NULLS, strings_can_be_null=True
     )
-    return pacsv.read_csv(stream, read, parse, convert)
+    # Streaming keeps one block of raw text in memory (read_csv holds the whole file).
+    return pacsv.open_csv(stream, read, parse, convert).read_all()
 
 
 def _read_parquet(src: Source, columns: list[str] | None) -> pa.Table:

@@ -251,9 +251,12 @@ def test_parquet_jsonl_gzip_and_upload(tmp_path, home):
     (tmp_path / "r.csv.gz").write_bytes(gzip.compress(b"user,item\n1,2\n3,4\n"))
     frame, _ = load_interactions(tmp_path / "r.csv.gz")
     assert frame.user_id.tolist() == ["1", "3"]
-    upload = (b"user_id,item_id,rating\nu1,i1,5\nu2,i1,4\n", "my upload.csv")
+    upload = (b"user_id,item_id,rating\nu1,i1,5\nu2,i1,4\nu1,i1,1\n", "my upload.csv")
     raw, fmt = read_raw(upload)
     assert fmt == "csv" and raw.columns.tolist() == ["user_id", "item_id", "rating"]
+    frame, report = load_interactions(upload)  # no timestamps: the later line wins
+    assert frame.values.tolist() == [["u2", "i1", 4.0], ["u1", "i1", 1.0]]
+    assert report.duplicates == 1 and (report.n_users, report.n_items) == (2, 1)
     dataset, report = ingest(upload, home=home)
     assert dataset.name == "my-upload" and report.file == "my upload.csv"
     assert list_datasets(home) == ["my-upload"]
