@@ -186,7 +186,10 @@ class ItemIndex:
         self.info.k = k = max(1, min(k, n - 1))
         order = np.random.default_rng(seed).permutation(n)
         m = min(RECALL_QUERIES, n // 2) if self.info.type != "flat" else 0
-        tune, report = order[:m], order[m : 2 * m]
+        sample = order[: 2 * m]  # first half tunes, second half reports
+        base = self._tvec if self._tvec is not None else self._vectors
+        truth, _ = exact_search_torch(base, self._vectors[sample], k + 1, self._device)
+        truth, _ = _drop_self(truth, truth, sample, k)  # (2m, k) the oracle, scanned once
         if self.info.type == "ivf":  # nprobe 1, 2, 4, ... up to every list
             nlist = self.info.params["nlist"]
             name, steps = "nprobe", [p for p in 2 ** np.arange(11) if p < nlist] + [nlist]
@@ -195,22 +198,18 @@ class ItemIndex:
         for value in steps if m else []:
             self.info.params[name] = int(value)
             _set_search_param(self._index, self.info.type, self.info.params)
-            if self._recall(tune, k) >= target:
+            if self._recall(sample[:m], truth[:m], k) >= target:
                 break
-        self.info.recall_at_k = round(self._recall(report, k), 4) if m else 1.0
+        self.info.recall_at_k = round(self._recall(sample[m:], truth[m:], k), 4) if m else 1.0
         self.info.params.update(
             recall_queries=int(m), target_recall=target,
             recall_s=round(time.perf_counter() - start, 3),
         )  # fmt: skip
 
-    def _recall(self, sample: np.ndarray, k: int) -> float:
-        queries = self._vectors[sample]  # (m, d)
-        base = self._tvec if self._tvec is not None else self._vectors
-        exact_ids, _ = exact_search_torch(base, queries, k + 1, self._device)  # the oracle
-        ids, scores = self.search(queries, k + 1)
-        got, _ = _drop_self(ids, scores, sample, k)
-        truth, _ = _drop_self(exact_ids, np.zeros_like(exact_ids, dtype=np.float32), sample, k)
-        return recall_at_k(got, truth)
+    def _recall(self, sample: np.ndarray, truth: np.ndarray, k: int) -> float:
+        """recall@k of neighbours of the items `sample` against their exact ones `truth`."""
+        ids, scores = self.search(self._vectors[sample], k + 1)
+        return recall_at_k(_drop_self(ids, scores, sample, k)[0], truth)
 
 
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:

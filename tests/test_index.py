@@ -156,3 +156,12 @@ def test_recall_at_k_hand_values_and_bad_input():
         index.search(np.ones((1, 3), np.float32), 2)
     with pytest.raises(ParameterError, match="Item code 4"):
         index.neighbors(4, 2)
+
+
+def test_ivf_probes_enough_lists_for_long_result_lists():
+    points, queries = _clustered(4_000, 16, 40, seed=6)
+    index = ItemIndex.build(points, kind="ivf", device="cpu")
+    per_list = 4_000 / index.info.params["nlist"]
+    assert index.info.params["nprobe"] * per_list < 300  # the tuned probe alone is too short
+    ids, _ = index.search(queries[:20], 300)
+    assert (ids >= 0).all() and all(len(set(row)) == 300 for row in ids.tolist())
