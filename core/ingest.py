@@ -113,12 +113,15 @@ class IngestReport:
 
 
 def read_raw(
-    source: str | Path | tuple[bytes, str], format: str = "auto"
+    source: str | Path | tuple[bytes, str], format: str = "auto", *, limit: int | None = None
 ) -> tuple[pd.DataFrame, str]:
-    """The file as a raw table (its own column names) and the detected format."""
+    """The file as a raw table (its own column names) and the detected format.
+
+    `limit` reads only the first rows (CSV and Parquet stop early): use it for previews.
+    """
     src = to_source(source)
     layout = sniff(src, format)
-    return read_table(src, layout).to_pandas(), layout.format
+    return read_table(src, layout, limit=limit).to_pandas(), layout.format
 
 
 def load_interactions(

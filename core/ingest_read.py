@@ -31,15 +31,21 @@ def read_table(
     *,
     columns: list[str] | None = None,
     string_columns: tuple[str, ...] = (),
+    limit: int | None = None,
 ) -> pa.Table:
-    """Read the whole source into an Arrow table (only `columns` when given)."""
+    """Read the source into an Arrow table (only `columns`, first `limit` rows when given).
+
+    CSV and Parquet stop reading once `limit` rows are in (a cheap preview of a big file).
+    """
     if layout.format == "parquet":
-        return _read_parquet(src, columns)
+        return _read_parquet(src, columns, limit)
     if layout.format == "excel":
-        return _read_excel(src, columns)
-    if layout.format == "jsonl":
-        return _read_jsonl(src, columns)
-    return _read_delimited(src, layout, columns, string_columns)
+        table = _read_excel(src, columns)
+    elif layout.format == "jsonl":
+        table = _read_jsonl(src, columns)
+    else:
+        table = _read_delimited(src, layout, columns, string_columns, limit)
+    return table if limit is None else table.slice(0, limit)
 
 
 def line_of(src: Source, layout: Layout, row: int) -> int:
@@ -98,20 +104,24 @@ def first_ragged_line(src: Source, layout: Layout) -> tuple[int, int] | None:
 
 
 def _read_delimited(
-    src: Source, layout: Layout, columns: list[str] | None, strings: tuple[str, ...]
+    src: Source,
+    layout: Layout,
+    columns: list[str] | None,
+    strings: tuple[str, ...],
+    limit: int | None = None,
 ) -> pa.Table:
     try:
-        return _arrow_csv(src, layout, columns, {c: pa.string() for c in strings})
+        return _arrow_csv(src, layout, columns, {c: pa.string() for c in strings}, limit)
     except pa.ArrowInvalid as exc:
         message = str(exc)
         if "UTF8" in message and layout.encoding == "utf-8":
             layout.encoding = "latin-1"  # valid UTF-8 at the top, not further down
-            return _read_delimited(src, layout, columns, strings)
+            return _read_delimited(src, layout, columns, strings, limit)
         if "conversion error" in message or "In CSV column" in message:
             # A column typed from its first block holds other values later: read it as
             # text so that validation can name the first bad row.
             every = {c: pa.string() for c in (columns or layout.columns)}
-            return _arrow_csv(src, layout, columns, every)
+            return _arrow_csv(src, layout, columns, every, limit)
         ragged = first_ragged_line(src, layout)
         if ragged is not None:
             line, width = ragged
@@ -131,7 +141,11 @@ def _read_delimited(
 
 
 def _arrow_csv(
-    src: Source, layout: Layout, columns: list[str] | None, types: dict[str, pa.DataType]
+    src: Source,
+    layout: Layout,
+    columns: list[str] | None,
+    types: dict[str, pa.DataType],
+    limit: int | None = None,
 ) -> pa.Table:
     delim = layout.delimiter or ","
     if len(delim) > 1:
@@ -143,20 +157,34 @@ def _arrow_csv(
         column_names=layout.columns,
         skip_rows=1 if layout.header else 0,
         encoding=layout.encoding,
-        block_size=BLOCK_BYTES,
+        block_size=BLOCK_BYTES if limit is None else 1 << 20,  # previews: small blocks
     )
     parse = pacsv.ParseOptions(delimiter=delim, quote_char='"' if layout.quoting else False)
     convert = pacsv.ConvertOptions(
         column_types=types, include_columns=columns, null_values=_NULLS, strings_can_be_null=True
     )
     # Streaming keeps one block of raw text in memory (read_csv holds the whole file).
-    return pacsv.open_csv(stream, read, parse, convert).read_all()
+    reader = pacsv.open_csv(stream, read, parse, convert)
+    if limit is None:
+        return reader.read_all()
+    batches, rows = [], 0
+    for batch in reader:
+        batches.append(batch)
+        rows += batch.num_rows
+        if rows >= limit:
+            break
+    return pa.Table.from_batches(batches, schema=reader.schema)
 
 
-def _read_parquet(src: Source, columns: list[str] | None) -> pa.Table:
+def _read_parquet(src: Source, columns: list[str] | None, limit: int | None) -> pa.Table:
     target = pa.BufferReader(src.data) if src.data is not None else str(src.path)
     try:
-        return pq.read_table(target, columns=columns)
+        if limit is None:
+            return pq.read_table(target, columns=columns)
+        first = next(pq.ParquetFile(target).iter_batches(batch_size=limit, columns=columns), None)
+        if first is None:  # no rows at all: the full read is as cheap
+            return pq.read_table(target, columns=columns)
+        return pa.Table.from_batches([first])
     except (pa.ArrowException, OSError) as exc:
         raise IngestError(
             f"the Parquet file could not be read ({str(exc).splitlines()[0]})",

@@ -244,6 +244,7 @@ def test_parquet_jsonl_gzip_and_upload(tmp_path, home):
     table.to_parquet(tmp_path / "r.parquet")
     frame, report = load_interactions(tmp_path / "r.parquet")
     assert report.format == "parquet" and frame.item_id.tolist() == ["5", "6", "5"]
+    assert read_raw(tmp_path / "r.parquet", limit=2)[0].item.tolist() == [5, 6]
     lines = "\n".join(json.dumps(r) for r in table.to_dict("records"))
     write(tmp_path / "r.jsonl", lines + "\n")
     frame, report = load_interactions(tmp_path / "r.jsonl")
@@ -254,6 +255,7 @@ def test_parquet_jsonl_gzip_and_upload(tmp_path, home):
     upload = (b"user_id,item_id,rating\nu1,i1,5\nu2,i1,4\nu1,i1,1\n", "my upload.csv")
     raw, fmt = read_raw(upload)
     assert fmt == "csv" and raw.columns.tolist() == ["user_id", "item_id", "rating"]
+    assert read_raw(upload, limit=1)[0].user_id.tolist() == ["u1"]
     frame, report = load_interactions(upload)  # no timestamps: the later line wins
     assert frame.values.tolist() == [["u2", "i1", 4.0], ["u1", "i1", 1.0]]
     assert report.duplicates == 1 and (report.n_users, report.n_items) == (2, 1)
