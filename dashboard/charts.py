@@ -39,7 +39,7 @@ def rating_bar(dist: pd.DataFrame) -> go.Figure:
     """How often each rating value occurs (from `core.profile.rating_distribution`)."""
     fig = go.Figure(
         go.Bar(
-            x=dist["rating"].astype(str),
+            x=[f"{r:g}" for r in dist["rating"]],
             y=dist["interactions"],
             marker_color=ACCENT,
             hovertemplate="rating %{x}: %{y} interactions<extra></extra>",
@@ -130,14 +130,20 @@ def metric_bar(runs: pd.DataFrame, metric: str) -> go.Figure:
     shown = runs.dropna(subset=[metric])
     fig = go.Figure(
         go.Bar(
-            x=shown["run"],
-            y=shown[metric],
+            x=shown[metric],
+            y=shown["run"],
+            orientation="h",
             marker_color=ACCENT,
+            text=[f"{v:.4f}" for v in shown[metric]],
+            textposition="auto",
             customdata=shown["model"],
-            hovertemplate="%{customdata} (%{x})<br>" + metric + " = %{y:.4f}<extra></extra>",
+            hovertemplate="%{customdata} (%{y})<br>" + metric + " = %{x:.4f}<extra></extra>",
         )
     )
-    return _layout(fig, title=f"Test {metric} by run", x="Run", y=metric)
+    fig.update_yaxes(autorange="reversed")  # newest (first) run on top
+    fig = _layout(fig, title=f"Test {metric} by run", x=metric, y="")
+    fig.update_layout(height=min(HEIGHT * 2, 40 * len(shown) + 120))
+    return fig
 
 
 def training_curves(events: pd.DataFrame, title: str = "Training progress") -> go.Figure:

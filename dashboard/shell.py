@@ -85,6 +85,7 @@ def sidebar(home: Path) -> str | None:
             "Active dataset",
             names,
             key=DATASET_KEY,
+            bind="query-params",  # ?dataset=NAME: survives a reload, links can be shared
             help="Every page works on this dataset; add more on the Data page.",
         )
         with guard("reading the dataset summary"):

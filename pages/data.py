@@ -36,8 +36,9 @@ def render() -> None:
     )
     home = workspace_home()
     if report := st.session_state.pop(_REPORT, None):
-        st.success("\n\n".join(report))
-    with st.expander("Add a dataset", expanded=not list_datasets(home)):
+        st.success("\n".join([report[0], "", *(f"- {line}" for line in report[1:])]))
+    # keyed: stays open across reruns even when elements above it come and go
+    with st.expander("Add a dataset", expanded=not list_datasets(home), key="add_dataset"):
         with shell.guard("reading the file"):
             _add_dataset(home)
     name = shell.active_dataset()

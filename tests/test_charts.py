@@ -55,7 +55,7 @@ def test_top_items_bar_separates_duplicate_titles():
 
 def test_rating_and_scenario_bars():
     ratings = charts.rating_bar(pd.DataFrame({"rating": [1.0, 5.0], "interactions": [3, 4]}))
-    assert list(ratings.data[0].x) == ["1.0", "5.0"] and list(ratings.data[0].y) == [3, 4]
+    assert list(ratings.data[0].x) == ["1", "5"] and list(ratings.data[0].y) == [3, 4]
     per = charts.scenario_users_bar(pd.DataFrame({"scenarios": [1, 2], "users": [10, 4]}))
     assert list(per.data[0].y) == [10, 4]
     assert per.layout.xaxis.title.text == "Scenarios a user is active in"
@@ -66,5 +66,5 @@ def test_metric_bar_skips_runs_without_the_metric():
         {"run": ["r1", "r2"], "model": ["ease", "bpr"], "ndcg@10": [0.3, float("nan")]}
     )
     fig = charts.metric_bar(runs, "ndcg@10")
-    assert list(fig.data[0].x) == ["r1"] and list(fig.data[0].y) == [0.3]
+    assert list(fig.data[0].y) == ["r1"] and list(fig.data[0].x) == [0.3]
     assert fig.layout.title.text == "Test ndcg@10 by run"
