@@ -1,0 +1,217 @@
+"""SHAP explanations: additivity for every model, closed form = shap's exact explainer,
+readable labels, context features, global importance and the run-level entry point."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.dataset import Dataset
+from core.explain import explain, explain_run, global_importance
+from core.explain_features import build_features, ridge_fold_in, verb_for
+from core.models import available, make_model, model_class
+from core.models.ease import EASE
+from core.pipeline import LoadedRun, new_run, train_run
+from core.runs import RunStore
+from core.split import split
+
+#: fast settings per model: behaviour, not accuracy, is under test
+FAST = {
+    "bpr": {"epochs": 2, "dim": 16},
+    "neumf": {"epochs": 2, "dim": 16, "layers": 2},
+    "lightgcn": {"epochs": 2, "dim": 16},
+    "sasrec": {"epochs": 2, "dim": 16, "max_len": 8, "dropout": 0.0},
+}
+
+
+def loaded_run(dataset: Dataset, name: str, run_id: str | None = None) -> LoadedRun:
+    """A fitted model whose history is train+valid, as `load_run` gives it."""
+    parts = split(dataset, "loo", 42)
+    params = FAST.get(name, {})
+    if model_class(name).neural:
+        params = {**params, "device_choice": "cpu"}
+    model = make_model(name, **params).fit(parts.train, parts.valid)
+    model.set_history(parts.known_for("test"))
+    return LoadedRun({"run_id": run_id, "model": name}, dataset, parts, model)
+
+
+@pytest.fixture(scope="module")
+def runs(planted_dataset) -> dict[str, LoadedRun]:
+    return {}
+
+
+def get(runs: dict, dataset: Dataset, name: str) -> LoadedRun:
+    if name not in runs:
+        runs[name] = loaded_run(dataset, name)
+    return runs[name]
+
+
+@pytest.mark.parametrize("name", available())
+@pytest.mark.parametrize("max_history", [4, 50])
+def test_base_plus_contributions_equals_score(runs, planted_dataset, name, max_history):
+    """Additivity for every model: exact explainer (5 features) and permutation/closed form."""
+    lr = get(runs, planted_dataset, name)
+    assert hasattr(lr.model, "score_histories"), f"{name} needs score_histories to be explained"
+    top, _ = lr.model.recommend([3, 70], 2)
+    for user, item in [(3, int(top[0, 0])), (70, int(top[1, 1])), (70, 5)]:
+        exp = explain(lr, user, item, max_history=max_history)
+        score = float(lr.model.score([user], [item])[0, 0])
+        assert exp.score == pytest.approx(score, rel=1e-6, abs=1e-6)
+        assert exp.total == pytest.approx(score, rel=1e-4, abs=1e-5)
+        assert not exp.notes
+        n_hist = len(
+            np.unique(lr.split.known_for("test").frame.query("user_code == @user").item_code)
+        )
+        assert len(exp.contributions) == min(n_hist, max_history) + (n_hist > max_history)
+
+
+def test_ease_closed_form_equals_shap_exact_and_weights(runs, planted_dataset):
+    lr = get(runs, planted_dataset, "ease")
+    user, item = 10, 12
+    closed = explain(lr, user, item, max_history=7, method="closed_form")
+    exact = explain(lr, user, item, max_history=7, method="exact")
+    assert closed.method == "closed_form" and exact.method == "exact"
+    a = closed.contributions.set_index("feature")["value"]
+    b = exact.contributions.set_index("feature")["value"].reindex(a.index)
+    np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), atol=1e-5)
+    assert closed.base_value == pytest.approx(0.0, abs=1e-7)
+    assert exact.base_value == pytest.approx(0.0, abs=1e-6)
+    # each single-item feature is that item's weight W[i, item] (the EASE formula)
+    weights = lr.model.weights_[:, item].cpu().numpy()
+    single = closed.contributions.dropna(subset=["item_code"])
+    for row in single.itertuples():
+        assert row.value == pytest.approx(float(weights[int(row.item_code)]), abs=1e-6)
+    older = closed.contributions.query("feature == 'history:older'")["value"].iloc[0]
+    history = lr.model.history_[user].indices
+    rest = sorted(set(history) - set(single.item_code.astype(int)))
+    assert older == pytest.approx(float(weights[rest].sum()), abs=1e-5)
+
+
+@pytest.mark.parametrize("name", ["ease", "itemknn", "bpr", "lightgcn"])
+def test_removing_the_top_positive_item_lowers_the_score(runs, planted_dataset, name):
+    if name not in available():
+        pytest.skip(f"{name} not in this build")
+    lr = get(runs, planted_dataset, name)
+    top, _ = lr.model.recommend([20], 1)
+    item = int(top[0, 0])
+    exp = explain(lr, 20, item)
+    best = exp.contributions.query("kind == 'history'").sort_values("value").iloc[-1]
+    assert best.value > 0 and best.item_code is not None
+    events = build_features(lr.dataset, lr.split.known_for("test"), 20, 50).events
+    without = events[events != int(best.item_code)]
+    full, reduced = lr.model.score_histories([events, without], np.array([item]), 20)[:, 0]
+    assert full == pytest.approx(exp.score, rel=1e-5)
+    assert reduced < full
+    if name in ("ease", "itemknn"):  # additive: the drop is exactly the SHAP value
+        assert full - reduced == pytest.approx(best.value, rel=1e-4)
+
+
+def test_popularity_explanation_is_all_zero(runs, planted_dataset):
+    lr = get(runs, planted_dataset, "pop")
+    exp = explain(lr, 5, 0)
+    assert exp.base_value == pytest.approx(exp.score)
+    assert np.allclose(exp.contributions["value"], 0.0)
+    assert exp.score == pytest.approx(float((lr.split.train.items == 0).sum()))
+
+
+def test_labels_use_titles_scenario_verbs_and_ages():
+    day = 86400
+    inter = pd.DataFrame(
+        {
+            "user_id": ["u1"] * 3 + ["u2"] * 3,
+            "item_id": ["m1", "b1", "m2", "m1", "m2", "b1"],
+            "timestamp": [1_700_000_000, 1_700_000_000 + day, 1_700_000_000 + 4 * day] * 2,
+            "scenario": ["video_feed", "shop", "video_feed"] * 2,
+        }
+    )
+    items = pd.DataFrame({"item_id": ["m1", "m2", "b1"], "title": ["Alien", "Dune", "Kettle"]})
+    ds = Dataset.from_frames("labels", inter, items)
+    feats = build_features(ds, ds.all(), int(ds.user_codes(["u1"])[0]), 50)
+    labels = feats.table.set_index("feature")["label"]
+    assert labels["history:m2"] == 'watched "Dune" (latest)'
+    assert labels["history:b1"] == 'bought "Kettle" (3 days before)'
+    assert labels["history:m1"] == 'watched "Alien" (4 days before)'
+    assert list(feats.table["position"]) == [0, 1, 2]
+    assert verb_for("articles") == "read" and verb_for("misc") == "interacted with"
+    short = build_features(ds, ds.all(), 0, 1)
+    assert list(short.table["feature"]) == ["history:m2", "history:older"]
+    assert short.table["label"].iloc[1] == "2 older items in the history"
+
+
+class _ContextEASE(EASE):
+    """EASE plus a declared user attribute worth exactly +1 when present (a test double)."""
+
+    def explain_context(self, user_code, item_code):
+        return [("user:region", "north", "unknown")]
+
+    def score_histories(self, histories, item_codes, user_code, context=None):
+        base = super().score_histories(histories, item_codes, user_code)
+        if context is None:  # scoring outside an explanation: the user's real attributes
+            return base + 1.0
+        bonus = np.array([1.0 if c["user:region"] == "north" else 0.0 for c in context])
+        return base + bonus[:, None]
+
+    def score(self, user_codes, item_codes=None):
+        return super().score(user_codes, item_codes) + 1.0
+
+
+def test_model_declared_context_features_get_shap_values(planted_dataset):
+    parts = split(planted_dataset, "loo", 42)
+    model = _ContextEASE().fit(parts.train)
+    model.set_history(parts.known_for("test"))
+    lr = LoadedRun({"run_id": None, "model": "ease"}, planted_dataset, parts, model)
+    for max_history in (4, 50):
+        exp = explain(lr, 7, 3, max_history=max_history)
+        row = exp.contributions.set_index("feature").loc["user:region"]
+        assert row["kind"] == "user" and row["label"] == "region = north"
+        assert row["value"] == pytest.approx(1.0, abs=1e-6)
+        assert exp.total == pytest.approx(exp.score, rel=1e-5)
+
+
+def test_ridge_fold_in_matches_normal_equations():
+    rng = np.random.default_rng(0)
+    import torch
+
+    vectors = torch.from_numpy(rng.normal(size=(6, 3)))
+    got = ridge_fold_in(vectors, [np.array([0, 2, 5]), np.array([], dtype=np.int64)], reg=0.5)
+    v = vectors.numpy()[[0, 2, 5]]
+    want = np.linalg.solve(v.T @ v + 0.5 * np.eye(3), v.T @ np.ones(3))
+    np.testing.assert_allclose(got[0].numpy(), want, atol=1e-10)
+    np.testing.assert_allclose(got[1].numpy(), 0.0)
+
+
+def test_global_importance_groups_and_shares(runs, planted_dataset):
+    lr = get(runs, planted_dataset, "ease")
+    table = global_importance(lr, n_users=6, seed=1)
+    pos = table[table.group_kind == "position"]
+    assert set(pos.group) <= {"most recent", "2-5 back", "6-20 back", "older"}
+    assert pos["share"].sum() == pytest.approx(1.0)
+    assert (table["mean_abs_shap"] >= 0).all() and (table["n_explanations"] == 6).all()
+    # hand check: the position groups add up to the mean total |SHAP| per explanation
+    known = lr.split.known_for("test")
+    active = np.flatnonzero(np.bincount(known.users, minlength=planted_dataset.n_users) > 0)
+    users = np.sort(np.random.default_rng(1).choice(active, size=6, replace=False))
+    top, _ = lr.model.recommend(users, 1)
+    totals = [
+        explain(lr, int(u), int(i)).contributions["value"].abs().sum()
+        for u, i in zip(users, top[:, 0], strict=True)
+    ]
+    assert pos["mean_abs_shap"].sum() == pytest.approx(float(np.mean(totals)), rel=1e-9)
+
+
+def test_explain_run_from_the_store_and_json_contract(home, planted_dataset):
+    planted_dataset.save(home)
+    store = RunStore(home)
+    run_id = new_run(store, "planted", "ease")
+    train_run(store, run_id)
+    exp = explain_run(store, run_id, "u3", "i7")
+    doc = exp.to_json()
+    assert {"user_id", "item_id", "score", "base_value", "contributions"} <= set(doc)
+    assert doc["user_id"] == "u3" and doc["item_id"] == "i7"
+    total = doc["base_value"] + sum(c["value"] for c in doc["contributions"])
+    assert total == pytest.approx(doc["score"], rel=1e-4, abs=1e-6)
+    assert all({"feature", "value"} <= set(c) for c in doc["contributions"])
+    assert explain_run(store, run_id, "u3", "i7") is exp  # cached per (run, user, item)
+    with pytest.raises(Exception, match="not in dataset"):
+        explain_run(store, run_id, "nobody", "i7")
