@@ -100,14 +100,16 @@ class Dataset:
         check_name(name)
         info = dict(info or {})
         frame = interactions.reset_index(drop=True)
-        user_ids = _as_str(frame[S.USER_ID])
-        item_ids = _as_str(frame[S.ITEM_ID])
+        # factorize once per column, then match only the (few) unique ids to the side
+        # tables: far cheaper than converting every row's id to a Python string
+        user_rows, user_ids = _factorize(frame[S.USER_ID])
+        item_rows, item_ids = _factorize(frame[S.ITEM_ID])
         items = _side_table(items, S.ITEM_ID, item_ids)
         users = _side_table(users, S.USER_ID, user_ids)
         codes = pd.DataFrame(
             {
-                S.USER: _codes(user_ids, users[S.USER_ID]).astype(np.int32),
-                S.ITEM: _codes(item_ids, items[S.ITEM_ID]).astype(np.int32),
+                S.USER: _codes(user_ids, users[S.USER_ID])[user_rows].astype(np.int32),
+                S.ITEM: _codes(item_ids, items[S.ITEM_ID])[item_rows].astype(np.int32),
             }
         )
         has_time = S.TIMESTAMP in frame.columns
@@ -120,9 +122,11 @@ class Dataset:
             codes[S.RATING] = frame[S.RATING].to_numpy(dtype=np.float32)
         scenarios: list[str] = []
         if S.SCENARIO in frame.columns:
-            scen = _as_str(frame[S.SCENARIO])
-            scenarios = sorted(pd.unique(scen).tolist())
-            codes[S.SCENARIO_CODE] = _codes(scen, pd.Series(scenarios)).astype(np.int16)
+            scen_rows, scen_ids = _factorize(frame[S.SCENARIO])
+            scenarios = sorted(scen_ids.tolist())
+            codes[S.SCENARIO_CODE] = _codes(scen_ids, pd.Series(scenarios))[scen_rows].astype(
+                np.int16
+            )
         return cls(name, codes, items, users, scenarios, info)
 
     def save(self, home: Path) -> Path:
@@ -269,23 +273,29 @@ def _as_str(column: pd.Series) -> pd.Series:
     return column.astype(str).astype(object)
 
 
-def _side_table(table: pd.DataFrame | None, key: str, seen_ids: pd.Series) -> pd.DataFrame:
+def _factorize(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Row codes into the column's unique values, and those values as id strings."""
+    rows, uniques = pd.factorize(column, sort=False)
+    assert (rows >= 0).all(), "missing ids are dropped at ingest"
+    return rows, _as_str(pd.Series(uniques)).to_numpy(dtype=object)
+
+
+def _side_table(table: pd.DataFrame | None, key: str, seen_ids: np.ndarray) -> pd.DataFrame:
     """Side table indexed by code: ids in the table first, then ids seen only in interactions."""
     if table is None or len(table) == 0:
         table = pd.DataFrame({key: pd.Series([], dtype=object)})
     table = table.copy()
     table[key] = _as_str(table[key])
     table = table.drop_duplicates(key, keep="first")
-    first_seen = pd.unique(seen_ids)
-    missing = pd.Index(first_seen).difference(pd.Index(table[key]), sort=False)
+    missing = pd.Index(seen_ids).difference(pd.Index(table[key]), sort=False)
     if len(missing):
         table = pd.concat([table, pd.DataFrame({key: np.asarray(missing, dtype=object)})])
     return table.reset_index(drop=True)
 
 
-def _codes(values: pd.Series, vocabulary: pd.Series) -> np.ndarray:
+def _codes(values: np.ndarray, vocabulary: pd.Series) -> np.ndarray:
     index = pd.Index(vocabulary.to_numpy(dtype=object))
-    codes = index.get_indexer(values.to_numpy(dtype=object))
+    codes = index.get_indexer(values)
     assert (codes >= 0).all(), "every id must be in its vocabulary"
     return codes
 
