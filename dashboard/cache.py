@@ -35,14 +35,16 @@ def runs(home: Path, dataset_name: str | None = None) -> pd.DataFrame:
     return _runs(str(home), dataset_name, stamp)
 
 
-def raw_table(content: bytes, filename: str, format: str = "auto") -> tuple[pd.DataFrame, str]:
-    """An uploaded file read as a raw table plus its detected format (keyed by content)."""
-    return _raw_upload(content, filename, format)
+def raw_table(
+    content: bytes, filename: str, format: str = "auto", limit: int | None = None
+) -> tuple[pd.DataFrame, str]:
+    """An uploaded file's first `limit` rows as a raw table plus its detected format."""
+    return _raw_upload(content, filename, format, limit)
 
 
-def raw_path(path: str, format: str = "auto") -> tuple[pd.DataFrame, str]:
-    """A file on the server read as a raw table plus its detected format."""
-    return _raw_path(path, format, _mtime(Path(path)))
+def raw_path(path: str, format: str = "auto", limit: int | None = None) -> tuple[pd.DataFrame, str]:
+    """A file on the server: its first `limit` rows as a raw table plus its detected format."""
+    return _raw_path(path, format, limit, _mtime(Path(path)))
 
 
 def loaded_run(home: Path, run_id: str):
@@ -84,17 +86,19 @@ def _runs(home: str, dataset_name: str | None, stamp: tuple) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner="Reading the file…", max_entries=4)
-def _raw_upload(content: bytes, filename: str, format: str) -> tuple[pd.DataFrame, str]:
+def _raw_upload(
+    content: bytes, filename: str, format: str, limit: int | None
+) -> tuple[pd.DataFrame, str]:
     from core.ingest import read_raw
 
-    return read_raw((content, filename), format=format)
+    return read_raw((content, filename), format=format, limit=limit)
 
 
 @st.cache_data(show_spinner="Reading the file…", max_entries=4)
-def _raw_path(path: str, format: str, mtime: int) -> tuple[pd.DataFrame, str]:
+def _raw_path(path: str, format: str, limit: int | None, mtime: int) -> tuple[pd.DataFrame, str]:
     from core.ingest import read_raw
 
-    return read_raw(path, format=format)
+    return read_raw(path, format=format, limit=limit)
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)

@@ -18,6 +18,7 @@ from dashboard import cache, charts, shell
 MAIN_TYPES = ["csv", "tsv", "txt", "dat", "data", "parquet", "jsonl", "json", "inter", "xlsx", "gz"]
 SIDE_TYPES = [*MAIN_TYPES, "item", "user"]
 NONE = "(none)"
+PREVIEW_ROWS = 20
 FIELDS = {  # mapping field -> label; user and item are required
     "user_id": "User column",
     "item_id": "Item column",
@@ -94,13 +95,13 @@ def _add_dataset(home: Path) -> None:
         st.caption("Choose a file to see a preview and map its columns.")
         return
     if isinstance(source, tuple):
-        raw, detected = cache.raw_table(*source, format=fmt)
+        raw, detected = cache.raw_table(*source, format=fmt, limit=PREVIEW_ROWS)
         filename = source[1]
     else:
-        raw, detected = cache.raw_path(source, format=fmt)
+        raw, detected = cache.raw_path(source, format=fmt, limit=PREVIEW_ROWS)
         filename = source
-    st.write(f"**Preview** — first rows of {len(raw):,}, read as *{detected}*:")
-    st.dataframe(raw.head(20), hide_index=True)
+    st.write(f"**Preview** — the first rows as read (*{detected}*), before any cleaning:")
+    st.dataframe(raw, hide_index=True)
     mapping, min_rating = _mapping(list(raw.columns), detected)
     name = st.text_input("Dataset name", value=_name_from(filename), key=f"name_{filename}")
     if st.button("Create dataset", type="primary"):

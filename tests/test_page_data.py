@@ -161,3 +161,21 @@ def _charts(at: AppTest) -> dict[str, dict]:
 
 def _chart_titles(at: AppTest) -> list[str]:
     return list(_charts(at))
+
+
+def test_server_path_previews_twenty_rows_and_ingests(home, planted_dataset, tmp_path):
+    planted_dataset.save(home)
+    path = tmp_path / "events.csv"
+    path.write_text("user_id,item_id\n" + "".join(f"u{i % 7},i{i}\n" for i in range(50)))
+    at = _app().run()
+    _by_label(at.radio, "Source").set_value("Path on the server")
+    at.run()
+    at.text_input(key="path_main").set_value(str(path)).run()
+    assert not at.exception and not at.error
+    assert len(at.dataframe[0].value) == 20  # a preview reads only the first rows
+    assert _by_label(at.text_input, "Dataset name").value == "events"
+    at = _create(at)
+    assert not at.exception and not at.error
+    assert at.success[0].value.startswith("Created dataset 'events'.")
+    stored = Dataset.load(home, "events")
+    assert (stored.n_users, stored.n_items, len(stored.interactions)) == (7, 50, 50)

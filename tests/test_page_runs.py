@@ -83,3 +83,40 @@ def test_filter_by_dataset(home):
     assert table.loc[table["run"] == other, "ndcg@10"].item() == pytest.approx(0.1)
     at.selectbox(key="runs_dataset_filter").set_value("All datasets").run()
     assert sorted(at.dataframe[0].value["dataset"]) == ["movies", "movies", "sample"]
+
+
+def _failing_page(kind: str) -> None:
+    import streamlit as st
+
+    from core.errors import RecScopeError
+    from dashboard import shell
+
+    def render() -> None:
+        st.write("before")
+        if kind == "ours":
+            raise RecScopeError("Run 'x' is queued, not finished; wait for it to finish.")
+        raise KeyError("metrics")
+
+    shell.guarded(render, "showing the runs")()
+    st.write("after")  # the app around a failing page keeps running
+
+
+@pytest.mark.parametrize(
+    "kind, shown",
+    [
+        ("ours", "Run 'x' is queued, not finished; wait for it to finish."),
+        (
+            "bug",
+            "Something went wrong while showing the runs; the details are in the server log "
+            "(the terminal running Streamlit).",
+        ),
+    ],
+)
+def test_guard_shows_one_sentence_never_a_traceback(kind, shown, caplog):
+    at = AppTest.from_function(_failing_page, kwargs={"kind": kind}).run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [shown]
+    assert [m.value for m in at.markdown] == ["before", "after"]
+    if kind == "bug":  # the traceback goes to the log, with what was being done
+        assert "Unexpected error while showing the runs" in caplog.text
+        assert "KeyError" in caplog.text
