@@ -1,0 +1,118 @@
+"""What the neural models share: the `fit` template over `core.train`, state and checks.
+
+A neural model subclasses `NeuralRecommender` and implements:
+`_build_net() -> nn.Module` (from hyperparameters, `n_users_`, `n_items_`),
+`_train_tensors(train) -> tuple[Tensor, ...]` (on `self.device`),
+`_loss(batch, gen) -> Tensor` and `score(...)`; optionally `_prepare(train)` for data the
+network needs (a graph, sequences) and `_weights_changed()` to drop caches.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+
+from core.dataset import Interactions
+from core.device import seed_everything
+from core.models.base import ProgressFn, RecommenderBase, check_non_negative, check_positive
+from core.train import CancelFlag, TrainConfig, TrainResult, run_training
+
+#: help for the loop's hyperparameters, merged into each model's PARAM_HELP
+LOOP_HELP: dict[str, str] = {
+    "epochs": "Most passes over the training data (early stopping usually ends sooner).",
+    "batch_size": "Training examples per optimiser step; larger is faster on a GPU.",
+    "lr": "AdamW learning rate.",
+    "weight_decay": "AdamW decoupled weight decay (regularises all weights).",
+    "patience": "Epochs without a better validation NDCG@10 before training stops.",
+    "eval_every": "Validate every this many epochs.",
+    "device_choice": "auto, cpu, cuda or mps (auto picks the GPU when there is one).",
+    "seed": "Random seed: the same seed gives the same model.",
+}
+
+
+class NeuralRecommender(RecommenderBase):
+    """Base of models trained by `core.train.run_training`; the network lives in `net_`."""
+
+    neural: ClassVar[bool] = True
+    net_: torch.nn.Module
+    train_result_: TrainResult
+
+    # hyperparameters every neural model has (set by the subclass constructor)
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    patience: int
+    eval_every: int
+    seed: int
+
+    def fit(
+        self,
+        train: Interactions,
+        valid: Interactions | None = None,
+        progress: ProgressFn | None = None,
+        cancel: CancelFlag = None,
+    ) -> NeuralRecommender:
+        """Train with the shared loop; `cancel` is checked before each batch."""
+        self._check_params()
+        self._start_fit(train)
+        seed_everything(self.seed)
+        self._prepare(train)
+        self.net_ = self._build_net().to(self.device)
+        tensors = self._train_tensors(train)
+        config = TrainConfig(
+            epochs=int(self.epochs),
+            batch_size=int(self.batch_size),
+            lr=float(self.lr),
+            weight_decay=float(self.weight_decay),
+            patience=int(self.patience),
+            eval_every=int(self.eval_every),
+            seed=int(self.seed),
+        )
+        self.train_result_ = run_training(
+            self, tensors, config, train=train, valid=valid, progress=progress, cancel=cancel
+        )
+        return self
+
+    # -- hooks -------------------------------------------------------------------------
+    def _prepare(self, train: Interactions) -> None:
+        """Data the network needs besides its weights (graph, sequences); none by default."""
+
+    def _build_net(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def _train_tensors(self, train: Interactions) -> tuple[torch.Tensor, ...]:
+        raise NotImplementedError
+
+    def _loss(self, batch: tuple[torch.Tensor, ...], gen: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _weights_changed(self) -> None:
+        """Drop anything computed from the weights (called by the loop)."""
+
+    # -- state -------------------------------------------------------------------------
+    def _state(self) -> dict[str, torch.Tensor]:
+        self._check_fitted()
+        return {f"net.{k}": v for k, v in self.net_.state_dict().items()}
+
+    def _set_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.net_ = self._build_net().to(self.device)
+        net_state = {k[4:]: v for k, v in state.items() if k.startswith("net.")}
+        self.net_.load_state_dict(net_state)
+        self.net_.eval()
+        self._weights_changed()
+
+    # -- checks ------------------------------------------------------------------------
+    def _check_params(self) -> None:
+        for name in ("epochs", "batch_size", "patience", "eval_every"):
+            check_positive(name, getattr(self, name), integer=True)
+        check_positive("lr", self.lr)
+        check_non_negative("weight_decay", self.weight_decay)
+        check_non_negative("seed", self.seed)
+
+    def _users_on_device(self, user_codes: Any) -> torch.Tensor:
+        from core.models.base import as_codes
+
+        self._check_fitted()
+        return as_codes(user_codes).to(self.device)

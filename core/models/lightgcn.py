@@ -1,0 +1,150 @@
+"""LightGCN: linear graph convolution over the user-item graph, trained with BPR.
+
+He, Deng, Wang, Li, Zhang & Wang, "LightGCN: Simplifying and Powering Graph Convolution
+Network for Recommendation", SIGIR 2020. Embeddings are smoothed over the symmetrically
+normalised bipartite graph, E_{k+1} = D^-1/2 A D^-1/2 E_k, and the final embedding is the
+mean of layers 0..K. Propagation is a torch sparse-dense product on the device; the loss is
+BPR plus L2 on the batch's layer-0 ("ego") embeddings, as in the paper.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.dataset import Interactions
+from core.models._neural import LOOP_HELP, NeuralRecommender
+from core.models.base import check_non_negative, check_positive
+from core.train import known_keys, pair_tensors, sample_negatives
+
+
+class LightGCN(NeuralRecommender):
+    """Graph-smoothed user/item embeddings; scores are dot products of the final embeddings."""
+
+    name: ClassVar[str] = "lightgcn"
+    PARAM_HELP: ClassVar[dict[str, str]] = {
+        "dim": "Size of the user and item vectors.",
+        "layers": "Propagation steps over the user-item graph (2-3 is typical).",
+        "reg": "L2 penalty on the batch's layer-0 vectors (per example).",
+        **LOOP_HELP,
+    }
+
+    def __init__(
+        self,
+        dim: int = 64,
+        layers: int = 2,
+        reg: float = 1e-4,
+        epochs: int = 100,
+        batch_size: int = 4096,
+        lr: float = 5e-3,
+        weight_decay: float = 0.0,
+        patience: int = 5,
+        eval_every: int = 1,
+        device_choice: str | None = None,
+        seed: int = 42,
+    ) -> None:
+        self.dim = dim
+        self.layers = layers
+        self.reg = reg
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.eval_every = eval_every
+        self.device_choice = device_choice
+        self.seed = seed
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        check_positive("dim", self.dim, integer=True)
+        check_non_negative("layers", self.layers)
+        check_non_negative("reg", self.reg)
+
+    # -- training ----------------------------------------------------------------------
+    def _prepare(self, train: Interactions) -> None:
+        self.graph_ = _normalised_graph(train, self.device)
+        self.cache_ = None
+
+    def _build_net(self) -> nn.Module:
+        net = nn.Embedding(self.n_users_ + self.n_items_, int(self.dim))  # users, then items
+        nn.init.normal_(net.weight, std=0.1)
+        return net
+
+    def _train_tensors(self, train: Interactions) -> tuple[torch.Tensor, ...]:
+        self.known_ = known_keys(train, self.device)
+        return pair_tensors(train, self.device)  # (n,), (n,)
+
+    def _loss(self, batch: tuple[torch.Tensor, ...], gen: torch.Generator) -> torch.Tensor:
+        users, pos = batch  # (B,), (B,)
+        neg = sample_negatives(users, self.n_items_, 1, gen, self.known_)[:, 0]  # (B,)
+        final = self._propagate()  # (U + I, d)
+        u, i, j = final[users], final[self.n_users_ + pos], final[self.n_users_ + neg]
+        diff = (u * (i - j)).sum(-1)  # (B,)
+        ego = self.net_.weight
+        e_u, e_i, e_j = ego[users], ego[self.n_users_ + pos], ego[self.n_users_ + neg]
+        l2 = (e_u.pow(2).sum(-1) + e_i.pow(2).sum(-1) + e_j.pow(2).sum(-1)).mean()
+        return -F.logsigmoid(diff.float()).mean() + float(self.reg) * l2
+
+    def _weights_changed(self) -> None:
+        self.cache_ = None
+
+    def _propagate(self) -> torch.Tensor:
+        """Mean of layers 0..K of graph propagation, shape (n_users + n_items, d)."""
+        # sparse products run in fp32: autocast has no bf16 sparse kernels
+        with torch.autocast(self.device.type, enabled=False):
+            layer = self.net_.weight.float()  # (U + I, d)
+            total = layer
+            for _ in range(int(self.layers)):
+                layer = torch.sparse.mm(self.graph_, layer)  # (U + I, d)
+                total = total + layer
+            return total / (int(self.layers) + 1)
+
+    def _final(self) -> torch.Tensor:
+        if self.cache_ is None:
+            with torch.inference_mode():
+                self.cache_ = self._propagate()
+        return self.cache_
+
+    # -- scoring -----------------------------------------------------------------------
+    def score(self, user_codes: Any, item_codes: Any = None) -> torch.Tensor:
+        """Dot products of final embeddings, shape (B, n_items) or (B, len(item_codes))."""
+        users = self._users_on_device(user_codes)
+        items = self._items_or_all(item_codes)
+        final = self._final()
+        with torch.inference_mode():
+            u = final[users]  # (B, d)
+            v = final[self.n_users_ :] if items is None else final[self.n_users_ + items]
+            return u @ v.T  # (B, I)
+
+    def item_embeddings(self) -> np.ndarray:
+        self._check_fitted()
+        return self._final()[self.n_users_ :].float().cpu().numpy()
+
+    # -- state: the propagated embeddings travel with the weights (no graph on load) ----
+    def _state(self) -> dict[str, torch.Tensor]:
+        return {**super()._state(), "final": self._final()}
+
+    def _set_state(self, state: dict[str, torch.Tensor]) -> None:
+        super()._set_state(state)
+        self.cache_ = state["final"].float()
+
+
+def _normalised_graph(train: Interactions, device: torch.device) -> torch.Tensor:
+    """D^-1/2 A D^-1/2 of the bipartite user-item graph, sparse COO (U + I, U + I)."""
+    mat = train.csr().tocoo()  # binary, duplicates merged
+    n_users, n = train.n_users, train.n_users + train.n_items
+    rows = np.concatenate([mat.row, mat.col + n_users]).astype(np.int64)
+    cols = np.concatenate([mat.col + n_users, mat.row]).astype(np.int64)
+    degree = np.bincount(rows, minlength=n).astype(np.float32)
+    inv_sqrt = np.zeros_like(degree)
+    inv_sqrt[degree > 0] = degree[degree > 0] ** -0.5
+    values = inv_sqrt[rows] * inv_sqrt[cols]
+    graph = torch.sparse_coo_tensor(
+        torch.from_numpy(np.stack([rows, cols])), torch.from_numpy(values), (n, n)
+    )
+    return graph.coalesce().to(device)

@@ -1,0 +1,144 @@
+"""NeuMF: neural collaborative filtering, a GMF branch and an MLP branch fused by one layer.
+
+He, Liao, Zhang, Nie, Hu & Chua, "Neural Collaborative Filtering", WWW 2017. Trained as in
+the paper with binary cross-entropy over each observed pair and `negatives` uniformly
+sampled unobserved items (sampled on the device).
+
+Scoring every item for a batch of users is vectorised: the MLP's first layer is linear in
+the concatenation [user; item], so it splits into a per-user and a per-item part that are
+broadcast-added, and the rest of the MLP runs on (B, C, h) blocks of C items at a time.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.dataset import Interactions
+from core.models._neural import LOOP_HELP, NeuralRecommender
+from core.models.base import check_non_negative, check_positive
+from core.train import known_keys, pair_tensors, sample_negatives
+
+_SCORE_BLOCK = 1 << 20  # user x item pairs per MLP block when scoring
+
+
+class NeuMF(NeuralRecommender):
+    """GMF (elementwise product) + MLP over user and item embeddings, one logit per pair."""
+
+    name: ClassVar[str] = "neumf"
+    PARAM_HELP: ClassVar[dict[str, str]] = {
+        "dim": "Size of the user and item vectors of each branch; the MLP starts this wide.",
+        "layers": "Hidden layers of the MLP branch (each half as wide as the one before).",
+        "negatives": "Unobserved items sampled per observed pair.",
+        "dropout": "Dropout between MLP layers.",
+        **LOOP_HELP,
+    }
+
+    def __init__(
+        self,
+        dim: int = 64,
+        layers: int = 3,
+        negatives: int = 4,
+        dropout: float = 0.0,
+        epochs: int = 100,
+        batch_size: int = 2048,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        patience: int = 5,
+        eval_every: int = 1,
+        device_choice: str | None = None,
+        seed: int = 42,
+    ) -> None:
+        self.dim = dim
+        self.layers = layers
+        self.negatives = negatives
+        self.dropout = dropout
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.eval_every = eval_every
+        self.device_choice = device_choice
+        self.seed = seed
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        check_positive("dim", self.dim, integer=True)
+        check_positive("layers", self.layers, integer=True)
+        check_positive("negatives", self.negatives, integer=True)
+        check_non_negative("dropout", self.dropout)
+
+    def _build_net(self) -> nn.Module:
+        return _NeuMFNet(
+            self.n_users_, self.n_items_, int(self.dim), int(self.layers), float(self.dropout)
+        )
+
+    def _train_tensors(self, train: Interactions) -> tuple[torch.Tensor, ...]:
+        self.known_ = known_keys(train, self.device)
+        return pair_tensors(train, self.device)  # (n,), (n,)
+
+    def _loss(self, batch: tuple[torch.Tensor, ...], gen: torch.Generator) -> torch.Tensor:
+        users, pos = batch  # (B,), (B,)
+        n_neg = int(self.negatives)
+        neg = sample_negatives(users, self.n_items_, n_neg, gen, self.known_)  # (B, n)
+        items = torch.cat([pos[:, None], neg], dim=1)  # (B, 1 + n)
+        logits = self.net_.pairs(users[:, None].expand_as(items), items).float()  # (B, 1 + n)
+        labels = torch.zeros_like(logits)
+        labels[:, 0] = 1.0
+        return F.binary_cross_entropy_with_logits(logits, labels)
+
+    def score(self, user_codes: Any, item_codes: Any = None) -> torch.Tensor:
+        """Logits for every (user, item), shape (B, n_items) or (B, len(item_codes))."""
+        users = self._users_on_device(user_codes)
+        items = self._items_or_all(item_codes)
+        if items is None:
+            items = torch.arange(self.n_items_, device=self.device)
+        with torch.inference_mode():
+            step = max(1, _SCORE_BLOCK // max(1, len(users)))
+            return torch.cat(
+                [self.net_.grid(users, items[lo : lo + step]) for lo in range(0, len(items), step)],
+                dim=1,
+            )  # (B, I)
+
+    def item_embeddings(self):
+        """The GMF item vectors (the branch whose geometry is a dot product)."""
+        self._check_fitted()
+        return self.net_.gmf_items.weight.detach().float().cpu().numpy()
+
+
+class _NeuMFNet(nn.Module):
+    def __init__(self, n_users: int, n_items: int, dim: int, layers: int, dropout: float):
+        super().__init__()
+        self.gmf_users, self.gmf_items = nn.Embedding(n_users, dim), nn.Embedding(n_items, dim)
+        self.mlp_users, self.mlp_items = nn.Embedding(n_users, dim), nn.Embedding(n_items, dim)
+        for emb in (self.gmf_users, self.gmf_items, self.mlp_users, self.mlp_items):
+            nn.init.normal_(emb.weight, std=0.01)
+        widths = [max(1, dim >> k) for k in range(layers + 1)]  # dim, dim/2, ...
+        self.first_user = nn.Linear(dim, widths[1])  # first layer, user half (with bias)
+        self.first_item = nn.Linear(dim, widths[1], bias=False)  # first layer, item half
+        rest: list[nn.Module] = []
+        for a, b in zip(widths[1:-1], widths[2:], strict=True):
+            rest += [nn.ReLU(), nn.Dropout(dropout), nn.Linear(a, b)]
+        self.rest = nn.Sequential(*rest, nn.ReLU())
+        # the fusion layer over [gmf; mlp], kept as two halves so scoring can use a matmul
+        self.out_gmf = nn.Linear(dim, 1, bias=False)
+        self.out_mlp = nn.Linear(widths[-1], 1)
+
+    def pairs(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Logits for aligned (users, items) of any equal shape S -> S."""
+        gmf = self.gmf_users(users) * self.gmf_items(items)  # (*S, d)
+        h = self.first_user(self.mlp_users(users)) + self.first_item(self.mlp_items(items))
+        return (self.out_gmf(gmf) + self.out_mlp(self.rest(h))).squeeze(-1)  # (*S,)
+
+    def grid(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Logits for every pair of users (B,) and items (C,) -> (B, C), without repeats."""
+        weighted = self.gmf_users(users) * self.out_gmf.weight  # (B, d)
+        gmf = weighted @ self.gmf_items(items).T  # (B, C): GMF branch through its output half
+        h_u = self.first_user(self.mlp_users(users))  # (B, h)
+        h_i = self.first_item(self.mlp_items(items))  # (C, h)
+        h = self.rest(h_u[:, None, :] + h_i[None, :, :])  # (B, C, h_last)
+        return gmf + self.out_mlp(h).squeeze(-1)  # (B, C)

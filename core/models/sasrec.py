@@ -1,0 +1,255 @@
+"""SASRec: self-attentive sequential recommendation.
+
+Kang & McAuley, "Self-Attentive Sequential Recommendation", ICDM 2018. A causal Transformer
+reads each user's most recent `max_len` items (learned positional embeddings, dropout,
+layer norm) and the output at each position scores the next item by a dot product with
+the (shared) item embeddings.
+
+Training: every position of every training window predicts the next item, with softmax
+cross-entropy over the whole catalogue, or over the target plus `negatives` items shared
+by the batch (`loss="sampled"`) when the catalogue is large (`loss="auto"` switches at
+`AUTO_SAMPLED_ITEMS`). Histories longer than `max_len` are cut into several windows.
+
+Scoring reads the user's *current* history (`set_history`), so when the evaluator adds the
+validation item to the history for the test, that item is in the input (as RecBole does).
+Sequences are left-padded; see `_attention_mask` for how padding is kept out of attention.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core import schema as S
+from core.dataset import Interactions
+from core.errors import ParameterError
+from core.models._neural import LOOP_HELP, NeuralRecommender
+from core.models.base import check_non_negative, check_positive
+
+AUTO_SAMPLED_ITEMS = 50_000  # above this catalogue size loss="auto" uses the sampled softmax
+LOSSES = ("auto", "full", "sampled")
+
+
+class SASRec(NeuralRecommender):
+    """Causal self-attention over recent items; next-item scores for the whole catalogue."""
+
+    name: ClassVar[str] = "sasrec"
+    PARAM_HELP: ClassVar[dict[str, str]] = {
+        "dim": "Size of item vectors and of the Transformer.",
+        "max_len": "How many of the user's most recent items the model reads.",
+        "layers": "Transformer blocks.",
+        "heads": "Attention heads per block (must divide dim).",
+        "dropout": "Dropout on embeddings, attention and feed-forward layers.",
+        "loss": "auto, full (softmax over every item) or sampled (softmax over negatives).",
+        "negatives": "Items sampled per batch for the sampled softmax.",
+        **LOOP_HELP,
+    }
+
+    def __init__(
+        self,
+        dim: int = 64,
+        max_len: int = 50,
+        layers: int = 2,
+        heads: int = 1,
+        dropout: float = 0.2,
+        loss: str = "auto",
+        negatives: int = 1024,
+        epochs: int = 200,
+        batch_size: int = 128,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        patience: int = 10,
+        eval_every: int = 1,
+        device_choice: str | None = None,
+        seed: int = 42,
+    ) -> None:
+        self.dim = dim
+        self.max_len = max_len
+        self.layers = layers
+        self.heads = heads
+        self.dropout = dropout
+        self.loss = loss
+        self.negatives = negatives
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.eval_every = eval_every
+        self.device_choice = device_choice
+        self.seed = seed
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        for name in ("dim", "max_len", "layers", "heads", "negatives"):
+            check_positive(name, getattr(self, name), integer=True)
+        check_non_negative("dropout", self.dropout)
+        if self.loss not in LOSSES:
+            raise ParameterError(
+                f"Parameter 'loss' must be one of {', '.join(LOSSES)}; got {self.loss!r}."
+            )
+        if self.dim % self.heads:
+            raise ParameterError(f"Parameter 'heads' must divide dim={self.dim}; got {self.heads}.")
+
+    @property
+    def sampled_(self) -> bool:
+        return self.loss == "sampled" or (
+            self.loss == "auto" and self.n_items_ > AUTO_SAMPLED_ITEMS
+        )
+
+    # -- training ----------------------------------------------------------------------
+    def _build_net(self) -> nn.Module:
+        return _SASRecNet(
+            self.n_items_,
+            int(self.dim),
+            int(self.max_len),
+            int(self.layers),
+            int(self.heads),
+            float(self.dropout),
+        )
+
+    def _train_tensors(self, train: Interactions) -> tuple[torch.Tensor, ...]:
+        windows = _windows(train, int(self.max_len))  # (W, max_len + 1), -1 = padding
+        windows[windows < 0] = self.n_items_  # the padding code
+        return (torch.as_tensor(windows, device=self.device),)
+
+    def _loss(self, batch: tuple[torch.Tensor, ...], gen: torch.Generator) -> torch.Tensor:
+        (windows,) = batch  # (B, L + 1)
+        inputs, targets = windows[:, :-1], windows[:, 1:]  # (B, L) each
+        real = inputs != self.n_items_  # a real input implies a real target (left padding)
+        hidden = self.net_(inputs)[real]  # (N, d)
+        targets = targets[real]  # (N,)
+        items = self.net_.items.weight[: self.n_items_]  # (I, d)
+        if not self.sampled_:
+            return F.cross_entropy((hidden @ items.T).float(), targets)  # (N, I) logits
+        neg = torch.randint(
+            0, self.n_items_, (int(self.negatives),), device=self.device, generator=gen
+        )  # (n,) shared by the batch
+        pos_logit = (hidden * items[targets]).sum(-1, keepdim=True)  # (N, 1)
+        neg_logit = hidden @ items[neg].T  # (N, n)
+        neg_logit = neg_logit.masked_fill(neg[None, :] == targets[:, None], float("-inf"))
+        logits = torch.cat([pos_logit, neg_logit], dim=1).float()  # (N, 1 + n)
+        return F.cross_entropy(logits, torch.zeros_like(targets))
+
+    # -- history and scoring -----------------------------------------------------------
+    def _history_changed(self, known: Interactions) -> None:
+        seqs = known.sequences(int(self.max_len))  # (n_users, L), -1 = padding
+        seqs[seqs < 0] = known.n_items
+        self.seqs_ = torch.as_tensor(seqs, device=self.device)
+
+    def score(self, user_codes: Any, item_codes: Any = None) -> torch.Tensor:
+        """Next-item logits from each user's history, shape (B, n_items) or (B, len(items))."""
+        users = self._users_on_device(user_codes)
+        items = self._items_or_all(item_codes)
+        with torch.inference_mode():
+            last = self.net_(self.seqs_[users])[:, -1]  # (B, d): output at the newest item
+            table = self.net_.items.weight[: self.n_items_]  # (I, d)
+            return last @ (table if items is None else table[items]).T  # (B, I)
+
+    def item_embeddings(self) -> np.ndarray:
+        self._check_fitted()
+        return self.net_.items.weight[: self.n_items_].detach().float().cpu().numpy()
+
+    # -- state: the sequences travel with the weights, so a loaded model scores alike ---
+    def _state(self) -> dict[str, torch.Tensor]:
+        return {**super()._state(), "seqs": self.seqs_}
+
+    def _set_state(self, state: dict[str, torch.Tensor]) -> None:
+        super()._set_state(state)
+        self.seqs_ = state["seqs"].to(self.device)
+
+
+class _SASRecNet(nn.Module):
+    def __init__(self, n_items: int, dim: int, max_len: int, layers: int, heads: int, p: float):
+        super().__init__()
+        self.pad = n_items
+        self.items = nn.Embedding(n_items + 1, dim, padding_idx=n_items)
+        self.positions = nn.Embedding(max_len, dim)
+        nn.init.normal_(self.items.weight, std=dim**-0.5)
+        nn.init.normal_(self.positions.weight, std=dim**-0.5)
+        with torch.no_grad():
+            self.items.weight[n_items].zero_()
+        self.drop = nn.Dropout(p)
+        self.blocks = nn.ModuleList(_Block(dim, heads, p) for _ in range(layers))
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        """Item codes (B, L), left-padded with `pad` -> hidden states (B, L, d)."""
+        length = seq.shape[1]
+        x = self.items(seq) + self.positions.weight[-length:]  # (B, L, d)
+        x = self.drop(x)
+        mask = _attention_mask(seq != self.pad)  # (B, 1, L, L)
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.norm(x)
+
+
+class _Block(nn.Module):
+    """Pre-norm Transformer block: causal self-attention, then a position-wise MLP."""
+
+    def __init__(self, dim: int, heads: int, p: float) -> None:
+        super().__init__()
+        self.heads, self.p = heads, p
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Dropout(p), nn.Linear(dim, dim))
+        self.drop = nn.Dropout(p)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, length, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).split(d, dim=-1)  # (B, L, d) each
+        q, k, v = (t.view(b, length, self.heads, -1).transpose(1, 2) for t in (q, k, v))
+        att = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.p if self.training else 0.0
+        )  # (B, h, L, d/h)
+        x = x + self.drop(self.proj(att.transpose(1, 2).reshape(b, length, d)))
+        return x + self.drop(self.mlp(self.norm2(x)))
+
+
+def _attention_mask(real: torch.Tensor) -> torch.Tensor:
+    """Boolean (B, 1, L, L): query t may see key s iff s <= t and s is a real item, or s == t.
+
+    `is_causal=True` alone would let real items attend to the left padding; masking padding
+    keys alone would leave padding queries with no key at all (a NaN row). Letting every
+    position see itself fixes both; padding outputs are never used.
+    """
+    length = real.shape[1]
+    causal = torch.ones(length, length, dtype=torch.bool, device=real.device).tril()
+    eye = torch.eye(length, dtype=torch.bool, device=real.device)
+    return (causal & (real[:, None, :] | eye))[:, None]  # (B, 1, L, L)
+
+
+def _windows(train: Interactions, max_len: int) -> np.ndarray:
+    """Training windows of max_len + 1 items, newest last, left-padded with -1.
+
+    Each user's history is cut from the newest end into windows whose targets (the last
+    max_len slots) do not overlap; slot 0 of a window repeats the newest item of the window
+    before it, so every item but a user's first is predicted exactly once.
+    """
+    frame = train.frame.sort_values([S.USER, S.TIMESTAMP], kind="stable")
+    users = frame[S.USER].to_numpy()
+    items = frame[S.ITEM].to_numpy().astype(np.int64)
+    if len(users) == 0:
+        return np.full((0, max_len + 1), -1, dtype=np.int64)
+    starts = np.r_[0, np.flatnonzero(np.diff(users)) + 1]
+    counts = np.diff(np.r_[starts, len(users)])
+    from_end = np.repeat(starts + counts, counts) - np.arange(len(users)) - 1  # 0 = newest
+    # a user with n items has targets from_end 0..n-2 -> ceil((n-1)/max_len) windows
+    n_windows = np.maximum(0, (counts - 2) // max_len + 1) * (counts > 1)
+    first = np.r_[0, np.cumsum(n_windows)[:-1]]  # row of each user's newest window
+    out = np.full((int(n_windows.sum()), max_len + 1), -1, dtype=np.int64)
+    user_first = np.repeat(first, counts)
+    user_windows = np.repeat(n_windows, counts)
+    # main placement: item with from_end f goes to window f // max_len at slot max_len - f % L
+    w, slot = from_end // max_len, max_len - from_end % max_len
+    keep = w < user_windows
+    out[user_first[keep] + w[keep], slot[keep]] = items[keep]
+    # context slot 0 of window w holds the item with from_end (w + 1) * max_len
+    ctx = (from_end % max_len == 0) & (from_end > 0) & (from_end // max_len - 1 < user_windows)
+    out[user_first[ctx] + from_end[ctx] // max_len - 1, 0] = items[ctx]
+    return out

@@ -1,0 +1,226 @@
+"""The one training loop every neural model shares (closed-form models never come here).
+
+A model hands the loop three things and the loop does the rest:
+
+- `net_`: the `nn.Module` whose parameters AdamW optimises;
+- `tensors`: a tuple of equally long tensors already on the device (e.g. user and item codes
+  of the training pairs, or one row per training sequence); each epoch they are permuted on
+  the device and sliced into batches, so no DataLoader and no per-sample Python runs;
+- `model._loss(batch, gen) -> Tensor`: the scalar loss of one batch (a tuple of slices);
+  `gen` is a device generator for negative sampling (see `sample_negatives`).
+
+Optionally `model._weights_changed()` drops caches derived from the weights (LightGCN's
+propagated embeddings); the loop calls it after every epoch and after restoring weights.
+
+Validation: every `eval_every` epochs the loop computes NDCG@10 on `valid` with the
+training interactions as known history (`core.evaluate.ranking_metric`) and keeps a copy
+of the best weights; after `patience` epochs without improvement it stops, and in any case
+it ends with the best weights restored.
+
+Cancel: pass `cancel` (a `threading.Event`, or a callable returning True to stop); it is
+checked before every batch, and training then raises `core.errors.CancelledError`. A
+`progress` callback may also raise `CancelledError` itself; it propagates unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from core.dataset import Interactions
+from core.device import autocast, generator
+from core.errors import CancelledError
+from core.models.base import ProgressEvent, ProgressFn
+
+log = logging.getLogger(__name__)
+
+CancelFlag = threading.Event | Callable[[], bool] | None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Loop settings; every neural model takes these as hyperparameters."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 0.0
+    patience: int = 5
+    eval_every: int = 1
+    seed: int = 42
+
+
+@dataclass
+class TrainResult:
+    """What happened: epochs run, where the best validation score was, throughput."""
+
+    epochs_run: int = 0
+    best_epoch: int | None = None
+    best_metric: float | None = None
+    fit_s: float = 0.0
+    samples_per_s: float | None = None
+    events: list[ProgressEvent] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "epochs_run": self.epochs_run,
+            "best_epoch": self.best_epoch,
+            "best_metric": self.best_metric,
+            "fit_s": round(self.fit_s, 3),
+            "samples_per_s": self.samples_per_s,
+        }
+
+
+def run_training(
+    model,
+    tensors: Sequence[torch.Tensor],
+    config: TrainConfig,
+    *,
+    train: Interactions,
+    valid: Interactions | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelFlag = None,
+) -> TrainResult:
+    """Train `model.net_` on `tensors` (all on the model's device) and return what happened."""
+    device = model.device
+    net: torch.nn.Module = model.net_
+    n = int(tensors[0].shape[0])
+    assert all(int(t.shape[0]) == n for t in tensors), "training tensors must align"
+    gen = generator(device, config.seed)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    stop = _cancel_check(cancel)
+    use_valid = valid is not None and len(valid) > 0
+    result = TrainResult()
+    best_state: dict[str, torch.Tensor] | None = None
+    train_time = 0.0
+    start = time.perf_counter()
+
+    for epoch in range(1, config.epochs + 1):
+        net.train()
+        tick = time.perf_counter()
+        order = torch.randperm(n, device=device, generator=gen)  # (n,)
+        total = torch.zeros((), device=device)  # summed on the device: no sync per batch
+        for lo in range(0, n, config.batch_size):
+            if stop():
+                raise CancelledError(f"Training was cancelled at epoch {epoch}; nothing saved.")
+            idx = order[lo : lo + config.batch_size]
+            batch = tuple(t[idx] for t in tensors)
+            with autocast(device):
+                loss = model._loss(batch, gen)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.detach().float() * len(idx)
+        mean_loss = float(total) / n  # one sync per epoch
+        if not math.isfinite(mean_loss):
+            log.warning("%s: loss became %s at epoch %d", type(model).__name__, mean_loss, epoch)
+        train_time += time.perf_counter() - tick
+        _changed(model)
+        net.eval()
+
+        metric = None
+        if use_valid and (epoch % config.eval_every == 0 or epoch == config.epochs):
+            metric = _validate(model, valid, train)
+            if result.best_metric is None or metric > result.best_metric:
+                result.best_metric, result.best_epoch = metric, epoch
+                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        result.epochs_run = epoch
+        elapsed = time.perf_counter() - start
+        done_early = (
+            use_valid
+            and result.best_epoch is not None
+            and epoch - result.best_epoch >= config.patience
+        )
+        remaining = 0 if done_early else config.epochs - epoch
+        event = ProgressEvent(
+            epoch=epoch,
+            epochs=config.epochs,
+            loss=mean_loss,
+            valid_metric=metric,
+            samples_per_s=n * epoch / train_time if train_time > 0 else None,
+            elapsed_s=elapsed,
+            eta_s=elapsed / epoch * remaining,
+            best_epoch=result.best_epoch,
+            message="early stop: no improvement" if done_early else "",
+        )
+        result.events.append(event)
+        if progress is not None:
+            progress(event)
+        if done_early:
+            break
+
+    if best_state is not None:
+        net.load_state_dict(best_state)
+        _changed(model)
+    net.eval()
+    result.fit_s = time.perf_counter() - start
+    result.samples_per_s = n * result.epochs_run / train_time if train_time > 0 else None
+    return result
+
+
+def sample_negatives(
+    users: torch.Tensor,
+    n_items: int,
+    n: int,
+    gen: torch.Generator,
+    known: torch.Tensor | None = None,
+    retries: int = 2,
+) -> torch.Tensor:
+    """Uniform negative items, shape (B, n), drawn on the device of `users` (B,).
+
+    With `known` (sorted keys `user * n_items + item` of the training pairs, see
+    `known_keys`) items the user already has are redrawn up to `retries` times; a few
+    collisions may remain, which is harmless and far cheaper than exact rejection.
+    """
+    shape = (users.shape[0], n)
+    neg = torch.randint(0, n_items, shape, device=users.device, generator=gen)  # (B, n)
+    if known is None or known.numel() == 0:
+        return neg
+    for _ in range(retries):
+        keys = users[:, None] * n_items + neg  # (B, n)
+        pos = torch.searchsorted(known, keys).clamp_(max=known.numel() - 1)
+        hit = known[pos] == keys
+        fresh = torch.randint(0, n_items, shape, device=users.device, generator=gen)
+        neg = torch.where(hit, fresh, neg)
+    return neg
+
+
+def known_keys(train: Interactions, device: torch.device) -> torch.Tensor:
+    """Sorted int64 keys `user * n_items + item` of the training pairs, on `device`."""
+    users, items = pair_tensors(train, torch.device("cpu"))
+    return torch.unique(users * train.n_items + items).to(device)  # sorted
+
+
+def pair_tensors(train: Interactions, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """User and item codes of the training pairs as int64 tensors (n,) on `device`."""
+    users = torch.from_numpy(train.users.astype(np.int64))  # astype copies: writable
+    items = torch.from_numpy(train.items.astype(np.int64))
+    return users.to(device), items.to(device)
+
+
+def _validate(model, valid: Interactions, train: Interactions) -> float:
+    from core.evaluate import ranking_metric  # lazily: evaluation imports models too
+
+    with torch.inference_mode():
+        return float(ranking_metric(model, valid, known=train, k=10))
+
+
+def _changed(model) -> None:
+    hook = getattr(model, "_weights_changed", None)
+    if hook is not None:
+        hook()
+
+
+def _cancel_check(cancel: CancelFlag) -> Callable[[], bool]:
+    if cancel is None:
+        return lambda: False
+    if isinstance(cancel, threading.Event):
+        return cancel.is_set
+    return cancel

@@ -1,0 +1,112 @@
+"""The shared training loop: loss falls, early stopping restores the best, cancel, seeds."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from core.dataset import Interactions
+from core.errors import CancelledError
+from core.evaluate import ranking_metric
+from core.models.bpr import BPRMF
+from core.split import split
+from core.train import known_keys, sample_negatives
+
+
+@pytest.fixture(scope="module")
+def planted_split(planted_dataset):
+    return split(planted_dataset, "loo", seed=42)
+
+
+def _bpr(**kw) -> BPRMF:
+    params = {"dim": 16, "epochs": 8, "batch_size": 256, "lr": 0.02, "patience": 100}
+    return BPRMF(**{**params, **kw})
+
+
+def test_loss_falls_and_progress_events_are_sane(planted_split):
+    events = []
+    model = _bpr(epochs=6).fit(planted_split.train, planted_split.valid, progress=events.append)
+    assert [e.epoch for e in events] == [1, 2, 3, 4, 5, 6]
+    assert all(e.epochs == 6 for e in events)
+    assert events[-1].loss < 0.7 * events[0].loss  # BPR starts near log(2) = 0.69
+    assert all(0.0 <= e.valid_metric <= 1.0 for e in events)
+    assert all(e.samples_per_s > 0 and e.elapsed_s > 0 for e in events)
+    elapsed = [e.elapsed_s for e in events]
+    assert elapsed == sorted(elapsed)
+    assert events[-1].eta_s == 0.0 and events[0].eta_s > 0.0
+    best = max(events, key=lambda e: e.valid_metric)
+    assert events[-1].best_epoch == best.epoch
+    assert model.train_result_.epochs_run == 6
+
+
+def test_early_stopping_restores_the_best_weights(planted_split):
+    # a learning rate this high overfits the tiny data within a few epochs
+    events = []
+    model = _bpr(epochs=30, lr=0.1, patience=3).fit(
+        planted_split.train, planted_split.valid, progress=events.append
+    )
+    result = model.train_result_
+    metrics = [e.valid_metric for e in events]
+    assert result.epochs_run < 30, "patience must stop training early"
+    assert result.epochs_run == result.best_epoch + 3
+    assert result.best_metric == max(metrics)
+    assert metrics[-1] < result.best_metric
+    again = ranking_metric(model, planted_split.valid, known=planted_split.train, k=10)
+    assert again == pytest.approx(result.best_metric, abs=1e-9)
+
+
+def test_without_validation_all_epochs_run(planted_split):
+    model = _bpr(epochs=3).fit(planted_split.train)
+    assert model.train_result_.epochs_run == 3
+    assert model.train_result_.best_epoch is None
+
+
+@pytest.mark.parametrize("kind", ["event", "callable", "progress"])
+def test_cancel_raises_cancelled_error(planted_split, kind):
+    flag = threading.Event()
+    seen = []
+
+    def progress(event):
+        seen.append(event.epoch)
+        if kind == "progress":
+            raise CancelledError("stop")
+        flag.set()
+
+    cancel = {"event": flag, "callable": flag.is_set, "progress": None}[kind]
+    model = _bpr(epochs=50)
+    with pytest.raises(CancelledError):
+        model.fit(planted_split.train, planted_split.valid, progress=progress, cancel=cancel)
+    assert seen == [1], "training must stop right after the flag is raised"
+
+
+def test_same_seed_same_scores_and_other_seed_differs(planted_split):
+    users = np.arange(10)
+    a = _bpr(epochs=2, seed=3).fit(planted_split.train).score(users)
+    b = _bpr(epochs=2, seed=3).fit(planted_split.train).score(users)
+    c = _bpr(epochs=2, seed=4).fit(planted_split.train).score(users)
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+
+
+def test_negatives_avoid_known_items():
+    import pandas as pd
+
+    # user 0 knows items 0..8 of 10; uniform draws would hit a known item 90% of the time
+    frame = pd.DataFrame(
+        {"user_code": [0] * 9, "item_code": list(range(9)), "timestamp": list(range(9))}
+    )
+    train = Interactions(frame, 1, 10)
+    keys = known_keys(train, torch.device("cpu"))
+    assert keys.tolist() == list(range(9))
+    gen = torch.Generator().manual_seed(0)
+    users = torch.zeros(2000, dtype=torch.int64)
+    plain = sample_negatives(users, 10, 1, gen)
+    cleaned = sample_negatives(users, 10, 1, gen, keys, retries=3)
+    assert plain.shape == cleaned.shape == (2000, 1)
+    assert (plain != 9).float().mean() > 0.85
+    # each retry keeps a known draw with p = 0.9, so about 0.9**4 = 66% remain after 3
+    assert (cleaned != 9).float().mean() < 0.75
+    assert int(cleaned.min()) >= 0 and int(cleaned.max()) <= 9
