@@ -188,7 +188,15 @@ def _profile(home: Path, name: str) -> None:
 
 def _scenarios(tables: dict) -> None:
     st.subheader("Scenarios")
-    st.dataframe(tables["scenario_sizes"], hide_index=True)
+    counts = {
+        c: st.column_config.NumberColumn(c.capitalize(), format="localized")
+        for c in ("interactions", "users", "items")
+    }
+    st.dataframe(
+        tables["scenario_sizes"],
+        hide_index=True,
+        column_config={"scenario": st.column_config.TextColumn("Scenario"), **counts},
+    )
     per = tables["scenario_users"]
     multi = int(per.loc[per["scenarios"] > 1, "users"].sum())
     left, right = st.columns(2)
