@@ -1,0 +1,63 @@
+"""Exports: recommendations round-trip through CSV/Parquet; the HTML report is whole."""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import pytest
+
+from core.dataset import Dataset
+from core.errors import ParameterError
+from core.export import export_recs, html_report, recs_table
+from core.runs import RunStore
+from tests.test_compare import fake_run
+
+
+@pytest.fixture
+def toy(home):
+    inter = pd.DataFrame(
+        {"user_id": ["a", "b", "c"] * 4, "item_id": [f"i{j}" for j in range(12)], "timestamp": 1}
+    )
+    items = pd.DataFrame(
+        {"item_id": [f"i{j}" for j in range(12)], "title": [f"Title, {j}" for j in range(12)]}
+    )
+    Dataset.from_frames("toy", inter, items).save(home)
+    store = RunStore(home)
+    pop = fake_run(
+        store, "pop", {"ndcg@10": 0.1, "novelty@10": 2.0}, {0: [1, 2, 3], 1: [1, 2, 4], 2: [5]}
+    )
+    ease = fake_run(
+        store, "ease", {"ndcg@10": 0.3, "novelty@10": 4.0}, {0: [3, 4, 5], 1: [1, 2, 4], 2: [6]}
+    )
+    return store, pop, ease
+
+
+def test_recommendations_round_trip_through_csv_and_parquet(toy):
+    store, pop, _ = toy
+    table = recs_table(store, pop)
+    assert list(table.columns) == ["user_id", "rank", "item_id", "title", "score"]
+    first = table.iloc[0]
+    assert (first.user_id, first.item_id, first.title, first["rank"]) == ("a", "i1", "Title, 1", 1)
+    back = pd.read_csv(io.BytesIO(export_recs(store, pop, "csv")), dtype={"user_id": str})
+    pd.testing.assert_frame_equal(back, table, check_dtype=False)
+    back = pd.read_parquet(io.BytesIO(export_recs(store, pop, "parquet")))
+    pd.testing.assert_frame_equal(back, table, check_dtype=False)
+    assert len(recs_table(store, pop, k=1)) == 3
+    with pytest.raises(ParameterError, match="csv, parquet"):
+        export_recs(store, pop, "xlsx")
+
+
+def test_html_report_is_self_contained_with_runs_tables_and_plots(toy):
+    store, pop, ease = toy
+    page = html_report(store, [pop, ease], k=10)
+    assert page.startswith("<!DOCTYPE html>") and page.endswith("</html>")
+    assert pop in page and ease in page
+    assert 'class="plotly-graph-div"' in page
+    assert page.count("plotly.js v") >= 1  # the library is inlined, not linked
+    assert "<script src=" not in page  # nothing loaded from the network
+    for heading in ("Leaderboard", "Paired tests", "Segments", "Overlap"):
+        assert f"<h2>{heading}</h2>" in page
+    assert f"Baseline: {pop}" in page  # pop is the default baseline
+    with pytest.raises(ParameterError, match="not in these runs"):
+        html_report(store, [pop, ease], metric="bogus@10")
