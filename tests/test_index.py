@@ -124,9 +124,10 @@ def test_neighbors_exclude_the_item_itself():
 def test_auto_kind_follows_catalogue_size_and_device():
     assert _choose_kind("auto", 1_000, "faiss-cpu") == "flat"
     assert _choose_kind("auto", EXACT_MAX_CPU, "faiss-cpu") == "flat"
-    assert _choose_kind("auto", EXACT_MAX_CPU + 1, "faiss-cpu") == "hnsw"
+    assert _choose_kind("auto", EXACT_MAX_CPU + 1, "faiss-cpu") == "ivf"
     assert _choose_kind("auto", 1_000_000, "torch") == "flat"  # GPU scans stay exact
     assert _choose_kind("auto", 20_000_000, "faiss-gpu") == "ivf"
+    assert _choose_kind("hnsw", 10, "faiss-cpu") == "hnsw"  # an explicit kind is kept
     assert ItemIndex.build(np.eye(6, dtype=np.float32), device="cpu").info.type == "flat"
     with pytest.raises(ParameterError, match="'annoy' is unknown"):
         _choose_kind("annoy", 10, "faiss-cpu")
