@@ -16,7 +16,7 @@ import torch
 from core.dataset import Dataset
 from core.errors import NotFittedError, ParameterError
 from core.evaluate import evaluate
-from core.models import available, make_model, model_class
+from core.models import Recommender, available, make_model, model_class
 from core.split import Split, split
 
 MODELS = available()
@@ -160,6 +160,17 @@ def test_save_load_keeps_scores(fitted, planted_split: Split, tmp_path) -> None:
         after = loaded.score(users).float().cpu()
     torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-5)
     assert np.array_equal(loaded.recommend(users, k=10)[0], model.recommend(users, k=10)[0])
+
+
+def test_protocol_surface_and_embeddings(fitted, planted_split: Split) -> None:
+    name, model = fitted
+    assert isinstance(model, Recommender)
+    assert model.name == name
+    assert set(model.PARAM_HELP) == set(model_class(name).default_params()), "help per param"
+    emb = model.item_embeddings()
+    if emb is not None:  # what Faiss indexes: one finite row per item
+        assert isinstance(emb, np.ndarray) and emb.ndim == 2
+        assert emb.shape[0] == planted_split.train.n_items and np.isfinite(emb).all()
 
 
 def test_params_round_trip(fitted) -> None:
