@@ -85,6 +85,24 @@ class BPRMF(NeuralRecommender):
             v = self.net_.items.weight if items is None else self.net_.items(items)  # (I, d)
             return u @ v.T  # (B, I)
 
+    def score_histories(
+        self, histories: list[np.ndarray], item_codes: Any, user_code: int
+    ) -> np.ndarray:
+        """Scores of `item_codes` if the user's history were each list, (N, m) (explanations).
+
+        Fold-in: f(S) = s(u, j) + g(S, j) − g(H, j) with g(S, j) = u_S · v_j, u_S the ridge
+        least-squares user vector fitted to S's item vectors (`explain_features.ridge_fold_in`)
+        and H the current history, so the full history gives the trained score exactly.
+        """
+        from core.explain_features import current_history, ridge_fold_in
+
+        items = self._items_or_all(item_codes)
+        vectors = self.net_.items.weight.detach()  # (I, d)
+        rows = [*histories, current_history(self, user_code)]
+        g = ridge_fold_in(vectors, rows) @ vectors[items].double().T  # (N + 1, m)
+        trained = self.score([int(user_code)], items).double()  # (1, m)
+        return (trained + g[:-1] - g[-1:]).cpu().numpy()
+
     def item_embeddings(self) -> np.ndarray:
         self._check_fitted()
         return self.net_.items.weight.detach().float().cpu().numpy()

@@ -121,6 +121,27 @@ class LightGCN(NeuralRecommender):
             v = final[self.n_users_ :] if items is None else final[self.n_users_ + items]
             return u @ v.T  # (B, I)
 
+    def score_histories(
+        self, histories: list[np.ndarray], item_codes: Any, user_code: int
+    ) -> np.ndarray:
+        """Scores of `item_codes` if the user's history were each list, (N, m) (explanations).
+
+        Fold-in through LightGCN's first-layer view (a user's layer-1 vector is the normalised
+        sum of its items' vectors): f(S) = s(u, j) + g(S, j) − g(H, j) with
+        g(S, j) = Σ_{i ∈ S} e_i · e_j / √|S| over the final item embeddings e and H the current
+        history, so the full history gives the trained score exactly.
+        """
+        from core.explain_features import current_history, history_matrix
+
+        items = self._items_or_all(item_codes)
+        final = self._final()[self.n_users_ :].double()  # (I, d)
+        rows = [*histories, current_history(self, user_code)]
+        union, x = history_matrix(rows, self.device)  # (U,), (N + 1, U)
+        size = x.sum(1, keepdim=True).clamp(min=1).sqrt()  # (N + 1, 1)
+        g = (x @ (final[union] @ final[items].T)) / size  # (N + 1, m)
+        trained = self.score([int(user_code)], items).double()  # (1, m)
+        return (trained + g[:-1] - g[-1:]).cpu().numpy()
+
     def item_embeddings(self) -> np.ndarray:
         self._check_fitted()
         return self._final()[self.n_users_ :].float().cpu().numpy()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -103,6 +104,29 @@ class NeuMF(NeuralRecommender):
                 [self.net_.grid(users, items[lo : lo + step]) for lo in range(0, len(items), step)],
                 dim=1,
             )  # (B, I)
+
+    def score_histories(
+        self, histories: list[np.ndarray], item_codes: Any, user_code: int
+    ) -> np.ndarray:
+        """Scores of `item_codes` if the user's history were each list, (N, m) (explanations).
+
+        Fold-in: f(S) = s(u, j) + g(S, j) − g(H, j), g = the network with both user vectors
+        (GMF and MLP) replaced by ridge least-squares fits to S's item vectors of that branch
+        (`explain_features.ridge_fold_in`); H = the current history, so f(H) = the trained score.
+        """
+        from core.explain_features import current_history, ridge_fold_in
+
+        net = self.net_
+        items = self._items_or_all(item_codes)
+        rows = [*histories, current_history(self, user_code)]
+        u_gmf = ridge_fold_in(net.gmf_items.weight.detach(), rows).float()  # (N + 1, d)
+        u_mlp = ridge_fold_in(net.mlp_items.weight.detach(), rows).float()  # (N + 1, d)
+        with torch.inference_mode():
+            gmf = (u_gmf * net.out_gmf.weight) @ net.gmf_items(items).T  # (N + 1, m)
+            h = net.first_user(u_mlp)[:, None, :] + net.first_item(net.mlp_items(items))[None]
+            g = (gmf + net.out_mlp(net.rest(h)).squeeze(-1)).double()  # (N + 1, m)
+            trained = self.score([int(user_code)], items).double()  # (1, m)
+        return (trained + g[:-1] - g[-1:]).cpu().numpy()
 
     def item_embeddings(self):
         """The GMF item vectors (the branch whose geometry is a dot product)."""

@@ -150,6 +150,28 @@ class SASRec(NeuralRecommender):
             table = self.net_.items.weight[: self.n_items_]  # (I, d)
             return last @ (table if items is None else table[items]).T  # (B, I)
 
+    def score_histories(
+        self, histories: list[np.ndarray], item_codes: Any, user_code: int
+    ) -> np.ndarray:
+        """Next-item logits of `item_codes` after each history (time order), (N, m).
+
+        For explanations: the masked sequence itself (its last `max_len` items, left-padded)
+        goes through the network, so the full history gives exactly `score`.
+        """
+        items = self._items_or_all(item_codes)
+        length = int(self.max_len)
+        seqs = np.full((len(histories), length), self.n_items_, dtype=np.int64)  # padding code
+        for row, history in enumerate(histories):
+            tail = np.asarray(history, dtype=np.int64)[-length:]
+            seqs[row, length - len(tail) :] = tail
+        seqs_t = torch.from_numpy(seqs).to(self.device)  # (N, L)
+        table = self.net_.items.weight[: self.n_items_][items]  # (m, d)
+        with torch.inference_mode():
+            out = [
+                self.net_(seqs_t[lo : lo + 256])[:, -1] @ table.T for lo in range(0, len(seqs), 256)
+            ]
+        return torch.cat(out).double().cpu().numpy()  # (N, m)
+
     def item_embeddings(self) -> np.ndarray:
         self._check_fitted()
         return self.net_.items.weight[: self.n_items_].detach().float().cpu().numpy()
