@@ -188,6 +188,14 @@ def cmd_recommend(args) -> dict:
     }
 
 
+def cmd_explain(args) -> dict:
+    from core.explain import explain_run
+    from core.runs import RunStore
+
+    explanation = explain_run(RunStore(_home()), args.run_id, args.user, args.item)
+    return {"run_id": args.run_id, **explanation.to_json()}
+
+
 def cmd_runs(args) -> dict:
     from core.runs import RunStore
 
@@ -247,6 +255,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--user", required=True, help="user id as in the uploaded file")
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--device", default=None)
+
+    p = command("explain", cmd_explain, "Why a run scores an item for a user (SHAP values).")
+    p.add_argument("run_id")
+    p.add_argument("--user", required=True, help="user id as in the uploaded file")
+    p.add_argument("--item", required=True, help="item id as in the uploaded file")
 
     p = command("runs", cmd_runs, "List runs, newest first.")
     p.add_argument("--dataset")

@@ -93,3 +93,20 @@ def test_unknown_user_is_a_clear_error(home, capsys, planted_csv):
     _, run, _ = run_cli(capsys, "train", "--dataset", "planted", "--model", "pop", "--json")
     code, _, err = run_cli(capsys, "recommend", run["run_id"], "--user", "ghost", "--json")
     assert code == 2 and "'ghost'" in err
+
+
+def test_explain_adds_up_to_the_score(home, capsys, planted_csv):
+    run_cli(capsys, "ingest", planted_csv, "--name", "planted", "--json")
+    _, run, _ = run_cli(
+        capsys, "train", "--dataset", "planted", "--model", "ease", "--param", "l2=10", "--json"
+    )
+    _, recs, _ = run_cli(capsys, "recommend", run["run_id"], "--user", "u3", "-k", "1", "--json")
+    top = recs["items"][0]
+    code, out, _ = run_cli(
+        capsys, "explain", run["run_id"], "--user", "u3", "--item", top["item_id"], "--json"
+    )
+    assert code == 0 and out["user_id"] == "u3" and out["item_id"] == top["item_id"]
+    assert out["score"] == pytest.approx(top["score"], rel=1e-4)
+    total = out["base_value"] + sum(c["value"] for c in out["contributions"])
+    assert total == pytest.approx(out["score"], rel=1e-4, abs=1e-6)
+    assert all({"feature", "value"} <= set(c) for c in out["contributions"])
