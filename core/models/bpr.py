@@ -34,10 +34,10 @@ class BPRMF(NeuralRecommender):
     def __init__(
         self,
         dim: int = 64,
-        reg: float = 1e-4,
+        reg: float = 1e-3,
         epochs: int = 100,
         batch_size: int = 2048,
-        lr: float = 5e-3,
+        lr: float = 1e-2,
         weight_decay: float = 0.0,
         patience: int = 5,
         eval_every: int = 1,

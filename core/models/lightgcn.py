@@ -37,10 +37,10 @@ class LightGCN(NeuralRecommender):
         self,
         dim: int = 64,
         layers: int = 2,
-        reg: float = 1e-4,
+        reg: float = 0.0,
         epochs: int = 100,
         batch_size: int = 4096,
-        lr: float = 5e-3,
+        lr: float = 2e-2,
         weight_decay: float = 0.0,
         patience: int = 5,
         eval_every: int = 1,
@@ -166,6 +166,9 @@ def _normalised_graph(train: Interactions, device: torch.device) -> torch.Tensor
     inv_sqrt[degree > 0] = degree[degree > 0] ** -0.5
     values = inv_sqrt[rows] * inv_sqrt[cols]
     graph = torch.sparse_coo_tensor(
-        torch.from_numpy(np.stack([rows, cols])), torch.from_numpy(values), (n, n)
+        torch.from_numpy(np.stack([rows, cols])),
+        torch.from_numpy(values),
+        (n, n),
+        check_invariants=True,
     )
     return graph.coalesce().to(device)

@@ -37,6 +37,8 @@ class NeuMF(NeuralRecommender):
         "dropout": "Dropout between MLP layers.",
         **LOOP_HELP,
     }
+    #: quick settings for the shared protocol suite's tiny planted data (1.6k pairs)
+    SUITE_PARAMS: ClassVar[dict] = {"epochs": 30, "batch_size": 256, "lr": 0.01}
 
     def __init__(
         self,
@@ -46,9 +48,9 @@ class NeuMF(NeuralRecommender):
         dropout: float = 0.0,
         epochs: int = 100,
         batch_size: int = 2048,
-        lr: float = 1e-3,
+        lr: float = 5e-3,
         weight_decay: float = 0.0,
-        patience: int = 5,
+        patience: int = 10,
         eval_every: int = 1,
         device_choice: str | None = None,
         seed: int = 42,
