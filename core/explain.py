@@ -5,8 +5,20 @@ distinct history items, one grouped feature for older items, and any context fea
 model declares (`explain_context`). A coalition of present features is turned into a masked
 history and scored through the model's `score_histories(histories, item_codes, user_code)`,
 "the scores if the user's known history were exactly this list" (each model file documents
-how it answers that; the factorisation models re-estimate the user vector from the history
-and shift so the full history gives the trained score exactly).
+how it answers that):
+- pop: the counts, whatever the history (every SHAP value is 0, base value = score);
+- item-kNN, EASE: x_S W, exact and additive;
+- SASRec: the masked sequence itself goes through the Transformer;
+- BPR-MF, NeuMF, LightGCN (whose user vectors are learned, not computed from the history):
+  f(S) = trained score + g(S) − g(full history), where g re-estimates the user from S (ridge
+  least-squares fold-in of the item vectors for BPR and for both NeuMF branches; LightGCN's
+  first-layer view Σ_{i∈S} e_i·e_j / √|S| over its final item embeddings), so the full
+  history gives exactly the trained score and each item's value is its fold-in effect.
+
+Context protocol (hybrid / multi-scenario models): a model may define
+`explain_context(user_code, item_code) -> list[(name, present_value, baseline_value[, kind])]`
+with names like "user:age_band", "item:category", "scenario"; `score_histories` then also
+receives `context=[{name: value}, ...]` (one dict per history, baseline where masked).
 
 Method, per model:
 - additive models (they have `history_contributions`: item-kNN, EASE): the exact Shapley

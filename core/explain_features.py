@@ -192,7 +192,14 @@ def ridge_fold_in(
     if len(union) == 0:
         return torch.zeros((len(histories), d), dtype=torch.float64, device=v_all.device)
     v = v_all[union]  # (U, d)
-    outer = (v[:, :, None] * v[:, None, :]).reshape(len(union), d * d)  # (U, d²)
+    # items present in exactly the same histories (e.g. the grouped older items) act as one
+    pattern, group = torch.unique(x.T, dim=0, return_inverse=True)  # (G, N), (U,)
+    x = pattern.T.contiguous()  # (N, G)
+    outer = torch.zeros((len(pattern), d * d), dtype=torch.float64, device=v.device)
+    outer.index_add_(0, group, (v[:, :, None] * v[:, None, :]).reshape(len(union), d * d))
+    v = torch.zeros((len(pattern), d), dtype=torch.float64, device=v.device).index_add_(
+        0, group, v
+    )  # (G, d): summed vectors of each group
     eye = torch.eye(d, dtype=torch.float64, device=v.device)
     out = []
     for lo in range(0, len(histories), 512):
