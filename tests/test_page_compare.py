@@ -1,0 +1,146 @@
+"""Compare page through AppTest on real pop and EASE runs trained on a slice of the sample."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import compare as C
+from core.pipeline import new_run, train_run
+from core.runs import RunStore
+from tests import workspace_runs
+
+
+def _compare_page(dataset: str | None = "sample") -> None:
+    import streamlit as st
+
+    from dashboard import shell
+    from pages import compare
+
+    if dataset:
+        st.session_state[shell.DATASET_KEY] = dataset
+    compare.render()
+
+
+def _app(dataset: str | None = "sample") -> AppTest:
+    return AppTest.from_function(_compare_page, kwargs={"dataset": dataset}, default_timeout=90)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("compare_ws")
+    return folder, workspace_runs.build(folder)
+
+
+@pytest.fixture
+def runs(built, home):
+    workspace_runs.copy_into(built[0], home)
+    return built[1]
+
+
+def _figures(at: AppTest) -> list[dict]:
+    return [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
+
+
+def _values(array) -> list:
+    """Plotly writes numpy arrays as {'dtype', 'bdata'} (base64); plain lists stay lists."""
+    if isinstance(array, dict) and "bdata" in array:
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"]).tolist()
+    return list(array)
+
+
+def _title(fig: dict) -> str:
+    return fig["layout"]["title"]["text"]
+
+
+def test_leaderboard_and_paired_sentence_say_ease_beats_pop(runs, home):
+    at = _app().run()
+    assert not at.exception
+    assert not at.error and not at.warning
+    assert sorted(at.multiselect(key="compare_runs").value) == sorted(runs.values())
+    board = at.dataframe[0].value
+    assert board["run"].tolist() == ["ease", "pop"]  # best NDCG@10 first
+    store = RunStore(home)
+    for model, run_id in runs.items():
+        stored = store.read(run_id)["metrics"]["test"]["ndcg@10"]
+        assert board.set_index("run").loc[model, "ndcg@10"] == pytest.approx(stored)
+    # the paired test against the pop baseline, as a sentence a product manager can read
+    paired = C.paired_table(store, [runs["ease"]], "ndcg@10", runs["pop"]).iloc[0]
+    assert paired["significant"] and paired["mean_diff"] > 0.1
+    (sentence,) = [s.value for s in at.success]
+    match = re.fullmatch(
+        r"ease is better than pop for NDCG@10 by (0\.\d+) \(95% CI (0\.\d+)–(0\.\d+), "
+        r"p < 0\.001, 250 users\)\.",
+        sentence,
+    )
+    assert match, sentence
+    diff, low, high = (float(g) for g in match.groups())
+    assert diff == pytest.approx(paired["mean_diff"], abs=0.005)
+    assert low == pytest.approx(paired["ci_low"], abs=0.005)
+    assert high == pytest.approx(paired["ci_high"], abs=0.005)
+    assert low < diff < high
+    figs = {_title(f): f for f in _figures(at)}
+    forest = figs["NDCG@10: difference to pop (95% CI)"]
+    assert _values(forest["data"][0]["y"]) == ["ease"]  # one row per compared run
+    assert _values(forest["data"][0]["x"]) == [pytest.approx(paired["mean_diff"])]
+    for title in ("By user activity (known interactions)", "Cold and warm users", "By scenario"):
+        assert [t["name"] for t in figs[title]["data"]] == ["ease", "pop"]
+    heat = figs["Overlap of the top-10 lists (mean Jaccard@10)"]["data"][0]
+    z = np.array(_values(heat["z"]))
+    overlap = C.overlap(store, [runs["ease"], runs["pop"]], 10).to_numpy()
+    assert np.allclose(z.reshape(2, 2), overlap) and overlap[0, 0] == 1.0 and overlap[0, 1] < 1.0
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels == [
+        "Recommendations (CSV)",
+        "Recommendations (PARQUET)",
+        "Comparison report (HTML, opens offline)",
+    ]
+
+
+def test_cut_off_and_metric_change_the_comparison(runs):
+    at = _app().run()
+    at.radio(key="compare_k").set_value(5).run()
+    assert not at.exception
+    board = at.dataframe[0].value
+    assert "ndcg@5" in board.columns and "ndcg@10" not in board.columns
+    at.selectbox(key="compare_metric").set_value("hit@5").run()
+    assert at.success[0].value.startswith("ease is better than pop for Hit rate@5 by ")
+
+
+def test_fewer_than_two_runs(built, home):
+    workspace_runs.copy_into(built[0], home)
+    store = RunStore(home)
+    store.delete(built[1]["pop"])
+    at = _app().run()
+    assert not at.exception
+    assert at.info[0].value.startswith(
+        "Comparing needs at least two finished runs on 'sample'; there is 1."
+    )
+    assert len(at.dataframe) == 0
+
+
+def test_runs_on_different_splits_are_not_comparable(runs, home):
+    store = RunStore(home)
+    other = new_run(store, "sample", "pop", split_method="random")
+    train_run(store, other)
+    at = _app().run()
+    # by default only runs on the newest run's split are picked: here just one
+    assert at.multiselect(key="compare_runs").value == [other]
+    assert at.info[0].value == "Pick at least two runs to compare."
+    at.multiselect(key="compare_runs").set_value([runs["ease"], other]).run()
+    assert not at.exception
+    (warning,) = [w.value for w in at.warning]
+    assert warning.startswith("These runs cannot be compared: Runs ")
+    assert "differ in split ('loo' vs 'random')" in warning
+    assert len(at.dataframe) == 0
+
+
+def test_without_dataset_says_to_add_one(home):
+    at = _app(dataset=None).run()
+    assert not at.exception
+    assert at.info[0].value.startswith("No dataset yet — add one on the Data page")

@@ -1,0 +1,162 @@
+"""User explorer page through AppTest on real pop and EASE runs on a slice of the sample."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import views as V
+from core.explain import explain
+from core.pipeline import load_run
+from core.runs import RunStore
+from tests import workspace_runs
+from tests.test_page_compare import _values
+
+
+def _user_page(dataset: str | None = "sample") -> None:
+    import streamlit as st
+
+    from dashboard import shell
+    from pages import user
+
+    if dataset:
+        st.session_state[shell.DATASET_KEY] = dataset
+    user.render()
+
+
+def _app(dataset: str | None = "sample") -> AppTest:
+    return AppTest.from_function(_user_page, kwargs={"dataset": dataset}, default_timeout=90)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("user_ws")
+    return folder, workspace_runs.build(folder)
+
+
+@pytest.fixture
+def runs(built, home):
+    workspace_runs.copy_into(built[0], home)
+    return built[1]
+
+
+def _figure(at: AppTest, title_start: str) -> dict:
+    figs = [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
+    found = [f for f in figs if f["layout"]["title"]["text"].startswith(title_start)]
+    assert len(found) == 1, [f["layout"]["title"]["text"] for f in figs]
+    return found[0]
+
+
+def _hit_user(home, runs) -> tuple[str, int]:
+    """A user whose EASE top-10 holds their held-out item (so a hit must be marked)."""
+    loaded = load_run(RunStore(home), runs["ease"])
+    for code in range(loaded.dataset.n_users):
+        held = V.held_out(loaded.split, code)
+        table = V.top_list(loaded, code, 10, held=held)
+        if table["hit"].any():
+            return str(loaded.dataset.user_ids[code]), int(table.loc[table["hit"], "rank"].iloc[0])
+    raise AssertionError("EASE hits nobody in its top 10")
+
+
+def test_history_lists_hits_and_waterfall(runs, home):
+    user_id, hit_rank = _hit_user(home, runs)
+    at = _app().run()
+    at.text_input(key="user_id").set_value(user_id).run()
+    assert not at.exception
+    assert not at.error and not at.warning
+    assert at.subheader[0].value == f"User {user_id}"
+    loaded = load_run(RunStore(home), runs["ease"])
+    code = int(loaded.dataset.user_codes([user_id])[0])
+    history = V.user_history(loaded.dataset, loaded.split, code)
+    # the history: a timeline with every interaction, the table newest first, the test item
+    timeline = _figure(at, "History over time")
+    assert sum(len(_values(t["x"])) for t in timeline["data"]) == len(history)
+    table = at.dataframe[0].value
+    assert table["title"].tolist() == history["title"].tolist()[::-1]
+    assert set(table["part"]) == {"train", "valid", "test"}
+    assert (
+        at.dataframe[1].value["title"].tolist()
+        == history.loc[history["part"] == "test", "title"].tolist()
+    )
+    # both lists side by side, the held-out item marked where EASE ranks it
+    ease_list, pop_list = at.dataframe[2].value, at.dataframe[3].value
+    assert len(ease_list) == len(pop_list) == 10
+    assert ease_list.loc[ease_list["rank"] == hit_rank, "hit"].item() == "✔ held out"
+    assert (ease_list["hit"] == "✔ held out").sum() == 1
+    pop_hits = int((pop_list["hit"] == "✔ held out").sum())
+    heads = [m.value for m in at.markdown if m.value.startswith(("**ease** — ", "**pop** — "))]
+    assert heads == ["**ease** — 1 hit", f"**pop** — {pop_hits} hit{'s' if pop_hits != 1 else ''}"]
+    # click the held-out item: its SHAP waterfall adds up to the score shown in words
+    assert at.selectbox(key="user_explain_run").value == runs["ease"]
+    item_code = int(V.top_list(loaded, code, 10).loc[hit_rank - 1, "item_code"])
+    at.selectbox(key="user_explain_item").set_value(item_code).run()
+    assert not at.exception
+    (text,) = [m.value for m in at.markdown if "(the base value)" in m.value]
+    score, base = (float(x) for x in re.findall(r"\*\*(-?\d+\.\d{4})\*\*", text)[:2])
+    shown_score = ease_list.loc[ease_list["rank"] == hit_rank, "score"].item()
+    assert score == pytest.approx(shown_score, abs=1e-4)
+    water = _figure(at, "From the base value to the score")["data"][0]
+    measures, x = water["measure"], _values(water["x"])
+    assert measures[0] == "absolute" and measures[-1] == "total"
+    assert x[0] == pytest.approx(base, abs=1e-4)
+    assert sum(x[:-1]) == pytest.approx(score, abs=1e-4)  # base + Σ contributions = score
+    assert x[-1] == pytest.approx(score, abs=1e-4)
+    exp = explain(loaded, code, item_code, max_history=20)
+    assert exp.base_value + exp.contributions["value"].sum() == pytest.approx(exp.score)
+    assert any(label.startswith(("bought", "watched", "read")) for label in water["y"])
+    bar = _figure(at, "What moved the score")["data"][0]
+    assert len(_values(bar["x"])) == min(10, len(exp.contributions))
+
+
+def test_find_user_at_random_by_segment_and_unknown_id(runs):
+    at = _app().run()
+    assert not at.exception
+    first = at.text_input(key="user_id").value
+    assert first == "u1"  # the first user with a held-out item
+    at.selectbox(key="user_seg_kind").set_value("scenario").run()
+    at.selectbox(key="user_seg_value").set_value("shop").run()
+    at.button(key="user_seg_pick").click().run()
+    assert not at.exception
+    picked = at.text_input(key="user_id").value
+    assert at.subheader[0].value == f"User {picked}"
+    assert at.metric[3].value == "shop"  # the user's main scenario
+    at.button(key="user_random").click().run()
+    assert at.subheader[0].value == f"User {at.text_input(key='user_id').value}"
+    at.text_input(key="user_id").set_value("nobody").run()
+    assert not at.exception
+    assert at.warning[0].value.startswith("There is no user 'nobody' in dataset 'sample'")
+
+
+def test_rerank_sliders_change_the_list(runs, home):
+    at = _app().run()
+    before = at.dataframe[2].value
+    at.slider(key="user_div").set_value(0.9).run()
+    assert not at.exception
+    after = at.dataframe[2].value
+    assert after["title"].tolist() != before["title"].tolist()
+    # EASE has no embeddings, so similarity is the category: the list spreads over more
+    assert after["category"].nunique() > before["category"].nunique()
+    loaded = load_run(RunStore(home), runs["ease"])
+    expected = V.top_list(loaded, 0, 10, diversity=0.9)
+    assert after["title"].tolist() == expected["title"].tolist()
+
+
+def test_tradeoff_curve_on_demand(runs):
+    at = _app().run()
+    assert not [f for f in at.get("plotly_chart") if "weight grows" in f.proto.spec]
+    at.button(key="user_curve_go").click().run()
+    assert not at.exception
+    curve = _figure(at, "NDCG@10 as the diversity weight grows")
+    assert [t["text"] for t in curve["data"]][0][:3] == ["0", "0.1", "0.2"]
+    assert len(curve["data"]) == 3  # novelty, coverage, diversity panels
+
+
+def test_without_runs_says_to_train(home, built):
+    workspace_runs.small_sample().save(home)
+    at = _app().run()
+    assert not at.exception
+    assert at.info[0].value == "No finished run on 'sample' yet — train a model on the Train page."
+    assert len(at.dataframe) == 0
