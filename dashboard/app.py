@@ -19,13 +19,15 @@ import streamlit as st  # noqa: E402
 
 from core.runs import workspace_home  # noqa: E402
 from dashboard import shell  # noqa: E402
-from pages import data, runs, train  # noqa: E402
+from pages import compare, data, runs, train, user  # noqa: E402
 
 # One line per page: (render function, title, URL path, icon). The first one opens first.
 PAGES = [
     (data.render, "Data", "data", ":material/table_chart:"),
     (train.render, "Train", "train", ":material/model_training:"),
     (runs.render, "Runs", "runs", ":material/history:"),
+    (compare.render, "Compare", "compare", ":material/compare_arrows:"),
+    (user.render, "User explorer", "user", ":material/person_search:"),
 ]
 
 
