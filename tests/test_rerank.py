@@ -87,3 +87,17 @@ def test_recommend_reranked_is_the_model_top_k_at_zero(sample_ease):
     diverse = recommend_reranked(sample_ease, users, 10, diversity=0.8)
     cats = sample_ease.dataset.items["category"].to_numpy()
     assert all(len(set(cats[d])) >= len(set(cats[p])) for d, p in zip(diverse, plain, strict=True))
+
+
+def test_similarity_falls_back_to_model_weights_then_co_occurrence(planted_dataset):
+    parts = split(planted_dataset, "loo", 42)  # no categories, no embeddings
+    codes = torch.from_numpy(planted_dataset.item_codes(["i2", "i5", "i40"]))[None]  # (1, 3)
+    knn = item_similarity(make_model("itemknn").fit(parts.train), parts.train)
+    assert knn.basis == "item-item weights"
+    pairs = knn.pairwise(codes)[0]  # (3, 3)
+    assert torch.allclose(pairs, pairs.T) and float(pairs.min()) >= 0 and float(pairs.max()) <= 1
+    assert pairs[0, 1] > pairs[0, 2]  # same planted block is more similar than the other block
+    pop = item_similarity(make_model("pop").fit(parts.train), parts.train)
+    assert pop.basis == "co-occurrence"
+    pairs = pop.pairwise(codes)[0]
+    assert pairs[0, 0] == pytest.approx(1.0, abs=1e-5) and pairs[0, 1] > pairs[0, 2]
