@@ -13,6 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from core.beyond import ACTIVITY_LABELS
 from core.views import metric_label
 from dashboard.charts import ACCENT, HEIGHT, SECOND, _layout
 
@@ -23,26 +24,36 @@ NEGATIVE = "#1f77b4"  # SHAP: pulls the score down
 MAX_LABEL = 48
 
 
+def run_color(labels: Mapping, run_id: str) -> str:
+    """A run's colour: fixed by its place in `labels`, so it is the same in every chart."""
+    order = list(labels)
+    i = order.index(run_id) if run_id in order else len(order)
+    return PALETTE[i % len(PALETTE)]
+
+
 def accuracy_bars(board: pd.DataFrame, metrics: Sequence[str], labels: Mapping) -> go.Figure:
     """Grouped bars: one group per metric, one bar per run (from `core.compare.leaderboard`)."""
-    bars = {
-        labels.get(row["run_id"], row["run_id"]): [row.get(m, np.nan) for m in metrics]
-        for _, row in board.iterrows()
-    }
-    fig = _grouped([metric_label(m) for m in metrics], bars)
+    bars = {row["run_id"]: [row.get(m, np.nan) for m in metrics] for _, row in board.iterrows()}
+    fig = _grouped([metric_label(m) for m in metrics], bars, labels)
     return _layout(fig, title="Accuracy on the test split", x="", y="Value", legend=True)
 
 
 def metric_panels(
     board: pd.DataFrame, metrics: Sequence[str], labels: Mapping, title: str
 ) -> go.Figure:
-    """One small bar panel per metric (own scale each), one bar per run."""
+    """One small bar panel per metric (own scale each, three per row), one bar per run."""
     shown = [m for m in metrics if m in board.columns]
+    n_cols = min(3, max(1, len(shown)))
+    n_rows = max(1, -(-len(shown) // n_cols))
     fig = make_subplots(
-        rows=1, cols=max(1, len(shown)), subplot_titles=[metric_label(m) for m in shown]
+        rows=n_rows,
+        cols=n_cols,
+        subplot_titles=[metric_label(m) for m in shown],
+        vertical_spacing=0.18,
+        horizontal_spacing=0.08,
     )
     runs = [labels.get(r, r) for r in board["run_id"]]
-    colors = [PALETTE[i % len(PALETTE)] for i in range(len(board))]
+    colors = [run_color(labels, r) for r in board["run_id"]]
     for col, metric in enumerate(shown, start=1):
         fig.add_trace(
             go.Bar(
@@ -51,13 +62,16 @@ def metric_panels(
                 marker_color=colors,
                 text=[_short(v) for v in board[metric]],
                 textposition="auto",
+                textangle=0,
+                textfont={"size": 11},
                 hovertemplate="%{x}: %{y:.4f}<extra>" + metric_label(metric) + "</extra>",
             ),
-            row=1,
-            col=col,
+            row=1 + (col - 1) // n_cols,
+            col=1 + (col - 1) % n_cols,
         )
     fig = _layout(fig, title=title, x="", y="")
     fig.update_xaxes(title_text="")
+    fig.update_layout(height=max(HEIGHT, 250 * n_rows + 80), margin={"t": 80})
     return fig
 
 
@@ -70,16 +84,20 @@ def segment_bars(
     per run); the x labels say how many users each segment holds.
     """
     part = segments[segments["segment_kind"] == kind]
-    x = [
-        f"{s}<br>({int(n):,} users)" for s, n in zip(part["segment"], part["n_users"], strict=True)
-    ]
-    fig = _grouped(x, {labels.get(r, r): part[r].tolist() for r in run_ids})
+    if kind == "activity":  # buckets in size order, not the text order a merge leaves
+        rank = {label: i for i, label in enumerate(ACTIVITY_LABELS)}
+        part = part.sort_values("segment", key=lambda s: s.map(rank).fillna(len(rank)))
+    x = [f"{s}<br>{int(n):,} users" for s, n in zip(part["segment"], part["n_users"], strict=True)]
+    fig = _grouped(x, {r: part[r].tolist() for r in run_ids}, labels)
     titles = {
-        "activity": "By user activity (known interactions)",
+        "activity": "By activity (known interactions)",
         "cold_user": "Cold and warm users",
     }
     title = titles.get(kind, f"By {kind.replace('_', ' ')}")
-    return _layout(fig, title=title, x="", y=metric_label(metric), legend=True)
+    fig = _layout(fig, title=title, x="", y=metric_label(metric), legend=True)
+    fig.update_xaxes(tickangle=0)
+    fig.update_layout(legend={"y": -0.22, "yanchor": "top", "x": 0, "xanchor": "left"})
+    return fig
 
 
 def forest(paired: pd.DataFrame, labels: Mapping, baseline: str) -> go.Figure:
@@ -155,7 +173,7 @@ def accuracy_scatter(points: pd.DataFrame, labels: Mapping, x: str, y: str) -> g
             mode="markers+text",
             text=runs,
             textposition="top center",
-            marker={"size": 14, "color": [PALETTE[i % len(PALETTE)] for i in range(len(points))]},
+            marker={"size": 14, "color": [run_color(labels, r) for r in points["run_id"]]},
             hovertemplate="%{text}<br>"
             + metric_label(x)
             + " %{x:.3f}, "
@@ -248,6 +266,7 @@ def shap_waterfall(
                 for v, m in zip(values, measures, strict=True)
             ],
             textposition="outside",
+            cliponaxis=False,
             increasing={"marker": {"color": POSITIVE}},
             decreasing={"marker": {"color": NEGATIVE}},
             totals={"marker": {"color": "#555555"}},
@@ -257,7 +276,7 @@ def shap_waterfall(
     )
     fig.update_yaxes(autorange="reversed")
     fig = _layout(fig, title="From the base value to the score", x="Score", y="")
-    fig.update_layout(height=max(HEIGHT, 30 * len(labels) + 90))
+    fig.update_layout(height=max(HEIGHT, 30 * len(labels) + 90), margin={"r": 60})
     return fig
 
 
@@ -351,18 +370,18 @@ def tradeoff(curve: pd.DataFrame, k: int, kind: str) -> go.Figure:
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _grouped(x: list[str], bars: Mapping[str, list]) -> go.Figure:
-    """Grouped bars: one trace (colour) per run over the same x categories."""
+def _grouped(x: list[str], bars: Mapping[str, list], labels: Mapping) -> go.Figure:
+    """Grouped bars: one trace per run ({run_id: values}) over the same x categories."""
     fig = go.Figure(
         [
             go.Bar(
                 x=x,
                 y=values,
-                name=run,
-                marker_color=PALETTE[i % len(PALETTE)],
-                hovertemplate=run + "<br>%{x}: %{y:.4f}<extra></extra>",
+                name=labels.get(run_id, run_id),
+                marker_color=run_color(labels, run_id),
+                hovertemplate=labels.get(run_id, run_id) + "<br>%{x}: %{y:.4f}<extra></extra>",
             )
-            for i, (run, values) in enumerate(bars.items())
+            for run_id, values in bars.items()
         ]
     )
     fig.update_layout(barmode="group")
@@ -377,8 +396,16 @@ def _split_top(contributions: pd.DataFrame, n: int) -> tuple[pd.DataFrame, pd.Da
 
 
 def _short_label(text: str) -> str:
+    """At most MAX_LABEL characters; a trailing '(3 days before)' is kept whole."""
     text = str(text)
-    return text if len(text) <= MAX_LABEL else text[: MAX_LABEL - 1] + "…"
+    if len(text) <= MAX_LABEL:
+        return text
+    head, sep, tail = text.rpartition(" (")
+    if sep and tail.endswith(")") and len(tail) < MAX_LABEL // 2:
+        quote = '"' if head.endswith('"') else ""
+        keep = MAX_LABEL - len(tail) - len(sep) - 1 - len(quote)
+        return head[:keep].rstrip() + "…" + quote + sep + tail
+    return text[: MAX_LABEL - 1] + "…"
 
 
 def _unique(labels: list[str]) -> list[str]:

@@ -50,12 +50,14 @@ def render() -> None:
     if len(chosen) < 2:
         st.info("Pick at least two runs to compare.")
         return
-    records = [by_id[r] for r in chosen]
     try:
-        C.check_comparable(records)
+        C.check_comparable([by_id[r] for r in chosen])
     except RecScopeError as err:
         st.warning(f"These runs cannot be compared: {err}")
         return
+    # best NDCG@10 first everywhere, so each run keeps one colour and place in every chart
+    chosen = C.leaderboard([by_id[r] for r in chosen], 10)["run_id"].tolist()
+    records = [by_id[r] for r in chosen]
     labels = V.run_labels(records)
     k = st.radio("Cut-off K", KS, index=1, horizontal=True, key="compare_k")
     _leaderboard(records, labels, k)
@@ -138,7 +140,7 @@ def _segments(home, chosen: list[str], labels: dict, metric: str) -> None:
         f"Mean {V.metric_label(metric)} per group of test users. Cold users know at most 5 "
         "items; a user's scenario is where most of their test interactions happened."
     )
-    cols = st.columns(len(kinds)) if kinds else []
+    cols = st.columns([3, 2, 2][: len(kinds)]) if kinds else []
     for col, kind in zip(cols, kinds, strict=True):
         col.plotly_chart(charts.segment_bars(table, kind, chosen, labels, metric), width="stretch")
 
@@ -173,7 +175,7 @@ def _overlap(home, chosen: list[str], labels: dict, k: int) -> None:
 
 def _downloads(store, chosen: list[str], labels: dict, k: int, metric: str, baseline: str) -> None:
     st.subheader("Download")
-    left, mid, right = st.columns(3)
+    left, mid, right = st.columns(3, vertical_alignment="bottom")
     run_id = left.selectbox(
         "Recommendations of", chosen, format_func=lambda r: labels[r], key="compare_export_run"
     )

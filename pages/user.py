@@ -17,7 +17,7 @@ from dashboard import charts_compare as charts
 
 KS = (5, 10, 20)
 USER_KEY = "user_id"
-HIT = "✔ held out"
+HIT = "✔"
 TRADEOFF_USERS = 500
 GLOBAL_USERS = 30
 #: most recent distinct history items explained one by one (older ones form one feature)
@@ -174,7 +174,7 @@ def _lists(loaded: dict, labels: dict, code: int, held: np.ndarray) -> dict[str,
         col.markdown(f"**{labels[run_id]}** — {n_hits} hit{'s' if n_hits != 1 else ''}")
         col.dataframe(
             table.assign(hit=np.where(table["hit"], HIT, ""))[
-                ["rank", "title", "category", "score", "hit"]
+                ["rank", "hit", "title", "category", "score"]
             ],
             hide_index=True,
             width="stretch",
@@ -182,7 +182,9 @@ def _lists(loaded: dict, labels: dict, code: int, held: np.ndarray) -> dict[str,
             column_config={
                 "rank": st.column_config.NumberColumn("#", width="small"),
                 "score": st.column_config.NumberColumn("Score", format="%.3f"),
-                "hit": st.column_config.TextColumn("Hit"),
+                "hit": st.column_config.TextColumn(
+                    "Hit", width="small", help="✔ = an item held out for this user (a hit)"
+                ),
             },
         )
     return lists

@@ -102,7 +102,7 @@ def test_segment_bars_one_trace_per_run_with_user_counts():
     )
     fig = charts.segment_bars(segments, "activity", ["r-ease", "r-pop"], LABELS, "ndcg@10")
     assert [t.name for t in fig.data] == ["ease", "pop"]
-    assert list(fig.data[0].x) == ["1-5<br>(10 users)", "6-10<br>(20 users)"]
+    assert list(fig.data[0].x) == ["1-5<br>10 users", "6-10<br>20 users"]
     assert list(fig.data[1].y) == [0.15, 0.075]
     assert fig.layout.yaxis.title.text == "NDCG@10"
 
@@ -175,3 +175,27 @@ def test_overlap_heatmap_and_importance_bar():
     fig = charts.importance_bar(imp)
     assert list(fig.data[0].y) == ["history position: most recent", "history category: Drama"]
     assert "30 users" in fig.layout.title.text
+
+
+def test_long_history_labels_keep_when_it_happened():
+    table = _contributions([0.2])
+    table.loc[0, "label"] = (
+        'bought "Shoe Cleaner for Northwind Leather Sneakers Pro" (1 month before)'
+    )
+    label = charts.shap_waterfall(table, 0.0, 0.2).data[0].y[1]
+    assert label == 'bought "Shoe Cleaner for Nort…" (1 month before)'
+    assert len(label) == charts.MAX_LABEL
+
+
+def test_activity_buckets_in_size_order():
+    segments = pd.DataFrame(
+        {
+            "segment_kind": "activity",
+            "segment": ["1-5", "11-20", "51+", "6-10"],  # the text order an outer merge leaves
+            "n_users": [1, 3, 4, 2],
+            "r-ease": [0.1, 0.3, 0.4, 0.2],
+        }
+    )
+    fig = charts.segment_bars(segments, "activity", ["r-ease"], LABELS, "ndcg@10")
+    assert [x.split("<br>")[0] for x in fig.data[0].x] == ["1-5", "6-10", "11-20", "51+"]
+    assert list(fig.data[0].y) == [0.1, 0.2, 0.3, 0.4]

@@ -88,7 +88,7 @@ def test_leaderboard_and_paired_sentence_say_ease_beats_pop(runs, home):
     forest = figs["NDCG@10: difference to pop (95% CI)"]
     assert _values(forest["data"][0]["y"]) == ["ease"]  # one row per compared run
     assert _values(forest["data"][0]["x"]) == [pytest.approx(paired["mean_diff"])]
-    for title in ("By user activity (known interactions)", "Cold and warm users", "By scenario"):
+    for title in ("By activity (known interactions)", "Cold and warm users", "By scenario"):
         assert [t["name"] for t in figs[title]["data"]] == ["ease", "pop"]
     heat = figs["Overlap of the top-10 lists (mean Jaccard@10)"]["data"][0]
     z = np.array(_values(heat["z"]))

@@ -84,9 +84,9 @@ def test_history_lists_hits_and_waterfall(runs, home):
     # both lists side by side, the held-out item marked where EASE ranks it
     ease_list, pop_list = at.dataframe[2].value, at.dataframe[3].value
     assert len(ease_list) == len(pop_list) == 10
-    assert ease_list.loc[ease_list["rank"] == hit_rank, "hit"].item() == "✔ held out"
-    assert (ease_list["hit"] == "✔ held out").sum() == 1
-    pop_hits = int((pop_list["hit"] == "✔ held out").sum())
+    assert ease_list.loc[ease_list["rank"] == hit_rank, "hit"].item() == "✔"
+    assert (ease_list["hit"] == "✔").sum() == 1
+    pop_hits = int((pop_list["hit"] == "✔").sum())
     heads = [m.value for m in at.markdown if m.value.startswith(("**ease** — ", "**pop** — "))]
     assert heads == ["**ease** — 1 hit", f"**pop** — {pop_hits} hit{'s' if pop_hits != 1 else ''}"]
     # click the held-out item: its SHAP waterfall adds up to the score shown in words
