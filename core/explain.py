@@ -266,7 +266,7 @@ def global_importance(
             mag = abs(float(r.value))
             if r.kind == "history":
                 rows.append((n, "position", _position_bucket(r.position, r.item_code), mag))
-                if categories is not None and r.item_code is not None:
+                if categories is not None and not pd.isna(r.item_code):
                     cat = categories[int(r.item_code)]
                     rows.append((n, "category", "unknown" if pd.isna(cat) else str(cat), mag))
             else:
@@ -293,7 +293,7 @@ POSITION_BUCKETS = ("most recent", "2-5 back", "6-20 back", "older")
 
 
 def _position_bucket(position, item_code) -> str:
-    if item_code is None or position is None:
+    if item_code is None or position is None or pd.isna(item_code):
         return "older"
     p = int(position)
     if p == 0:
