@@ -153,8 +153,8 @@ def build_features(
             }
         )
     table = pd.DataFrame(records, columns=["feature", "kind", "label", "item_code", "position"])
-    table["item_code"] = table["item_code"].astype(object)
-    table["position"] = table["position"].astype(object)
+    for column in ("item_code", "position"):  # ints or None, not floats with NaN
+        table[column] = pd.Series([r[column] for r in records], dtype=object)
     return HistoryFeatures(int(user_code), events, event_feature, table, extra)
 
 

@@ -227,3 +227,17 @@ def test_explain_run_from_the_store_and_json_contract(home, planted_dataset):
     assert explain_run(store, run_id, "u3", "i7") is exp  # cached per (run, user, item)
     with pytest.raises(Exception, match="not in dataset"):
         explain_run(store, run_id, "nobody", "i7")
+
+
+def test_global_importance_by_category_with_older_items(sample_dataset):
+    """Regression: the grouped older feature has no item code (None, never NaN)."""
+    lr = loaded_run(sample_dataset, "ease")
+    exp = explain(lr, 0, 1, max_history=3)
+    older = exp.contributions.query("feature == 'history:older'").iloc[0]
+    assert older["item_code"] is None
+    assert all(isinstance(c, int) for c in exp.contributions["item_code"].dropna())
+    table = global_importance(lr, n_users=3, seed=0, max_history=3)
+    cats = table[table.group_kind == "category"]
+    assert len(cats) > 0 and cats["share"].sum() == pytest.approx(1.0)
+    assert set(cats.group) <= set(sample_dataset.items["category"].astype(str))
+    assert "older" in set(table[table.group_kind == "position"].group)
