@@ -46,9 +46,13 @@ browser:
 			(apt-get update -qq && apt-get install -y -qq chromium chromium-driver) >/dev/null; \
 		else echo "chromium not found: browser tests will be skipped"; fi; }
 
+# Benchmarks print one JSON document each; they are not run by `make test`.
 bench: $(STAMP)
 	$(PY) bench/ingest.py
 	$(PY) bench/train.py
+	$(PY) bench/explain.py
+	$(PY) bench/index.py
+	$(PY) bench/scenarios.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
