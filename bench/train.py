@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     results, skipped = {}, [m for m in wanted if m not in present]
     for name in (m for m in wanted if m in present):
         results[name] = _run(name, parts, device, args, overrides.get(name, {}))
+        print(f"{name}: {results[name]}", file=sys.stderr, flush=True)  # progress on stderr
     report = {
         "dataset": {
             "name": args.dataset,

@@ -36,7 +36,7 @@ class LightGCN(NeuralRecommender):
     def __init__(
         self,
         dim: int = 64,
-        layers: int = 2,
+        layers: int = 3,
         reg: float = 0.0,
         epochs: int = 100,
         batch_size: int = 4096,
