@@ -1,0 +1,149 @@
+"""Side features for the hybrid model: attribute codes, item text vectors, history windows.
+
+Kept apart from the network so each piece is a plain function of the data (and testable).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import torch
+
+from core import schema as S
+from core.dataset import Dataset, Interactions, datasets_dir
+
+log = logging.getLogger(__name__)
+
+TEXT_DIM = 32  # principal components of the text vectors the hybrid keeps
+PCA_SAMPLE = 50_000  # rows the text PCA is fitted on
+MAX_CARDINALITY = 10_000  # more distinct values than this is an id, not an attribute
+_NOT_ATTRIBUTES = {S.ITEM_ID, S.USER_ID, S.TITLE, S.TEXT}
+
+
+def categorical_columns(table: pd.DataFrame | None, n: int) -> list[str]:
+    """Columns of an item/user table that look like categories (few distinct values).
+
+    Text-like, float and id-like columns (a distinct value for most rows) are left out.
+    """
+    if table is None or len(table) == 0:
+        return []
+    limit = min(MAX_CARDINALITY, max(50, n // 2))
+    chosen = []
+    for name in table.columns:
+        col = table[name]
+        if name in _NOT_ATTRIBUTES or pd.api.types.is_float_dtype(col):
+            continue
+        if 2 <= col.nunique(dropna=True) <= limit:
+            chosen.append(name)
+    return chosen
+
+
+def categorical_codes(
+    table: pd.DataFrame | None, n: int, key: str, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Codes (n, F) int64 of the categorical columns (0 = missing) and cardinalities (F,)."""
+    columns = categorical_columns(table, n)
+    codes = np.zeros((n, len(columns)), dtype=np.int64)
+    cards = np.zeros(len(columns), dtype=np.int64)
+    for j, name in enumerate(columns):
+        values, uniques = pd.factorize(table[name])
+        rows = min(n, len(values))
+        codes[:rows, j] = values[:rows] + 1  # -1 (missing) -> 0
+        cards[j] = len(uniques) + 1
+    if columns:
+        log.info("%s attributes used: %s", key.removesuffix("_id"), ", ".join(columns))
+    return torch.as_tensor(codes, device=device), torch.as_tensor(cards, device=device)
+
+
+def text_matrix(dataset: Dataset | None, device: str | None = None) -> np.ndarray | None:
+    """Item text embeddings (n_items, 384), or None when the data has no item text.
+
+    Read through the workspace cache when the dataset is stored there (RECSCOPE_HOME);
+    an in-memory dataset is embedded directly.
+    """
+    from core import text
+    from core.runs import workspace_home
+
+    if dataset is None or not text.has_item_text(dataset):
+        return None
+    home = workspace_home()
+    if (datasets_dir(home) / dataset.name / "dataset.json").exists():
+        return text.item_text_embeddings(dataset, home, device)
+    return text.embed_texts(text.item_texts(dataset), device=device)
+
+
+def reduce_text(emb: np.ndarray, k: int = TEXT_DIM, seed: int = 0) -> np.ndarray:
+    """Language-model vectors (n, D) -> their top-k principal components, unit rows (n, k).
+
+    Smaller to store and to compare (the model matches every candidate against every
+    history item); the PCA is fitted on at most PCA_SAMPLE rows.
+    """
+    x = np.asarray(emb, dtype=np.float32)
+    k = min(k, x.shape[1], max(1, x.shape[0] - 1))
+    rows = x
+    if len(x) > PCA_SAMPLE:
+        rows = x[np.random.default_rng(seed).choice(len(x), PCA_SAMPLE, replace=False)]
+    mean = rows.mean(axis=0)
+    _, _, vt = np.linalg.svd(rows - mean, full_matrices=False)  # vt (min(n, D), D)
+    out = (x - mean) @ vt[:k].T  # (n, k)
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return np.ascontiguousarray(out / np.where(norms > 0, norms, 1.0), dtype=np.float32)
+
+
+def scenario_count(train: Interactions) -> int:
+    """Number of scenario codes (0 when the data has none)."""
+    if S.SCENARIO_CODE not in train.frame.columns:
+        return 0
+    if train.dataset is not None and train.dataset.scenarios:
+        return len(train.dataset.scenarios)
+    return int(train.frame[S.SCENARIO_CODE].max()) + 1 if len(train) else 0
+
+
+def history_index(
+    train: Interactions, n_scen: int, device: torch.device
+) -> tuple[torch.Tensor, ...]:
+    """Training interactions sorted by (user, time), for windows of earlier items.
+
+    Returns rows (n,), users (n,), items (n,), scenarios (n,) and start (n,): the row where
+    each interaction's user begins, so rows start..row-1 are the user's earlier items.
+    """
+    frame = train.frame.sort_values([S.USER, S.TIMESTAMP], kind="stable")
+    users = frame[S.USER].to_numpy().astype(np.int64)
+    items = frame[S.ITEM].to_numpy().astype(np.int64)
+    scen = _scenarios(frame, n_scen)
+    first = np.r_[True, users[1:] != users[:-1]]
+    start = np.maximum.accumulate(np.where(first, np.arange(len(users)), 0))
+    return tuple(
+        torch.as_tensor(a, device=device)
+        for a in (np.arange(len(users)), users, items, scen, start)
+    )
+
+
+def recent_sequences(known: Interactions, max_len: int, n_scen: int):
+    """Each user's `max_len` most recent items and their scenarios, oldest first.
+
+    Shapes (n_users, max_len); left-padded with n_items (items) and n_scen (scenarios).
+    """
+    frame = known.frame.sort_values([S.USER, S.TIMESTAMP], kind="stable")
+    users = frame[S.USER].to_numpy()
+    items = np.full((known.n_users, max_len), known.n_items, dtype=np.int64)
+    scen = np.full((known.n_users, max_len), n_scen, dtype=np.int64)
+    if len(frame) == 0:
+        return items, scen
+    starts = np.r_[0, np.flatnonzero(np.diff(users)) + 1]
+    counts = np.diff(np.r_[starts, len(users)])
+    from_end = np.repeat(starts + counts, counts) - np.arange(len(users)) - 1  # 0 = newest
+    keep = from_end < max_len
+    cols = max_len - 1 - from_end[keep]
+    items[users[keep], cols] = frame[S.ITEM].to_numpy()[keep]
+    scen[users[keep], cols] = _scenarios(frame, n_scen)[keep]
+    return items, scen
+
+
+def _scenarios(frame: pd.DataFrame, n_scen: int) -> np.ndarray:
+    """Scenario code per row; the padding code n_scen when the data has no scenarios."""
+    if n_scen and S.SCENARIO_CODE in frame.columns:
+        return frame[S.SCENARIO_CODE].to_numpy().astype(np.int64)
+    return np.full(len(frame), n_scen, dtype=np.int64)

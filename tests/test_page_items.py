@@ -1,0 +1,133 @@
+"""Items page through AppTest: search, item card, run and text neighbours, map, messages."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.dataset import Dataset
+from core.pipeline import new_run, train_run
+from core.runs import RunStore
+
+THEMES = ["Apple pie recipe", "Whale documentary"]  # one per planted block
+
+
+def _items_page(dataset: str | None = None) -> None:
+    import streamlit as st
+
+    from dashboard import shell
+    from pages import items
+
+    if dataset:
+        st.session_state[shell.DATASET_KEY] = dataset
+    items.render()
+
+
+def _app(dataset: str | None = "titled") -> AppTest:
+    return AppTest.from_function(_items_page, kwargs={"dataset": dataset}, default_timeout=180)
+
+
+def _titled(planted: Dataset, with_text: bool = True) -> Dataset:
+    """The planted data with titles and categories that follow its two item blocks."""
+    ids = planted.item_ids.astype(str)
+    block = [0 if int(i[1:]) < 30 else 1 for i in ids]
+    items = pd.DataFrame({"item_id": ids, "category": [("Food", "Nature")[b] for b in block]})
+    if with_text:
+        items["title"] = [f"{THEMES[b]} {i[1:]}" for b, i in zip(block, ids, strict=True)]
+    inter = pd.DataFrame(
+        {
+            "user_id": planted.user_ids[planted.interactions["user_code"]],
+            "item_id": ids[planted.interactions["item_code"]],
+            "timestamp": planted.interactions["timestamp"],
+        }
+    )
+    return Dataset.from_frames("titled" if with_text else "plain", inter, items)
+
+
+def _train(home, dataset: str, model: str, **params) -> str:
+    store = RunStore(home)
+    run_id = new_run(store, dataset, model, params=params)
+    train_run(store, run_id)
+    return run_id
+
+
+def _table(at: AppTest, i: int) -> pd.DataFrame:
+    return at.dataframe[i].value
+
+
+@pytest.fixture
+def titled_home(home, planted_dataset):
+    _titled(planted_dataset).save(home)
+    return home
+
+
+def test_text_only_without_runs(titled_home):
+    at = _app().run()
+    assert not at.exception
+    assert "No finished runs on 'titled'" in at.info[0].value
+    assert at.selectbox(key="items_source").value == "__text__"
+    at.text_input(key="items_query").set_value("whale").run()
+    assert not at.exception
+    picked = at.selectbox(key="items_item")
+    assert "Whale documentary" in picked.format_func(picked.value)
+    assert at.subheader[0].value.startswith("Whale documentary")
+    neighbours = _table(at, 0)
+    assert len(neighbours) == 10
+    assert neighbours["title"].str.startswith("Whale documentary").all()  # text finds its kin
+    assert len(at.get("plotly_chart")) == 1  # the map of text embeddings
+    assert any("Faiss index: exact (flat)" in c.value for c in at.caption)
+
+
+def test_run_neighbours_beside_text_neighbours_and_map(titled_home):
+    run_id = _train(titled_home, "titled", "bpr", epochs=40, dim=16, patience=40)
+    at = _app().run()
+    assert not at.exception
+    assert at.selectbox(key="items_source").value == run_id  # a run is preferred to text
+    at.text_input(key="items_query").set_value("apple pie recipe 5").run()
+    assert not at.exception
+    run_table, text_table = _table(at, 0), _table(at, 1)
+    assert len(run_table) == len(text_table) == 10
+    assert text_table["title"].str.startswith("Apple pie").all()
+    assert at.subheader[0].value == "Apple pie recipe 5"
+    assert (run_table["category"] == "Food").mean() >= 0.7  # bpr learnt the blocks
+    assert run_table["score"].is_monotonic_decreasing
+    assert any(
+        "Map of the item vectors of this run" in str(c.proto.spec) for c in at.get("plotly_chart")
+    )
+    at.radio(key="items_color").set_value("popularity").run()
+    assert not at.exception
+    assert len(at.get("plotly_chart")) == 1
+
+
+def test_runs_without_embeddings_and_without_item_text(home, planted_dataset):
+    _titled(planted_dataset, with_text=False).save(home)
+    at = _app("plain").run()
+    assert not at.exception
+    assert "No finished runs on 'plain'" in at.info[0].value
+    assert any("has no item text" in c.value for c in at.caption)
+    assert not at.dataframe  # nothing to show before a run exists
+    ease, pop = _train(home, "plain", "ease"), _train(home, "plain", "pop")
+    at = _app("plain").run()
+    assert at.selectbox(key="items_source").value in (ease, pop)
+    at.selectbox(key="items_source").set_value(ease).run()
+    assert not at.exception
+    assert len(_table(at, 0)) == 10
+    assert any("has no item vectors" in c.value for c in at.caption)
+    assert not at.get("plotly_chart")
+    at.selectbox(key="items_source").set_value(pop).run()
+    assert not at.exception
+    assert "neither item embeddings nor item-item similarities" in at.info[0].value
+
+
+def test_hybrid_run_retrieves_items_for_a_user_through_the_index(titled_home):
+    run_id = _train(titled_home, "titled", "hybrid", epochs=10, lr=1e-2, batch_size=128)
+    at = _app().run()
+    assert not at.exception
+    assert at.selectbox(key="items_source").value == run_id
+    at.text_input(key="items_user").set_value("u3").run()  # a user of the first block
+    assert not at.exception
+    retrieved = _table(at, 2)  # after the run and text neighbour tables
+    assert len(retrieved) == 10
+    assert retrieved["title"].str.startswith("Apple pie").mean() >= 0.7
+    assert any("Index search" in c.value and "ms for this user" in c.value for c in at.caption)
