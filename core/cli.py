@@ -196,6 +196,13 @@ def cmd_explain(args) -> dict:
     return {"run_id": args.run_id, **explanation.to_json()}
 
 
+def cmd_similar(args) -> dict:
+    from core.runs import RunStore
+    from core.similar import similar_run
+
+    return similar_run(RunStore(_home()), args.run_id, args.item, args.k)
+
+
 def cmd_runs(args) -> dict:
     from core.runs import RunStore
 
@@ -260,6 +267,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run_id")
     p.add_argument("--user", required=True, help="user id as in the uploaded file")
     p.add_argument("--item", required=True, help="item id as in the uploaded file")
+
+    p = command("similar", cmd_similar, "Nearest neighbours of an item under a run (Faiss).")
+    p.add_argument("run_id")
+    p.add_argument("--item", required=True, help="item id as in the uploaded file")
+    p.add_argument("-k", type=int, default=10)
 
     p = command("runs", cmd_runs, "List runs, newest first.")
     p.add_argument("--dataset")

@@ -110,3 +110,17 @@ def test_explain_adds_up_to_the_score(home, capsys, planted_csv):
     total = out["base_value"] + sum(c["value"] for c in out["contributions"])
     assert total == pytest.approx(out["score"], rel=1e-4, abs=1e-6)
     assert all({"feature", "value"} <= set(c) for c in out["contributions"])
+
+
+def test_similar_follows_the_contract(home, capsys, planted_csv):
+    run_cli(capsys, "ingest", planted_csv, "--name", "planted", "--json")
+    _, run, _ = run_cli(
+        capsys, "train", "--dataset", "planted", "--model", "ease", "--param", "l2=10", "--json"
+    )
+    code, out, _ = run_cli(capsys, "similar", run["run_id"], "--item", "i5", "-k", "4", "--json")
+    assert code == 0 and out["item_id"] == "i5" and len(out["neighbors"]) == 4
+    assert all({"item_id", "title", "score"} <= set(n) for n in out["neighbors"])
+    assert "i5" not in [n["item_id"] for n in out["neighbors"]]
+    # item i5 is in the first block (i0-i29): its neighbours come from the same block
+    assert all(int(n["item_id"][1:]) < 32 for n in out["neighbors"])
+    assert {"type", "device", "recall_at_k"} <= set(out["index"])
