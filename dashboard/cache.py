@@ -210,7 +210,7 @@ def _global_importance(home: str, stamp: tuple, n_users: int) -> pd.DataFrame:
     from core.explain import global_importance
 
     loaded = _loaded_run(home, stamp[0][0], stamp[0][1])
-    return global_importance(loaded, n_users=n_users)
+    return global_importance(loaded, n_users=n_users, max_history=20)
 
 
 @st.cache_resource(show_spinner="Building the item index…", max_entries=8)

@@ -13,7 +13,7 @@ from core.errors import RecScopeError
 from core.explain import explain
 from core.runs import RunStore, workspace_home
 from dashboard import cache, shell
-from dashboard import charts_compare as charts
+from dashboard import charts_user as charts
 
 KS = (5, 10, 20)
 USER_KEY = "user_id"
@@ -172,19 +172,18 @@ def _lists(loaded: dict, labels: dict, code: int, held: np.ndarray) -> dict[str,
         lists[run_id] = table
         n_hits = int(table["hit"].sum())
         col.markdown(f"**{labels[run_id]}** — {n_hits} hit{'s' if n_hits != 1 else ''}")
+        marks = [
+            f"{r} ✔" if h else str(r) for r, h in zip(table["rank"], table["hit"], strict=True)
+        ]
         col.dataframe(
-            table.assign(hit=np.where(table["hit"], HIT, ""))[
-                ["rank", "hit", "title", "category", "score"]
-            ],
+            table.assign(**{"#": marks})[["#", "title", "score", "category"]],
             hide_index=True,
             width="stretch",
             height=38 + 35 * len(table),
             column_config={
-                "rank": st.column_config.NumberColumn("#", width="small"),
-                "score": st.column_config.NumberColumn("Score", format="%.3f"),
-                "hit": st.column_config.TextColumn(
-                    "Hit", width="small", help="✔ = an item held out for this user (a hit)"
-                ),
+                "#": st.column_config.TextColumn("#", width=50, help=f"{HIT} = a held-out item"),
+                "title": st.column_config.TextColumn("Title", width="large"),
+                "score": st.column_config.NumberColumn("Score", format="%.3f", width="small"),
             },
         )
     return lists

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from dashboard import charts_compare as charts
+from dashboard import charts_user as ucharts
 
 LABELS = {"r-ease": "ease", "r-bpr": "bpr", "r-pop": "pop"}
 
@@ -26,7 +27,7 @@ def test_waterfall_bars_sum_to_the_score_with_the_rest_grouped():
     values = [0.5, -0.3, 0.05, 0.2, -0.01, 0.02]
     base = 0.1
     score = base + sum(values)  # 0.56
-    fig = charts.shap_waterfall(_contributions(values), base, score, max_features=3)
+    fig = ucharts.shap_waterfall(_contributions(values), base, score, max_features=3)
     bars = fig.data[0]
     assert list(bars.measure) == [
         "absolute",
@@ -49,7 +50,7 @@ def test_waterfall_bars_sum_to_the_score_with_the_rest_grouped():
 def test_waterfall_without_rest_and_repeated_labels_keeps_every_bar():
     table = _contributions([0.25, 0.25])
     table["label"] = ["same", "same"]
-    fig = charts.shap_waterfall(table, 1.0, 1.5, max_features=10)
+    fig = ucharts.shap_waterfall(table, 1.0, 1.5, max_features=10)
     assert list(fig.data[0].y) == ["Base value (nothing known)", "same", "same (2)", "Score"]
     assert sum(fig.data[0].x[:-1]) == pytest.approx(1.5)
 
@@ -57,12 +58,12 @@ def test_waterfall_without_rest_and_repeated_labels_keeps_every_bar():
 def test_shap_bar_signs_colours_and_long_labels():
     table = _contributions([-0.4, 0.1, 0.3])
     table.loc[1, "label"] = "x" * 80
-    fig = charts.shap_bar(table, max_features=2)
+    fig = ucharts.shap_bar(table, max_features=2)
     bar = fig.data[0]
     assert list(bar.x) == [-0.4, 0.3]
-    assert list(bar.marker.color) == [charts.NEGATIVE, charts.POSITIVE]
-    short = charts.shap_bar(table, max_features=3).data[0].y[2]
-    assert len(short) == charts.MAX_LABEL and short.endswith("…")
+    assert list(bar.marker.color) == [ucharts.NEGATIVE, ucharts.POSITIVE]
+    short = ucharts.shap_bar(table, max_features=3).data[0].y[2]
+    assert len(short) == ucharts.MAX_LABEL and short.endswith("…")
 
 
 def _paired() -> pd.DataFrame:
@@ -134,7 +135,7 @@ def test_history_timeline_marks_test_items_as_stars():
             "part": ["train", "valid", "test"],
         }
     )
-    fig = charts.history_timeline(history)
+    fig = ucharts.history_timeline(history)
     by_name = {t.name: t for t in fig.data}
     assert sorted(by_name) == ["shop", "video"]
     assert list(by_name["video"].y) == ["Drama", "Comedy"]
@@ -152,10 +153,20 @@ def test_tradeoff_panels_skip_a_missing_diversity():
             "diversity@10": [np.nan, np.nan],
         }
     )
-    fig = charts.tradeoff(curve, 10, "novelty")
+    fig = ucharts.tradeoff(curve, 10, "novelty")
     assert len(fig.data) == 2
     assert list(fig.data[0].x) == [4.0, 4.5] and list(fig.data[0].y) == [0.3, 0.25]
     assert list(fig.data[1].text) == ["0", "0.5"]
+    flat = pd.DataFrame(
+        {
+            "weight": [0.0, 0.5, 0.6, 0.7],
+            "ndcg@10": [0.3, 0.25, 0.25, 0.25],
+            "novelty@10": [4.0, 4.5, 4.5, 4.5],
+            "coverage@10": [0.2, 0.3, 0.3, 0.3],
+            "diversity@10": [np.nan] * 4,
+        }
+    )
+    assert list(ucharts.tradeoff(flat, 10, "novelty").data[0].text) == ["0", "0.5–0.7", "", ""]
 
 
 def test_overlap_heatmap_and_importance_bar():
@@ -172,7 +183,7 @@ def test_overlap_heatmap_and_importance_bar():
             "n_explanations": [30, 30],
         }
     )
-    fig = charts.importance_bar(imp)
+    fig = ucharts.importance_bar(imp)
     assert list(fig.data[0].y) == ["history position: most recent", "history category: Drama"]
     assert "30 users" in fig.layout.title.text
 
@@ -182,9 +193,9 @@ def test_long_history_labels_keep_when_it_happened():
     table.loc[0, "label"] = (
         'bought "Shoe Cleaner for Northwind Leather Sneakers Pro" (1 month before)'
     )
-    label = charts.shap_waterfall(table, 0.0, 0.2).data[0].y[1]
+    label = ucharts.shap_waterfall(table, 0.0, 0.2).data[0].y[1]
     assert label == 'bought "Shoe Cleaner for Nort…" (1 month before)'
-    assert len(label) == charts.MAX_LABEL
+    assert len(label) == ucharts.MAX_LABEL
 
 
 def test_activity_buckets_in_size_order():

@@ -84,9 +84,9 @@ def test_history_lists_hits_and_waterfall(runs, home):
     # both lists side by side, the held-out item marked where EASE ranks it
     ease_list, pop_list = at.dataframe[2].value, at.dataframe[3].value
     assert len(ease_list) == len(pop_list) == 10
-    assert ease_list.loc[ease_list["rank"] == hit_rank, "hit"].item() == "✔"
-    assert (ease_list["hit"] == "✔").sum() == 1
-    pop_hits = int((pop_list["hit"] == "✔").sum())
+    assert ease_list["#"].tolist()[hit_rank - 1] == f"{hit_rank} ✔"
+    assert ease_list["#"].str.endswith("✔").sum() == 1
+    pop_hits = int(pop_list["#"].str.endswith("✔").sum())
     heads = [m.value for m in at.markdown if m.value.startswith(("**ease** — ", "**pop** — "))]
     assert heads == ["**ease** — 1 hit", f"**pop** — {pop_hits} hit{'s' if pop_hits != 1 else ''}"]
     # click the held-out item: its SHAP waterfall adds up to the score shown in words
@@ -96,7 +96,7 @@ def test_history_lists_hits_and_waterfall(runs, home):
     assert not at.exception
     (text,) = [m.value for m in at.markdown if "(the base value)" in m.value]
     score, base = (float(x) for x in re.findall(r"\*\*(-?\d+\.\d{4})\*\*", text)[:2])
-    shown_score = ease_list.loc[ease_list["rank"] == hit_rank, "score"].item()
+    shown_score = ease_list["score"].tolist()[hit_rank - 1]
     assert score == pytest.approx(shown_score, abs=1e-4)
     water = _figure(at, "From the base value to the score")["data"][0]
     measures, x = water["measure"], _values(water["x"])
@@ -150,8 +150,20 @@ def test_tradeoff_curve_on_demand(runs):
     at.button(key="user_curve_go").click().run()
     assert not at.exception
     curve = _figure(at, "NDCG@10 as the diversity weight grows")
-    assert [t["text"] for t in curve["data"]][0][:3] == ["0", "0.1", "0.2"]
+    assert _values(curve["data"][0]["customdata"])[:3] == [0.0, 0.1, 0.2]
     assert len(curve["data"]) == 3  # novelty, coverage, diversity panels
+
+
+def test_global_importance_on_demand(runs):
+    at = _app().run()
+    at.selectbox(key="user_global_run").set_value(runs["ease"])
+    at.button(key="user_global_go").click().run()
+    assert not at.exception and not at.error
+    bars = _figure(at, "Mean |SHAP| by feature group (30 users' top item)")["data"][0]
+    groups = list(bars["y"])
+    assert groups[0] == "history position: most recent"
+    assert any(g.startswith("history category: ") for g in groups)
+    assert min(_values(bars["x"])) >= 0
 
 
 def test_without_runs_says_to_train(home, built):
