@@ -141,7 +141,6 @@ def cmd_train(args) -> dict:
             params=_parse_params(args.param),
         )
     log.info("run %s started", run_id)
-    signal.signal(signal.SIGTERM, _raise_cancelled)
     record = store.read(run_id)
     device = pick_device(record.get("params", {}).get("device_choice") or args.device)
 
@@ -153,11 +152,16 @@ def cmd_train(args) -> dict:
             parts.append(f"valid {event['metric_name']} {event['valid_metric']:.4f}")
         log.info("  ".join(parts))
 
+    # SIGTERM (Cancel on the Train page) ends training cleanly; restored afterwards so an
+    # in-process caller (tests, notebooks) keeps its own handler
+    previous = signal.signal(signal.SIGTERM, _raise_cancelled)
     try:
         with device_slot(store, run_id, str(device)):
             record = train_run(store, run_id, progress=show)
     except CancelledError:  # cancelled while still queued for the device
         record = store.update(run_id, status="cancelled", finished_at=now_iso())
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if record.get("status") == "cancelled":
         raise RecScopeError(f"Run {run_id} was cancelled.")
     return _public_record(record)
