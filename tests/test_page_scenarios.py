@@ -1,0 +1,134 @@
+"""Scenarios page through AppTest: nothing-to-compare messages, tiny-scenario note, the
+leaderboard and transfer results of finished background jobs, and the buttons start jobs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from core import scenario_jobs
+from core import schema as S
+from core.dataset import Dataset
+
+
+def _page(dataset: str | None = None) -> None:
+    import streamlit as st
+
+    from dashboard import shell
+    from pages import scenarios
+
+    if dataset:
+        st.session_state[shell.DATASET_KEY] = dataset
+    scenarios.render()
+
+
+def _app(dataset: str | None) -> AppTest:
+    return AppTest.from_function(_page, kwargs={"dataset": dataset}, default_timeout=60)
+
+
+def _scenario_data(name: str = "multi", tiny: int = 4) -> Dataset:
+    """Two real scenarios (app, web) with two tastes, plus a tiny 'kiosk' scenario."""
+    rng = np.random.default_rng(11)
+    rows = []
+    for u in range(60):
+        half = 0 if u < 30 else 10
+        for t, scen in enumerate(["app", "web"] * 5):
+            rows.append((f"u{u}", f"{scen[0]}{half + rng.integers(0, 10)}", u * 100 + t, scen))
+    rows += [(f"u{j}", f"k{j}", 10_000 + j, "kiosk") for j in range(tiny)]
+    frame = pd.DataFrame(rows, columns=[S.USER_ID, S.ITEM_ID, S.TIMESTAMP, S.SCENARIO])
+    return Dataset.from_frames(name, frame.drop_duplicates([S.USER_ID, S.ITEM_ID]))
+
+
+def _texts(at: AppTest) -> str:
+    parts = [
+        e.value
+        for kind in ("info", "warning", "error", "caption", "markdown")
+        for e in getattr(at, kind)
+    ]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_no_scenario_column_says_nothing_to_compare(home, planted_dataset):
+    planted_dataset.save(home)
+    at = _app("planted").run()
+    assert not at.exception
+    assert "no scenario column" in at.info[0].value
+    assert "nothing to compare" in at.info[0].value
+    assert len(at.dataframe) == 0
+
+
+def test_one_scenario_says_nothing_to_compare(home):
+    frame = pd.DataFrame(
+        {S.USER_ID: ["a", "b", "c"], S.ITEM_ID: ["x", "y", "x"], S.SCENARIO: ["web"] * 3}
+    )
+    Dataset.from_frames("single", frame).save(home)
+    at = _app("single").run()
+    assert not at.exception
+    assert "one scenario" in at.info[0].value
+
+
+def test_without_dataset_asks_for_one(home):
+    at = _app(None).run()
+    assert not at.exception and "Data page" in at.info[0].value
+
+
+def test_leaderboard_transfer_and_user_view_from_finished_jobs(home):
+    torch.set_num_threads(1)
+    _scenario_data().save(home)
+    fast = {"multiscenario_params": {"epochs": 1, "batch_size": 256}}
+    scenario_jobs.run(str(home), "multi", scenario_jobs.LEADERBOARD, fast)
+    kind = scenario_jobs.transfer_kind("app", "kiosk")
+    scenario_jobs.run(str(home), "multi", kind, {"ms": [0]})  # too few kiosk users: fails
+    at = _app("multi").run()
+    assert not at.exception
+    text = _texts(at)
+    assert "kiosk has fewer than" in text  # the tiny-scenario note
+    board = next(
+        df.value
+        for df in at.dataframe
+        if "Mean over scenarios" in str(df.value.columns) or "mean" in df.value.columns
+    )
+    assert set(board["strategy"]) == {
+        "One model that knows the scenario (multiscenario)",
+        "One model for everything (pooled)",
+        "One model per scenario",
+    }
+    assert {"app", "kiosk", "web", "mean"} <= set(board.columns)
+    assert at.button(key="sc_train").label == "Retrain"
+    # user view: history and recommendations per scenario side by side
+    assert "Recommended next" in text
+    at.selectbox(key="sc_user").set_value("u10").run()  # u10 never used the kiosk
+    assert not at.exception and "Never active here." in _texts(at)
+    at.selectbox(key="sc_target").set_value("kiosk").run()
+    assert not at.exception
+    assert any("Only" in e.value and "kiosk" in e.value for e in at.error)
+
+
+def test_buttons_start_background_jobs(home, monkeypatch):
+    _scenario_data().save(home)
+    started = []
+
+    def fake_start(home_, name, kind, options=None):
+        started.append((name, kind))
+        return 0
+
+    monkeypatch.setattr(scenario_jobs, "start", fake_start)
+    at = _app("multi").run()
+    assert "Press the button" in _texts(at)
+    at.button(key="sc_train").click().run()
+    at.button(key="sc_transfer").click().run()
+    assert not at.exception
+    assert started == [
+        ("multi", scenario_jobs.LEADERBOARD),
+        ("multi", scenario_jobs.transfer_kind("app", "kiosk")),
+    ]
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
