@@ -56,6 +56,7 @@ def transfer_curves(curves: pd.DataFrame, target: str, metric: str = "ndcg@10") 
             x=list(part["m"]) + list(part["m"])[::-1],
             y=list(part["ci_high"]) + list(part["ci_low"])[::-1],
             fill="toself",
+            mode="lines",
             fillcolor=_alpha(colour, 0.15),
             line={"width": 0},
             hoverinfo="skip",

@@ -80,6 +80,10 @@ def _overview(ds) -> None:
     with right:
         fig = charts.overlap_heatmap(item_overlap(ds))
         fig.update_layout(title={"text": "Items with interactions in both scenarios"})
+        fig.update_traces(
+            colorbar={"title": {"text": "Items"}},
+            hovertemplate="%{y} and %{x}: %{z} items<extra></extra>",
+        )
         st.plotly_chart(fig, width="stretch", key="sc_item_overlap")
 
 
@@ -137,6 +141,8 @@ def _transfer(home, name: str, ds) -> None:
     _job_state(home, name, kind, state)
     result = jobs.result(home, name, kind)
     if result is None:
+        if not running:
+            st.caption(f"Not measured yet for {source} → {target}: press the button.")
         return
     curves = pd.DataFrame(result["curves"])
     st.plotly_chart(
@@ -145,7 +151,10 @@ def _transfer(home, name: str, ds) -> None:
     st.caption(result["protocol"])
     wide = curves.pivot_table(index="model", columns="m", values=result["metric"])
     wide.columns = [f"m={m}" for m in wide.columns]
-    st.dataframe(wide, column_config=None, key="sc_transfer_table")
+    wide.index = [sc_charts.LABELS.get(m, m) for m in wide.index]
+    st.markdown(f"**Test {result['metric']} at each m** (same users for every model)")
+    formats = {c: st.column_config.NumberColumn(c, format="%.4f") for c in wide.columns}
+    st.dataframe(wide, column_config=formats, key="sc_transfer_table")
     sim = result.get("profiles")
     if sim:
         st.markdown(

@@ -132,3 +132,25 @@ def _restore_threads():
     before = torch.get_num_threads()
     yield
     torch.set_num_threads(before)
+
+
+def test_transfer_chart_has_a_band_and_a_line_per_compared_model():
+    from dashboard import charts_scenarios as C
+
+    curves = pd.DataFrame(
+        {
+            "m": [0, 0, 0, 2, 2, 2],
+            "model": ["target_only", "pooled", "multiscenario"] * 2,
+            "ndcg@10": [0.3, 0.2, 0.4, 0.3, 0.35, 0.38],
+            "lift": [np.nan, -0.1, 0.1, np.nan, 0.05, 0.08],
+            "ci_low": [np.nan, -0.12, 0.08, np.nan, 0.03, 0.06],
+            "ci_high": [np.nan, -0.08, 0.12, np.nan, 0.07, 0.1],
+        }
+    )
+    fig = C.transfer_curves(curves, "shop")
+    lines = [t for t in fig.data if t.showlegend is not False]
+    assert [t.name for t in lines] == [C.LABELS["pooled"], C.LABELS["multiscenario"]]
+    band = fig.data[2]  # multiscenario band: high values forward, low values back
+    assert list(band.y) == [0.12, 0.1, 0.06, 0.08]
+    assert list(lines[1].y) == [0.1, 0.08]
+    assert "shop" in fig.layout.title.text
