@@ -130,7 +130,7 @@ def shap_bar(contributions: pd.DataFrame, max_features: int = 10) -> go.Figure:
     fig.update_yaxes(autorange="reversed")
     span = max(float(np.abs(values).max()) if len(values) else 0.0, 1e-9)
     low, high = min(0.0, float(values.min(initial=0))), max(0.0, float(values.max(initial=0)))
-    fig.update_xaxes(range=[low - 0.3 * span * (low < 0), high + 0.3 * span])
+    fig.update_xaxes(range=[low - 0.45 * span * (low < 0), high + 0.3 * span])
     fig = _layout(fig, title="What moved the score (SHAP values)", x="SHAP value", y="")
     fig.update_layout(height=max(HEIGHT, 30 * len(labels) + 90), margin={"r": 60})
     return fig

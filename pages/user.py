@@ -69,7 +69,7 @@ def render() -> None:
     _history(first, code)
     lists = _lists(loaded, labels, code, held)
     _explain(loaded, labels, lists, code)
-    _global(home, chosen, labels)
+    _global(home, chosen, labels, _fast_first(loaded))
     _tradeoff(home, chosen, labels)
 
 
@@ -193,12 +193,10 @@ def _explain(loaded: dict, labels: dict, lists: dict, code: int) -> None:
     st.subheader("Why this recommendation?")
     left, right = st.columns(2)
     runs = list(lists)
-    # closed-form models (item-kNN, EASE) explain in milliseconds: open those first
-    fast = [i for i, r in enumerate(runs) if hasattr(loaded[r].model, "history_contributions")]
     run_id = left.selectbox(
         "Model",
         runs,
-        index=fast[0] if fast else 0,
+        index=_fast_first(loaded),
         format_func=lambda r: labels[r],
         key="user_explain_run",
     )
@@ -249,10 +247,10 @@ def _explanation_text(exp, run: str) -> str:
     return text + f" ({method.get(exp.method, 'shap permutation estimate')}, {exp.seconds:.2f} s)"
 
 
-def _global(home, chosen: list[str], labels: dict) -> None:
+def _global(home, chosen: list[str], labels: dict, first: int) -> None:
     with st.expander("Which features matter overall? (global importance)"):
         run_id = st.selectbox(
-            "Model", chosen, format_func=lambda r: labels[r], key="user_global_run"
+            "Model", chosen, index=first, format_func=lambda r: labels[r], key="user_global_run"
         )
         st.caption(
             f"Mean |SHAP| of feature groups over {GLOBAL_USERS} random users' top item: how "
@@ -282,6 +280,14 @@ def _tradeoff(home, chosen: list[str], labels: dict) -> None:
     if (run_id, kind) in done:
         curve = cache.tradeoff(home, run_id, kind, 10, TRADEOFF_USERS)
         st.plotly_chart(charts.tradeoff(curve, 10, kind), width="stretch")
+
+
+def _fast_first(loaded: dict) -> int:
+    """Index of the first run that explains in closed form (item-kNN, EASE: milliseconds)."""
+    fast = [
+        i for i, run in enumerate(loaded.values()) if hasattr(run.model, "history_contributions")
+    ]
+    return fast[0] if fast else 0
 
 
 def _default_runs(finished: list[dict]) -> list[str]:
