@@ -151,3 +151,17 @@ def test_multiscenario_beats_per_scenario_and_pooled_on_sample(sample_dataset):
     for res in results.values():  # every scenario evaluated on its own test users
         assert (res.table["n_users"] > 500).all()
         assert res.table["n_users"].sum() == 3000
+
+
+def test_whole_catalogue_never_ranks_truth_higher_than_scenario_catalogue():
+    ds = _two_scenarios()
+    parts = split(ds, "loo")
+    strategy = PerScenario("itemknn").fit(parts.train)
+    own = evaluate_by_scenario(strategy, parts, catalogue="scenario")
+    full = evaluate_by_scenario(strategy, parts, catalogue="all")
+    for name in ("app", "web"):
+        a = own.per_user[name].set_index(S.USER)["ndcg@10"]
+        b = full.per_user[name].set_index(S.USER)["ndcg@10"]
+        assert (a >= b - 1e-12).all()  # other scenarios' items only push the truth down
+    with pytest.raises(ParameterError, match="Catalogue 'shop'"):
+        evaluate_by_scenario(strategy, parts, catalogue="shop")
