@@ -204,21 +204,24 @@ def _neighbour_table(dataset, facts, answer: dict) -> None:
         frame,
         hide_index=True,
         width="stretch",
+        # two tables share the page width: the id stays in the data (downloads), not on screen
+        column_order=["rank", S.TITLE, "score", S.CATEGORY, "popularity"],
         column_config={
             "rank": st.column_config.NumberColumn("#", width="small"),
             S.ITEM_ID: st.column_config.TextColumn("Item id"),
-            S.TITLE: st.column_config.TextColumn("Title", width="large"),
-            "score": st.column_config.ProgressColumn(
-                "Similarity", format="%.3f", min_value=0.0, max_value=_top(frame)
+            S.TITLE: st.column_config.TextColumn("Title", width="medium"),
+            "score": st.column_config.NumberColumn(
+                "Similarity",
+                format="%.3f",
+                width="small",
+                help="Higher is closer: cosine in an index, the weight for item-item",
             ),
             S.CATEGORY: st.column_config.TextColumn("Category"),
-            "popularity": st.column_config.NumberColumn("Interactions", format="%d"),
+            "popularity": st.column_config.NumberColumn(
+                "Uses", format="%d", width="small", help="Interactions with the item"
+            ),
         },
     )
-
-
-def _top(frame: pd.DataFrame) -> float:
-    return float(max(1.0, frame["score"].max())) if len(frame) else 1.0
 
 
 def _facts_line(index) -> str:

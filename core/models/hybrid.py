@@ -208,7 +208,7 @@ class HybridTwoTower(NeuralRecommender):
         neg_logit = u @ vecs[len(target) :].T  # (B, n)
         if self.text_ is not None:
             match = self._text_match(hist, cand)  # (B, B + n): only the diagonal and negatives
-            pos = pos + match[torch.arange(len(target)), torch.arange(len(target))][:, None]
+            pos = pos + torch.diagonal(match[:, : len(target)])[:, None]
             neg_logit = neg_logit + match[:, len(target) :]
         neg_logit = neg_logit.masked_fill(neg[None, :] == target[:, None], float("-inf"))
         logits = torch.cat([pos, neg_logit], dim=1).float()  # (B, 1 + n)
