@@ -82,19 +82,28 @@ def _temporal(frame: pd.DataFrame, valid_share: float = 0.1, test_share: float =
 
 
 def _random(frame: pd.DataFrame, seed: int):
-    """Per user, a random 80/10/10 share (RecBole's RO split); users with <3 stay in train."""
+    """Per user, a random 80/10/10 share, rounded as RecBole's RS split rounds.
+
+    valid and test get floor(10% of n) each and train the rest; a user with fewer than 10
+    interactions still gives one to test and then one to valid while train keeps at least
+    one (RecBole's `_calcu_split_ids`), so the protocols match row counts exactly.
+    """
     rng = np.random.default_rng(seed)
     shuffled = frame.iloc[rng.permutation(len(frame))]
     order = shuffled.sort_values(S.USER, kind="stable")
     pos = order.groupby(S.USER, sort=False).cumcount().to_numpy()
     sizes = order.groupby(S.USER, sort=False)[S.ITEM].transform("size").to_numpy()
-    n_train = np.floor(sizes * 0.8).astype(int)
     n_valid = np.floor(sizes * 0.1).astype(int)
-    small = sizes < 3
-    n_train[small] = sizes[small]
-    # every eligible user keeps at least one valid and one test item
-    n_valid = np.where(small, 0, np.maximum(n_valid, 1))
-    n_train = np.where(small, n_train, np.minimum(n_train, sizes - n_valid - 1))
+    n_test = np.floor(sizes * 0.1).astype(int)
+    n_train = sizes - n_valid - n_test
+    # RecBole bumps a ratio whose share is below one row, last part first, while train > 1
+    tiny = (sizes * 0.1 > 0) & (sizes * 0.1 < 1)
+    bump_test = tiny & (n_train > 1)
+    n_test = n_test + bump_test
+    n_train = n_train - bump_test
+    bump_valid = tiny & (n_train > 1)
+    n_valid = n_valid + bump_valid
+    n_train = n_train - bump_valid
     train = order[pos < n_train]
     valid = order[(pos >= n_train) & (pos < n_train + n_valid)]
     test = order[pos >= n_train + n_valid]
