@@ -207,6 +207,21 @@ def cmd_similar(args) -> dict:
     return similar_run(RunStore(_home()), args.run_id, args.item, args.k)
 
 
+def cmd_transfer(args) -> dict:
+    from core.transfer import MS, transfer_report
+
+    return transfer_report(
+        _home(),
+        args.dataset,
+        args.source,
+        args.target,
+        ms=tuple(sorted(set(args.m))) if args.m else MS,
+        max_users=args.max_users,
+        seed=args.seed,
+        include_hybrid=not args.no_hybrid,
+    )
+
+
 def cmd_runs(args) -> dict:
     from core.runs import RunStore
 
@@ -276,6 +291,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run_id")
     p.add_argument("--item", required=True, help="item id as in the uploaded file")
     p.add_argument("-k", type=int, default=10)
+
+    p = command(
+        "transfer", cmd_transfer, "Cross-scenario transfer: lift over target-only vs history m."
+    )
+    p.add_argument("--dataset", default="sample")
+    p.add_argument("--source", required=True, help="scenario the users are active in")
+    p.add_argument("--target", required=True, help="scenario where they are cold")
+    p.add_argument("--m", type=int, action="append", help="target interactions kept (repeat)")
+    p.add_argument("--max-users", type=int, default=500)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--no-hybrid", action="store_true", help="leave the text model out")
 
     p = command("runs", cmd_runs, "List runs, newest first.")
     p.add_argument("--dataset")

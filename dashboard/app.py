@@ -19,7 +19,7 @@ import streamlit as st  # noqa: E402
 
 from core.runs import workspace_home  # noqa: E402
 from dashboard import shell  # noqa: E402
-from pages import compare, data, items, runs, train, user  # noqa: E402
+from pages import compare, data, items, runs, scenarios, train, user  # noqa: E402
 
 # One line per page: (render function, title, URL path, icon). The first one opens first.
 PAGES = [
@@ -29,6 +29,7 @@ PAGES = [
     (compare.render, "Compare", "compare", ":material/compare_arrows:"),
     (user.render, "User explorer", "user", ":material/person_search:"),
     (items.render, "Items", "items", ":material/category:"),
+    (scenarios.render, "Scenarios", "scenarios", ":material/hub:"),
 ]
 
 
