@@ -124,3 +124,12 @@ def test_similar_follows_the_contract(home, capsys, planted_csv):
     # item i5 is in the first block (i0-i29): its neighbours come from the same block
     assert all(int(n["item_id"][1:]) < 32 for n in out["neighbors"])
     assert {"type", "device", "recall_at_k"} <= set(out["index"])
+
+
+def test_transfer_without_scenarios_is_a_clear_error(home, capsys, planted_csv):
+    run_cli(capsys, "ingest", planted_csv, "--name", "planted", "--json")
+    code, out, err = run_cli(
+        capsys, "transfer", "--dataset", "planted", "--source", "a", "--target", "b", "--json"
+    )
+    assert code == 2 and out is None and err.startswith("error: ") and err.count("\n") == 1
+    assert "scenario" in err
