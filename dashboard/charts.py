@@ -172,6 +172,7 @@ def training_curves(events: pd.DataFrame, title: str = "Training progress") -> g
             )
         )
     fig = _layout(fig, title=title, x="Epoch", y="Loss", legend=True)
+    fig.update_xaxes(tickformat="d")  # epochs are whole numbers
     fig.update_layout(
         yaxis2={"title": {"text": f"Validation {metric}"}, "overlaying": "y", "side": "right"},
         height=280,
