@@ -116,11 +116,20 @@ def _param_inputs(model: str) -> dict:
                 value = st.number_input(
                     spec.name, value=float(spec.default), key=key, help=spec.help, format="%g"
                 )
-            else:
-                value = st.text_input(spec.name, spec.default, key=key, help=spec.help)
+            else:  # e.g. EASE's l2 ("auto" or a number): a typed number is passed as one
+                value = _number_or_text(
+                    st.text_input(spec.name, spec.default, key=key, help=spec.help)
+                )
             if value != spec.default:
                 changed[spec.name] = value
     return changed
+
+
+def _number_or_text(value: str) -> float | str:
+    try:
+        return float(value)
+    except ValueError:
+        return value.strip()
 
 
 @st.fragment(run_every=2.0)

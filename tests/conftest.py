@@ -54,3 +54,16 @@ def sample_dataset() -> Dataset:
     items = pd.read_csv(SAMPLE / "items.csv")
     users = pd.read_csv(SAMPLE / "users.csv")
     return Dataset.from_frames("sample", inter, items, users)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_app_caches():
+    """Each test starts with empty Streamlit and explanation caches (no cross-test state)."""
+    import streamlit as st
+
+    from core import explain
+
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    explain.clear_cache()
+    yield

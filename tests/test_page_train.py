@@ -47,7 +47,7 @@ def test_start_two_models_and_see_their_results(home, planted_dataset):
     assert not at.exception
     assert at.multiselect(key="train_models").value == ["pop", "ease"]
     assert "No GPU found" in at.info[0].value or "GPU" in at.success[0].value
-    at.number_input(key="p_ease_l2").set_value(10.0)
+    at.text_input(key="p_ease_l2").set_value("10")
     at.button(key="train_start").click().run()
     assert not at.exception
     store = RunStore(home)
