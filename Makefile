@@ -33,8 +33,12 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 
+# The User-explorer page tests run in their own pytest process: after any other test module
+# in the same process two of them see different top lists (a state leak not yet found; see
+# the session's closing note). Both runs must pass.
 test: $(STAMP) browser lint
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --ignore=tests/test_page_user.py
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_page_user.py
 
 e2e: $(STAMP) browser
 	$(PY) -m pytest -q -m e2e
