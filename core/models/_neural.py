@@ -9,6 +9,7 @@ network needs (a graph, sequences) and `_weights_changed()` to drop caches.
 
 from __future__ import annotations
 
+import abc
 from typing import Any, ClassVar
 
 import torch
@@ -31,7 +32,7 @@ LOOP_HELP: dict[str, str] = {
 }
 
 
-class NeuralRecommender(RecommenderBase):
+class NeuralRecommender(RecommenderBase, abc.ABC):
     """Base of models trained by `core.train.run_training`; the network lives in `net_`."""
 
     neural: ClassVar[bool] = True
@@ -79,14 +80,17 @@ class NeuralRecommender(RecommenderBase):
     def _prepare(self, train: Interactions) -> None:
         """Data the network needs besides its weights (graph, sequences); none by default."""
 
+    @abc.abstractmethod
     def _build_net(self) -> torch.nn.Module:
-        raise NotImplementedError
+        """Each neural model defines this hook; an incomplete model cannot be built."""
 
+    @abc.abstractmethod
     def _train_tensors(self, train: Interactions) -> tuple[torch.Tensor, ...]:
-        raise NotImplementedError
+        """Each neural model defines this hook; an incomplete model cannot be built."""
 
+    @abc.abstractmethod
     def _loss(self, batch: tuple[torch.Tensor, ...], gen: torch.Generator) -> torch.Tensor:
-        raise NotImplementedError
+        """Each neural model defines this hook; an incomplete model cannot be built."""
 
     def _weights_changed(self) -> None:
         """Drop anything computed from the weights (called by the loop)."""
