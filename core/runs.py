@@ -43,7 +43,9 @@ class RunStore:
         record = {
             "run_id": run_id,
             "status": "queued",
-            "created_at": now_iso(),
+            # microseconds: runs created within one second (a script, a test) still sort
+            # newest first; with whole seconds their order fell to the folder listing
+            "created_at": now_iso("microseconds"),
             "metrics": {},
             "timings": {},
             **record,
@@ -109,7 +111,7 @@ class RunStore:
                 continue
             if dataset is None or record.get("dataset") == dataset:
                 records.append(record)
-        return sorted(records, key=lambda r: r.get("created_at", ""), reverse=True)
+        return sorted(records, key=_created_key, reverse=True)
 
     def delete(self, run_id: str) -> None:
         import shutil
@@ -117,5 +119,14 @@ class RunStore:
         shutil.rmtree(self.folder(run_id))
 
 
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+def _created_key(record: dict) -> datetime:
+    """Sort key by creation time; parsed, so whole-second and microsecond stamps compare."""
+    try:
+        return datetime.fromisoformat(record.get("created_at", ""))
+    except (TypeError, ValueError):
+        return datetime.min.replace(tzinfo=timezone.utc)
+
+
+def now_iso(timespec: str = "seconds") -> str:
+    """The current UTC time as ISO 8601 text (whole seconds unless asked otherwise)."""
+    return datetime.now(timezone.utc).isoformat(timespec=timespec)
