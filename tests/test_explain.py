@@ -53,8 +53,6 @@ def get(runs: dict, dataset: Dataset, name: str) -> LoadedRun:
 @pytest.mark.parametrize("max_history", [4, 50])
 def test_base_plus_contributions_equals_score(runs, planted_dataset, name, max_history):
     """Additivity for every model: exact explainer (5 features) and permutation/closed form."""
-    if not hasattr(model_class(name), "score_histories"):
-        pytest.skip(f"{name} has no score_histories yet, so it cannot be explained")
     lr = get(runs, planted_dataset, name)
     top, _ = lr.model.recommend([3, 70], 2)
     for user, item in [(3, int(top[0, 0])), (70, int(top[1, 1])), (70, 5)]:
@@ -69,13 +67,74 @@ def test_base_plus_contributions_equals_score(runs, planted_dataset, name, max_h
         assert len(exp.contributions) == min(n_hist, max_history) + (n_hist > max_history)
 
 
-def test_every_core_model_can_score_a_masked_history():
-    core = ("pop", "itemknn", "ease", "bpr", "neumf", "lightgcn", "sasrec")
-    missing = [
-        n for n in core if n in available() and not hasattr(model_class(n), "score_histories")
-    ]
+def test_every_model_can_score_a_masked_history():
+    missing = [n for n in available() if not hasattr(model_class(n), "score_histories")]
     assert not missing, f"models without score_histories: {missing}"
-    assert {"pop", "itemknn", "ease"} <= set(available())
+    assert {"pop", "itemknn", "ease", "hybrid", "multiscenario"} <= set(available())
+
+
+#: the context models on a slice of the sample data (attributes, scenarios, item text)
+CONTEXT_FAST = {
+    "hybrid": {"epochs": 1, "dim": 16, "max_len": 8, "device_choice": "cpu"},
+    "multiscenario": {"epochs": 1, "dim": 16, "device_choice": "cpu"},
+}
+
+
+@pytest.fixture(scope="module")
+def context_runs() -> dict[str, LoadedRun]:
+    from tests.workspace_runs import small_sample
+
+    ds = small_sample()
+    parts = split(ds, "loo", 42)
+    out = {}
+    for name, params in CONTEXT_FAST.items():
+        model = make_model(name, **params).fit(parts.train, parts.valid)
+        model.set_history(parts.known_for("test"))
+        out[name] = LoadedRun({"run_id": None, "model": name}, ds, parts, model)
+    return out
+
+
+@pytest.mark.parametrize("name", list(CONTEXT_FAST))
+def test_context_features_add_up_and_read_as_the_data(context_runs, name):
+    lr = context_runs[name]
+    ds, model = lr.dataset, lr.model
+    top, _ = model.recommend([3, 40], 2)
+    cold = int(np.flatnonzero(np.bincount(lr.split.train.items, minlength=ds.n_items) == 0)[0])
+    for user, item, max_history in [
+        (3, int(top[0, 0]), 50),
+        (40, int(top[1, 1]), 4),
+        (40, cold, 8),
+    ]:
+        exp = explain(lr, user, item, max_history=max_history)
+        assert exp.total == pytest.approx(exp.score, rel=1e-4, abs=1e-5)
+        assert not exp.notes
+        labels = exp.contributions.set_index("feature")["label"]
+        if name == "hybrid":
+            assert model.uses_text_
+            title = ds.item_titles()[item]
+            assert labels["item:text"] == f'text = "{title}"'
+            assert labels["item:category"] == f"category = {ds.items['category'].iloc[item]}"
+            assert labels["user:age_band"] == f"age_band = {ds.users['age_band'].iloc[user]}"
+        else:
+            recent = lr.split.known_for("test").frame.query("user_code == @user")
+            scen = int(recent.sort_values("timestamp")["scenario_code"].iloc[-1])
+            assert labels["scenario"] == f"scenario = {ds.scenarios[scen]}"
+            assert exp.contributions.set_index("feature").loc["scenario", "kind"] == "scenario"
+
+
+def test_masked_scenario_is_the_mean_over_scenarios(context_runs):
+    lr = context_runs["multiscenario"]
+    model, user, item = lr.model, 12, 30
+    events = build_features(lr.dataset, lr.split.known_for("test"), user, 50).events
+    ((name, present, baseline, _),) = model.explain_context(user, item)
+    both = model.score_histories(
+        [events, events], [item], user, context=[{name: present}, {name: baseline}]
+    )[:, 0]
+    by_scenario = [
+        float(model.score([user], [item], scenario=s)[0, 0]) for s in range(model.n_scenarios_)
+    ]
+    assert both[0] == pytest.approx(float(model.score([user], [item])[0, 0]), abs=1e-5)
+    assert both[1] == pytest.approx(float(np.mean(by_scenario)), abs=1e-5)
 
 
 def test_ease_closed_form_equals_shap_exact_and_weights(runs, planted_dataset):

@@ -9,6 +9,7 @@ import logging
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import torch
 
 from core import schema as S
@@ -112,7 +113,7 @@ def history_index(
     frame = train.frame.sort_values([S.USER, S.TIMESTAMP], kind="stable")
     users = frame[S.USER].to_numpy().astype(np.int64)
     items = frame[S.ITEM].to_numpy().astype(np.int64)
-    scen = _scenarios(frame, n_scen)
+    scen = scenario_codes(frame, n_scen)
     first = np.r_[True, users[1:] != users[:-1]]
     start = np.maximum.accumulate(np.where(first, np.arange(len(users)), 0))
     return tuple(
@@ -138,12 +139,43 @@ def recent_sequences(known: Interactions, max_len: int, n_scen: int):
     keep = from_end < max_len
     cols = max_len - 1 - from_end[keep]
     items[users[keep], cols] = frame[S.ITEM].to_numpy()[keep]
-    scen[users[keep], cols] = _scenarios(frame, n_scen)[keep]
+    scen[users[keep], cols] = scenario_codes(frame, n_scen)[keep]
     return items, scen
 
 
-def _scenarios(frame: pd.DataFrame, n_scen: int) -> np.ndarray:
+def scenario_codes(frame: pd.DataFrame, n_scen: int) -> np.ndarray:
     """Scenario code per row; the padding code n_scen when the data has no scenarios."""
     if n_scen and S.SCENARIO_CODE in frame.columns:
         return frame[S.SCENARIO_CODE].to_numpy().astype(np.int64)
     return np.full(len(frame), n_scen, dtype=np.int64)
+
+
+def pair_scenarios(
+    users: np.ndarray, items: np.ndarray, scen: np.ndarray, n_users: int, n_items: int
+) -> sp.csr_matrix:
+    """(user, item) -> scenario code + 1 of the pair's latest row; rows in time order.
+
+    What an explanation needs to put a masked history back in its scenarios: the features
+    name items, and the data contract keeps one row per user-item pair (ingest collapses
+    repeats), so the pair gives the scenario. 0 means "no such pair".
+    """
+    key = users.astype(np.int64) * n_items + items.astype(np.int64)
+    last = ~pd.Series(key).duplicated(keep="last").to_numpy()
+    mat = sp.csr_matrix(
+        ((scen[last] + 1).astype(np.int64), (users[last], items[last])),
+        shape=(n_users, n_items),
+    )
+    mat.sort_indices()
+    return mat
+
+
+def scenarios_of(lookup: sp.csr_matrix, user_code: int, events: np.ndarray, missing: int):
+    """Scenario codes (E,) of one user's history items `events` via `pair_scenarios`."""
+    row = lookup[int(user_code)]
+    idx, data = row.indices, row.data
+    events = np.asarray(events, dtype=np.int64)
+    if len(idx) == 0:
+        return np.full(len(events), missing, dtype=np.int64)
+    pos = np.minimum(np.searchsorted(idx, events), len(idx) - 1)
+    found = idx[pos] == events
+    return np.where(found, data[pos] - 1, missing).astype(np.int64)

@@ -38,14 +38,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core import schema as S
 from core.dataset import Interactions
 from core.errors import ParameterError
 from core.models._features import (
     categorical_codes,
+    categorical_columns,
     history_index,
+    pair_scenarios,
     recent_sequences,
     reduce_text,
+    scenario_codes,
     scenario_count,
+    scenarios_of,
     text_matrix,
 )
 from core.models._neural import LOOP_HELP, NeuralRecommender
@@ -55,6 +60,8 @@ _MATCH_CELLS = 1 << 25  # (user, history item, candidate) cells per block when s
 AUTO_SAMPLED_ITEMS = 50_000  # above this catalogue size loss="auto" uses the sampled softmax
 LOSSES = ("auto", "full", "sampled")
 _FEATURES = ("item_cats", "item_card", "user_cats", "user_card", "id_known", "text")
+#: the value an explanation puts in place of a masked attribute or text
+MISSING = "unknown"
 
 
 class HybridTwoTower(NeuralRecommender):
@@ -255,6 +262,7 @@ class HybridTwoTower(NeuralRecommender):
         items, scen = recent_sequences(known, int(self.max_len), self.n_scen_)
         self.seqs_ = torch.as_tensor(items, device=self.device)  # (n_users, L), pad = I
         self.seq_scen_ = torch.as_tensor(scen, device=self.device)  # (n_users, L)
+        self._known, self._pairs = known, None  # read lazily by explanations
 
     def _weights_changed(self) -> None:
         self._table = None
@@ -292,23 +300,145 @@ class HybridTwoTower(NeuralRecommender):
                     out[lo : lo + per] += self._text_match(hist, items)
             return out
 
-    def _text_match(self, hist: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+    def _text_match(
+        self,
+        hist: torch.Tensor,
+        items: torch.Tensor | None = None,
+        texts: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """How closely each candidate's text matches the user's most similar recent item.
 
         hist (B, L) item codes (pad = n_items), items (C,) or None for all -> (B, C): a learnt
         positive weight times max_j cos(text_j, text_item), 0 without history or text. A
         single user vector cannot express "like one of the items I had" (a max over the
         history), which is what finds the next episode of a series nobody has watched yet.
+        `texts` (B, C, k) replaces the candidates' texts per row (explanations mask them).
         """
         if self.text_ is None:
             return torch.zeros((), device=self.device)
-        texts = self.text_ if items is None else self.text_[items]  # (C, k)
+        if texts is None:
+            texts = self.text_ if items is None else self.text_[items]  # (C, k)
         real = hist < self.n_items_  # (B, L)
         hist_text = self.text_[hist.clamp(max=self.n_items_ - 1)]  # (B, L, k)
-        sims = hist_text @ texts.T  # (B, L, C)
+        sims = hist_text @ texts.transpose(-1, -2)  # (B, L, C)
         sims = sims.masked_fill(~real[..., None], -1.0).amax(dim=1)  # (B, C)
         sims = torch.where(real.any(1, keepdim=True), sims, torch.zeros_like(sims))
         return F.softplus(self.net_.match_weight) * sims
+
+    # -- explanations (protocol in core/explain.py) -------------------------------------
+    def explain_context(self, user_code: int, item_code: int) -> list[tuple]:
+        """The user's and the item's attributes and the item's text, as SHAP features.
+
+        Masked, an attribute becomes "missing" (code 0, as for a row without it) and the
+        text becomes a zero vector (no text term, no text match).
+        """
+        out = []
+        if getattr(self, "_known", None) is None:
+            return out  # no history set: nothing to read attributes from
+        for kind, code, names, codes in self._attribute_columns(user_code, item_code):
+            table = getattr(self._known.dataset, f"{kind}s")
+            for j, name in enumerate(names):
+                if int(codes[j]):  # a missing value has nothing to explain
+                    out.append((f"{kind}:{name}", str(table[name].iloc[code]), MISSING, kind))
+        if self.text_ is not None and self._known.dataset is not None:
+            title = self._known.dataset.item_titles()[int(item_code)]
+            out.append(("item:text", f'"{title}"', MISSING, "item"))
+        return out
+
+    def score_histories(
+        self,
+        histories: list[np.ndarray],
+        item_codes: Any,
+        user_code: int,
+        context: list[dict] | None = None,
+    ) -> np.ndarray:
+        """Scores (N, m) of `item_codes` if the user's history were each list (time order).
+
+        Each masked history goes through the user tower as the model reads a history (its
+        last `max_len` items, each with the scenario it happened in); `context` (one dict
+        per history, from `explain_context`) masks attributes and the item's text. The full
+        history with every context feature present gives exactly `score`.
+        """
+        self._check_fitted()
+        items = self._items_or_all(item_codes)
+        if items is None:
+            items = torch.arange(self.n_items_, device=self.device)
+        seqs, scen = self._masked_sequences(histories, int(user_code))  # (N, L) each
+        n, m = len(histories), len(items)
+        user_cats = self.user_cats_[int(user_code)].expand(n, -1).clone()  # (N, G)
+        item_cats = self.item_cats_[items].expand(n, -1, -1).clone()  # (N, m, F)
+        texts = None if self.text_ is None else self.text_[items].expand(n, -1, -1).clone()
+        if context is not None:
+            self._mask_context(context, int(user_code), int(items[0]), user_cats, item_cats, texts)
+        table = self._item_table()
+        out = []
+        with torch.inference_mode():
+            for lo in range(0, n, 256):
+                part = slice(lo, lo + 256)
+                u = self.net_.user_vector(table, seqs[part], scen[part], user_cats[part])
+                b = len(u)
+                trust = self.id_known_[items][:, None].repeat(b, 1)  # (b*m, 1)
+                text = None if texts is None else texts[part].reshape(b * m, -1).float()
+                vecs = self.net_.item_vector(
+                    items.repeat(b), trust, item_cats[part].reshape(b * m, -1), text
+                ).reshape(b, m, -1)  # (b, m, d)
+                score = torch.einsum("bd,bmd->bm", u, vecs)
+                if texts is not None:
+                    score = score + self._text_match(seqs[part], texts=texts[part])
+                out.append(score)
+        return torch.cat(out).double().cpu().numpy()
+
+    def _masked_sequences(self, histories: list[np.ndarray], user: int):
+        """Item and scenario sequences (N, L) of each history's last `max_len` items."""
+        length, pad = int(self.max_len), self.n_items_
+        if self._pairs is None:
+            frame = self._known.frame.sort_values([S.USER, S.TIMESTAMP], kind="stable")
+            self._pairs = pair_scenarios(
+                frame[S.USER].to_numpy(),
+                frame[S.ITEM].to_numpy(),
+                scenario_codes(frame, self.n_scen_),
+                self.n_users_,
+                self.n_items_,
+            )
+        tails = [np.asarray(h, dtype=np.int64)[-length:] for h in histories]
+        flat = np.concatenate(tails) if tails else np.zeros(0, np.int64)
+        flat_scen = scenarios_of(self._pairs, user, flat, self.n_scen_)
+        seqs = np.full((len(histories), length), pad, dtype=np.int64)
+        scen = np.full((len(histories), length), self.n_scen_, dtype=np.int64)
+        at = 0
+        for row, tail in enumerate(tails):
+            k = len(tail)
+            if k:
+                seqs[row, length - k :] = tail
+                scen[row, length - k :] = flat_scen[at : at + k]
+            at += k
+        dev = self.device
+        return torch.from_numpy(seqs).to(dev), torch.from_numpy(scen).to(dev)
+
+    def _attribute_columns(self, user: int, item: int):
+        """(kind, code, column names, attribute codes) for the user and the item."""
+        ds = self._known.dataset
+        if ds is None:
+            return []
+        return [
+            ("user", user, categorical_columns(ds.users, self.n_users_), self.user_cats_[user]),
+            ("item", item, categorical_columns(ds.items, self.n_items_), self.item_cats_[item]),
+        ]
+
+    def _mask_context(self, context, user, item, user_cats, item_cats, texts) -> None:
+        """Zero, row by row, the attribute codes and texts that `context` marks as masked."""
+        present = {name: value for name, value, *_ in self.explain_context(user, item)}
+        for kind, _, names, _ in self._attribute_columns(user, item):
+            target = user_cats if kind == "user" else item_cats
+            for j, name in enumerate(names):
+                key = f"{kind}:{name}"
+                if key not in present:
+                    continue
+                off = torch.tensor([c.get(key) != present[key] for c in context])
+                target[off.to(target.device), ..., j] = 0
+        if texts is not None and "item:text" in present:
+            off = torch.tensor([c.get("item:text") != present["item:text"] for c in context])
+            texts[off.to(texts.device)] = 0.0
 
     def item_embeddings(self) -> np.ndarray:
         """Item-tower outputs (n_items, d): what Faiss indexes and the map projects."""

@@ -53,11 +53,14 @@ from torch import nn
 from core import schema as S
 from core.dataset import Interactions
 from core.errors import ParameterError
+from core.models._features import pair_scenarios, scenarios_of
 from core.models._neural import LOOP_HELP, NeuralRecommender
 from core.models._scenario_net import ScenarioNet
 from core.models.base import as_codes, check_non_negative, check_positive
 
 TOPOLOGIES = ("star", "mmoe")
+#: the value an explanation puts in place of a masked request scenario
+ANY_SCENARIO = "any scenario"
 SAMPLED_ITEMS = 50_000  # above this catalogue size the loss samples shared negatives
 
 
@@ -260,6 +263,8 @@ class MultiScenario(NeuralRecommender):
         self.ctx_last_s_ = torch.from_numpy(last_s).to(dev)  # (U, n_sc)
         self.ctx_recent_ = torch.from_numpy(recent).to(dev)  # (U,)
         self._bag_cache = None
+        self._known = known
+        self._pairs = pair_scenarios(users, items, scen, known.n_users, known.n_items)
 
     def _weights_changed(self) -> None:
         self._bag_cache = None
@@ -291,6 +296,69 @@ class MultiScenario(NeuralRecommender):
             prev_same = self.ctx_last_s_[users, scen]  # (B,)
             query = net.query(bag, interest, prev_same, scen)  # (B, d)
             return net.logits(query, interest, scen, items)  # (B, n_items) or (B, I)
+
+    # -- explanations (protocol in core/explain.py) -------------------------------------
+    def explain_context(self, user_code: int, item_code: int) -> list[tuple]:
+        """The request's scenario (the user's most recent one), when there are several.
+
+        Masked, the scenario is unknown: the score is the mean of the item's scores over
+        every scenario (with the history's last item in each), a uniform expectation.
+        """
+        self._context()
+        if self.n_scenarios_ < 2:
+            return []
+        code = int(self.ctx_recent_[int(user_code)])
+        return [("scenario", self._scenario_name(code), ANY_SCENARIO, "scenario")]
+
+    def score_histories(
+        self,
+        histories: list[np.ndarray],
+        item_codes: Any,
+        user_code: int,
+        context: list[dict] | None = None,
+    ) -> np.ndarray:
+        """Scores (N, m) of `item_codes` if the user's history were each list (time order).
+
+        The pooled history mean, the interest factors and the last item in each scenario
+        are re-read from the masked history; the request scenario stays the user's most
+        recent one unless `context` masks it (then: the mean over scenarios). The full
+        history with the scenario present gives exactly `score`.
+        """
+        from core.explain_features import history_matrix
+
+        self._check_fitted()
+        self._context()
+        net, pad, n_sc = self.net_, self.n_items_, self.n_scenarios_
+        items = self._items_or_all(item_codes)
+        union, x = history_matrix(histories, self.device, torch.float32)  # (U,), (N, U)
+        denom = x.sum(1, keepdim=True).clamp(min=1)  # distinct items, as the mean csr
+        prev = np.full((len(histories), n_sc), pad, dtype=np.int64)  # last item per scenario
+        for row, history in enumerate(histories):
+            history = np.asarray(history, dtype=np.int64)
+            prev[row, scenarios_of(self._pairs, int(user_code), history, 0)] = history
+        prev_t = torch.from_numpy(prev).to(self.device)
+        present = int(self.ctx_recent_[int(user_code)])
+        name = self._scenario_name(present)
+        masked = torch.tensor([c.get("scenario") != name for c in (context or [])], dtype=bool)
+        wanted = range(n_sc) if bool(masked.any()) else [present]
+        with torch.inference_mode():
+            bag = x @ net.bag.weight[union] / denom  # (N, d)
+            interest = x @ net.interest[union] / denom  # (N, k)
+            per = {}
+            for s in wanted:
+                scen = torch.full((len(histories),), s, device=self.device)
+                query = net.query(bag, interest, prev_t[:, s], scen)
+                per[s] = net.logits(query, interest, scen, items)  # (N, m)
+            out = per[present]
+            if bool(masked.any()):
+                mean = torch.stack([per[s] for s in range(n_sc)]).mean(0)
+                out = torch.where(masked.to(self.device)[:, None], mean, out)
+        return out.double().cpu().numpy()
+
+    def _scenario_name(self, code: int) -> str:
+        ds = getattr(self, "_known", None) and self._known.dataset
+        names = ds.scenarios if ds is not None else None
+        return str(names[code]) if names and code < len(names) else f"scenario {code}"
 
     def score_scenario(self, user_codes: Any, scenario_code: int) -> torch.Tensor:
         """Scores (B, n_items) for every user as if the request came from `scenario_code`."""
