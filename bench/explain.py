@@ -31,7 +31,6 @@ from core.pipeline import LoadedRun
 from core.split import split
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
-SKIP = ("hybrid", "multiscenario")  # need side features; benchmarked once their authors add them
 
 
 def main() -> None:
@@ -57,7 +56,7 @@ def main() -> None:
     warm_s = E.warm_up()
     _log(f"shap warm-up (numba compile) {warm_s:.1f}s")
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    names = args.models or [n for n in available() if n not in SKIP]
+    names = args.models or list(available())
     results = []
     for name in names:
         for device in devices:

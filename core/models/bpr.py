@@ -34,6 +34,7 @@ class BPRMF(NeuralRecommender):
     PARAM_HELP: ClassVar[dict[str, str]] = {
         "dim": "Size of the user and item vectors.",
         "reg": "L2 penalty on the vectors of each batch (per example).",
+        "negatives": "Sampled non-interacted items contrasted with each positive pair.",
         **LOOP_HELP,
     }
 
@@ -41,6 +42,7 @@ class BPRMF(NeuralRecommender):
         self,
         dim: int = 64,
         reg: float = 0.0,
+        negatives: int = 1,
         epochs: int = 100,
         batch_size: int = 2048,
         lr: float = 2e-3,
@@ -52,6 +54,7 @@ class BPRMF(NeuralRecommender):
     ) -> None:
         self.dim = dim
         self.reg = reg
+        self.negatives = negatives
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -65,6 +68,7 @@ class BPRMF(NeuralRecommender):
         super()._check_params()
         check_positive("dim", self.dim, integer=True)
         check_non_negative("reg", self.reg)
+        check_positive("negatives", self.negatives, integer=True)
 
     def _build_net(self) -> nn.Module:
         return _MF(self.n_users_, self.n_items_, int(self.dim))
@@ -75,11 +79,11 @@ class BPRMF(NeuralRecommender):
 
     def _loss(self, batch: tuple[torch.Tensor, ...], gen: torch.Generator) -> torch.Tensor:
         users, pos = batch  # (B,), (B,)
-        neg = sample_negatives(users, self.n_items_, 1, gen, self.known_)[:, 0]  # (B,)
+        neg = sample_negatives(users, self.n_items_, int(self.negatives), gen, self.known_)
         u = self.net_.users(users)  # (B, d)
-        i, j = self.net_.items(pos), self.net_.items(neg)  # (B, d) each
-        diff = (u * (i - j)).sum(-1)  # (B,)
-        l2 = (u.pow(2).sum(-1) + i.pow(2).sum(-1) + j.pow(2).sum(-1)).mean()
+        i, j = self.net_.items(pos), self.net_.items(neg)  # (B, d), (B, n, d)
+        diff = (u[:, None, :] * (i[:, None, :] - j)).sum(-1)  # (B, n)
+        l2 = (u.pow(2).sum(-1) + i.pow(2).sum(-1) + j.pow(2).sum(-1).mean(-1)).mean()
         return -F.logsigmoid(diff).mean() + float(self.reg) * l2
 
     def score(self, user_codes: Any, item_codes: Any = None) -> torch.Tensor:
