@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from core.dataset import Interactions
 from core.device import autocast, generator
@@ -190,6 +191,12 @@ def sample_negatives(
         fresh = torch.randint(0, n_items, shape, device=users.device, generator=gen)
         neg = torch.where(hit, fresh, neg)
     return neg
+
+
+def bpr_loss(u: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """Mean -log sigmoid(u·i − u·j) of users (B, d), positives (B, d), negatives (B, n, d)."""
+    diff = (u[:, None, :] * (pos[:, None, :] - neg)).sum(-1)  # (B, n)
+    return -F.logsigmoid(diff.float()).mean()
 
 
 def known_keys(train: Interactions, device: torch.device) -> torch.Tensor:

@@ -8,6 +8,8 @@ windows, padding and history) are checked against hand-computed answers.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -136,3 +138,12 @@ def test_sample_data_ranking(sample_dataset):
     assert scores["sasrec"] > scores["ease"], scores
     assert scores["sasrec"] > scores["bpr"], scores
     assert scores["lightgcn"] >= scores["bpr"] - 0.005, scores  # tolerance: seed noise
+
+
+def test_bpr_loss_by_hand_with_two_negatives():
+    from core.train import bpr_loss
+
+    u, pos = torch.tensor([[1.0, 0.0]]), torch.tensor([[2.0, 0.0]])
+    neg = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])  # u·pos − u·neg = 1 and 2
+    expected = (math.log1p(math.exp(-1.0)) + math.log1p(math.exp(-2.0))) / 2  # 0.2201
+    assert float(bpr_loss(u, pos, neg)) == pytest.approx(expected, abs=1e-6)

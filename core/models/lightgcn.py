@@ -4,7 +4,13 @@ He, Deng, Wang, Li, Zhang & Wang, "LightGCN: Simplifying and Powering Graph Conv
 Network for Recommendation", SIGIR 2020. Embeddings are smoothed over the symmetrically
 normalised bipartite graph, E_{k+1} = D^-1/2 A D^-1/2 E_k, and the final embedding is the
 mean of layers 0..K. Propagation is a torch sparse-dense product on the device; the loss is
-BPR plus L2 on the batch's layer-0 ("ego") embeddings, as in the paper.
+BPR plus L2 on the batch's layer-0 ("ego") embeddings, as in the paper, averaged over
+`negatives` sampled items per positive pair.
+
+Defaults (dim 128, 4 negatives, lr 1e-2) were measured against the earlier dim 64 / one
+negative / lr 2e-2: on the sample data (loo) test NDCG@10 0.1455 vs 0.1316 (BPR with its
+defaults: 0.1428); on MovieLens-100k with RecBole's rows 0.3024 vs 0.2936 (RecBole's
+LightGCN: 0.2116; bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -13,13 +19,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from core.dataset import Interactions
 from core.models._neural import LOOP_HELP, NeuralRecommender
 from core.models.base import check_non_negative, check_positive
-from core.train import known_keys, pair_tensors, sample_negatives
+from core.train import bpr_loss, known_keys, pair_tensors, sample_negatives
 
 
 class LightGCN(NeuralRecommender):
@@ -30,17 +35,19 @@ class LightGCN(NeuralRecommender):
         "dim": "Size of the user and item vectors.",
         "layers": "Propagation steps over the user-item graph (2-3 is typical).",
         "reg": "L2 penalty on the batch's layer-0 vectors (per example).",
+        "negatives": "Sampled non-interacted items contrasted with each positive pair.",
         **LOOP_HELP,
     }
 
     def __init__(
         self,
-        dim: int = 64,
+        dim: int = 128,
         layers: int = 3,
         reg: float = 0.0,
+        negatives: int = 4,
         epochs: int = 100,
         batch_size: int = 4096,
-        lr: float = 2e-2,
+        lr: float = 1e-2,
         weight_decay: float = 0.0,
         patience: int = 5,
         eval_every: int = 1,
@@ -50,6 +57,7 @@ class LightGCN(NeuralRecommender):
         self.dim = dim
         self.layers = layers
         self.reg = reg
+        self.negatives = negatives
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -64,6 +72,7 @@ class LightGCN(NeuralRecommender):
         check_positive("dim", self.dim, integer=True)
         check_non_negative("layers", self.layers)
         check_non_negative("reg", self.reg)
+        check_positive("negatives", self.negatives, integer=True)
 
     # -- training ----------------------------------------------------------------------
     def _prepare(self, train: Interactions) -> None:
@@ -81,14 +90,14 @@ class LightGCN(NeuralRecommender):
 
     def _loss(self, batch: tuple[torch.Tensor, ...], gen: torch.Generator) -> torch.Tensor:
         users, pos = batch  # (B,), (B,)
-        neg = sample_negatives(users, self.n_items_, 1, gen, self.known_)[:, 0]  # (B,)
+        neg = sample_negatives(users, self.n_items_, int(self.negatives), gen, self.known_)
         final = self._propagate()  # (U + I, d)
-        u, i, j = final[users], final[self.n_users_ + pos], final[self.n_users_ + neg]
-        diff = (u * (i - j)).sum(-1)  # (B,)
+        off = self.n_users_
+        u, i, j = final[users], final[off + pos], final[off + neg]  # (B, d), (B, d), (B, n, d)
         ego = self.net_.weight
-        e_u, e_i, e_j = ego[users], ego[self.n_users_ + pos], ego[self.n_users_ + neg]
-        l2 = (e_u.pow(2).sum(-1) + e_i.pow(2).sum(-1) + e_j.pow(2).sum(-1)).mean()
-        return -F.logsigmoid(diff.float()).mean() + float(self.reg) * l2
+        e_u, e_i, e_j = ego[users], ego[off + pos], ego[off + neg]
+        l2 = (e_u.pow(2).sum(-1) + e_i.pow(2).sum(-1) + e_j.pow(2).sum(-1).mean(-1)).mean()
+        return bpr_loss(u, i, j) + float(self.reg) * l2
 
     def _weights_changed(self) -> None:
         self.cache_ = None
