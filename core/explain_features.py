@@ -147,7 +147,7 @@ def build_features(
             {
                 "feature": feat.name,
                 "kind": feat.kind,
-                "label": f"{feat.name.split(':', 1)[-1]} = {feat.present}",
+                "label": _context_label(feat),
                 "item_code": None,
                 "position": None,
             }
@@ -251,6 +251,14 @@ def _age(delta: int, steps_back: int, clock: int | None) -> str:
             n = seconds // size
             return f"{n} {unit}{'s' if n != 1 else ''} before"
     return "moments before"
+
+
+def _context_label(feat: ContextFeature) -> str:
+    """'scenario: shop', 'user age_band: 25-34', 'item category: Cooking'."""
+    column = feat.name.split(":", 1)[-1]
+    if feat.kind == "scenario":
+        return f"scenario: {feat.present}"
+    return f"{feat.kind} {column}: {feat.present}"
 
 
 def _context_feature(entry: tuple) -> ContextFeature:

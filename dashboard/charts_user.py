@@ -94,7 +94,9 @@ def shap_waterfall(
                 f"{v:.3f}" if m != "relative" else f"{v:+.3f}"
                 for v, m in zip(values, measures, strict=True)
             ],
-            textposition="outside",
+            # the base and score bars start at 0, so their text outside a negative bar would
+            # sit on the axis labels: inside them when it fits
+            textposition=["outside" if m == "relative" else "auto" for m in measures],
             cliponaxis=False,
             increasing={"marker": {"color": POSITIVE}},
             decreasing={"marker": {"color": NEGATIVE}},

@@ -182,7 +182,7 @@ def _lists(loaded: dict, labels: dict, code: int, held: np.ndarray) -> dict[str,
             height=38 + 35 * len(table),
             column_config={
                 "#": st.column_config.TextColumn("#", width=50, help=f"{HIT} = a held-out item"),
-                "title": st.column_config.TextColumn("Title", width="large"),
+                "title": st.column_config.TextColumn("Title", width="medium"),
                 "score": st.column_config.NumberColumn("Score", format="%.3f", width="small"),
             },
         )

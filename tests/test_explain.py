@@ -112,13 +112,13 @@ def test_context_features_add_up_and_read_as_the_data(context_runs, name):
         if name == "hybrid":
             assert model.uses_text_
             title = ds.item_titles()[item]
-            assert labels["item:text"] == f'text = "{title}"'
-            assert labels["item:category"] == f"category = {ds.items['category'].iloc[item]}"
-            assert labels["user:age_band"] == f"age_band = {ds.users['age_band'].iloc[user]}"
+            assert labels["item:text"] == f'item text: "{title}"'
+            assert labels["item:category"] == f"item category: {ds.items['category'].iloc[item]}"
+            assert labels["user:age_band"] == f"user age_band: {ds.users['age_band'].iloc[user]}"
         else:
             recent = lr.split.known_for("test").frame.query("user_code == @user")
             scen = int(recent.sort_values("timestamp")["scenario_code"].iloc[-1])
-            assert labels["scenario"] == f"scenario = {ds.scenarios[scen]}"
+            assert labels["scenario"] == f"scenario: {ds.scenarios[scen]}"
             assert exp.contributions.set_index("feature").loc["scenario", "kind"] == "scenario"
 
 
@@ -235,7 +235,7 @@ def test_model_declared_context_features_get_shap_values(planted_dataset):
     for max_history in (4, 50):
         exp = explain(lr, 7, 3, max_history=max_history)
         row = exp.contributions.set_index("feature").loc["user:region"]
-        assert row["kind"] == "user" and row["label"] == "region = north"
+        assert row["kind"] == "user" and row["label"] == "user region: north"
         assert row["value"] == pytest.approx(1.0, abs=1e-6)
         assert exp.total == pytest.approx(exp.score, rel=1e-5)
 
