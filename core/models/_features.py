@@ -169,13 +169,22 @@ def pair_scenarios(
     return mat
 
 
-def scenarios_of(lookup: sp.csr_matrix, user_code: int, events: np.ndarray, missing: int):
-    """Scenario codes (E,) of one user's history items `events` via `pair_scenarios`."""
+def history_scenarios(
+    lookup: sp.csr_matrix, user_code: int, histories: list[np.ndarray], missing: int
+) -> list[np.ndarray]:
+    """Scenario codes of each history's items (one array per history) via `pair_scenarios`.
+
+    One lookup for all histories together: an explanation scores ~1000 masked histories.
+    """
+    histories = [np.asarray(h, dtype=np.int64) for h in histories]
+    if not histories:
+        return []
+    events = np.concatenate(histories)
     row = lookup[int(user_code)]
     idx, data = row.indices, row.data
-    events = np.asarray(events, dtype=np.int64)
-    if len(idx) == 0:
-        return np.full(len(events), missing, dtype=np.int64)
-    pos = np.minimum(np.searchsorted(idx, events), len(idx) - 1)
-    found = idx[pos] == events
-    return np.where(found, data[pos] - 1, missing).astype(np.int64)
+    codes = np.full(len(events), missing, dtype=np.int64)
+    if len(idx):
+        pos = np.minimum(np.searchsorted(idx, events), len(idx) - 1)
+        found = idx[pos] == events
+        codes[found] = data[pos[found]] - 1
+    return np.split(codes, np.cumsum([len(h) for h in histories])[:-1])

@@ -45,12 +45,12 @@ from core.models._features import (
     categorical_codes,
     categorical_columns,
     history_index,
+    history_scenarios,
     pair_scenarios,
     recent_sequences,
     reduce_text,
     scenario_codes,
     scenario_count,
-    scenarios_of,
     text_matrix,
 )
 from core.models._neural import LOOP_HELP, NeuralRecommender
@@ -401,17 +401,13 @@ class HybridTwoTower(NeuralRecommender):
                 self.n_items_,
             )
         tails = [np.asarray(h, dtype=np.int64)[-length:] for h in histories]
-        flat = np.concatenate(tails) if tails else np.zeros(0, np.int64)
-        flat_scen = scenarios_of(self._pairs, user, flat, self.n_scen_)
+        tail_scen = history_scenarios(self._pairs, user, tails, self.n_scen_)
         seqs = np.full((len(histories), length), pad, dtype=np.int64)
         scen = np.full((len(histories), length), self.n_scen_, dtype=np.int64)
-        at = 0
-        for row, tail in enumerate(tails):
-            k = len(tail)
-            if k:
-                seqs[row, length - k :] = tail
-                scen[row, length - k :] = flat_scen[at : at + k]
-            at += k
+        for row, (tail, codes) in enumerate(zip(tails, tail_scen, strict=True)):
+            if len(tail):
+                seqs[row, length - len(tail) :] = tail
+                scen[row, length - len(tail) :] = codes
         dev = self.device
         return torch.from_numpy(seqs).to(dev), torch.from_numpy(scen).to(dev)
 

@@ -53,7 +53,7 @@ from torch import nn
 from core import schema as S
 from core.dataset import Interactions
 from core.errors import ParameterError
-from core.models._features import pair_scenarios, scenarios_of
+from core.models._features import history_scenarios, pair_scenarios
 from core.models._neural import LOOP_HELP, NeuralRecommender
 from core.models._scenario_net import ScenarioNet
 from core.models.base import as_codes, check_non_negative, check_positive
@@ -263,8 +263,7 @@ class MultiScenario(NeuralRecommender):
         self.ctx_last_s_ = torch.from_numpy(last_s).to(dev)  # (U, n_sc)
         self.ctx_recent_ = torch.from_numpy(recent).to(dev)  # (U,)
         self._bag_cache = None
-        self._known = known
-        self._pairs = pair_scenarios(users, items, scen, known.n_users, known.n_items)
+        self._known, self._pairs = known, None  # read lazily by explanations
 
     def _weights_changed(self) -> None:
         self._bag_cache = None
@@ -333,9 +332,9 @@ class MultiScenario(NeuralRecommender):
         union, x = history_matrix(histories, self.device, torch.float32)  # (U,), (N, U)
         denom = x.sum(1, keepdim=True).clamp(min=1)  # distinct items, as the mean csr
         prev = np.full((len(histories), n_sc), pad, dtype=np.int64)  # last item per scenario
-        for row, history in enumerate(histories):
-            history = np.asarray(history, dtype=np.int64)
-            prev[row, scenarios_of(self._pairs, int(user_code), history, 0)] = history
+        scens = history_scenarios(self._pair_lookup(), int(user_code), histories, 0)
+        for row, (history, codes) in enumerate(zip(histories, scens, strict=True)):
+            prev[row, codes] = history  # in time order: the last write wins
         prev_t = torch.from_numpy(prev).to(self.device)
         present = int(self.ctx_recent_[int(user_code)])
         name = self._scenario_name(present)
@@ -354,6 +353,20 @@ class MultiScenario(NeuralRecommender):
                 mean = torch.stack([per[s] for s in range(n_sc)]).mean(0)
                 out = torch.where(masked.to(self.device)[:, None], mean, out)
         return out.double().cpu().numpy()
+
+    def _pair_lookup(self):
+        """(user, item) -> scenario of the current history (`_features.pair_scenarios`)."""
+        if self._pairs is None:
+            frame = _ordered(self._known.frame)
+            scen = np.minimum(_scenarios(frame), self.n_scenarios_ - 1)
+            self._pairs = pair_scenarios(
+                frame[S.USER].to_numpy(dtype=np.int64),
+                frame[S.ITEM].to_numpy(dtype=np.int64),
+                scen,
+                self._known.n_users,
+                self._known.n_items,
+            )
+        return self._pairs
 
     def _scenario_name(self, code: int) -> str:
         ds = getattr(self, "_known", None) and self._known.dataset
