@@ -170,8 +170,9 @@ class LightGCN(NeuralRecommender):
 def _normalised_graph(train: Interactions, device: torch.device) -> torch.Tensor:
     """D^-1/2 A D^-1/2 of the bipartite user-item graph, sparse CSR (U + I, U + I).
 
-    CSR, not COO: on the CPU a 3-layer forward + backward over ML-100k's graph takes 22 ms
-    against COO's 32 ms (dim 128), and every training batch propagates.
+    CSR, not COO: on the CPU a 3-layer forward + backward over a random graph of ML-100k's
+    size (2,625 nodes, 160k edges, dim 128) took 22 ms against COO's 32 ms. A whole
+    ML-100k fit barely changed (40.9 -> 40.2 s): the batch size is what made it faster.
     """
     mat = train.csr().tocoo()  # binary, duplicates merged
     n_users, n = train.n_users, train.n_users + train.n_items
