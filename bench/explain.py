@@ -1,7 +1,7 @@
 """Benchmark SHAP explanations: milliseconds per explanation for each model, CPU (and GPU).
 
 Each available model is trained quickly on the shipped sample data (neural models for a
-few epochs), then `core.explain.explain` explains the top recommendation of users whose
+few epochs), then `core.explain.explainer.explain` explains the top recommendation of users whose
 history holds at least `--min-history` distinct items (so 50 history features + the older
 group, the permutation path, except item-kNN/EASE which use the closed form). shap's numba
 kernels are compiled once first (`warm_up`, reported separately) and each explanation is
@@ -24,11 +24,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core import explain as E
-from core.dataset import Dataset
+from core.data.dataset import Dataset
+from core.data.split import split
+from core.explain import explainer as E
 from core.models import available, make_model, model_class
-from core.pipeline import LoadedRun
-from core.split import split
+from core.runs.pipeline import LoadedRun
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 

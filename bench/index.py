@@ -21,7 +21,7 @@ import faiss
 import numpy as np
 import torch
 
-from core.index import ItemIndex, _choose_kind, _placement, recall_at_k
+from core.retrieval.index import ItemIndex, _choose_kind, _placement, recall_at_k
 
 
 def main() -> None:

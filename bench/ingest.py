@@ -2,7 +2,7 @@
 
 Each size is ingested in its own child process so that peak memory (ru_maxrss) is per
 size. `*_cpu_s` are CPU seconds of all threads: steadier than wall time on a busy machine.
-Stages: read_validate = core.ingest.load_interactions, build_codes = Dataset.from_frames,
+Stages: read_validate = core.data.ingest.ingest.load_interactions, build_codes = Dataset.from_frames,
 save = Dataset.save. Prints one JSON document on stdout. Usage:
     .venv/bin/python bench/ingest.py [--sizes 1000000 10000000] [--keep DIR]
 """
@@ -60,8 +60,8 @@ def child(path: str, home: str) -> dict:
     """Runs in the child: ingest once, time the stages, report this process's peak RSS."""
     import pandas as pd  # noqa: F401  (imports counted in the baseline, not the ingest)
 
-    from core.dataset import Dataset
-    from core.ingest import load_interactions
+    from core.data.dataset import Dataset
+    from core.data.ingest.ingest import load_interactions
 
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     load = os.getloadavg()[0]

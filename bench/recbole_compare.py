@@ -34,10 +34,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.dataset import Dataset, Interactions  # noqa: E402
-from core.evaluate import evaluate  # noqa: E402
+from core.data.dataset import Dataset, Interactions  # noqa: E402
+from core.data.split import Split, split  # noqa: E402
+from core.eval.evaluate import evaluate  # noqa: E402
 from core.models import make_model  # noqa: E402
-from core.split import Split, split  # noqa: E402
 
 MODELS = {"BPR": "bpr", "LightGCN": "lightgcn", "EASE": "ease", "SASRec": "sasrec"}
 SEQUENTIAL = {"SASRec"}

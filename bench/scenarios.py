@@ -26,12 +26,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.dataset import Dataset  # noqa: E402
-from core.scenarios import (  # noqa: E402
+from core.data.dataset import Dataset  # noqa: E402
+from core.data.split import split  # noqa: E402
+from core.scenarios.strategies import (  # noqa: E402
     evaluate_by_scenario,
     make_strategy,
 )
-from core.split import split  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
             "epochs_run": _epochs(strategy),
         }
     if args.transfer:
-        from core.transfer import transfer_experiment
+        from core.scenarios.transfer import transfer_experiment
 
         source, target = args.transfer.split(":")
         out["transfer"] = transfer_experiment(

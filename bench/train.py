@@ -25,10 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core import device as D  # noqa: E402
-from core.dataset import Dataset  # noqa: E402
-from core.evaluate import evaluate  # noqa: E402
+from core.data.dataset import Dataset  # noqa: E402
+from core.data.split import split  # noqa: E402
+from core.eval.evaluate import evaluate  # noqa: E402
 from core.models import available, make_model, model_class  # noqa: E402
-from core.split import split  # noqa: E402
 
 MODELS = ("pop", "itemknn", "ease", "bpr", "neumf", "lightgcn", "sasrec")
 

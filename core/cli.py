@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_ingest(args) -> dict:
-    from core.ingest import find_companions, ingest
-    from core.schema import ColumnMapping
+    from core.data.ingest.ingest import find_companions, ingest
+    from core.data.schema import ColumnMapping
 
     path = Path(args.path)
     companions = find_companions(path) if path.exists() else {}
@@ -92,8 +92,8 @@ def cmd_ingest(args) -> dict:
 
 def cmd_ingest_sample(args) -> dict:
     """Ingest the shipped sample data as 'sample' unless it is already there."""
-    from core.dataset import dataset_summary, list_datasets
-    from core.ingest import ingest
+    from core.data.dataset import dataset_summary, list_datasets
+    from core.data.ingest.ingest import ingest
 
     home = _home()
     if "sample" in list_datasets(home) and not args.force:
@@ -109,7 +109,7 @@ def cmd_ingest_sample(args) -> dict:
 
 
 def cmd_datasets(args) -> dict:
-    from core.dataset import dataset_summary, list_datasets
+    from core.data.dataset import dataset_summary, list_datasets
 
     home = _home()
     rows = []
@@ -122,9 +122,9 @@ def cmd_datasets(args) -> dict:
 
 def cmd_train(args) -> dict:
     from core.device import pick_device
-    from core.jobs import device_slot
-    from core.pipeline import new_run, train_run
-    from core.runs import RunStore, now_iso
+    from core.runs.jobs import device_slot
+    from core.runs.pipeline import new_run, train_run
+    from core.runs.store import RunStore, now_iso
 
     store = RunStore(_home())
     if args.run_id:
@@ -168,9 +168,9 @@ def cmd_train(args) -> dict:
 
 
 def cmd_evaluate(args) -> dict:
-    from core.evaluate import evaluate
-    from core.pipeline import load_run
-    from core.runs import RunStore
+    from core.eval.evaluate import evaluate
+    from core.runs.pipeline import load_run
+    from core.runs.store import RunStore
 
     loaded = load_run(RunStore(_home()), args.run_id, device=args.device)
     ks = tuple(sorted(set(args.k))) if args.k else (5, 10, 20)
@@ -179,8 +179,8 @@ def cmd_evaluate(args) -> dict:
 
 
 def cmd_recommend(args) -> dict:
-    from core.pipeline import load_run, recommendations_table
-    from core.runs import RunStore
+    from core.runs.pipeline import load_run, recommendations_table
+    from core.runs.store import RunStore
 
     loaded = load_run(RunStore(_home()), args.run_id, device=args.device)
     code = loaded.dataset.user_codes([args.user])
@@ -193,22 +193,22 @@ def cmd_recommend(args) -> dict:
 
 
 def cmd_explain(args) -> dict:
-    from core.explain import explain_run
-    from core.runs import RunStore
+    from core.explain.explainer import explain_run
+    from core.runs.store import RunStore
 
     explanation = explain_run(RunStore(_home()), args.run_id, args.user, args.item)
     return {"run_id": args.run_id, **explanation.to_json()}
 
 
 def cmd_similar(args) -> dict:
-    from core.runs import RunStore
-    from core.similar import similar_run
+    from core.retrieval.similar import similar_run
+    from core.runs.store import RunStore
 
     return similar_run(RunStore(_home()), args.run_id, args.item, args.k)
 
 
 def cmd_transfer(args) -> dict:
-    from core.transfer import MS, transfer_report
+    from core.scenarios.transfer import MS, transfer_report
 
     return transfer_report(
         _home(),
@@ -223,7 +223,7 @@ def cmd_transfer(args) -> dict:
 
 
 def cmd_runs(args) -> dict:
-    from core.runs import RunStore
+    from core.runs.store import RunStore
 
     records = RunStore(_home()).list(dataset=args.dataset)
     return {"runs": [_public_record(r) for r in records]}
@@ -233,9 +233,9 @@ def cmd_runs(args) -> dict:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from core.ingest import FORMATS
+    from core.data.ingest.ingest import FORMATS
+    from core.data.split import METHODS
     from core.models import _REGISTRY
-    from core.split import METHODS
 
     parser = argparse.ArgumentParser(prog="recscope", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -341,7 +341,7 @@ def _raise_cancelled(signum, frame) -> None:
 
 
 def _home() -> Path:
-    from core.runs import workspace_home
+    from core.runs.store import workspace_home
 
     return workspace_home()
 

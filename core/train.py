@@ -13,7 +13,7 @@ Optionally `model._weights_changed()` drops caches derived from the weights (Lig
 propagated embeddings); the loop calls it after every epoch and after restoring weights.
 
 Validation: every `eval_every` epochs the loop computes NDCG@10 on `valid` with the
-training interactions as known history (`core.evaluate.ranking_metric`) and keeps a copy
+training interactions as known history (`core.eval.evaluate.ranking_metric`) and keeps a copy
 of the best weights; after `patience` epochs without improvement it stops, and in any case
 it ends with the best weights restored.
 
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.dataset import Interactions
+from core.data.dataset import Interactions
 from core.device import autocast, generator
 from core.errors import CancelledError
 from core.models.base import ProgressEvent, ProgressFn
@@ -213,7 +213,7 @@ def pair_tensors(train: Interactions, device: torch.device) -> tuple[torch.Tenso
 
 
 def _validate(model, valid: Interactions, train: Interactions) -> float:
-    from core.evaluate import ranking_metric  # lazily: evaluation imports models too
+    from core.eval.evaluate import ranking_metric  # lazily: evaluation imports models too
 
     with torch.inference_mode():
         return float(ranking_metric(model, valid, known=train, k=10))

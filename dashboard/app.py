@@ -17,7 +17,7 @@ if str(ROOT) not in sys.path:  # works from a plain checkout too, not only when 
 
 import streamlit as st  # noqa: E402
 
-from core.runs import workspace_home  # noqa: E402
+from core.runs.store import workspace_home  # noqa: E402
 from dashboard import shell  # noqa: E402
 from pages import compare, data, items, runs, scenarios, train, user  # noqa: E402
 

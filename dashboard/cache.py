@@ -13,9 +13,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import profile
-from core.dataset import Dataset, datasets_dir
-from core.runs import RunStore
+from core.data import profile
+from core.data.dataset import Dataset, datasets_dir
+from core.runs.store import RunStore
 
 
 def dataset(home: Path, name: str) -> Dataset:
@@ -29,7 +29,7 @@ def profile_tables(home: Path, name: str) -> dict:
 
 
 def runs(home: Path, dataset_name: str | None = None) -> pd.DataFrame:
-    """The run overview table (see `core.profile.runs_table`), re-read when any run changes."""
+    """The run overview table (see `core.data.profile.runs_table`), re-read when any run changes."""
     root = Path(home) / "runs"
     stamp = tuple(sorted((p.parent.name, p.stat().st_mtime_ns) for p in root.glob("*/run.json")))
     return _runs(str(home), dataset_name, stamp)
@@ -48,7 +48,7 @@ def raw_path(path: str, format: str = "auto", limit: int | None = None) -> tuple
 
 
 def loaded_run(home: Path, run_id: str):
-    """A finished run's record, split and fitted model (core.pipeline.LoadedRun), shared."""
+    """A finished run's record, split and fitted model (core.runs.pipeline.LoadedRun), shared."""
     folder = RunStore(home).folder(run_id)
     return _loaded_run(str(home), run_id, _mtime(folder / "run.json"))
 
@@ -60,43 +60,43 @@ def run_stamp(home: Path, run_ids) -> tuple:
 
 
 def paired(home: Path, run_ids: tuple, metric: str, baseline: str) -> pd.DataFrame:
-    """`core.compare.paired_table` (bootstrap + Wilcoxon), once per set of run versions."""
+    """`core.eval.compare.paired_table` (bootstrap + Wilcoxon), once per set of run versions."""
     return _paired(str(home), run_stamp(home, (baseline, *run_ids)), metric, baseline)
 
 
 def segments(home: Path, run_ids: tuple, metric: str) -> pd.DataFrame:
-    """`core.compare.segment_table` of the runs for one metric."""
+    """`core.eval.compare.segment_table` of the runs for one metric."""
     return _segments(str(home), run_stamp(home, run_ids), metric)
 
 
 def overlap(home: Path, run_ids: tuple, k: int) -> pd.DataFrame:
-    """`core.compare.overlap`: mean Jaccard@k of the runs' stored lists."""
+    """`core.eval.compare.overlap`: mean Jaccard@k of the runs' stored lists."""
     return _overlap(str(home), run_stamp(home, run_ids), int(k))
 
 
 def user_segments(home: Path, run_id: str) -> pd.DataFrame:
-    """`core.views.user_segments` of the run's dataset and split (for finding users)."""
+    """`dashboard.views.user_segments` of the run's dataset and split (for finding users)."""
     return _user_segments(str(home), run_stamp(home, (run_id,)))
 
 
 def tradeoff(home: Path, run_id: str, kind: str, k: int, max_users: int) -> pd.DataFrame:
-    """`core.rerank.tradeoff_curve` of a run on its test users (seconds; computed on demand)."""
+    """`core.eval.rerank.tradeoff_curve` of a run on its test users (seconds; computed on demand)."""
     return _tradeoff(str(home), run_stamp(home, (run_id,)), kind, int(k), int(max_users))
 
 
 def global_importance(home: Path, run_id: str, n_users: int) -> pd.DataFrame:
-    """`core.explain.global_importance` of a run over `n_users` random users."""
+    """`core.explain.explainer.global_importance` of a run over `n_users` random users."""
     return _global_importance(str(home), run_stamp(home, (run_id,)), int(n_users))
 
 
 def run_index(home: Path, run_id: str):
-    """A run's item index (core.similar.run_index; saved in the run folder), or None."""
+    """A run's item index (core.retrieval.similar.run_index; saved in the run folder), or None."""
     folder = RunStore(home).folder(run_id)
     return _run_index(str(home), run_id, _mtime(folder / "run.json"))
 
 
 def text_index(home: Path, name: str):
-    """The Faiss index over a dataset's item-text embeddings (core.similar.text_index)."""
+    """The Faiss index over a dataset's item-text embeddings (core.retrieval.similar.text_index)."""
     return _text_index(str(home), name, _mtime(datasets_dir(home) / name / "dataset.json"))
 
 
@@ -148,28 +148,28 @@ def _runs(home: str, dataset_name: str | None, stamp: tuple) -> pd.DataFrame:
 def _raw_upload(
     content: bytes, filename: str, format: str, limit: int | None
 ) -> tuple[pd.DataFrame, str]:
-    from core.ingest import read_raw
+    from core.data.ingest.ingest import read_raw
 
     return read_raw((content, filename), format=format, limit=limit)
 
 
 @st.cache_data(show_spinner="Reading the file…", max_entries=4)
 def _raw_path(path: str, format: str, limit: int | None, mtime: int) -> tuple[pd.DataFrame, str]:
-    from core.ingest import read_raw
+    from core.data.ingest.ingest import read_raw
 
     return read_raw(path, format=format, limit=limit)
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
 def _loaded_run(home: str, run_id: str, mtime: int):
-    from core.pipeline import load_run
+    from core.runs.pipeline import load_run
 
     return load_run(RunStore(home), run_id)
 
 
 @st.cache_data(show_spinner="Running the paired tests…", max_entries=32)
 def _paired(home: str, stamp: tuple, metric: str, baseline: str) -> pd.DataFrame:
-    from core.compare import paired_table
+    from core.eval.compare import paired_table
 
     ids = [r for r, _ in stamp]
     return paired_table(RunStore(home), ids[1:], metric, baseline)
@@ -177,21 +177,21 @@ def _paired(home: str, stamp: tuple, metric: str, baseline: str) -> pd.DataFrame
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _segments(home: str, stamp: tuple, metric: str) -> pd.DataFrame:
-    from core.compare import segment_table
+    from core.eval.compare import segment_table
 
     return segment_table(RunStore(home), [r for r, _ in stamp], metric)
 
 
 @st.cache_data(show_spinner="Comparing the lists…", max_entries=16)
 def _overlap(home: str, stamp: tuple, k: int) -> pd.DataFrame:
-    from core.compare import overlap
+    from core.eval.compare import overlap
 
     return overlap(RunStore(home), [r for r, _ in stamp], k)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _user_segments(home: str, stamp: tuple) -> pd.DataFrame:
-    from core.views import user_segments
+    from dashboard.views import user_segments
 
     loaded = _loaded_run(home, stamp[0][0], stamp[0][1])
     return user_segments(loaded.dataset, loaded.split)
@@ -199,7 +199,7 @@ def _user_segments(home: str, stamp: tuple) -> pd.DataFrame:
 
 @st.cache_data(show_spinner="Re-ranking every test user at each weight…", max_entries=16)
 def _tradeoff(home: str, stamp: tuple, kind: str, k: int, max_users: int) -> pd.DataFrame:
-    from core.rerank import tradeoff_curve
+    from core.eval.rerank import tradeoff_curve
 
     loaded = _loaded_run(home, stamp[0][0], stamp[0][1])
     return tradeoff_curve(loaded, kind=kind, k=k, max_users=max_users)
@@ -207,7 +207,7 @@ def _tradeoff(home: str, stamp: tuple, kind: str, k: int, max_users: int) -> pd.
 
 @st.cache_data(show_spinner="Explaining many users…", max_entries=8)
 def _global_importance(home: str, stamp: tuple, n_users: int) -> pd.DataFrame:
-    from core.explain import global_importance
+    from core.explain.explainer import global_importance
 
     loaded = _loaded_run(home, stamp[0][0], stamp[0][1])
     return global_importance(loaded, n_users=n_users, max_history=20)
@@ -215,27 +215,27 @@ def _global_importance(home: str, stamp: tuple, n_users: int) -> pd.DataFrame:
 
 @st.cache_resource(show_spinner="Building the item index…", max_entries=8)
 def _run_index(home: str, run_id: str, mtime: int):
-    from core.similar import run_index
+    from core.retrieval.similar import run_index
 
     return run_index(_loaded_run(home, run_id, mtime), Path(home))
 
 
 @st.cache_resource(show_spinner="Embedding the item texts…", max_entries=4)
 def _text_index(home: str, name: str, mtime: int):
-    from core.similar import text_index
+    from core.retrieval.similar import text_index
 
     return text_index(_dataset(home, name, mtime), Path(home))
 
 
 @st.cache_data(show_spinner="Drawing the item map…", max_entries=8)
 def _item_map(home: str, name: str, run_id: str | None, mtime: int) -> tuple[pd.DataFrame, str]:
-    from core.embedding_map import embedding_map
+    from core.retrieval.embedding_map import embedding_map
 
     if run_id:
         loaded = _loaded_run(home, run_id, mtime)
         vectors, ds = loaded.model.item_embeddings(), loaded.dataset
     else:
-        from core.text import item_text_embeddings
+        from core.data.text import item_text_embeddings
 
         ds = _dataset(home, name, _mtime(datasets_dir(Path(home)) / name / "dataset.json"))
         vectors = item_text_embeddings(ds, Path(home))
@@ -244,7 +244,7 @@ def _item_map(home: str, name: str, run_id: str | None, mtime: int) -> tuple[pd.
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _item_facts(home: str, name: str, mtime: int) -> pd.DataFrame:
-    from core.embedding_map import item_facts
+    from core.retrieval.embedding_map import item_facts
 
     return item_facts(_dataset(home, name, mtime))
 

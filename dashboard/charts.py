@@ -14,7 +14,7 @@ HEIGHT = 340
 
 
 def long_tail(table: pd.DataFrame, what: str = "items") -> go.Figure:
-    """Interactions per entity by popularity rank, log scale (from `core.profile.activity`)."""
+    """Interactions per entity by popularity rank, log scale (from `core.data.profile.activity`)."""
     fig = go.Figure(
         go.Scatter(
             x=table["rank"],
@@ -36,7 +36,7 @@ def long_tail(table: pd.DataFrame, what: str = "items") -> go.Figure:
 
 
 def rating_bar(dist: pd.DataFrame) -> go.Figure:
-    """How often each rating value occurs (from `core.profile.rating_distribution`)."""
+    """How often each rating value occurs (from `core.data.profile.rating_distribution`)."""
     fig = go.Figure(
         go.Bar(
             x=[f"{r:g}" for r in dist["rating"]],
@@ -49,7 +49,7 @@ def rating_bar(dist: pd.DataFrame) -> go.Figure:
 
 
 def activity_over_time(over: pd.DataFrame) -> go.Figure:
-    """Interactions and active users per period (from `core.profile.activity_over_time`)."""
+    """Interactions and active users per period (from `core.data.profile.activity_over_time`)."""
     fig = go.Figure()
     fig.add_trace(
         go.Bar(x=over["period"], y=over["interactions"], name="Interactions", marker_color=ACCENT)
@@ -74,7 +74,7 @@ def activity_over_time(over: pd.DataFrame) -> go.Figure:
 
 
 def scenario_users_bar(per: pd.DataFrame) -> go.Figure:
-    """Users by how many scenarios they are active in (from `core.profile.scenario_users`)."""
+    """Users by how many scenarios they are active in (from `core.data.profile.scenario_users`)."""
     fig = go.Figure(
         go.Bar(
             x=per["scenarios"].astype(str),
@@ -89,7 +89,7 @@ def scenario_users_bar(per: pd.DataFrame) -> go.Figure:
 
 
 def overlap_heatmap(matrix: pd.DataFrame) -> go.Figure:
-    """Users shared by each pair of scenarios (from `core.profile.scenario_overlap`)."""
+    """Users shared by each pair of scenarios (from `core.data.profile.scenario_overlap`)."""
     names = [str(n) for n in matrix.index]
     fig = go.Figure(
         go.Heatmap(
@@ -108,7 +108,7 @@ def overlap_heatmap(matrix: pd.DataFrame) -> go.Figure:
 
 
 def top_items_bar(top: pd.DataFrame) -> go.Figure:
-    """Most interacted items, titles on the axis (from `core.profile.top_items`)."""
+    """Most interacted items, titles on the axis (from `core.data.profile.top_items`)."""
     labels = _unique_labels(top["title"].astype(str), top["item_id"].astype(str))
     fig = go.Figure(
         go.Bar(

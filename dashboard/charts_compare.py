@@ -1,7 +1,7 @@
 """Chart builders of the Compare page: DataFrame in, Plotly figure out.
 
 No Streamlit calls here, so every figure is testable. Runs are named by `labels`
-({run_id: short name}, see `core.views.run_labels`); metrics by `core.views.metric_label`.
+({run_id: short name}, see `dashboard.views.run_labels`); metrics by `dashboard.views.metric_label`.
 The User explorer's charts (history, SHAP, re-ranking) are in `dashboard.charts_user`.
 """
 
@@ -14,9 +14,9 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from core.beyond import ACTIVITY_LABELS
-from core.views import metric_label
+from core.eval.beyond import ACTIVITY_LABELS
 from dashboard.charts import ACCENT, HEIGHT, _layout
+from dashboard.views import metric_label
 
 #: one colour per run, in the order the runs were picked
 PALETTE = ("#3366cc", "#dc7633", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
@@ -30,7 +30,7 @@ def run_color(labels: Mapping, run_id: str) -> str:
 
 
 def accuracy_bars(board: pd.DataFrame, metrics: Sequence[str], labels: Mapping) -> go.Figure:
-    """Grouped bars: one group per metric, one bar per run (from `core.compare.leaderboard`)."""
+    """Grouped bars: one group per metric, one bar per run (from `core.eval.compare.leaderboard`)."""
     bars = {row["run_id"]: [row.get(m, np.nan) for m in metrics] for _, row in board.iterrows()}
     fig = _grouped([metric_label(m) for m in metrics], bars, labels)
     return _layout(fig, title="Accuracy on the test split", x="", y="Value", legend=True)
@@ -78,7 +78,7 @@ def segment_bars(
 ) -> go.Figure:
     """Grouped bars of each run's mean `metric` over the segments of one kind.
 
-    `segments` is `core.compare.segment_table` (segment_kind, segment, n_users, one column
+    `segments` is `core.eval.compare.segment_table` (segment_kind, segment, n_users, one column
     per run); the x labels say how many users each segment holds.
     """
     part = segments[segments["segment_kind"] == kind]
@@ -101,7 +101,7 @@ def segment_bars(
 def forest(paired: pd.DataFrame, labels: Mapping, baseline: str) -> go.Figure:
     """Mean per-user difference to the baseline with its bootstrap CI, one row per run.
 
-    `paired` is `core.compare.paired_table`; significant rows are drawn in colour.
+    `paired` is `core.eval.compare.paired_table`; significant rows are drawn in colour.
     """
     runs = [labels.get(r, r) for r in paired["run_id"]]
     colors = [ACCENT if s else "#999999" for s in paired["significant"]]
@@ -140,7 +140,7 @@ def forest(paired: pd.DataFrame, labels: Mapping, baseline: str) -> go.Figure:
 
 
 def overlap_heatmap(table: pd.DataFrame, labels: Mapping, k: int) -> go.Figure:
-    """Mean Jaccard@k between the runs' lists (from `core.compare.overlap`)."""
+    """Mean Jaccard@k between the runs' lists (from `core.eval.compare.overlap`)."""
     names = [labels.get(r, r) for r in table.index]
     z = table.to_numpy(dtype=float)
     fig = go.Figure(

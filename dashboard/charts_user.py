@@ -11,9 +11,9 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from core.views import metric_label
 from dashboard.charts import ACCENT, HEIGHT, SECOND, _layout
 from dashboard.charts_compare import PALETTE
+from dashboard.views import metric_label
 
 POSITIVE = "#d62728"  # SHAP: pushes the score up
 NEGATIVE = "#1f77b4"  # SHAP: pulls the score down
@@ -21,7 +21,7 @@ MAX_LABEL = 48
 
 
 def history_timeline(history: pd.DataFrame) -> go.Figure:
-    """A user's interactions over time (from `core.views.user_history`).
+    """A user's interactions over time (from `dashboard.views.user_history`).
 
     y is the item's category (the scenario, or one row, when there is none); colour is the
     scenario; held-out test items are drawn as stars.
@@ -139,7 +139,7 @@ def shap_bar(contributions: pd.DataFrame, max_features: int = 10) -> go.Figure:
 
 
 def importance_bar(table: pd.DataFrame) -> go.Figure:
-    """Mean |SHAP| by feature group (from `core.explain.global_importance`)."""
+    """Mean |SHAP| by feature group (from `core.explain.explainer.global_importance`)."""
     kinds = {"position": "history position", "category": "history category"}
     y = [
         f"{kinds.get(k, k)}: {g}" for k, g in zip(table["group_kind"], table["group"], strict=True)

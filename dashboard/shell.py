@@ -15,7 +15,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.dataset import dataset_summary, list_datasets
+from core.data.dataset import dataset_summary, list_datasets
 from core.errors import RecScopeError
 
 log = logging.getLogger("recscope.dashboard")
@@ -106,7 +106,7 @@ def ensure_sample(home: Path) -> str | None:
     with _sample_lock:
         if list_datasets(home) or not (SAMPLE_DIR / "interactions.csv").exists():
             return None
-        from core.ingest import ingest  # imported late: only needed on first start
+        from core.data.ingest.ingest import ingest  # imported late: only needed on first start
 
         side = {
             key: SAMPLE_DIR / f"{key}.csv"

@@ -6,13 +6,13 @@ import functools
 
 import streamlit as st
 
-from core import compare as C
-from core import export
-from core import views as V
 from core.errors import RecScopeError
-from core.runs import RunStore, workspace_home
+from core.eval import compare as C
+from core.runs.store import RunStore, workspace_home
 from dashboard import cache, shell
 from dashboard import charts_compare as charts
+from dashboard import report as export
+from dashboard import views as V
 
 KS = (5, 10, 20)
 NO_DATASET = "No dataset yet — add one on the Data page, then train at least two models."

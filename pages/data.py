@@ -7,12 +7,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.dataset import list_datasets
-from core.ingest import FORMATS, infer_mapping, ingest
-from core.ingest_columns import NO_COLUMN
-from core.profile import top_share
-from core.runs import workspace_home
-from core.schema import ColumnMapping
+from core.data.dataset import list_datasets
+from core.data.ingest.columns import NO_COLUMN
+from core.data.ingest.ingest import FORMATS, infer_mapping, ingest
+from core.data.profile import top_share
+from core.data.schema import ColumnMapping
+from core.runs.store import workspace_home
 from dashboard import cache, charts, shell
 
 MAIN_TYPES = ["csv", "tsv", "txt", "dat", "data", "parquet", "jsonl", "json", "inter", "xlsx", "gz"]

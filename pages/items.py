@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import schema as S
+from core.data import schema as S
+from core.data.text import has_item_text
 from core.errors import RecScopeError
-from core.runs import RunStore, workspace_home
-from core.similar import (
+from core.retrieval.similar import (
     ITEM_ITEM,
     find_items,
     neighbors_frame,
@@ -19,7 +19,7 @@ from core.similar import (
     similar_items,
     text_neighbors,
 )
-from core.text import has_item_text
+from core.runs.store import RunStore, workspace_home
 from dashboard import cache, charts_items, shell
 
 TEXT_ONLY = "__text__"

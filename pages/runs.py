@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.profile import HEADLINE
-from core.runs import RunStore, workspace_home
+from core.data.profile import HEADLINE
+from core.runs.store import RunStore, workspace_home
 from dashboard import cache, charts, shell
 
 ALL = "All datasets"

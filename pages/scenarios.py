@@ -2,7 +2,7 @@
 
 Sizes and overlap of the scenarios, the per-scenario leaderboard of the three strategies,
 cross-scenario transfer curves, and one user's history and recommendations side by side.
-Training runs as a background process (`core.scenario_jobs`); the page polls its status.
+Training runs as a background process (`core.runs.scenario_jobs`); the page polls its status.
 """
 
 from __future__ import annotations
@@ -10,10 +10,15 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import scenario_jobs as jobs
-from core.profile import scenario_overlap, scenario_sizes
-from core.runs import workspace_home
-from core.scenarios import MIN_SCENARIO_INTERACTIONS, item_overlap, small_scenarios, user_history
+from core.data.profile import scenario_overlap, scenario_sizes
+from core.runs import scenario_jobs as jobs
+from core.runs.store import workspace_home
+from core.scenarios.strategies import (
+    MIN_SCENARIO_INTERACTIONS,
+    item_overlap,
+    small_scenarios,
+    user_history,
+)
 from dashboard import cache, charts, shell
 from dashboard import charts_scenarios as sc_charts
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import jobs
+from core.data.split import METHODS
 from core.device import describe, pick_device
 from core.errors import RecScopeError
 from core.models import DESCRIPTIONS, available, model_class, param_specs
-from core.pipeline import new_run
-from core.runs import RunStore, workspace_home
-from core.split import METHODS
+from core.runs.pipeline import new_run
+from core.runs.store import RunStore, jobs, workspace_home
 from dashboard import charts, shell
 
 STARTED = "train_started"  # session key: run ids this session started

@@ -6,14 +6,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import compare as C
-from core import schema as S
-from core import views as V
+from core.data import schema as S
 from core.errors import RecScopeError
-from core.explain import explain
-from core.runs import RunStore, workspace_home
+from core.eval import compare as C
+from core.explain.explainer import explain
+from core.runs.store import RunStore, workspace_home
 from dashboard import cache, shell
 from dashboard import charts_user as charts
+from dashboard import views as V
 
 KS = (5, 10, 20)
 USER_KEY = "user_id"

@@ -1,7 +1,7 @@
 """Regenerate the shipped sample data: `python sample_data/make_sample.py` (about a second).
 
 Writes interactions.csv, items.csv and users.csv next to this script with the default
-arguments of `core.synth.generate` (3,000 users, seed 42).
+arguments of `core.data.synth.generate` (3,000 users, seed 42).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from core.synth import generate
+from core.data.synth import generate
 
 log = logging.getLogger("make_sample")
 

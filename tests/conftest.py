@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.dataset import Dataset
+from core.data.dataset import Dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data"
@@ -61,7 +61,7 @@ def _fresh_app_caches():
     """Each test starts with empty Streamlit and explanation caches (no cross-test state)."""
     import streamlit as st
 
-    from core import explain
+    from core.explain import explainer as explain
 
     st.cache_data.clear()
     st.cache_resource.clear()

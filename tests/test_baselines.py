@@ -10,15 +10,15 @@ import pandas as pd
 import pytest
 import torch
 
-from core.dataset import Dataset, Interactions
+from core.data.dataset import Dataset, Interactions
+from core.data.split import split
 from core.errors import ParameterError, RecScopeError
-from core.evaluate import evaluate
+from core.eval.evaluate import evaluate
 from core.models import ease as ease_module
 from core.models import itemknn as itemknn_module
 from core.models.ease import EASE
 from core.models.itemknn import ItemKNN
 from core.models.pop import Popularity
-from core.split import split
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "interactions.csv"
 
@@ -241,7 +241,7 @@ def test_gpu_scores_match_cpu(make, planted_dataset, monkeypatch) -> None:
 @pytest.mark.skipif(not SAMPLE.exists(), reason="sample_data/interactions.csv not generated yet")
 def test_neighbourhood_models_beat_pop_on_sample_data(sample_dataset) -> None:
     """Measured (loo, seed 42, test): pop 0.035, itemknn 0.238, ease 0.390 NDCG@10."""
-    from core.evaluate import ranking_metric
+    from core.eval.evaluate import ranking_metric
 
     sp = split(sample_dataset, "loo", seed=42)
     known = sp.known_for("test")

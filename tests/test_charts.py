@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from core import profile
+from core.data import profile
 from dashboard import charts
 
 

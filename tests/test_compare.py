@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import compare as C
 from core.errors import RecScopeError
-from core.pipeline import new_run, train_run
-from core.runs import RunStore
+from core.eval import compare as C
+from core.runs.pipeline import new_run, train_run
+from core.runs.store import RunStore
 from core.storage import write_parquet
 
 

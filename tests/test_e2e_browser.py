@@ -143,8 +143,8 @@ def test_walk_through_data_and_runs(server, tmp_path):
 
 def _train_pop(home: Path) -> str:
     """Train the popularity baseline on the sample through the same pipeline as the CLI."""
-    from core.pipeline import new_run, train_run
-    from core.runs import RunStore
+    from core.runs.pipeline import new_run, train_run
+    from core.runs.store import RunStore
 
     store = RunStore(home)
     run_id = new_run(store, "sample", "pop")

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from core.dataset import Dataset
+from core.data.dataset import Dataset
+from core.data.split import split
 from core.errors import ParameterError
-from core.evaluate import evaluate, ranking_metric
+from core.eval.evaluate import evaluate, ranking_metric
 from core.models.base import RecommenderBase
-from core.split import split
 
 INF = float("-inf")
 
@@ -191,7 +191,7 @@ def test_segments_partition_users_and_scenario(tiny):
 
 
 def _reference(scores: np.ndarray, truth: set, known: set, k: int) -> tuple[float, float, float]:
-    """Slow per-user NDCG@k, recall@k and AUC, written independently of core.metrics."""
+    """Slow per-user NDCG@k, recall@k and AUC, written independently of core.eval.metrics."""
     cands = [j for j in range(len(scores)) if j not in known]
     ranked = sorted(cands, key=lambda j: -scores[j])[:k]
     dcg = sum(1 / math.log2(r + 2) for r, j in enumerate(ranked) if j in truth)

@@ -7,14 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.dataset import Dataset
-from core.explain import explain, explain_run, global_importance
-from core.explain_features import build_features, ridge_fold_in, verb_for
+from core.data.dataset import Dataset
+from core.data.split import split
+from core.explain.explainer import explain, explain_run, global_importance
+from core.explain.features import build_features, ridge_fold_in, verb_for
 from core.models import available, make_model, model_class
 from core.models.ease import EASE
-from core.pipeline import LoadedRun, new_run, train_run
-from core.runs import RunStore
-from core.split import split
+from core.runs.pipeline import LoadedRun, new_run, train_run
+from core.runs.store import RunStore
 
 #: fast settings per model: behaviour, not accuracy, is under test
 FAST = {

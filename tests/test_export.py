@@ -7,10 +7,10 @@ import io
 import pandas as pd
 import pytest
 
-from core.dataset import Dataset
+from core.data.dataset import Dataset
 from core.errors import ParameterError
-from core.export import export_recs, html_report, recs_table
-from core.runs import RunStore
+from core.runs.store import RunStore
+from dashboard.report import export_recs, html_report, recs_table
 from tests.test_compare import fake_run
 
 

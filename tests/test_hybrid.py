@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 import torch
 
-from core import schema as S
-from core.dataset import Dataset, Interactions
+from core.data import schema as S
+from core.data.dataset import Dataset, Interactions
+from core.data.split import split
 from core.errors import ParameterError
-from core.evaluate import evaluate
+from core.eval.evaluate import evaluate
 from core.models import make_model
 from core.models._features import categorical_columns, history_index, recent_sequences
 from core.models.hybrid import HybridTwoTower
-from core.split import split
 
 #: short training keeps the file fast; the properties below already hold after it
 COLD_PARAMS = {"epochs": 5, "dim": 32, "max_len": 10, "batch_size": 1024, "lr": 3e-3}
@@ -104,7 +104,7 @@ def test_save_load_needs_no_language_model(text_home, sample_dataset, tmp_path, 
     small = Interactions(parts.train.frame.iloc[:4000], *_sizes(sample_dataset), sample_dataset)
     model = make_model("hybrid", epochs=1, dim=16, max_len=5).fit(small)
     model.save(tmp_path / "m")
-    from core import text
+    from core.data import text
 
     def no_text(*args, **kwargs):
         raise AssertionError("load must not embed texts")

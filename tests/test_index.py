@@ -11,7 +11,7 @@ import scipy.sparse as sp
 import torch
 
 from core.errors import ParameterError
-from core.index import (
+from core.retrieval.index import (
     EXACT_MAX_CPU,
     ItemIndex,
     _choose_kind,

@@ -15,9 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.dataset import Dataset, list_datasets
-from core.errors import IngestError
-from core.ingest import (
+from core.data.dataset import Dataset, list_datasets
+from core.data.ingest.ingest import (
     FORMATS,
     IngestReport,
     find_companions,
@@ -28,7 +27,8 @@ from core.ingest import (
     load_users,
     read_raw,
 )
-from core.schema import ColumnMapping
+from core.data.schema import ColumnMapping
+from core.errors import IngestError
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 GENRES = 19
@@ -380,7 +380,7 @@ def test_sample_data(home):
 
 
 def test_bad_value_after_the_first_block_and_late_latin1(tmp_path, home, monkeypatch):
-    import core.ingest_read as reader
+    import core.data.ingest.read as reader
 
     monkeypatch.setattr(reader, "BLOCK_BYTES", 256)  # types get guessed from 256 bytes
     rows = "".join(f"{i},{i % 7},{i % 5 + 1}\n" for i in range(300))

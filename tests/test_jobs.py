@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from core import jobs
-from core.pipeline import new_run
-from core.runs import RunStore
+from core.runs import jobs
+from core.runs.pipeline import new_run
+from core.runs.store import RunStore
 
 
 def wait_for(store: RunStore, run_id: str, statuses: tuple[str, ...], timeout: float = 180):

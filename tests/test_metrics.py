@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from core import metrics as M
+from core.eval import metrics as M
 
 L2, L3, L4 = math.log2(2), math.log2(3), math.log2(4)  # discounts of ranks 1, 2, 3
 

@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 import torch
 
-from core import schema as S
-from core.dataset import Dataset
+from core.data import schema as S
+from core.data.dataset import Dataset
+from core.data.split import split
 from core.errors import ParameterError
 from core.models import make_model
-from core.scenarios import (
+from core.scenarios.strategies import (
     MIN_SCENARIO_INTERACTIONS,
     PerScenario,
     compare_strategies,
@@ -24,7 +25,6 @@ from core.scenarios import (
     small_scenarios,
     user_history,
 )
-from core.split import split
 
 FAST = {"epochs": 8, "batch_size": 256, "lr": 1e-2}
 

@@ -15,12 +15,12 @@ import pandas as pd
 import pytest
 import torch
 
-from core.dataset import Dataset, Interactions
-from core.evaluate import ranking_metric
+from core.data.dataset import Dataset, Interactions
+from core.data.split import split
+from core.eval.evaluate import ranking_metric
 from core.models import make_model
 from core.models.lightgcn import _normalised_graph
 from core.models.sasrec import SASRec, _attention_mask, _windows
-from core.split import split
 
 #: small, quick settings per model for the planted data (120 users x 60 items)
 QUICK = {

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import compare as C
-from core.pipeline import new_run, train_run
-from core.runs import RunStore
+from core.eval import compare as C
+from core.runs.pipeline import new_run, train_run
+from core.runs.store import RunStore
 from tests import workspace_runs
 
 

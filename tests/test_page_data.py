@@ -7,11 +7,11 @@ import json
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import profile
-from core.dataset import Dataset, list_datasets
+from core.data import profile
+from core.data.dataset import Dataset, list_datasets
+from core.data.ingest.ingest import ingest
+from core.data.schema import ColumnMapping
 from core.errors import IngestError
-from core.ingest import ingest
-from core.schema import ColumnMapping
 
 APP = "../dashboard/app.py"
 # user,movie,stars are inferred; 'when' is not, so the test maps it by hand.

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.dataset import Dataset
-from core.pipeline import new_run, train_run
-from core.runs import RunStore
+from core.data.dataset import Dataset
+from core.runs.pipeline import new_run, train_run
+from core.runs.store import RunStore
 
 THEMES = ["Apple pie recipe", "Whale documentary"]  # one per planted block
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.runs import RunStore
+from core.runs.store import RunStore
 
 
 def _runs_page(dataset: str | None = None) -> None:

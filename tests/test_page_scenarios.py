@@ -9,9 +9,9 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from core import scenario_jobs
-from core import schema as S
-from core.dataset import Dataset
+from core.data import schema as S
+from core.data.dataset import Dataset
+from core.runs import scenario_jobs
 
 
 def _page(dataset: str | None = None) -> None:

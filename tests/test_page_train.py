@@ -6,8 +6,8 @@ import time
 
 from streamlit.testing.v1 import AppTest
 
-from core import jobs
-from core.runs import RunStore
+from core.runs import jobs
+from core.runs.store import RunStore
 
 
 def _train_page(dataset: str | None = None) -> None:

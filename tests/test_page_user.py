@@ -8,10 +8,10 @@ import re
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import views as V
-from core.explain import explain
-from core.pipeline import load_run
-from core.runs import RunStore
+from core.explain.explainer import explain
+from core.runs.pipeline import load_run
+from core.runs.store import RunStore
+from dashboard import views as V
 from tests import workspace_runs
 from tests.test_page_compare import _values
 

@@ -1,4 +1,4 @@
-"""core.profile on a five-row dataset whose every number is computed by hand below."""
+"""core.data.profile on a five-row dataset whose every number is computed by hand below."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import profile
-from core.dataset import Dataset
+from core.data import profile
+from core.data.dataset import Dataset
 
 DAY = 86_400
 T0 = 1_699_920_000  # 2023-11-14 00:00:00 UTC

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from core.dataset import Dataset
+from core.data.dataset import Dataset
+from core.data.split import Split, split
 from core.errors import NotFittedError, ParameterError
-from core.evaluate import evaluate
+from core.eval.evaluate import evaluate
 from core.models import Recommender, available, make_model, model_class
-from core.split import Split, split
 
 MODELS = available()
 #: neural models train briefly here; the suite checks behaviour, not peak accuracy

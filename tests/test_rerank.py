@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from core.data.split import split
 from core.errors import ParameterError
-from core.evaluate import evaluate
-from core.models import make_model
-from core.pipeline import LoadedRun
-from core.rerank import (
+from core.eval.evaluate import evaluate
+from core.eval.rerank import (
     ItemSimilarity,
     item_similarity,
     recommend_reranked,
@@ -18,7 +17,8 @@ from core.rerank import (
     rerank_candidates,
     tradeoff_curve,
 )
-from core.split import split
+from core.models import make_model
+from core.runs.pipeline import LoadedRun
 
 CATS = ItemSimilarity("categories", categories=torch.tensor([0, 0, 1, 1, 2]))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.runs import RunStore
+from core.runs.store import RunStore
 from core.storage import read_json, write_json
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from core.errors import ParameterError
-from core.significance import bootstrap_mean_ci, compare_per_user, paired_compare
+from core.eval.significance import bootstrap_mean_ci, compare_per_user, paired_compare
 
 
 def test_identical_inputs_give_zero_difference_and_p_one():

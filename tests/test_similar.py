@@ -10,13 +10,13 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from core import similar
-from core.dataset import Dataset
-from core.embedding_map import embedding_map, item_facts, main_scenario, project_2d
+from core.data.dataset import Dataset
 from core.errors import RecScopeError
-from core.index import ItemIndex
-from core.pipeline import LoadedRun, load_run, new_run, train_run
-from core.runs import RunStore
+from core.retrieval import similar
+from core.retrieval.embedding_map import embedding_map, item_facts, main_scenario, project_2d
+from core.retrieval.index import ItemIndex
+from core.runs.pipeline import LoadedRun, load_run, new_run, train_run
+from core.runs.store import RunStore
 
 
 class _Stub:

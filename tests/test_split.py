@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from core.dataset import Dataset
+from core.data.dataset import Dataset
+from core.data.split import split
 from core.errors import ParameterError
-from core.split import split
 
 
 def _dataset(sizes: dict[str, int]) -> Dataset:

@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from core.data.split import split
+from core.data.synth import SCENARIOS, SPAN_S, START_TS, generate
+from core.data.synth_vocab import CATEGORIES
 from core.errors import ParameterError
-from core.split import split
-from core.synth import SCENARIOS, SPAN_S, START_TS, generate
-from core.synth_vocab import CATEGORIES
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 

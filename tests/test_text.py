@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import text
-from core.dataset import Dataset
+from core.data import text
+from core.data.dataset import Dataset
 from core.errors import RecScopeError
-from core.index import ItemIndex
+from core.retrieval.index import ItemIndex
 
 TITLES = [
     "Dune Part One",

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from core.dataset import Interactions
+from core.data.dataset import Interactions
+from core.data.split import split
 from core.errors import CancelledError
-from core.evaluate import ranking_metric
+from core.eval.evaluate import ranking_metric
 from core.models.bpr import BPRMF
-from core.split import split
 from core.train import known_keys, sample_negatives
 
 

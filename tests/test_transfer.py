@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from core import schema as S
-from core.dataset import Dataset
+from core.data import schema as S
+from core.data.dataset import Dataset
 from core.errors import ParameterError, RecScopeError
-from core.transfer import profile_similarity, transfer_experiment, transfer_report
+from core.scenarios.transfer import profile_similarity, transfer_experiment, transfer_report
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""core.views: the sentences and user tables of the Compare and User pages, by hand."""
+"""dashboard.views: the sentences and user tables of the Compare and User pages, by hand."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import views as V
-from core.dataset import Dataset
+from core.data.dataset import Dataset
+from core.data.split import split
 from core.errors import ParameterError
 from core.models import make_model
-from core.pipeline import LoadedRun
-from core.split import split
+from core.runs.pipeline import LoadedRun
+from dashboard import views as V
 
 T0 = 1_700_000_000  # Unix seconds
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.dataset import Dataset
-from core.pipeline import new_run, train_run
-from core.runs import RunStore
+from core.data.dataset import Dataset
+from core.runs.pipeline import new_run, train_run
+from core.runs.store import RunStore
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 N_USERS = 250

@@ -12,8 +12,8 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from core import schema as S
-from core.dataset import Dataset, Interactions, datasets_dir
+from core.data import schema as S
+from core.data.dataset import Dataset, Interactions, datasets_dir
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,8 @@ def text_matrix(dataset: Dataset | None, device: str | None = None) -> np.ndarra
     Read through the workspace cache when the dataset is stored there (RECSCOPE_HOME);
     an in-memory dataset is embedded directly.
     """
-    from core import text
-    from core.runs import workspace_home
+    from core.data import text
+    from core.runs.store import workspace_home
 
     if dataset is None or not text.has_item_text(dataset):
         return None

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from core.dataset import Interactions
+from core.data.dataset import Interactions
 from core.device import seed_everything
 from core.models.base import ProgressFn, RecommenderBase, check_non_negative, check_positive
 from core.train import CancelFlag, TrainConfig, TrainResult, run_training

@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from core.dataset import Interactions
+from core.data.dataset import Interactions
 from core.device import pick_device
 from core.errors import NotFittedError, ParameterError, RecScopeError
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.dataset import Interactions
+from core.data.dataset import Interactions
 from core.models._neural import LOOP_HELP, NeuralRecommender
 from core.models.base import check_non_negative, check_positive
 from core.train import bpr_loss, known_keys, pair_tensors, sample_negatives
@@ -105,7 +105,7 @@ class BPRMF(NeuralRecommender):
         least-squares user vector fitted to S's item vectors (`explain_features.ridge_fold_in`)
         and H the current history, so the full history gives the trained score exactly.
         """
-        from core.explain_features import current_history, ridge_fold_in
+        from core.explain.features import current_history, ridge_fold_in
 
         items = self._items_or_all(item_codes)
         vectors = self.net_.items.weight.detach()  # (I, d)

@@ -26,9 +26,9 @@ from typing import ClassVar
 
 import torch
 
-from core.dataset import Interactions
+from core.data.dataset import Interactions
 from core.errors import ParameterError, RecScopeError
-from core.evaluate import ranking_metric
+from core.eval.evaluate import ranking_metric
 from core.models.base import ProgressEvent, ProgressFn, check_positive
 from core.models.itemknn import ItemItemModel
 

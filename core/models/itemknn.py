@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from core.dataset import Interactions
+from core.data.dataset import Interactions
 from core.errors import UnknownIdError
 from core.models.base import (
     ProgressFn,
@@ -84,7 +84,7 @@ class ItemItemModel(RecommenderBase):
 
         Exact and additive (the explainer's oracle); the user code only validates.
         """
-        from core.explain_features import history_matrix
+        from core.explain.features import history_matrix
 
         self._check_fitted()
         check_codes(as_codes(user_code), self.n_users_, "user")

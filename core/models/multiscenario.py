@@ -50,8 +50,8 @@ import torch.nn.functional as F
 from scipy.sparse.linalg import svds
 from torch import nn
 
-from core import schema as S
-from core.dataset import Interactions
+from core.data import schema as S
+from core.data.dataset import Interactions
 from core.errors import ParameterError
 from core.models._features import history_scenarios, pair_scenarios
 from core.models._neural import LOOP_HELP, NeuralRecommender
@@ -323,7 +323,7 @@ class MultiScenario(NeuralRecommender):
         recent one unless `context` masks it (then: the mean over scenarios). The full
         history with the scenario present gives exactly `score`.
         """
-        from core.explain_features import history_matrix
+        from core.explain.features import history_matrix
 
         self._check_fitted()
         self._context()

@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from core import schema as S
-from core.dataset import Interactions
+from core.data import schema as S
+from core.data.dataset import Interactions
 from core.errors import RecScopeError
 from core.models.base import ProgressFn, RecommenderBase, as_codes, check_non_negative
 from core.models.itemknn import check_codes

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core import schema as S
-from core.dataset import Interactions
+from core.data import schema as S
+from core.data.dataset import Interactions
 from core.errors import ParameterError
 from core.models._neural import LOOP_HELP, NeuralRecommender
 from core.models.base import check_non_negative, check_positive

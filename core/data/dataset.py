@@ -1,0 +1,313 @@
+"""`Dataset`: interactions as integer codes plus item/user tables and the id<->code maps.
+
+Models only ever see codes; the dataset owns the maps and the unknown-id rule (an id that
+is not in the data raises `UnknownIdError` naming it).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+from core.data import schema as S
+from core.errors import RecScopeError, UnknownIdError
+from core.storage import atomic_dir, read_json, write_json
+
+FORMAT_VERSION = 1
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass
+class Dataset:
+    """A whole data set, ready for splitting and training.
+
+    `interactions` columns: user_code, item_code (int32), timestamp (int64; row order when
+    the file had none), optional rating (float32) and scenario_code (int16).
+    `items` / `users` are indexed by code and always hold `item_id` / `user_id`.
+    """
+
+    name: str
+    interactions: pd.DataFrame
+    items: pd.DataFrame
+    users: pd.DataFrame
+    scenarios: list[str] = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.users)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    @property
+    def has_ratings(self) -> bool:
+        return S.RATING in self.interactions.columns
+
+    @property
+    def has_timestamps(self) -> bool:
+        return bool(self.info.get("has_timestamp", True))
+
+    @property
+    def has_scenarios(self) -> bool:
+        return S.SCENARIO_CODE in self.interactions.columns and len(self.scenarios) > 0
+
+    @property
+    def user_ids(self) -> np.ndarray:
+        return self.users[S.USER_ID].to_numpy(dtype=object)
+
+    @property
+    def item_ids(self) -> np.ndarray:
+        return self.items[S.ITEM_ID].to_numpy(dtype=object)
+
+    def item_titles(self) -> np.ndarray:
+        """Readable item names (the title when there is one, else the id)."""
+        if S.TITLE in self.items.columns:
+            titles = self.items[S.TITLE].astype(object)
+            return titles.where(titles.notna(), self.items[S.ITEM_ID]).astype(str).to_numpy()
+        return self.items[S.ITEM_ID].astype(str).to_numpy()
+
+    def user_codes(self, ids) -> np.ndarray:
+        return _lookup(self.users[S.USER_ID], ids, "user", self.name)
+
+    def item_codes(self, ids) -> np.ndarray:
+        return _lookup(self.items[S.ITEM_ID], ids, "item", self.name)
+
+    def all(self) -> Interactions:
+        """Every interaction, as the view models train on."""
+        return Interactions(self.interactions, self.n_users, self.n_items, self)
+
+    @classmethod
+    def from_frames(
+        cls,
+        name: str,
+        interactions: pd.DataFrame,
+        items: pd.DataFrame | None = None,
+        users: pd.DataFrame | None = None,
+        info: dict | None = None,
+    ) -> Dataset:
+        """Build codes from canonical frames (user_id, item_id, [timestamp, rating, scenario]).
+
+        Items listed only in the item table still get a code (cold items); the same for users.
+        """
+        check_name(name)
+        info = dict(info or {})
+        frame = interactions.reset_index(drop=True)
+        # factorize once per column, then match only the (few) unique ids to the side
+        # tables: far cheaper than converting every row's id to a Python string
+        user_rows, user_ids = _factorize(frame[S.USER_ID])
+        item_rows, item_ids = _factorize(frame[S.ITEM_ID])
+        items = _side_table(items, S.ITEM_ID, item_ids)
+        users = _side_table(users, S.USER_ID, user_ids)
+        codes = pd.DataFrame(
+            {
+                S.USER: _codes(user_ids, users[S.USER_ID])[user_rows].astype(np.int32),
+                S.ITEM: _codes(item_ids, items[S.ITEM_ID])[item_rows].astype(np.int32),
+            }
+        )
+        has_time = S.TIMESTAMP in frame.columns
+        info["has_timestamp"] = has_time
+        if has_time:
+            codes[S.TIMESTAMP] = frame[S.TIMESTAMP].to_numpy(dtype=np.int64)
+        else:
+            codes[S.TIMESTAMP] = np.arange(len(frame), dtype=np.int64)
+        if S.RATING in frame.columns:
+            codes[S.RATING] = frame[S.RATING].to_numpy(dtype=np.float32)
+        scenarios: list[str] = []
+        if S.SCENARIO in frame.columns:
+            scen_rows, scen_ids = _factorize(frame[S.SCENARIO])
+            scenarios = sorted(scen_ids.tolist())
+            codes[S.SCENARIO_CODE] = _codes(scen_ids, pd.Series(scenarios))[scen_rows].astype(
+                np.int16
+            )
+        return cls(name, codes, items, users, scenarios, info)
+
+    def save(self, home: Path) -> Path:
+        """Write to `home/datasets/<name>/` atomically (Parquet + dataset.json)."""
+        target = datasets_dir(home) / self.name
+        with atomic_dir(target) as tmp:
+            self.interactions.to_parquet(tmp / "interactions.parquet", index=False)
+            self.items.to_parquet(tmp / "items.parquet", index=False)
+            self.users.to_parquet(tmp / "users.parquet", index=False)
+            meta = {
+                "format_version": FORMAT_VERSION,
+                "name": self.name,
+                "n_users": self.n_users,
+                "n_items": self.n_items,
+                "n_interactions": len(self.interactions),
+                "scenarios": self.scenarios,
+                "info": self.info,
+            }
+            write_json(tmp / "dataset.json", meta)
+        return target
+
+    @classmethod
+    def load(cls, home: Path, name: str) -> Dataset:
+        folder = datasets_dir(home) / name
+        if not (folder / "dataset.json").exists():
+            known = ", ".join(list_datasets(home)) or "none yet"
+            raise RecScopeError(
+                f"There is no dataset named '{name}' (known: {known}); ingest one first."
+            )
+        meta = read_json(folder / "dataset.json")
+        return cls(
+            name=meta["name"],
+            interactions=pd.read_parquet(folder / "interactions.parquet"),
+            items=pd.read_parquet(folder / "items.parquet"),
+            users=pd.read_parquet(folder / "users.parquet"),
+            scenarios=list(meta.get("scenarios", [])),
+            info=dict(meta.get("info", {})),
+        )
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """A slice of a dataset's interactions (a split part) with the catalogue size.
+
+    `frame` has the columns of `Dataset.interactions`. `dataset` gives side information
+    (item text, attributes, scenarios) to the models that use it.
+    """
+
+    frame: pd.DataFrame
+    n_users: int
+    n_items: int
+    dataset: Dataset | None = None
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def users(self) -> np.ndarray:
+        return self.frame[S.USER].to_numpy()
+
+    @property
+    def items(self) -> np.ndarray:
+        return self.frame[S.ITEM].to_numpy()
+
+    def csr(self, values: str | None = None) -> sp.csr_matrix:
+        """User x item matrix (n_users, n_items); 1.0 per pair unless `values` names a column."""
+        data = (
+            np.ones(len(self.frame), dtype=np.float32)
+            if values is None
+            else self.frame[values].to_numpy(dtype=np.float32)
+        )
+        mat = sp.csr_matrix(
+            (data, (self.users, self.items)), shape=(self.n_users, self.n_items), dtype=np.float32
+        )
+        if values is None:
+            mat.data[:] = 1.0  # duplicates summed by scipy -> back to binary
+        return mat
+
+    def torch_csr(self, device: torch.device) -> torch.Tensor:
+        """Binary user x item matrix as a torch sparse CSR tensor on `device`."""
+        mat = self.csr()
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(mat.indptr.astype(np.int64)),
+            torch.from_numpy(mat.indices.astype(np.int64)),
+            torch.from_numpy(mat.data),
+            size=mat.shape,
+        ).to(device)
+
+    def sequences(self, max_len: int) -> np.ndarray:
+        """Each user's most recent `max_len` items in time order, left-padded with -1.
+
+        Shape (n_users, max_len); users without interactions are all -1.
+        """
+        frame = self.frame.sort_values([S.USER, S.TIMESTAMP], kind="stable")
+        users = frame[S.USER].to_numpy()
+        items = frame[S.ITEM].to_numpy()
+        out = np.full((self.n_users, max_len), -1, dtype=np.int64)
+        if len(frame) == 0:
+            return out
+        starts = np.r_[0, np.flatnonzero(np.diff(users)) + 1]
+        counts = np.diff(np.r_[starts, len(users)])
+        # position of each row counted from the end of its user's run (0 = most recent)
+        from_end = np.repeat(starts + counts, counts) - np.arange(len(users)) - 1
+        keep = from_end < max_len
+        out[users[keep], max_len - 1 - from_end[keep]] = items[keep]
+        return out
+
+    def concat(self, other: Interactions) -> Interactions:
+        frame = pd.concat([self.frame, other.frame], ignore_index=True)
+        return Interactions(frame, self.n_users, self.n_items, self.dataset or other.dataset)
+
+
+def datasets_dir(home: Path) -> Path:
+    return Path(home) / "datasets"
+
+
+def list_datasets(home: Path) -> list[str]:
+    folder = datasets_dir(home)
+    if not folder.exists():
+        return []
+    return sorted(p.name for p in folder.iterdir() if (p / "dataset.json").exists())
+
+
+def dataset_summary(home: Path, name: str) -> dict:
+    """The small JSON record of a stored dataset, without loading its tables."""
+    return read_json(datasets_dir(home) / name / "dataset.json")
+
+
+def check_name(name: str) -> str:
+    if not _NAME_RE.match(name or ""):
+        raise RecScopeError(
+            f"The name '{name}' cannot be used for a dataset; use 1-64 letters, digits, "
+            "'_', '-' or '.', starting with a letter or digit."
+        )
+    return name
+
+
+def _as_str(column: pd.Series) -> pd.Series:
+    """Ids as strings; floats that are whole numbers lose their '.0' (3.0 -> '3')."""
+    if pd.api.types.is_float_dtype(column):
+        whole = column.dropna()
+        if len(whole) and (whole == np.floor(whole)).all():
+            return column.astype("Int64").astype(str).astype(object)
+    return column.astype(str).astype(object)
+
+
+def _factorize(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Row codes into the column's unique values, and those values as id strings."""
+    rows, uniques = pd.factorize(column, sort=False)
+    assert (rows >= 0).all(), "missing ids are dropped at ingest"
+    return rows, _as_str(pd.Series(uniques)).to_numpy(dtype=object)
+
+
+def _side_table(table: pd.DataFrame | None, key: str, seen_ids: np.ndarray) -> pd.DataFrame:
+    """Side table indexed by code: ids in the table first, then ids seen only in interactions."""
+    if table is None or len(table) == 0:
+        table = pd.DataFrame({key: pd.Series([], dtype=object)})
+    table = table.copy()
+    table[key] = _as_str(table[key])
+    table = table.drop_duplicates(key, keep="first")
+    missing = pd.Index(seen_ids).difference(pd.Index(table[key]), sort=False)
+    if len(missing):
+        table = pd.concat([table, pd.DataFrame({key: np.asarray(missing, dtype=object)})])
+    return table.reset_index(drop=True)
+
+
+def _codes(values: np.ndarray, vocabulary: pd.Series) -> np.ndarray:
+    index = pd.Index(vocabulary.to_numpy(dtype=object))
+    codes = index.get_indexer(values)
+    assert (codes >= 0).all(), "every id must be in its vocabulary"
+    return codes
+
+
+def _lookup(vocabulary: pd.Series, ids, kind: str, dataset: str) -> np.ndarray:
+    index = pd.Index(vocabulary.astype(str).to_numpy(dtype=object))
+    wanted = np.atleast_1d(np.asarray(ids, dtype=object)).astype(str)
+    codes = index.get_indexer(wanted)
+    if (codes < 0).any():
+        bad = wanted[codes < 0][0]
+        raise UnknownIdError(
+            f"The {kind} id '{bad}' is not in dataset '{dataset}'; use an id as it appears "
+            "in the uploaded file."
+        )
+    return codes.astype(np.int64)

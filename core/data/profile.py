@@ -1,0 +1,243 @@
+"""Data profile of a dataset: the tables behind the Data page's charts, in plain pandas.
+
+Everything here is a pure function of a `Dataset` (no Streamlit, no plotting), so every
+number an analyst sees on the Data page is tested here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from core.data import schema as S
+from core.data.dataset import Dataset
+
+# Unix-time ranges used to tell seconds from milliseconds (years ~1973..2286).
+_SECONDS = (1e8, 1e10)
+_MILLIS = (1e11, 1e13)
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Headline sizes. `sparsity` = 1 - distinct (user, item) pairs / (users x items)."""
+
+    users: int
+    items: int
+    interactions: int
+    pairs: int
+    sparsity: float
+    active_users: int
+    active_items: int
+
+
+def counts(ds: Dataset) -> Counts:
+    """Users/items in the catalogue, interactions, distinct pairs and sparsity."""
+    frame = ds.interactions
+    pairs = int(len(frame[[S.USER, S.ITEM]].drop_duplicates()))
+    cells = ds.n_users * ds.n_items
+    return Counts(
+        users=ds.n_users,
+        items=ds.n_items,
+        interactions=len(frame),
+        pairs=pairs,
+        sparsity=1.0 - pairs / cells if cells else 1.0,
+        active_users=int(frame[S.USER].nunique()),
+        active_items=int(frame[S.ITEM].nunique()),
+    )
+
+
+def activity(ds: Dataset, by: str = "user") -> pd.DataFrame:
+    """Interactions per user (or item), most active first, zeros included.
+
+    Columns: code, id, interactions, rank (1 = most active), cum_share (share of all
+    interactions held by this entity and every more active one). The long tail reads off
+    `cum_share`: e.g. the share of interactions held by the top 20% of items.
+    """
+    if by not in ("user", "item"):
+        raise ValueError(f"by must be 'user' or 'item', got {by!r}")
+    code_col, table, id_col = (
+        (S.USER, ds.users, S.USER_ID) if by == "user" else (S.ITEM, ds.items, S.ITEM_ID)
+    )
+    n = len(table)
+    per = np.bincount(ds.interactions[code_col].to_numpy(), minlength=n)  # (n,)
+    order = np.argsort(-per, kind="stable")
+    total = per.sum()
+    out = pd.DataFrame(
+        {
+            "code": order,
+            "id": table[id_col].to_numpy(dtype=object)[order],
+            "interactions": per[order],
+            "rank": np.arange(1, n + 1),
+        }
+    )
+    out["cum_share"] = out["interactions"].cumsum() / total if total else 0.0
+    return out
+
+
+def top_share(table: pd.DataFrame, fraction: float) -> float:
+    """Share of interactions held by the top `fraction` of an `activity` table (0 if empty)."""
+    if len(table) == 0:
+        return 0.0
+    k = max(1, int(np.ceil(len(table) * fraction)))
+    return float(table["cum_share"].iloc[k - 1])
+
+
+def rating_distribution(ds: Dataset) -> pd.DataFrame | None:
+    """Rows per distinct rating value (columns rating, interactions); None without ratings."""
+    if not ds.has_ratings:
+        return None
+    values = ds.interactions[S.RATING]
+    out = values.value_counts().sort_index().rename_axis("rating").reset_index(name="count")
+    return out.rename(columns={"count": "interactions"})
+
+
+def time_values(ds: Dataset) -> pd.Series | None:
+    """Timestamps as datetimes when they look like Unix seconds or milliseconds.
+
+    Returns None when the data has no timestamps or they are plain sequence numbers
+    (then time can only be shown as order, see `activity_over_time`).
+    """
+    if not ds.has_timestamps or len(ds.interactions) == 0:
+        return None
+    ts = ds.interactions[S.TIMESTAMP]
+    lo, hi = float(ts.min()), float(ts.max())
+    for unit, (low, high) in (("s", _SECONDS), ("ms", _MILLIS)):
+        if low <= lo and hi <= high:
+            return pd.to_datetime(ts, unit=unit)
+    return None
+
+
+def activity_over_time(ds: Dataset, bins: int = 40) -> pd.DataFrame | None:
+    """Interactions and distinct active users per period; None without timestamps.
+
+    Columns: period, interactions, active_users. `period` is a datetime (the start of a
+    day, week or month, picked from the time span) when timestamps are Unix time, else the
+    first sequence number of one of `bins` equal-width bins.
+    """
+    if not ds.has_timestamps or len(ds.interactions) == 0:
+        return None
+    users = ds.interactions[S.USER]
+    when = time_values(ds)
+    if when is not None:
+        days = (when.max() - when.min()).days
+        freq = "M" if days > 730 else "W" if days > 90 else "D"  # month, week or day
+        key = when.dt.to_period(freq).dt.start_time
+    else:
+        ts = ds.interactions[S.TIMESTAMP].to_numpy()
+        edges = np.linspace(ts.min(), ts.max() + 1, bins + 1)
+        key = pd.Series(edges[np.searchsorted(edges, ts, side="right") - 1].astype(np.int64))
+    grouped = pd.DataFrame({"period": key.to_numpy(), "user": users.to_numpy()}).groupby(
+        "period", sort=True
+    )["user"]
+    return pd.DataFrame(
+        {"interactions": grouped.size(), "active_users": grouped.nunique()}
+    ).reset_index()
+
+
+def scenario_users(ds: Dataset) -> pd.DataFrame | None:
+    """How many users are active in exactly 1, 2, ... scenarios; None without scenarios.
+
+    Columns: scenarios (count of distinct scenarios), users.
+    """
+    if not ds.has_scenarios:
+        return None
+    per_user = ds.interactions.groupby(S.USER)[S.SCENARIO_CODE].nunique()
+    out = per_user.value_counts().sort_index()
+    full = out.reindex(range(1, len(ds.scenarios) + 1), fill_value=0)
+    return full.rename_axis("scenarios").reset_index(name="users")
+
+
+def scenario_overlap(ds: Dataset) -> pd.DataFrame | None:
+    """Scenario x scenario matrix of users active in both (diagonal: users in that one).
+
+    Index and columns are the scenario names; None without scenarios.
+    """
+    if not ds.has_scenarios:
+        return None
+    pairs = ds.interactions[[S.USER, S.SCENARIO_CODE]].drop_duplicates()
+    n_sc = len(ds.scenarios)
+    member = np.zeros((ds.n_users, n_sc), dtype=np.int64)  # (n_users, n_scenarios)
+    member[pairs[S.USER].to_numpy(), pairs[S.SCENARIO_CODE].to_numpy()] = 1
+    both = member.T @ member  # (n_scenarios, n_scenarios)
+    return pd.DataFrame(both, index=ds.scenarios, columns=ds.scenarios)
+
+
+def scenario_sizes(ds: Dataset) -> pd.DataFrame | None:
+    """Interactions, users and items per scenario; None without scenarios."""
+    if not ds.has_scenarios:
+        return None
+    grouped = ds.interactions.groupby(S.SCENARIO_CODE)
+    out = pd.DataFrame(
+        {
+            "interactions": grouped.size(),
+            "users": grouped[S.USER].nunique(),
+            "items": grouped[S.ITEM].nunique(),
+        }
+    ).reindex(range(len(ds.scenarios)), fill_value=0)
+    out.insert(0, "scenario", ds.scenarios)
+    return out.reset_index(drop=True)
+
+
+def top_items(ds: Dataset, n: int = 20) -> pd.DataFrame:
+    """The `n` items with the most interactions, with title (and category when known).
+
+    Columns: item_id, title, [category], interactions, users. Ties keep catalogue order.
+    """
+    frame = ds.interactions
+    per = np.bincount(frame[S.ITEM].to_numpy(), minlength=ds.n_items)  # (n_items,)
+    order = np.argsort(-per, kind="stable")[: min(n, ds.n_items)]
+    users = frame.drop_duplicates([S.USER, S.ITEM]).groupby(S.ITEM).size()
+    out = pd.DataFrame(
+        {
+            "item_id": ds.items[S.ITEM_ID].to_numpy(dtype=object)[order],
+            "title": ds.item_titles()[order],
+        }
+    )
+    if S.CATEGORY in ds.items.columns:
+        out["category"] = ds.items[S.CATEGORY].astype(object).to_numpy()[order]
+    out["interactions"] = per[order]
+    out["users"] = users.reindex(order, fill_value=0).to_numpy()
+    return out
+
+
+# --- the workspace's runs -------------------------------------------------------------------
+
+HEADLINE = ("ndcg@10", "recall@10", "hit@10")
+RUN_COLUMNS = ("run", "model", "dataset", "split", "status", "created", "fit_s", *HEADLINE)
+
+
+def runs_table(records: list[dict], metrics: tuple[str, ...] = HEADLINE) -> pd.DataFrame:
+    """One row per run record: who/what/when, fit seconds and the test `metrics`.
+
+    Missing values (a run still queued, a failed run) are NaN/None, never an error, so a
+    half-written workspace still lists. Row order follows `records`.
+    """
+    rows = []
+    for rec in records:
+        test = (rec.get("metrics") or {}).get("test") or {}
+        row = {
+            "run": rec.get("run_id"),
+            "model": rec.get("model"),
+            "dataset": rec.get("dataset"),
+            "split": rec.get("split"),
+            "status": rec.get("status"),
+            "created": pd.to_datetime(rec.get("created_at"), utc=True, errors="coerce"),
+            "fit_s": _number((rec.get("timings") or {}).get("fit_s")),
+        }
+        row.update({m: _number(test.get(m)) for m in metrics})
+        rows.append(row)
+    columns = [*RUN_COLUMNS[:7], *metrics]
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["created"] = pd.to_datetime(frame["created"], utc=True)
+    for col in ("fit_s", *metrics):
+        frame[col] = frame[col].astype(float)
+    return frame
+
+
+def _number(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")

@@ -1,0 +1,270 @@
+"""The readable features of an explanation, and the fold-in helpers models use to score them.
+
+A SHAP feature is something that can be present or masked:
+
+- one feature per distinct item among the user's `max_history` most recent distinct items
+  (masking it removes every interaction with that item from the history the model sees);
+- one grouped feature for all older items, when the user has more than that;
+- context features a model declares with `explain_context(user_code, item_code)` (user and
+  item attributes, scenario), each replaced by its baseline value when masked.
+
+`HistoryFeatures.histories(masks)` turns SHAP's (N, M) 0/1 coalition rows into the item
+lists (time order, repeats kept) that `score_histories` receives.
+
+The fold-in helpers (`history_matrix`, `ridge_fold_in`, `current_history`) are what the
+factorisation models' `score_histories` use to re-estimate a user vector from a history;
+they live here, beside the features they serve, and are imported lazily by the models.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from core.data import schema as S
+from core.data.dataset import Dataset, Interactions
+
+#: SHAP feature kinds, in the order tables list them
+KINDS = ("history", "user", "item", "scenario")
+#: verbs by keyword in a scenario name ("video_feed" -> watched); first match wins
+_VERBS = (
+    (re.compile(r"video|movie|film|watch|tv|stream|show", re.I), "watched"),
+    (re.compile(r"music|song|podcast|audio|listen", re.I), "listened to"),
+    (re.compile(r"article|news|book|read|blog|post", re.I), "read"),
+    (re.compile(r"shop|store|buy|mall|market|commerce|retail|cart|order", re.I), "bought"),
+)
+_NEUTRAL_VERB = "interacted with"
+#: timestamps above this look like Unix seconds (after 1973), so ages are shown as durations
+_UNIX_SECONDS_MIN = 100_000_000
+
+
+@dataclass(frozen=True)
+class ContextFeature:
+    """A model-declared feature: its value when present and the baseline that masks it."""
+
+    name: str
+    kind: str
+    present: object
+    baseline: object
+
+
+@dataclass
+class HistoryFeatures:
+    """The explainable features of one (user, item) pair.
+
+    events: (E,) item codes of the user's known history in time order (repeats kept);
+    event_feature: (E,) index of the feature each event belongs to;
+    table: one row per feature (feature, kind, label, item_code, position), features in
+    column order of SHAP's mask rows; context: model-declared features (after history).
+    """
+
+    user_code: int
+    events: np.ndarray
+    event_feature: np.ndarray
+    table: pd.DataFrame
+    context: list[ContextFeature]
+
+    @property
+    def n_history(self) -> int:
+        """Number of history features (per-item ones plus the grouped older feature)."""
+        return len(self.table) - len(self.context)
+
+    def histories(self, masks: np.ndarray) -> list[np.ndarray]:
+        """Item lists (time order) for coalition rows `masks` (N, M): 1 = present."""
+        keep = np.asarray(masks)[:, self.event_feature] > 0.5  # (N, E)
+        return [self.events[row] for row in keep]
+
+    def context_rows(self, masks: np.ndarray) -> list[dict[str, object]]:
+        """Context values per coalition row: present value where 1, baseline where 0."""
+        cols = np.asarray(masks)[:, self.n_history :] > 0.5  # (N, C)
+        return [
+            {
+                f.name: (f.present if on else f.baseline)
+                for f, on in zip(self.context, row, strict=True)
+            }
+            for row in cols
+        ]
+
+
+def build_features(
+    dataset: Dataset,
+    known: Interactions,
+    user_code: int,
+    max_history: int,
+    context: list[tuple] | None = None,
+) -> HistoryFeatures:
+    """Features for `user_code`: recent distinct history items, older group, model context."""
+    frame = known.frame
+    rows = frame[frame[S.USER].to_numpy() == int(user_code)]
+    rows = rows.sort_values(S.TIMESTAMP, kind="stable")  # same order as Interactions.sequences
+    events = rows[S.ITEM].to_numpy(dtype=np.int64)
+    times = rows[S.TIMESTAMP].to_numpy(dtype=np.int64)
+    scen = rows[S.SCENARIO_CODE].to_numpy() if S.SCENARIO_CODE in rows.columns else None
+    # distinct items, most recent last occurrence first
+    last_pos = pd.Series(np.arange(len(events))).groupby(events).max()
+    order = last_pos.sort_values(ascending=False)
+    recent = order.index.to_numpy(dtype=np.int64)[: int(max_history)]
+    feature_of_item = {int(item): pos for pos, item in enumerate(recent)}
+    n_recent = len(recent)
+    has_older = len(order) > n_recent
+    event_feature = np.array([feature_of_item.get(int(i), n_recent) for i in events], np.int64)
+    titles = dataset.item_titles()
+    ids = dataset.item_ids
+    latest = int(times[-1]) if len(times) else 0
+    clock = _clock(latest) if dataset.has_timestamps else None
+    records = []
+    for pos, item in enumerate(recent):
+        at = int(last_pos[item])
+        verb = _verb(dataset, None if scen is None else int(scen[at]))
+        when = _age(latest - int(times[at]), len(events) - 1 - at, clock)
+        records.append(
+            {
+                "feature": f"history:{ids[item]}",
+                "kind": "history",
+                "label": f'{verb} "{titles[item]}" ({when})',
+                "item_code": int(item),
+                "position": pos,
+            }
+        )
+    if has_older:
+        n_old = len(order) - n_recent
+        records.append(
+            {
+                "feature": "history:older",
+                "kind": "history",
+                "label": f"{n_old} older item{'s' if n_old != 1 else ''} in the history",
+                "item_code": None,
+                "position": n_recent,
+            }
+        )
+    extra = [_context_feature(entry) for entry in (context or [])]
+    for feat in extra:
+        records.append(
+            {
+                "feature": feat.name,
+                "kind": feat.kind,
+                "label": _context_label(feat),
+                "item_code": None,
+                "position": None,
+            }
+        )
+    table = pd.DataFrame(records, columns=["feature", "kind", "label", "item_code", "position"])
+    for column in ("item_code", "position"):  # ints or None, not floats with NaN
+        table[column] = pd.Series([r[column] for r in records], dtype=object)
+    return HistoryFeatures(int(user_code), events, event_feature, table, extra)
+
+
+# -- fold-in helpers for the factorisation models' score_histories ---------------------------
+
+
+def history_matrix(
+    histories: list[np.ndarray], device: torch.device, dtype: torch.dtype = torch.float64
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(union (U,) item codes, x (N, U) 0/1): which of the union's items each history holds."""
+    lengths = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
+    flat = np.concatenate([np.asarray(h, dtype=np.int64) for h in histories] or [np.zeros(0)])
+    union, inverse = np.unique(flat.astype(np.int64), return_inverse=True)
+    x = torch.zeros((len(histories), max(1, len(union))), dtype=dtype, device=device)
+    rows = np.repeat(np.arange(len(histories)), lengths)
+    x[torch.from_numpy(rows).to(device), torch.from_numpy(inverse).to(device)] = 1.0
+    return torch.from_numpy(union).to(device), x[:, : len(union)]
+
+
+def ridge_fold_in(
+    item_vectors: torch.Tensor, histories: list[np.ndarray], reg: float | None = None
+) -> torch.Tensor:
+    """User vectors re-estimated from each history by ridge least squares, (N, d) float64.
+
+    u_S = argmin_u Σ_{i ∈ S} (1 − u·v_i)² + λ‖u‖² = (V_Sᵀ V_S + λI)⁻¹ V_Sᵀ 1: the vector
+    that scores the history's items as positives. λ defaults to the mean ‖v_i‖² over all
+    items (one average item's worth of shrinkage), so it follows the embeddings' scale.
+    An empty history gives u = 0.
+    """
+    v_all = item_vectors.detach().double()  # (I, d)
+    lam = float(v_all.pow(2).sum(1).mean()) if reg is None else float(reg)
+    lam = max(lam, 1e-8)
+    union, x = history_matrix(histories, v_all.device)  # (U,), (N, U)
+    d = v_all.shape[1]
+    if len(union) == 0:
+        return torch.zeros((len(histories), d), dtype=torch.float64, device=v_all.device)
+    v = v_all[union]  # (U, d)
+    # items present in exactly the same histories (e.g. the grouped older items) act as one
+    pattern, group = torch.unique(x.T, dim=0, return_inverse=True)  # (G, N), (U,)
+    x = pattern.T.contiguous()  # (N, G)
+    outer = torch.zeros((len(pattern), d * d), dtype=torch.float64, device=v.device)
+    outer.index_add_(0, group, (v[:, :, None] * v[:, None, :]).reshape(len(union), d * d))
+    v = torch.zeros((len(pattern), d), dtype=torch.float64, device=v.device).index_add_(
+        0, group, v
+    )  # (G, d): summed vectors of each group
+    eye = torch.eye(d, dtype=torch.float64, device=v.device)
+    out = []
+    for lo in range(0, len(histories), 512):
+        xb = x[lo : lo + 512]  # (n, U)
+        gram = (xb @ outer).view(-1, d, d) + lam * eye  # (n, d, d)
+        out.append(torch.linalg.solve(gram, xb @ v))  # (n, d)
+    return torch.cat(out)
+
+
+def current_history(model, user_code: int) -> np.ndarray:
+    """The distinct items of the model's current history for one user (codes, sorted)."""
+    return np.asarray(model.history_[int(user_code)].indices, dtype=np.int64)
+
+
+# -- labels ----------------------------------------------------------------------------------
+
+
+def verb_for(scenario: str | None) -> str:
+    """'watched' / 'read' / 'bought' / 'listened to' by scenario name; else neutral."""
+    if scenario:
+        for pattern, verb in _VERBS:
+            if pattern.search(scenario):
+                return verb
+    return _NEUTRAL_VERB
+
+
+def _verb(dataset: Dataset, scenario_code: int | None) -> str:
+    if scenario_code is None or not dataset.scenarios or scenario_code < 0:
+        return _NEUTRAL_VERB
+    return verb_for(dataset.scenarios[scenario_code])
+
+
+def _clock(latest: int) -> int | None:
+    """Timestamp units per second: 1 for Unix seconds, 1000 for milliseconds, else None."""
+    if latest >= 1000 * _UNIX_SECONDS_MIN * 10:
+        return 1000
+    return 1 if latest >= _UNIX_SECONDS_MIN else None
+
+
+def _age(delta: int, steps_back: int, clock: int | None) -> str:
+    """'latest', '3 days before', or '4 items before' when timestamps are not clock times."""
+    if steps_back == 0:
+        return "latest"
+    if clock is None or delta < 0:
+        return f"{steps_back} item{'s' if steps_back != 1 else ''} before"
+    seconds = delta // clock
+    for size, unit in ((86400 * 30, "month"), (86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= size:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''} before"
+    return "moments before"
+
+
+def _context_label(feat: ContextFeature) -> str:
+    """'scenario: shop', 'user age_band: 25-34', 'item category: Cooking'."""
+    column = feat.name.split(":", 1)[-1]
+    if feat.kind == "scenario":
+        return f"scenario: {feat.present}"
+    return f"{feat.kind} {column}: {feat.present}"
+
+
+def _context_feature(entry: tuple) -> ContextFeature:
+    """(name, present, baseline[, kind]) -> ContextFeature; kind from a 'user:'-style prefix."""
+    name, present, baseline = entry[0], entry[1], entry[2]
+    kind = entry[3] if len(entry) > 3 else str(name).split(":", 1)[0]
+    if kind not in KINDS[1:]:
+        kind = "user"
+    return ContextFeature(str(name), kind, present, baseline)

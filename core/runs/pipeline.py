@@ -1,0 +1,216 @@
+"""Train-and-evaluate a run end to end, and load a finished run back.
+
+The CLI (`recscope train`), background jobs and the benchmarks all go through
+`train_run`, so a run made anywhere has the same record, files and metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core import device as dev
+from core.data import schema as S
+from core.data.dataset import Dataset
+from core.data.split import Split, split
+from core.errors import CancelledError, RecScopeError
+from core.eval.evaluate import KS, EvalResult, evaluate
+from core.models import make_model, model_class
+from core.models.base import ProgressEvent, RecommenderBase
+from core.runs.store import RunStore, now_iso
+from core.storage import write_parquet
+
+log = logging.getLogger(__name__)
+
+RECS_K = 50  # recommendations kept per user in recs.parquet
+
+
+@dataclass
+class LoadedRun:
+    """A finished run back in memory: its record, data, split and fitted model."""
+
+    record: dict
+    dataset: Dataset
+    split: Split
+    model: RecommenderBase
+
+
+def model_params(
+    name: str, params: dict | None, *, epochs: int | None, device: str | None, seed: int
+) -> dict:
+    """User params plus the run-level options (epochs, device, seed) the model accepts."""
+    accepted = model_class(name).default_params()
+    merged = dict(params or {})
+    if epochs is not None and "epochs" in accepted:
+        merged["epochs"] = int(epochs)
+    if "device_choice" in accepted and device not in (None, "auto"):
+        merged["device_choice"] = device
+    if "seed" in accepted:
+        merged.setdefault("seed", seed)
+    return merged
+
+
+def new_run(
+    store: RunStore,
+    dataset: str,
+    model: str,
+    *,
+    split_method: str = "loo",
+    seed: int = 42,
+    device: str | None = None,
+    epochs: int | None = None,
+    params: dict | None = None,
+) -> str:
+    """Validate the request and create a queued run record; returns its id."""
+    Dataset.load(store.home, dataset)  # fails early and clearly on an unknown dataset
+    merged = model_params(model, params, epochs=epochs, device=device, seed=seed)
+    make_model(model, **merged)  # unknown or bad parameters fail before a run exists
+    return store.new_run(
+        {
+            "dataset": dataset,
+            "model": model,
+            "split": split_method,
+            "seed": seed,
+            "params": merged,
+            "device_request": device or "auto",
+        }
+    )
+
+
+def train_run(store: RunStore, run_id: str, progress: Callable[[dict], None] | None = None) -> dict:
+    """Fit, evaluate and save the queued run `run_id`; returns the finished record.
+
+    Status moves queued -> running -> finished | failed | cancelled; the record is
+    updated atomically at each step, so a reader always sees a whole record.
+    """
+    record = store.read(run_id)
+    store.update(run_id, status="running", started_at=now_iso())
+    try:
+        return _train(store, run_id, record, progress)
+    except CancelledError:
+        return store.update(run_id, status="cancelled", finished_at=now_iso())
+    except RecScopeError as err:
+        store.update(run_id, status="failed", error=str(err), finished_at=now_iso())
+        raise
+    except Exception as err:
+        log.exception("run %s failed", run_id)
+        message = f"Training failed with an unexpected {type(err).__name__}: {err}"
+        store.update(run_id, status="failed", error=message, finished_at=now_iso())
+        raise RecScopeError(message) from err
+
+
+def load_run(store: RunStore, run_id: str, device: str | None = None) -> LoadedRun:
+    """Load a finished run; the model's history is train+valid (what is known at test)."""
+    record = store.read(run_id)
+    if record.get("status") != "finished":
+        raise RecScopeError(
+            f"Run '{run_id}' is {record.get('status')}, not finished; only finished runs "
+            "can be used for recommendations."
+        )
+    dataset = Dataset.load(store.home, record["dataset"])
+    parts = split(dataset, record["split"], int(record["seed"]))
+    model = model_class(record["model"]).load(store.model_dir(run_id), device=device)
+    model.set_history(parts.known_for("test"))
+    return LoadedRun(record, dataset, parts, model)
+
+
+def recommendations_table(loaded: LoadedRun, user_codes: np.ndarray, k: int) -> pd.DataFrame:
+    """Top-k per user with ids, titles and scores (history = train+valid excluded)."""
+    items, scores = loaded.model.recommend(user_codes, k)
+    ds = loaded.dataset
+    titles = ds.item_titles()
+    return pd.DataFrame(
+        {
+            S.USER_ID: np.repeat(ds.user_ids[user_codes], items.shape[1]),
+            "rank": np.tile(np.arange(1, items.shape[1] + 1), len(user_codes)),
+            S.ITEM_ID: ds.item_ids[items.ravel()],
+            S.TITLE: titles[items.ravel()],
+            "score": scores.ravel().astype(np.float64),
+        }
+    )
+
+
+def _train(store: RunStore, run_id: str, record: dict, progress) -> dict:
+    dataset = Dataset.load(store.home, record["dataset"])
+    parts = split(dataset, record["split"], int(record["seed"]))
+    model = make_model(record["model"], **record.get("params", {}))
+    device = model._resolve_device()
+    dev.seed_everything(int(record["seed"]))
+    dev.reset_peak_memory(device)
+    store.update(run_id, device=dev.describe(device))
+
+    def on_progress(event: ProgressEvent) -> None:
+        data = event.to_dict()
+        store.append_progress(run_id, data)
+        if progress:
+            progress(data)
+
+    started = time.perf_counter()
+    model.fit(parts.train, parts.valid, progress=on_progress)
+    fit_s = time.perf_counter() - started
+    model.save(store.model_dir(run_id))
+
+    started = time.perf_counter()
+    valid = evaluate(model, parts, "valid", beyond=False)
+    test = evaluate(model, parts, "test")
+    eval_s = time.perf_counter() - started
+    _save_tables(store.folder(run_id), dataset, model, test)
+    return store.update(
+        run_id,
+        status="finished",
+        finished_at=now_iso(),
+        metrics={"valid": valid.metrics, "test": test.metrics},
+        excluded=test.excluded,
+        notes=test.notes,
+        n_skipped={"valid": valid.n_skipped, "test": test.n_skipped},
+        timings={"fit_s": round(fit_s, 3), "eval_s": round(eval_s, 3)},
+        peak_memory_mb=dev.peak_memory_mb(device),
+        sizes={
+            "n_users": dataset.n_users,
+            "n_items": dataset.n_items,
+            "train": len(parts.train),
+            "valid": len(parts.valid),
+            "test": len(parts.test),
+        },
+    )
+
+
+def _save_tables(folder: Path, dataset: Dataset, model, test: EvalResult) -> None:
+    """Per-user metrics, segments and top-K recommendations for every user."""
+    per_user = test.per_user.copy()
+    per_user.insert(0, S.USER_ID, dataset.user_ids[per_user[S.USER].to_numpy()])
+    write_parquet(folder / "per_user.parquet", per_user)
+    write_parquet(folder / "segments.parquet", test.segments)
+    users = np.arange(dataset.n_users)
+    chunks = []
+    for start in range(0, len(users), 2048):
+        batch = users[start : start + 2048]
+        items, scores = model.recommend(batch, min(RECS_K, dataset.n_items))
+        chunks.append(
+            pd.DataFrame(
+                {
+                    S.USER: np.repeat(batch, items.shape[1]).astype(np.int32),
+                    "rank": np.tile(np.arange(1, items.shape[1] + 1), len(batch)).astype(np.int16),
+                    S.ITEM: items.ravel().astype(np.int32),
+                    "score": scores.ravel().astype(np.float32),
+                }
+            )
+        )
+    write_parquet(folder / "recs.parquet", pd.concat(chunks, ignore_index=True))
+
+
+__all__ = [
+    "KS",
+    "LoadedRun",
+    "load_run",
+    "model_params",
+    "new_run",
+    "recommendations_table",
+    "train_run",
+]
