@@ -76,7 +76,7 @@ def _measure(name, device, dataset, parts, users, args) -> dict:
     defaults = model_class(name).default_params()
     if "device_choice" in defaults:
         params["device_choice"] = device
-    if model_class(name).neural and "epochs" in defaults:
+    if model_class(name).trains_with_loop and "epochs" in defaults:
         params["epochs"] = args.epochs
     start = time.perf_counter()
     model = make_model(name, **params).fit(parts.train, parts.valid)

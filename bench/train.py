@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
 def _run(name: str, parts, device: torch.device, args, extra: dict) -> dict:
     cls = model_class(name)
     params = dict(extra)
-    if cls.neural:
+    if cls.trains_with_loop:
         params.setdefault("device_choice", device.type)
         params.setdefault("seed", args.seed)
     model = make_model(name, **params)
@@ -78,7 +78,7 @@ def _run(name: str, parts, device: torch.device, args, extra: dict) -> dict:
     if device.type == "cuda":
         torch.cuda.synchronize()
     fit_s = time.perf_counter() - start
-    peak = D.peak_memory_mb(device) if cls.neural else None
+    peak = D.peak_memory_mb(device) if cls.trains_with_loop else None
     result = getattr(model, "train_result_", None)
     tick = time.perf_counter()
     metrics = evaluate(model, parts, part="test", ks=(10,), beyond=False).metrics
@@ -91,7 +91,7 @@ def _run(name: str, parts, device: torch.device, args, extra: dict) -> dict:
         "peak_gpu_mb": round(peak, 1) if peak is not None else None,
         "ndcg@10": round(float(metrics["ndcg@10"]), 4),
         "recall@10": round(float(metrics["recall@10"]), 4),
-        "device": device.type if cls.neural else "cpu",
+        "device": device.type if cls.trains_with_loop else "cpu",
         "params": {k: v for k, v in model.get_params().items() if k in extra},
     }
 

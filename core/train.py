@@ -9,7 +9,7 @@ A model hands the loop three things and the loop does the rest:
 - `model._loss(batch, gen) -> Tensor`: the scalar loss of one batch (a tuple of slices);
   `gen` is a device generator for negative sampling (see `sample_negatives`).
 
-Optionally `model._weights_changed()` drops caches derived from the weights (LightGCN's
+`model._weights_changed()` drops caches derived from the weights (LightGCN's
 propagated embeddings); the loop calls it after every epoch and after restoring weights.
 
 Validation: every `eval_every` epochs the loop computes NDCG@10 on `valid` with the
@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from core.data.dataset import Interactions
 from core.device import autocast, generator
 from core.errors import CancelledError
-from core.models.base import ProgressEvent, ProgressFn
+from core.protocols import LoopTrainable, ProgressEvent, ProgressFn
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class TrainResult:
 
 
 def run_training(
-    model,
+    model: LoopTrainable,
     tensors: Sequence[torch.Tensor],
     config: TrainConfig,
     *,
@@ -123,7 +123,7 @@ def run_training(
         if not math.isfinite(mean_loss):
             log.warning("%s: loss became %s at epoch %d", type(model).__name__, mean_loss, epoch)
         train_time += time.perf_counter() - tick
-        _changed(model)
+        model._weights_changed()
         net.eval()
 
         metric = None
@@ -159,7 +159,7 @@ def run_training(
 
     if best_state is not None:
         net.load_state_dict(best_state)
-        _changed(model)
+        model._weights_changed()
     net.eval()
     result.fit_s = time.perf_counter() - start
     result.samples_per_s = n * result.epochs_run / train_time if train_time > 0 else None
@@ -217,12 +217,6 @@ def _validate(model, valid: Interactions, train: Interactions) -> float:
 
     with torch.inference_mode():
         return float(ranking_metric(model, valid, known=train, k=10))
-
-
-def _changed(model) -> None:
-    hook = getattr(model, "_weights_changed", None)
-    if hook is not None:
-        hook()
 
 
 def _cancel_check(cancel: CancelFlag) -> Callable[[], bool]:

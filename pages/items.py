@@ -11,6 +11,7 @@ import streamlit as st
 from core.data import schema as S
 from core.data.text import has_item_text
 from core.errors import RecScopeError
+from core.protocols import capabilities
 from core.retrieval.similar import (
     ITEM_ITEM,
     find_items,
@@ -263,7 +264,7 @@ def _map(home, name: str, run_id: str | None, code: int, neighbours: list[int]) 
 
 def _retrieval(home, dataset, run_id: str) -> None:
     loaded = cache.loaded_run(home, run_id)
-    if not callable(getattr(loaded.model, "user_vectors", None)):
+    if not capabilities(loaded.model).user_retrieval:
         return
     with st.expander("Retrieve items for a user through the index"):
         user_id = st.text_input("User id", str(dataset.user_ids[0]), key="items_user")

@@ -93,7 +93,7 @@ def _param_inputs(model: str) -> dict:
     if not specs:
         return changed
     with st.expander(f"{model} settings"):
-        if model_class(model).neural:
+        if model_class(model).trains_with_loop:
             epochs = model_class(model).default_params().get("epochs")
             value = st.number_input(
                 "epochs",

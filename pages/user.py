@@ -10,6 +10,7 @@ from core.data import schema as S
 from core.errors import RecScopeError
 from core.eval import compare as C
 from core.explain.explainer import explain
+from core.protocols import capabilities
 from core.runs.store import RunStore, workspace_home
 from dashboard import cache, shell
 from dashboard import charts_user as charts
@@ -284,9 +285,7 @@ def _tradeoff(home, chosen: list[str], labels: dict) -> None:
 
 def _fast_first(loaded: dict) -> int:
     """Index of the first run that explains in closed form (item-kNN, EASE: milliseconds)."""
-    fast = [
-        i for i, run in enumerate(loaded.values()) if hasattr(run.model, "history_contributions")
-    ]
+    fast = [i for i, run in enumerate(loaded.values()) if capabilities(run.model).explains_exactly]
     return fast[0] if fast else 0
 
 

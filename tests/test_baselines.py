@@ -65,11 +65,10 @@ def test_pop_damped_item_mean_ratings() -> None:
     np.testing.assert_allclose(plain.predict_ratings([0, 0], [0, 1]), [4.0, 1.5], rtol=1e-6)
 
 
-def test_pop_without_ratings_refuses_rating_predictions() -> None:
+def test_pop_without_ratings_predicts_no_ratings() -> None:
     model = Popularity().fit(tiny(THREE, 3, 3))
     assert not model.predicts_ratings
-    with pytest.raises(RecScopeError, match="rating"):
-        model.predict_ratings([0], [0])
+    assert model.predict_ratings([0], [0]) is None
 
 
 def test_pop_ratings_reach_the_evaluator(planted_dataset) -> None:

@@ -29,7 +29,7 @@ def loaded_run(dataset: Dataset, name: str, run_id: str | None = None) -> Loaded
     """A fitted model whose history is train+valid, as `load_run` gives it."""
     parts = split(dataset, "loo", 42)
     cls = model_class(name)
-    quick = {"epochs": 2} if cls.neural and "epochs" in cls.default_params() else {}
+    quick = {"epochs": 2} if cls.trains_with_loop and "epochs" in cls.default_params() else {}
     params = FAST.get(name, quick)
     if "device_choice" in cls.default_params():
         params = {**params, "device_choice": "cpu"}

@@ -17,7 +17,8 @@ from core.data.dataset import Dataset
 from core.data.split import Split, split
 from core.errors import NotFittedError, ParameterError
 from core.eval.evaluate import evaluate
-from core.models import Recommender, available, make_model, model_class
+from core.models import available, make_model, model_class
+from core.protocols import Recommender
 
 MODELS = available()
 #: neural models train briefly here; the suite checks behaviour, not peak accuracy
@@ -35,7 +36,7 @@ def suite_params(name: str) -> dict:
     declared = getattr(cls, "SUITE_PARAMS", None)
     if declared is not None:
         return dict(declared)
-    if cls.neural and "epochs" in cls.default_params():
+    if cls.trains_with_loop and "epochs" in cls.default_params():
         return {"epochs": NEURAL_EPOCHS}
     return {}
 

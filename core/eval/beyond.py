@@ -188,7 +188,7 @@ def _user_scenario(users: np.ndarray, truth: Interactions) -> np.ndarray | None:
 
 def _diversity_basis(model, truth: Interactions, device: torch.device):
     """(sentence, embeddings or None, category codes or None) for intra-list diversity."""
-    emb = model.item_embeddings() if hasattr(model, "item_embeddings") else None
+    emb = model.item_embeddings()
     if emb is not None:
         emb_t = torch.as_tensor(np.asarray(emb), dtype=torch.float32, device=device)
         sentence = "Diversity = 1 - mean pairwise cosine similarity of the model's item embeddings."

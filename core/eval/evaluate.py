@@ -27,6 +27,7 @@ from core.data.split import Split
 from core.errors import ParameterError
 from core.eval import metrics as M
 from core.eval.beyond import beyond_metrics, cold_item_recall, segment_table
+from core.protocols import PredictsRatings
 
 log = logging.getLogger(__name__)
 
@@ -325,11 +326,14 @@ def _truth_minus_known(truth: Interactions, known: Interactions) -> sp.csr_matri
 
 def _rating_errors(model, truth: Interactions) -> dict[str, float]:
     """RMSE/MAE on the part's rated pairs, when ratings exist and the model predicts them."""
-    if S.RATING not in truth.frame.columns or not hasattr(model, "predict_ratings"):
+    if S.RATING not in truth.frame.columns or not isinstance(model, PredictsRatings):
         return {}
     if len(truth) == 0:
         return {}
-    pred = np.asarray(model.predict_ratings(truth.users, truth.items), dtype=np.float64)
+    predicted = model.predict_ratings(truth.users, truth.items)
+    if predicted is None:
+        return {}
+    pred = np.asarray(predicted, dtype=np.float64)
     target = truth.frame[S.RATING].to_numpy(dtype=np.float64)
     return {"rmse": M.rmse(pred, target), "mae": M.mae(pred, target)}
 

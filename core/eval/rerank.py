@@ -31,6 +31,7 @@ from core.data.dataset import Interactions
 from core.errors import ParameterError
 from core.eval import metrics as M
 from core.eval.beyond import _diversity_basis, popularity
+from core.protocols import SimilarItems
 
 DEFAULT_POOL = 100
 DEFAULT_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -60,7 +61,7 @@ class ItemSimilarity:
 
 def item_similarity(model, known: Interactions) -> ItemSimilarity:
     """The similarity re-ranking uses for `model` (see the module docstring for the order)."""
-    emb = model.item_embeddings() if hasattr(model, "item_embeddings") else None
+    emb = model.item_embeddings()
     if emb is not None:
         vecs = torch.nn.functional.normalize(torch.as_tensor(np.asarray(emb)).float(), dim=1)
         return ItemSimilarity("embeddings", vectors=vecs)
@@ -68,8 +69,8 @@ def item_similarity(model, known: Interactions) -> ItemSimilarity:
     if dataset is not None and S.CATEGORY in dataset.items.columns:
         codes, _ = pd.factorize(dataset.items[S.CATEGORY].astype(object), use_na_sentinel=True)
         return ItemSimilarity("categories", categories=torch.from_numpy(codes.astype(np.int64)))
-    weights = getattr(model, "weights_", None)
-    if isinstance(weights, torch.Tensor) and weights.layout == torch.strided:
+    weights = model.item_weights() if isinstance(model, SimilarItems) else None
+    if weights is not None and weights.layout == torch.strided:
         sym = torch.clamp((weights + weights.T) / 2, min=0).float()
         top = float(sym.max())
         return ItemSimilarity("item-item weights", matrix=sym / top if top > 0 else sym)

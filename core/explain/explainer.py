@@ -47,6 +47,7 @@ import torch
 from core.data import schema as S
 from core.errors import RecScopeError
 from core.explain.features import HistoryFeatures, build_features
+from core.protocols import AdditiveHistory, ExplainsContext, ExplainsHistory
 
 log = logging.getLogger(__name__)
 
@@ -122,13 +123,13 @@ def explain(
     model, ds = loaded.model, loaded.dataset
     _check_code(user_code, ds.n_users, "user")
     _check_code(item_code, ds.n_items, "item")
-    if not hasattr(model, "score_histories"):
+    if not isinstance(model, ExplainsHistory):
         raise RecScopeError(
-            f"Model '{model.name}' cannot score a masked history (no score_histories), so it "
-            "cannot be explained; add that method to the model."
+            f"Model '{model.name}' cannot score a masked history, so it cannot be explained; "
+            "pick a run of a model that can (every built-in model can)."
         )
     context = None
-    if hasattr(model, "explain_context"):
+    if isinstance(model, ExplainsContext):
         context = model.explain_context(int(user_code), int(item_code))
     feats = build_features(
         ds, loaded.split.known_for("test"), int(user_code), int(max_history), context
@@ -137,7 +138,7 @@ def explain(
         score = float(model.score([int(user_code)], [int(item_code)]).double().cpu()[0, 0])
     n_feat = len(feats.table)
     if method == "auto":
-        if hasattr(model, "history_contributions") and not feats.context:
+        if isinstance(model, AdditiveHistory) and not feats.context:
             method_used = "closed_form"
         else:
             method_used = "exact" if n_feat <= EXACT_MAX_FEATURES else "permutation"
@@ -328,9 +329,9 @@ def _shap_values(model, feats: HistoryFeatures, item: int, method: str, n_perm: 
 
     def f(masks: np.ndarray) -> np.ndarray:
         masks = np.asarray(masks)
-        kwargs = {"context": feats.context_rows(masks)} if with_context else {}
+        context = feats.context_rows(masks) if with_context else None
         with torch.inference_mode():
-            out = model.score_histories(feats.histories(masks), items, feats.user_code, **kwargs)
+            out = model.score_histories(feats.histories(masks), items, feats.user_code, context)
         return np.asarray(out, dtype=np.float64)[:, 0]  # (N,)
 
     masker = shap.maskers.Independent(np.zeros((1, n_feat)), max_samples=1)

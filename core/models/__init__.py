@@ -7,7 +7,7 @@ import importlib.util
 from dataclasses import dataclass
 
 from core.errors import ParameterError
-from core.models.base import ProgressEvent, Recommender, RecommenderBase
+from core.models.base import RecommenderBase
 
 # name -> "module:Class"; every model behind the same Recommender protocol
 _REGISTRY: dict[str, str] = {
@@ -73,7 +73,7 @@ RUN_OPTIONS = ("device_choice", "seed", "epochs")
 def param_specs(name: str) -> list[ParamSpec]:
     """The hyperparameters of model `name` a person may change, with defaults and help."""
     cls = model_class(name)
-    helps = getattr(cls, "PARAM_HELP", {})
+    helps = cls.PARAM_HELP
     return [
         ParamSpec(key, default, type(default), helps.get(key, ""))
         for key, default in cls.default_params().items()
@@ -96,8 +96,6 @@ def make_model(name: str, **params) -> RecommenderBase:
 
 __all__ = [
     "DESCRIPTIONS",
-    "ProgressEvent",
-    "Recommender",
     "RecommenderBase",
     "available",
     "make_model",

@@ -16,7 +16,8 @@ import torch
 
 from core.data.dataset import Interactions
 from core.device import seed_everything
-from core.models.base import ProgressFn, RecommenderBase, check_non_negative, check_positive
+from core.models.base import RecommenderBase, check_non_negative, check_positive
+from core.protocols import ProgressFn
 from core.train import CancelFlag, TrainConfig, TrainResult, run_training
 
 #: help for the loop's hyperparameters, merged into each model's PARAM_HELP
@@ -35,7 +36,7 @@ LOOP_HELP: dict[str, str] = {
 class NeuralRecommender(RecommenderBase, abc.ABC):
     """Base of models trained by `core.train.run_training`; the network lives in `net_`."""
 
-    neural: ClassVar[bool] = True
+    trains_with_loop: ClassVar[bool] = True
     net_: torch.nn.Module
     train_result_: TrainResult
 

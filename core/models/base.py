@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -30,54 +28,6 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.pt"
 
 
-@dataclass(frozen=True)
-class ProgressEvent:
-    """One progress report from `fit`: written as a JSON line by background jobs."""
-
-    epoch: int
-    epochs: int
-    loss: float | None = None
-    valid_metric: float | None = None
-    metric_name: str = "ndcg@10"
-    samples_per_s: float | None = None
-    elapsed_s: float = 0.0
-    eta_s: float | None = None
-    best_epoch: int | None = None
-    message: str = ""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-ProgressFn = Callable[[ProgressEvent], None]
-
-
-@runtime_checkable
-class Recommender(Protocol):
-    """What every model offers; evaluation, SHAP, Faiss and the UI use only this."""
-
-    name: ClassVar[str]
-
-    def fit(
-        self,
-        train: Interactions,
-        valid: Interactions | None = None,
-        progress: ProgressFn | None = None,
-    ) -> Recommender: ...
-
-    def score(self, user_codes: Any, item_codes: Any = None) -> torch.Tensor: ...
-
-    def recommend(
-        self, user_codes: Any, k: int = 10, exclude_seen: bool = True
-    ) -> tuple[np.ndarray, np.ndarray]: ...
-
-    def item_embeddings(self) -> np.ndarray | None: ...
-
-    def set_history(self, known: Interactions) -> None: ...
-
-    def save(self, folder: Path) -> None: ...
-
-
 class RecommenderBase:
     """Shared behaviour: params, history, recommend, save/load, cancel flag.
 
@@ -89,7 +39,7 @@ class RecommenderBase:
     #: one-line help per hyperparameter, shown by the Train page
     PARAM_HELP: ClassVar[dict[str, str]] = {}
     #: True for models that train with the shared loop (epochs, device)
-    neural: ClassVar[bool] = False
+    trains_with_loop: ClassVar[bool] = False
 
     device: torch.device
     n_users_: int

@@ -29,8 +29,9 @@ import torch
 from core.data.dataset import Interactions
 from core.errors import ParameterError, RecScopeError
 from core.eval.evaluate import ranking_metric
-from core.models.base import ProgressEvent, ProgressFn, check_positive
+from core.models.base import check_positive
 from core.models.itemknn import ItemItemModel
+from core.protocols import ProgressEvent, ProgressFn
 
 #: largest catalogue EASE accepts: the solve holds three dense n x n matrices at once, in
 #: float64 on the CPU that is 3 · 8 · n² bytes (9.6 GB at this limit; half that on a GPU)

@@ -27,12 +27,12 @@ import torch
 from core.data.dataset import Interactions
 from core.errors import UnknownIdError
 from core.models.base import (
-    ProgressFn,
     RecommenderBase,
     as_codes,
     check_non_negative,
     check_positive,
 )
+from core.protocols import ProgressFn
 
 #: above this many items, W is stored sparse (CSR) instead of dense
 DENSE_MAX_ITEMS = 20_000
@@ -78,7 +78,11 @@ class ItemItemModel(RecommenderBase):
         return {int(i): float(column[i]) for i in sorted(history)}
 
     def score_histories(
-        self, histories: list[np.ndarray], item_codes: Any, user_code: int
+        self,
+        histories: list[np.ndarray],
+        item_codes: Any,
+        user_code: int,
+        context: list[dict] | None = None,
     ) -> np.ndarray:
         """Scores of `item_codes` if the user's history were each list: x_h W, (N, m).
 
@@ -106,6 +110,11 @@ class ItemItemModel(RecommenderBase):
         top = torch.topk(column, min(int(k), self.n_items_))
         keep = top.values > 0
         return top.indices[keep].cpu().numpy(), top.values[keep].cpu().numpy()
+
+    def item_weights(self) -> torch.Tensor:
+        """W: dense (n_items, n_items), or Wᵀ as a sparse CSR tensor (see the class docstring)."""
+        self._check_fitted()
+        return self.weights_
 
     # -- history (on the device) ---------------------------------------------------------
     def _history_changed(self, known: Interactions) -> None:

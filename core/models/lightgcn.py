@@ -134,7 +134,11 @@ class LightGCN(NeuralRecommender):
             return u @ v.T  # (B, I)
 
     def score_histories(
-        self, histories: list[np.ndarray], item_codes: Any, user_code: int
+        self,
+        histories: list[np.ndarray],
+        item_codes: Any,
+        user_code: int,
+        context: list[dict] | None = None,
     ) -> np.ndarray:
         """Scores of `item_codes` if the user's history were each list, (N, m) (explanations).
 

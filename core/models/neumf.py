@@ -108,7 +108,11 @@ class NeuMF(NeuralRecommender):
             )  # (B, I)
 
     def score_histories(
-        self, histories: list[np.ndarray], item_codes: Any, user_code: int
+        self,
+        histories: list[np.ndarray],
+        item_codes: Any,
+        user_code: int,
+        context: list[dict] | None = None,
     ) -> np.ndarray:
         """Scores of `item_codes` if the user's history were each list, (N, m) (explanations).
 

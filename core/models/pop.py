@@ -20,8 +20,9 @@ import torch
 from core.data import schema as S
 from core.data.dataset import Interactions
 from core.errors import RecScopeError
-from core.models.base import ProgressFn, RecommenderBase, as_codes, check_non_negative
+from core.models.base import RecommenderBase, as_codes, check_non_negative
 from core.models.itemknn import check_codes
+from core.protocols import ProgressFn
 
 
 class Popularity(RecommenderBase):
@@ -77,7 +78,11 @@ class Popularity(RecommenderBase):
         return counts.unsqueeze(0).expand(len(users), -1).clone()  # (B, n)
 
     def score_histories(
-        self, histories: list[np.ndarray], item_codes: Any, user_code: int
+        self,
+        histories: list[np.ndarray],
+        item_codes: Any,
+        user_code: int,
+        context: list[dict] | None = None,
     ) -> np.ndarray:
         """Item counts for every history (N, m): popularity ignores history, so SHAP is 0."""
         items = as_codes(item_codes)
@@ -89,14 +94,14 @@ class Popularity(RecommenderBase):
         """True when fitted on data with a rating column (so `predict_ratings` works)."""
         return getattr(self, "rating_mean_", None) is not None
 
-    def predict_ratings(self, user_codes: Any, item_codes: Any) -> np.ndarray:
-        """Predicted rating for each (user, item) pair; both 1-D of equal length -> (N,)."""
+    def predict_ratings(self, user_codes: Any, item_codes: Any) -> np.ndarray | None:
+        """Predicted rating for each (user, item) pair; both 1-D of equal length -> (N,).
+
+        None when the training data had no rating column (there is nothing to predict).
+        """
         self._check_fitted()
         if not self.predicts_ratings:
-            raise RecScopeError(
-                "Popularity was trained on data without a rating column, so it cannot predict "
-                "ratings; ingest a file with ratings to get RMSE/MAE."
-            )
+            return None
         users, items = as_codes(user_codes), as_codes(item_codes)
         if len(users) != len(items):
             raise RecScopeError(

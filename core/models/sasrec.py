@@ -155,7 +155,11 @@ class SASRec(NeuralRecommender):
             return last @ (table if items is None else table[items]).T  # (B, I)
 
     def score_histories(
-        self, histories: list[np.ndarray], item_codes: Any, user_code: int
+        self,
+        histories: list[np.ndarray],
+        item_codes: Any,
+        user_code: int,
+        context: list[dict] | None = None,
     ) -> np.ndarray:
         """Next-item logits of `item_codes` after each history (time order), (N, m).
 

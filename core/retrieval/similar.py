@@ -23,6 +23,7 @@ import pandas as pd
 from core.data import schema as S
 from core.data.dataset import Dataset
 from core.errors import RecScopeError
+from core.protocols import SimilarItems, UserVectors
 from core.retrieval.index import ItemIndex, retrieve
 from core.runs.store import RunStore
 
@@ -65,7 +66,7 @@ def similar_items(loaded, item_code: int, k: int, home: Path) -> dict:
     if index is not None:
         codes, scores = index.neighbors(code, k)
         facts = index_facts(index)
-    elif callable(getattr(model, "similar_items", None)):
+    elif isinstance(model, SimilarItems):
         codes, scores = model.similar_items(code, k)
         facts = {"type": ITEM_ITEM, "device": model.device.type, "recall_at_k": 1.0}
     else:
@@ -171,7 +172,7 @@ def retrieve_for_users(loaded, home: Path, user_codes, k: int = 10) -> dict:
     `latency_ms` (search time per user) and the index facts.
     """
     model = loaded.model
-    if not callable(getattr(model, "user_vectors", None)):
+    if not isinstance(model, UserVectors):
         raise RecScopeError(
             f"Model '{model.name}' has no user vectors, so items cannot be retrieved for a user "
             "through the index; use a hybrid run, or the ranked recommendations of this run."

@@ -22,7 +22,8 @@ from core.data.split import Split, split
 from core.errors import CancelledError, RecScopeError
 from core.eval.evaluate import KS, EvalResult, evaluate
 from core.models import make_model, model_class
-from core.models.base import ProgressEvent, RecommenderBase
+from core.models.base import RecommenderBase
+from core.protocols import ProgressEvent
 from core.runs.store import RunStore, now_iso
 from core.storage import write_parquet
 

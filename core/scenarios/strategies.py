@@ -35,6 +35,7 @@ from core.errors import ParameterError
 from core.eval.evaluate import evaluate
 from core.models import make_model
 from core.models.base import as_codes
+from core.protocols import ScenarioAware
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +145,8 @@ class Pooled:
         return self.model_.score(as_codes(user_codes)).float().cpu()  # (B, n_items)
 
 
-class ScenarioAware:
-    """The multiscenario model (or any model with `score_scenario`) as a strategy."""
+class ScenarioModelStrategy:
+    """The multiscenario model (or any `ScenarioAware` model) as a strategy."""
 
     strategy = "multiscenario"
 
@@ -154,8 +155,14 @@ class ScenarioAware:
         self.params = params
         self.notes: list[str] = []
 
-    def fit(self, train: Interactions, valid: Interactions | None = None) -> ScenarioAware:
-        self.model_ = make_model(self.model_name, **self.params).fit(train, valid)
+    def fit(self, train: Interactions, valid: Interactions | None = None) -> ScenarioModelStrategy:
+        model = make_model(self.model_name, **self.params)
+        if not isinstance(model, ScenarioAware):
+            raise ParameterError(
+                f"Model '{self.model_name}' does not know the scenario of a request; use "
+                "'multiscenario' for this strategy."
+            )
+        self.model_ = model.fit(train, valid)
         return self
 
     def set_history(self, known: Interactions) -> None:
@@ -172,7 +179,7 @@ def make_strategy(name: str, base: str = DEFAULT_BASE, **params: Any):
     if name == "pooled":
         return Pooled(base, **params)
     if name == "multiscenario":
-        return ScenarioAware("multiscenario", **params)
+        return ScenarioModelStrategy("multiscenario", **params)
     raise ParameterError(f"Strategy '{name}' is unknown; use one of {', '.join(STRATEGIES)}.")
 
 
@@ -318,6 +325,10 @@ class _ScenarioView:
         if self.mask is not None:
             scores = scores.masked_fill(~self.mask.to(scores.device), OUTSIDE)
         return scores.contiguous()
+
+    def item_embeddings(self) -> None:
+        """No item vectors of its own: diversity falls back to categories."""
+        return None
 
 
 def _scenario_names(part: Interactions) -> list[str]:

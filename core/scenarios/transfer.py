@@ -40,7 +40,7 @@ from core.scenarios.strategies import (
     DEFAULT_BASE,
     PerScenario,
     Pooled,
-    ScenarioAware,
+    ScenarioModelStrategy,
     _ScenarioView,
     scenario_catalogues,
 )
@@ -273,7 +273,7 @@ def _fit(name: str, train: Interactions, src: int, tgt: int, base: str, ms_param
     if name == "pooled":
         return Pooled(base).fit(train)
     if name == "multiscenario":
-        return ScenarioAware("multiscenario", **ms_params).fit(train)
+        return ScenarioModelStrategy("multiscenario", **ms_params).fit(train)
     if name == "hybrid":
         return _Unaware("hybrid").fit(train)
     raise ParameterError(f"Transfer model '{name}' is unknown; use one of {', '.join(MODELS)}.")
