@@ -33,6 +33,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 
 # RECSCOPE_HOME is unset so that no test can touch the user's own workspace by accident.
 test: $(STAMP) browser lint
