@@ -1,16 +1,14 @@
 """BPR-MF: matrix factorisation trained with Bayesian Personalised Ranking.
 
 Rendle, Freudenthaler, Gantner & Schmidt-Thieme, "BPR: Bayesian Personalized Ranking from
-Implicit Feedback", UAI 2009. Each training pair (u, i) is contrasted with a uniformly
-sampled item j the user has not interacted with; the loss is -log sigmoid(s_ui - s_uj)
-plus an optional L2 penalty on the embeddings used in the batch.
+Implicit Feedback", UAI 2009. Scores are dot products of user and item vectors. Each
+training pair (u, i) is contrasted with `negatives` uniformly sampled items j the user has
+not interacted with; the loss is -log sigmoid(s_ui - s_uj) averaged over them, plus an
+optional L2 penalty on the embeddings used in the batch.
 
-Each positive pair is contrasted with `negatives` sampled items (the loss is averaged over
-them), a cheap way to see more of the catalogue per step. Defaults (dim 128, 4 negatives,
-lr 2e-3, no L2, patience 10, Xavier start) were measured on MovieLens-100k against RecBole
-1.2.1's BPR on its exact rows (bench/RESULTS.md): test NDCG@10 0.2999 / 0.2952 / 0.2945 over
-three seeds vs RecBole's 0.2928. RecBole's own settings (dim 64, one negative) give 0.287
-here; the earlier lr 1e-2 / L2 1e-3 / patience 5 stopped after ~15 epochs at 0.259.
+Defaults: dim 128, 4 negatives (more of the catalogue seen per step, at little cost), lr 2e-3
+with no L2 and patience 10 (a shorter patience stopped training before it converged), and
+a Xavier-normal start; chosen on MovieLens-100k (measurements: bench/RESULTS.md, "BPR").
 """
 
 from __future__ import annotations
@@ -128,7 +126,7 @@ class _MF(nn.Module):
         super().__init__()
         self.users = nn.Embedding(n_users, dim)
         self.items = nn.Embedding(n_items, dim)
-        # Xavier-normal start (std ≈ sqrt(2 / (rows + dim))), as RecBole's BPR: with std 0.1,
-        # lr 1e-3 scored NDCG@10 0.276 on MovieLens-100k (RecBole's rows), Xavier 0.282
+        # Xavier-normal start (std ≈ sqrt(2 / (rows + dim))), as RecBole's BPR: it trains to
+        # a better ranking than a fixed std of 0.1 (bench/RESULTS.md, "BPR")
         nn.init.xavier_normal_(self.users.weight)
         nn.init.xavier_normal_(self.items.weight)

@@ -10,10 +10,10 @@ with X the binary user x item training matrix and λ = `l2`.
 
 `l2="auto"` (the default) picks λ from `L2_GRID` by validation NDCG@10 when `fit` gets a
 validation part (one Cholesky solve per candidate; the Gram matrix is built once), and uses
-RecBole's default of 250 without one. No fixed λ suits every data set: on the sample data
-λ=100 beats 250 by 10% NDCG@10, on MovieLens-100k 250 beats 100 by 4%. Scores are exactly additive over
-the user's history items (score(u, j) = Σ_{i ∈ history(u)} B[i, j]), so
-`history_contributions` is an exact explanation.
+RecBole's default of 250 without one, because no fixed λ suits every data set (the best λ
+differs between the sample data and MovieLens-100k: bench/RESULTS.md, "EASE"). Scores are
+exactly additive over the user's history items (score(u, j) = Σ_{i ∈ history(u)} B[i, j]),
+so `history_contributions` is an exact explanation.
 
 The Gram matrix is dense (n_items²), so catalogues above `MAX_ITEMS` are refused; item-kNN
 handles those. The inverse is solved by Cholesky in float64 on the CPU and float32 on a GPU

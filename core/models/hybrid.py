@@ -8,12 +8,11 @@ Poutanen, "DropoutNet: Addressing Cold Start in Recommender Systems", NeurIPS 20
 
 Item tower: an id embedding and embeddings of the item table's categorical columns
 (category, scenario, price band, ...) mixed by an MLP, plus a linear map of the frozen
-all-MiniLM-L6-v2 text embedding of title + text (core/text.py, reduced to its top
-principal components). Id embeddings are
-only trusted for items with training interactions: they are zeroed for the others, and
-whole id rows are dropped during training (`id_dropout`) so the features alone must score
-an item. An item nobody has interacted with is therefore scored from its text and
-attributes.
+all-MiniLM-L6-v2 text embedding of title + text (core/data/text.py, reduced to its top
+principal components). Id embeddings are only trusted for items with training
+interactions: they are zeroed for the others, and whole id rows are dropped during
+training (`id_dropout`) so the features alone must score an item. An item nobody has
+interacted with is therefore scored from its text and attributes.
 
 User tower: the item-tower vectors of the user's `max_len` most recent items (plus a
 position and a scenario embedding each), pooled by attention, the newest item's vector
@@ -24,9 +23,13 @@ with training interactions serve as negatives (an unseen item is new, not dislik
 
 Score = user vector . item vector + a text-match term: a learnt weight times the highest
 cosine between the candidate's text and the texts of the user's recent items (see
-`_text_match`). On the sample data this term lifts cold-item Recall@20 from ~0.38 to ~0.49
-(tests/test_hybrid.py). `item_embeddings()` are the item-tower outputs, so a Faiss index
-over them retrieves candidates by the two-tower part alone.
+`_text_match`): a single user vector cannot say "like one of my recent items", which is
+what finds a cold item (measurements: bench/RESULTS.md, "Hybrid"). `item_embeddings()` are
+the item-tower outputs, so a Faiss index over them retrieves candidates by the two-tower
+part alone.
+
+Defaults: dim 64, the 20 most recent items, id dropout 0.5 (half the id rows dropped, so
+the features learn to score alone), dropout 0.1, lr 2e-3, patience 5.
 """
 
 from __future__ import annotations
@@ -325,7 +328,7 @@ class HybridTwoTower(NeuralRecommender):
         sims = torch.where(real.any(1, keepdim=True), sims, torch.zeros_like(sims))
         return F.softplus(self.net_.match_weight) * sims
 
-    # -- explanations (protocol in core/explain.py) -------------------------------------
+    # -- explanations (ExplainsHistory, ExplainsContext in core/protocols.py) -----------
     def explain_context(self, user_code: int, item_code: int) -> list[tuple]:
         """The user's and the item's attributes and the item's text, as SHAP features.
 

@@ -7,12 +7,10 @@ mean of layers 0..K. Propagation is a torch sparse-dense product on the device; 
 BPR plus L2 on the batch's layer-0 ("ego") embeddings, as in the paper, averaged over
 `negatives` sampled items per positive pair.
 
-Defaults (dim 128, 4 negatives, batch 8192, lr 2e-2) were measured against the earlier
-dim 64 / one negative / batch 4096: on the sample data (loo) test NDCG@10 0.1464 vs 0.1316
-(BPR with its defaults: 0.1428); on MovieLens-100k with RecBole's rows 0.3071 vs 0.2936
-(RecBole's LightGCN: 0.2116; bench/RESULTS.md). Every batch propagates over the whole
-graph, so the larger batch halves the cost of an epoch: 22.9 s to fit ML-100k on 2 CPU
-cores against 40.2 s at batch 4096 / lr 1e-2 (0.3024) and RecBole's 26.3 s.
+Defaults: dim 128, 3 layers, 4 negatives as BPR's; batch 8192 with lr 2e-2, because every
+batch propagates over the whole graph, so fewer, larger batches make an epoch cheaper and
+the larger lr keeps them productive. Chosen on the sample data and MovieLens-100k
+(measurements: bench/RESULTS.md, "LightGCN").
 """
 
 from __future__ import annotations
@@ -174,9 +172,8 @@ class LightGCN(NeuralRecommender):
 def _normalised_graph(train: Interactions, device: torch.device) -> torch.Tensor:
     """D^-1/2 A D^-1/2 of the bipartite user-item graph, sparse CSR (U + I, U + I).
 
-    CSR, not COO: on the CPU a 3-layer forward + backward over a random graph of ML-100k's
-    size (2,625 nodes, 160k edges, dim 128) took 22 ms against COO's 32 ms. A whole
-    ML-100k fit barely changed (40.9 -> 40.2 s): the batch size is what made it faster.
+    CSR, not COO: its sparse-dense products are faster on the CPU (bench/RESULTS.md,
+    "LightGCN").
     """
     mat = train.csr().tocoo()  # binary, duplicates merged
     n_users, n = train.n_users, train.n_users + train.n_items

@@ -19,20 +19,16 @@ the first epoch. The query scores every item against shared item vectors, plus a
 per-scenario item bias started at the scenario's log popularity:
 `score = q @ E.T + w[s] * (mean V[history]) @ V.T + b[s]`.
 
-Why MMoE by default (measured on the sample data, CPU; during development, with an earlier
-configuration that still read the last item of any scenario and no interest factors for the
-first pair): loo split, per-scenario catalogues, mean per-scenario NDCG@10 after 4 epochs -
-STAR 0.551, MMoE 0.562; transfer video_feed -> shop, 400 users cold in shop (m=0), lift in
-NDCG@10 over a shop-only model (with interest factors) - MMoE +0.064 (95% CI +0.044..+0.083),
-STAR -0.008 (-0.031..+0.014). Transfer is the point of the model, and STAR's product weights
-let the scenario layer override the pooled interests. The shipped configuration (MMoE, zero-
-initialised towers, lr 1e-2) after 2 epochs: mean NDCG@10 0.557 (pooled EASE 0.420, EASE
-per scenario 0.416); transfer lift at m=0 +0.062 (CI +0.041..) on 300 users.
+MMoE is the default because transfer to a scenario new to the user is the point of the
+model, and STAR's product weights let the scenario layer override the pooled interests:
+on the sample data STAR ranked about as well within a scenario but did not transfer
+(measurements: bench/RESULTS.md, "MultiScenario"). Other defaults: dim 64, 4 experts, 16
+interest factors, scenario dropout 0.5, zero-initialised towers, lr 1e-2.
 
 Training: each training interaction predicts its item from the user's history without it
-(the item is taken out of the mean) and the item before it in the same scenario. (An earlier
-version also read the last item of any scenario; for a request in a scenario new to the
-user that item only added noise: transfer lift +0.03 vs +0.06 without it.) With probability `scenario_dropout` an example hides the user's whole history in
+(the item is taken out of the mean) and the item before it in the same scenario (not the
+last item of any scenario: for a request in a scenario new to the user that item only adds
+noise). With probability `scenario_dropout` an example hides the user's whole history in
 its own scenario, as for a user new to it, so the model learns to recommend from the other
 scenarios. Softmax cross-entropy over the whole catalogue (sampled above `SAMPLED_ITEMS`).
 Without a scenario column the model is a single-scenario model (one scenario, code 0).
@@ -296,7 +292,7 @@ class MultiScenario(NeuralRecommender):
             query = net.query(bag, interest, prev_same, scen)  # (B, d)
             return net.logits(query, interest, scen, items)  # (B, n_items) or (B, I)
 
-    # -- explanations (protocol in core/explain.py) -------------------------------------
+    # -- explanations (ExplainsHistory, ExplainsContext in core/protocols.py) -----------
     def explain_context(self, user_code: int, item_code: int) -> list[tuple]:
         """The request's scenario (the user's most recent one), when there are several.
 

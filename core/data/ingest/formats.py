@@ -2,7 +2,7 @@
 
 Sniffing finds the format, delimiter, header, encoding and the known public layouts
 (MovieLens u.data/u.item/u.user, ratings/movies/users .dat and .csv, RecBole atomic files);
-core/ingest_read.py then reads the whole file with pyarrow.
+core/data/ingest/read.py then reads the whole file with pyarrow.
 """
 
 from __future__ import annotations
