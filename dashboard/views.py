@@ -43,6 +43,8 @@ BEYOND = ("coverage", "novelty", "diversity", "avg_pop", "tail_share", "gini")
 #: metrics where a lower value is the better one
 LOWER_IS_BETTER = ("rmse", "mae")
 SEGMENT_KINDS = {"activity": "Activity", "cold_user": "Cold users", "scenario": "Scenario"}
+#: the default baseline of paired tests (a default pick, not a decision about the model)
+BASELINE_MODEL = "pop"
 
 
 def metric_label(name: str) -> str:
@@ -59,6 +61,38 @@ def run_labels(records: Sequence[Mapping]) -> dict[str, str]:
         r["run_id"]: m if models.count(m) == 1 else f"{m} ({r['run_id']})"
         for r, m in zip(records, models, strict=True)
     }
+
+
+def run_option(record: Mapping, with_score: bool = False) -> str:
+    """A run in a picker: 'ease · RUN_ID (loo split)', plus its test NDCG@10 when asked."""
+    text = f"{record.get('model')} · {record['run_id']} ({record.get('split')} split)"
+    ndcg = (record.get("metrics") or {}).get("test", {}).get("ndcg@10")
+    if with_score and isinstance(ndcg, (int, float)):
+        text += f" · NDCG@10 {ndcg:.3f}"
+    return text
+
+
+def default_runs(finished: Sequence[Mapping], limit: int) -> list[str]:
+    """Run ids preselected in a picker: the newest run of each model (up to `limit`) that
+    shares the newest run's split and seed, so the picks can be compared at once.
+
+    `finished` is newest first (as `RunStore.list` returns it).
+    """
+    if not finished:
+        return []
+    newest, picked = finished[0], {}
+    for rec in finished:
+        same = (rec.get("split"), rec.get("seed")) == (newest.get("split"), newest.get("seed"))
+        if same and rec.get("model") not in picked and len(picked) < limit:
+            picked[rec.get("model")] = rec["run_id"]
+    return list(picked.values())
+
+
+def default_baseline(records: Sequence[Mapping]) -> str:
+    """The run other runs are tested against by default: the popularity list when one was
+    picked (the bar every model must clear), else the first run."""
+    pop = [r["run_id"] for r in records if r.get("model") == BASELINE_MODEL]
+    return pop[0] if pop else records[0]["run_id"]
 
 
 def format_p(p: float) -> str:

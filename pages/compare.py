@@ -8,11 +8,12 @@ import streamlit as st
 
 from core.errors import RecScopeError
 from core.eval import compare as C
+from core.runs.export import export_recs
 from core.runs.store import RunStore, workspace_home
 from dashboard import cache, shell
 from dashboard import charts_compare as charts
-from dashboard import report as export
 from dashboard import views as V
+from dashboard.report import html_report
 
 KS = (5, 10, 20)
 NO_DATASET = "No dataset yet — add one on the Data page, then train at least two models."
@@ -185,7 +186,7 @@ def _downloads(store, chosen: list[str], labels: dict, k: int, metric: str, base
     ):
         col.download_button(
             f"Recommendations ({fmt.upper()})",
-            data=functools.partial(export.export_recs, store, run_id, fmt),
+            data=functools.partial(export_recs, store, run_id, fmt),
             file_name=f"{run_id}-recommendations.{fmt}",
             mime=mime,
             on_click="ignore",
@@ -193,7 +194,7 @@ def _downloads(store, chosen: list[str], labels: dict, k: int, metric: str, base
         )
     st.download_button(
         "Comparison report (HTML, opens offline)",
-        data=functools.partial(export.html_report, store, chosen, k, metric, baseline),
+        data=functools.partial(html_report, store, chosen, k, metric, baseline),
         file_name=f"recscope-comparison-k{k}.html",
         mime="text/html",
         on_click="ignore",

@@ -1,4 +1,5 @@
-"""Exports: recommendations round-trip through CSV/Parquet; the HTML report is whole."""
+"""Exports: recommendations round-trip through CSV/Parquet (core.runs.export) with formula
+cells neutralised; the HTML comparison report (dashboard.report) is whole."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import pytest
 
 from core.data.dataset import Dataset
 from core.errors import ParameterError
+from core.runs.export import export_recs, neutralise_formulas, recs_table
 from core.runs.store import RunStore
-from dashboard.report import export_recs, html_report, recs_table
+from dashboard.report import html_report
 from tests.test_compare import fake_run
 
 
@@ -46,6 +48,23 @@ def test_recommendations_round_trip_through_csv_and_parquet(toy):
     assert len(recs_table(store, pop, k=1)) == 3
     with pytest.raises(ParameterError, match="csv, parquet"):
         export_recs(store, pop, "xlsx")
+
+
+def test_csv_export_neutralises_formula_cells(home):
+    inter = pd.DataFrame({"user_id": ["=cmd", "b"], "item_id": ["i0", "i1"], "timestamp": 1})
+    items = pd.DataFrame({"item_id": ["i0", "i1"], "title": ['=HYPERLINK("x")', "-3 days"]})
+    Dataset.from_frames("toy", inter, items).save(home)
+    store = RunStore(home)
+    run = fake_run(store, "pop", {"ndcg@10": 0.1}, {0: [1], 1: [0]})
+    back = pd.read_csv(io.BytesIO(export_recs(store, run, "csv")), dtype=str)
+    assert back["user_id"].tolist() == ["'=cmd", "b"]
+    assert back["title"].tolist() == ["'-3 days", '\'=HYPERLINK("x")']
+    raw = pd.read_parquet(io.BytesIO(export_recs(store, run, "parquet")))
+    assert raw["user_id"].tolist() == ["=cmd", "b"]  # Parquet keeps values unchanged
+    frame = pd.DataFrame({"t": ["+1", "ok", None, "@a"], "score": [-1.0, 2.0, 3.0, 4.0]})
+    out = neutralise_formulas(frame)
+    assert out["t"].fillna("").tolist() == ["'+1", "ok", "", "'@a"]
+    assert out["score"].tolist() == [-1.0, 2.0, 3.0, 4.0]
 
 
 def test_html_report_is_self_contained_with_runs_tables_and_plots(toy):
