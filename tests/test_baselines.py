@@ -118,10 +118,10 @@ def test_itemknn_keeps_top_k_neighbours_per_target() -> None:
 
 def test_itemknn_sparse_layout_matches_dense(monkeypatch, planted_dataset, tmp_path) -> None:
     data = planted_dataset.all()
-    dense = ItemKNN(k=5).fit(data)
+    dense = ItemKNN(k=5).fit(data)  # fitted before the limit is lowered
     monkeypatch.setattr(itemknn_module, "DENSE_MAX_ITEMS", 10)
     sparse = ItemKNN(k=5).fit(data)
-    assert sparse.weights_.layout == torch.sparse_csr
+    assert dense.weights_.layout == torch.strided and sparse.weights_.layout == torch.sparse_csr
     users = np.arange(20)
     torch.testing.assert_close(sparse.score(users), dense.score(users), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(sparse.score(users, [3, 7]), dense.score(users, [3, 7]))
@@ -219,7 +219,7 @@ def test_invalid_parameters_rejected_at_fit(cls, params) -> None:
 @pytest.mark.parametrize(
     "make", [lambda d: ItemKNN(device_choice=d), lambda d: EASE(device_choice=d)]
 )
-def test_gpu_scores_match_cpu(make, planted_dataset, monkeypatch) -> None:
+def test_gpu_scores_match_cpu(make, planted_dataset) -> None:
     sp = split(planted_dataset, "loo")
     users = np.arange(120)
     cpu, gpu = make("cpu").fit(sp.train), make("cuda").fit(sp.train)
@@ -227,9 +227,18 @@ def test_gpu_scores_match_cpu(make, planted_dataset, monkeypatch) -> None:
         model.set_history(sp.known_for("test"))
     assert gpu.score(users).device.type == "cuda"
     torch.testing.assert_close(gpu.score(users).cpu(), cpu.score(users), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_itemknn_sparse_on_gpu_matches_dense_on_cpu(planted_dataset, monkeypatch) -> None:
+    sp = split(planted_dataset, "loo")
+    users = np.arange(120)
+    dense = ItemKNN(device_choice="cpu").fit(sp.train)  # fitted before the limit is lowered
     monkeypatch.setattr(itemknn_module, "DENSE_MAX_ITEMS", 10)  # the sparse path on the GPU
     sparse = ItemKNN(device_choice="cuda").fit(sp.train)
-    dense = ItemKNN(device_choice="cpu").fit(sp.train)
+    assert dense.weights_.layout == torch.strided and sparse.weights_.layout == torch.sparse_csr
+    for model in (dense, sparse):
+        model.set_history(sp.known_for("test"))
     torch.testing.assert_close(sparse.score(users).cpu(), dense.score(users), rtol=1e-4, atol=1e-5)
 
 
