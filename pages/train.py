@@ -9,8 +9,9 @@ from core.data.split import METHODS
 from core.device import describe, pick_device
 from core.errors import RecScopeError
 from core.models import DESCRIPTIONS, available, model_class, param_specs
+from core.runs import jobs
 from core.runs.pipeline import new_run
-from core.runs.store import RunStore, jobs, workspace_home
+from core.runs.store import RunStore, workspace_home
 from dashboard import charts, shell
 
 STARTED = "train_started"  # session key: run ids this session started
