@@ -45,22 +45,12 @@ def suite_params(name: str) -> dict:
 def planted_split(planted_dataset: Dataset) -> Split:
     """Leave-last-out split of the planted data whose held-out items are block items.
 
-    The fixture's popular 'noise' items carry the latest timestamps, so a plain loo split
-    would hold out mostly noise items (a test of popularity, not of structure). Moving them
-    to the start of each user's timeline makes the test item the user's last block item.
+    The fixture's popular 'noise' items come first in each user's timeline, so the test
+    item is the user's last block item (timestamp 11), a test of structure, not popularity.
     """
-    frame = planted_dataset.interactions.copy()
-    noise = frame["timestamp"] >= 100
-    frame.loc[noise, "timestamp"] -= 200
-    ds = Dataset(
-        planted_dataset.name,
-        frame,
-        planted_dataset.items,
-        planted_dataset.users,
-        planted_dataset.scenarios,
-        planted_dataset.info,
-    )
-    return split(ds, "loo", seed=42)
+    parts = split(planted_dataset, "loo", seed=42)
+    assert (parts.test.frame["timestamp"] == 11).all()
+    return parts
 
 
 @pytest.fixture(scope="module", params=MODELS)
