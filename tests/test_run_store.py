@@ -1,7 +1,10 @@
-"""The run store lists runs newest first, even runs created within the same second."""
+"""The run store: runs newest first (even within one second), job kinds, results, run ids."""
 
 from __future__ import annotations
 
+import pytest
+
+from core.errors import RecScopeError
 from core.runs.store import RunStore
 from core.storage import read_json, write_json
 
@@ -22,3 +25,30 @@ def test_whole_second_stamps_of_older_records_still_sort(home):
     path = store.folder(broken) / "run.json"
     write_json(path, {**read_json(path), "created_at": "not a time"})
     assert [r["run_id"] for r in store.list()] == [new, old, broken]
+
+
+def test_lists_training_runs_unless_asked_for_every_kind(home):
+    store = RunStore(home)
+    train = store.new_run({"model": "pop", "dataset": "d"})
+    job = store.new_run({"kind": "leaderboard", "dataset": "d"})
+    path = store.folder(train) / "run.json"
+    legacy = {k: v for k, v in read_json(path).items() if k != "kind"}  # before kinds existed
+    write_json(path, legacy)
+    assert [r["run_id"] for r in store.list("d")] == [train]
+    assert [r["run_id"] for r in store.list("d", kind=None)] == [job, train]
+    assert [r["run_id"] for r in store.list(kind="leaderboard")] == [job]
+    assert job.startswith("leaderboard-") and store.read(job)["kind"] == "leaderboard"
+
+
+def test_results_live_in_the_run_folder_and_run_ids_are_checked(home):
+    store = RunStore(home)
+    run_id = store.new_run({"kind": "transfer", "dataset": "d"})
+    assert store.result(run_id) is None
+    store.write_result(run_id, {"curves": []})
+    assert store.result(run_id) == {"curves": []}
+    assert (store.folder(run_id) / "result.json").exists()
+    for bad in ("../../etc", "a/b", "..", ""):
+        with pytest.raises(RecScopeError, match="not a run id"):
+            store.read(bad)
+    with pytest.raises(RecScopeError, match="kind 'nope' is unknown"):
+        store.new_run({"kind": "nope"})

@@ -1,4 +1,10 @@
-"""The run store: `RECSCOPE_HOME/runs/<run_id>/` with run.json, progress.jsonl, model/, tables.
+"""The run store: `RECSCOPE_HOME/runs/<run_id>/` with run.json, progress.jsonl, job.log, results.
+
+Every background job is a run here, whatever it computes; run.json's `kind` says which:
+"train" (a model: model/, per_user.parquet, recs.parquet), "leaderboard" or "transfer"
+(scenario analyses: result.json, recs.parquet). A record without a kind is a training run
+(records written before kinds existed). File names inside a run folder are fixed; nothing a
+user types becomes a path, and a run id is checked before it is joined to one.
 
 Writes are atomic (temp file + rename) so a reader never sees half a record, and run ids
 are unique per call so two browser sessions never overwrite each other's runs.
@@ -6,8 +12,10 @@ are unique per call so two browser sessions never overwrite each other's runs.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
 import secrets
 import time
 from datetime import datetime, timezone
@@ -17,6 +25,15 @@ from core.errors import RecScopeError
 from core.storage import read_json, write_json
 
 STATUSES = ("queued", "running", "finished", "failed", "cancelled")
+TRAIN = "train"
+KINDS = (TRAIN, "leaderboard", "transfer")
+RESULT = "result.json"
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def kind_of(record: dict) -> str:
+    """The job kind of a run record; records without one are training runs."""
+    return record.get("kind") or TRAIN
 
 
 def workspace_home(home: str | Path | None = None) -> Path:
@@ -36,12 +53,17 @@ class RunStore:
 
     def new_run(self, record: dict) -> str:
         """Create a run folder and its first record; returns the new run id."""
+        if kind_of(record) not in KINDS:
+            raise RecScopeError(f"Job kind '{record['kind']}' is unknown; use one of {KINDS}.")
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-        run_id = f"{record.get('model', 'run')}-{stamp}-{secrets.token_hex(3)}"
+        prefix = record.get("model") if kind_of(record) == TRAIN else record["kind"]
+        run_id = f"{prefix or 'run'}-{stamp}-{secrets.token_hex(3)}"
+        check_run_id(run_id)
         folder = self.root / run_id
         folder.mkdir(parents=True, exist_ok=False)
         record = {
             "run_id": run_id,
+            "kind": TRAIN,
             "status": "queued",
             # microseconds: runs created within one second (a script, a test) still sort
             # newest first; with whole seconds their order fell to the folder listing
@@ -55,7 +77,7 @@ class RunStore:
         return run_id
 
     def folder(self, run_id: str) -> Path:
-        folder = self.root / run_id
+        folder = self.root / check_run_id(run_id)
         if not (folder / "run.json").exists():
             raise RecScopeError(
                 f"There is no run '{run_id}' in {self.root}; `recscope runs` lists the runs."
@@ -70,14 +92,18 @@ class RunStore:
 
     def update(self, run_id: str, **changes) -> dict:
         """Merge `changes` into run.json (dict values merge one level deep)."""
-        record = self.read(run_id)
-        for key, value in changes.items():
-            if isinstance(value, dict) and isinstance(record.get(key), dict):
-                record[key] = {**record[key], **value}
-            else:
-                record[key] = value
-        record["updated_at"] = now_iso()
-        write_json(self.folder(run_id) / "run.json", record)
+        folder = self.folder(run_id)
+        # the job, the page (cancel) and `refresh` all update one record: hold its lock
+        with open(folder / ".run.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            record = self.read(run_id)
+            for key, value in changes.items():
+                if isinstance(value, dict) and isinstance(record.get(key), dict):
+                    record[key] = {**record[key], **value}
+                else:
+                    record[key] = value
+            record["updated_at"] = now_iso()
+            write_json(folder / "run.json", record)
         return record
 
     def append_progress(self, run_id: str, event: dict) -> None:
@@ -98,8 +124,20 @@ class RunStore:
                 continue  # a line being written right now
         return events
 
-    def list(self, dataset: str | None = None) -> list[dict]:
-        """All run records, newest first; unreadable folders are skipped."""
+    def write_result(self, run_id: str, payload: dict) -> None:
+        """The job's JSON result (leaderboard, transfer), beside its run.json."""
+        write_json(self.folder(run_id) / RESULT, payload)
+
+    def result(self, run_id: str) -> dict | None:
+        """The job's JSON result, or None before it has one."""
+        path = self.folder(run_id) / RESULT
+        return read_json(path) if path.exists() else None
+
+    def list(self, dataset: str | None = None, kind: str | None = TRAIN) -> list[dict]:
+        """Run records of one `kind` (None: every kind), newest first; unreadable ones skipped.
+
+        The default lists training runs only, which is what every model page wants.
+        """
         records = []
         for folder in self.root.iterdir():
             path = folder / "run.json"
@@ -109,7 +147,9 @@ class RunStore:
                 record = read_json(path)
             except (OSError, json.JSONDecodeError):
                 continue
-            if dataset is None or record.get("dataset") == dataset:
+            if dataset is not None and record.get("dataset") != dataset:
+                continue
+            if kind is None or kind_of(record) == kind:
                 records.append(record)
         return sorted(records, key=_created_key, reverse=True)
 
@@ -117,6 +157,16 @@ class RunStore:
         import shutil
 
         shutil.rmtree(self.folder(run_id))
+
+
+def check_run_id(run_id: str) -> str:
+    """`run_id` if it can name a run folder (no separators, no '..'), else a clear error."""
+    if not _RUN_ID.match(run_id or "") or ".." in run_id:
+        raise RecScopeError(
+            f"'{run_id}' is not a run id; run ids are letters, digits, '_', '-' and '.' as "
+            "`recscope runs` lists them."
+        )
+    return run_id
 
 
 def _created_key(record: dict) -> datetime:
