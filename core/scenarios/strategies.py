@@ -15,12 +15,16 @@ scenario's catalogue (items with any interaction there; `catalogue="scenario"`) 
 catalogue (`catalogue="all"`), with `core.eval.evaluate.evaluate` and its usual exclusion rule
 (training and validation items excluded). The summary is the plain mean over scenarios,
 so a small scenario counts as much as a big one.
+
+`compare_strategies` also returns each user's top-k per scenario (`scenario_top_lists`),
+ranked by `core.eval.ranking.rank_users`, the one ranking routine.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +37,7 @@ from core.data.dataset import Dataset, Interactions
 from core.data.split import Split
 from core.errors import ParameterError
 from core.eval.evaluate import evaluate
+from core.eval.ranking import rank_users
 from core.models import make_model
 from core.models.base import as_codes
 from core.protocols import ScenarioAware
@@ -47,6 +52,10 @@ MIN_SCENARIO_INTERACTIONS = 50
 #: reserves -inf for excluded items)
 OUTSIDE = -1e9
 DEFAULT_BASE = "ease"
+#: length of the stored per-scenario lists (the Scenarios page shows them per user)
+TOP_K = 10
+#: `on_stage(text, step, steps)`: what a long call is doing now, for a progress display
+StageFn = Callable[[str, int, int], None]
 
 
 def scenario_catalogues(dataset: Dataset) -> np.ndarray:
@@ -192,6 +201,8 @@ class ScenarioEval:
     per_user: dict[str, pd.DataFrame] = field(default_factory=dict)  # scenario -> per_user
     fit_s: float = 0.0
     notes: list[str] = field(default_factory=list)
+    #: strategy, scenario, user_code, rank, item_code (see `scenario_top_lists`), or None
+    top: pd.DataFrame | None = None
 
     def mean(self, metric: str = "ndcg@10") -> float:
         """Plain average over scenarios with test users."""
@@ -242,20 +253,66 @@ def compare_strategies(
     base_params: dict | None = None,
     multiscenario_params: dict | None = None,
     catalogue: str = "scenario",
+    top_k: int = TOP_K,
+    on_stage: StageFn | None = None,
 ) -> dict[str, ScenarioEval]:
-    """Fit every strategy on `split.train` and evaluate it per scenario on the test part."""
+    """Fit every strategy on `split.train`, evaluate it per scenario on the test part, and
+    (top_k > 0) rank every user's top `top_k` per scenario into `ScenarioEval.top`.
+
+    Top lists break ties with the split's seed, so one call gives one set of lists.
+    """
+    say = on_stage or _quiet
+    steps = len(strategies) * (3 if top_k else 2)
+    step = 0
     out = {}
-    for name in strategies:
+    for i, name in enumerate(strategies, 1):
         params = (multiscenario_params if name == "multiscenario" else base_params) or {}
         strategy = make_strategy(name, base, **params)
+        say(f"Training {name} ({i} of {len(strategies)})", step, steps)
         tick = time.perf_counter()
         strategy.fit(split.train, split.valid)
         fit_s = time.perf_counter() - tick
+        say(f"Evaluating {name} in each scenario", step + 1, steps)
         result = evaluate_by_scenario(strategy, split, catalogue=catalogue)
         result.fit_s = fit_s
+        if top_k:
+            say(f"Ranking the top {top_k} of {name} for every user", step + 2, steps)
+            result.top = scenario_top_lists(strategy, dataset, split, top_k, seed=split.seed)
+        step += 3 if top_k else 2
         out[name] = result
         log.info("%s: mean ndcg@10 %.4f (fit %.1fs)", name, result.mean(), fit_s)
     return out
+
+
+def scenario_top_lists(
+    strategy, dataset: Dataset, split: Split, k: int = TOP_K, *, seed: int = 0
+) -> pd.DataFrame:
+    """Each user's top-k per scenario from their whole history (train + valid + test).
+
+    Items outside the scenario's catalogue score OUTSIDE (below every item inside it), the
+    user's known items are excluded. Rows: strategy, scenario, user_code, rank, item_code;
+    users with no history are left out.
+    """
+    known = split.known_for("test").concat(split.test)
+    strategy.set_history(known)
+    csr = known.csr()
+    allowed = torch.from_numpy(scenario_catalogues(dataset))  # (n_sc, n_items)
+    users = np.flatnonzero(np.diff(csr.indptr) > 0)
+    frames = []
+    for code, name in enumerate(_scenario_names(split.train)):
+        view = _ScenarioView(strategy, code, allowed[code])
+        items, _ = rank_users(view.score, users, k, known=csr, seed=seed)  # (U, k)
+        frame = pd.DataFrame(
+            {
+                "strategy": strategy.strategy,
+                "scenario": name,
+                "user_code": np.repeat(users, items.shape[1]),
+                "rank": np.tile(np.arange(1, items.shape[1] + 1), len(users)),
+                "item_code": items.reshape(-1),
+            }
+        )
+        frames.append(frame[frame["item_code"] >= 0])  # a user with fewer than k candidates
+    return pd.concat(frames, ignore_index=True)
 
 
 def leaderboard(results: dict[str, ScenarioEval], metric: str = "ndcg@10") -> pd.DataFrame:
@@ -329,6 +386,10 @@ class _ScenarioView:
     def item_embeddings(self) -> None:
         """No item vectors of its own: diversity falls back to categories."""
         return None
+
+
+def _quiet(text: str, step: int, steps: int) -> None:
+    """The default `on_stage`: say nothing."""
 
 
 def _scenario_names(part: Interactions) -> list[str]:
