@@ -1,34 +1,54 @@
-"""Background training jobs: each run trains in its own detached `recscope train` process.
+"""The one job system: every background job is a `recscope` subcommand in its own process.
 
-The Streamlit script thread never trains. A job survives page reruns, closed tabs and app
-restarts because it runs in a new process session; its state lives only in the run folder
-(run.json + progress.jsonl), so any session can read it. One job per device at a time: a job
-waits on a file lock for its device and says "queued" meanwhile.
+Kinds (run.json `kind`) and the command each runs, always with `--run-id RUN --json`:
+training (`recscope train`), the scenario leaderboard (`recscope scenarios leaderboard`) and
+the transfer experiment (`recscope transfer`). The Streamlit script thread never computes
+them. A job survives page reruns, closed tabs and app restarts because it runs in a new
+process session; its state lives only in its run folder (run.json, progress.jsonl, job.log,
+its result), so any session can read it. One job per device at a time: a job waits on a file
+lock for its device and says "queued" meanwhile. Every status read goes through `refresh`
+(a dead process reads as failed, with its last log line); `cancel_job` stops any kind.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from core.runs.store import RunStore, now_iso
+from core.errors import CancelledError, RecScopeError
+from core.runs.store import RunStore, kind_of, now_iso
+
+log = logging.getLogger(__name__)
 
 ACTIVE = ("queued", "running")
+#: the `recscope` subcommand of each job kind
+COMMANDS = {
+    "train": ("train",),
+    "leaderboard": ("scenarios", "leaderboard"),
+    "transfer": ("transfer",),
+}
+#: how an error message names the process of each kind
+LABELS = {"train": "training", "leaderboard": "leaderboard", "transfer": "transfer"}
+#: `stage(text, step, steps)`: what a job body reports as it goes
+Stage = Callable[[str, int, int], None]
 
 
 def start_job(store: RunStore, run_id: str) -> int:
-    """Launch `recscope train --run-id RUN` detached; returns its pid."""
+    """Launch the run's `recscope <kind> --run-id RUN` detached; returns its pid."""
     folder = store.folder(run_id)
+    command = COMMANDS[kind_of(store.read(run_id))]
     log = open(folder / "job.log", "ab")  # noqa: SIM115 - handed to the child process
     env = {**os.environ, "RECSCOPE_HOME": str(store.home), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "core.cli", "train", "--run-id", run_id, "--json"],
+        [sys.executable, "-m", "core.cli", *command, "--run-id", run_id, "--json"],
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -41,9 +61,45 @@ def start_job(store: RunStore, run_id: str) -> int:
     return proc.pid
 
 
+def run_job(store: RunStore, run_id: str, device_key: str, work: Callable[[Stage], dict]) -> dict:
+    """Run a non-training job body in this process, under the device lock; the final record.
+
+    `work(stage)` computes and returns the JSON result (stored as result.json); each
+    `stage(text, step, steps)` call appends a progress line and becomes the record's
+    message. Status moves queued -> running -> finished | failed | cancelled; a
+    `CancelledError` (the CLI raises one on SIGTERM) ends the job as cancelled.
+    """
+
+    def stage(text: str, step: int, steps: int) -> None:
+        store.append_progress(run_id, {"stage": text, "step": int(step), "steps": int(steps)})
+        store.update(run_id, message=text)
+
+    store.update(run_id, pid=os.getpid())
+    try:
+        with device_slot(store, run_id, device_key):
+            store.update(run_id, status="running", started_at=now_iso())
+            tick = time.perf_counter()
+            payload = work(stage)
+            store.write_result(run_id, payload)
+            total = round(time.perf_counter() - tick, 3)
+        return store.update(
+            run_id, status="finished", message="", finished_at=now_iso(), timings={"total_s": total}
+        )
+    except CancelledError:
+        return store.update(run_id, status="cancelled", finished_at=now_iso())
+    except RecScopeError as err:
+        store.update(run_id, status="failed", error=str(err), finished_at=now_iso())
+        raise
+    except Exception as err:
+        log.exception("job %s failed", run_id)
+        message = f"The job failed with an unexpected {type(err).__name__}: {err}"
+        store.update(run_id, status="failed", error=message, finished_at=now_iso())
+        raise RecScopeError(message) from err
+
+
 @contextlib.contextmanager
 def device_slot(store: RunStore, run_id: str, device_key: str) -> Iterator[None]:
-    """Hold the device's lock while training; others block here and show as queued."""
+    """Hold the device's lock while a job computes; others block here and show as queued."""
     locks = store.home / "locks"
     locks.mkdir(exist_ok=True)
     with open(locks / f"{device_key.replace(':', '_')}.lock", "w") as handle:
@@ -81,12 +137,43 @@ def refresh(store: RunStore, record: dict) -> dict:
     if record.get("cancel_requested"):  # killed before its SIGTERM handler was installed
         return store.update(record["run_id"], status="cancelled", finished_at=now_iso())
     tail = _log_tail(store.folder(record["run_id"]) / "job.log")
+    label = LABELS.get(kind_of(record), kind_of(record))
     return store.update(
         record["run_id"],
         status="failed",
-        error="The training process stopped before finishing" + (f": {tail}" if tail else "."),
+        error=f"The {label} process stopped before finishing" + (f": {tail}" if tail else "."),
         finished_at=now_iso(),
     )
+
+
+def latest_job(
+    store: RunStore, dataset: str, kind: str, *, finished: bool = False, **params
+) -> dict | None:
+    """The newest `kind` job on `dataset` whose params include `params` (refreshed), or None.
+
+    finished=True: the newest one that finished, i.e. the one whose result to show.
+    """
+    for record in store.list(dataset, kind=kind):
+        mine = record.get("params") or {}
+        if not all(mine.get(key) == value for key, value in params.items()):
+            continue
+        record = refresh(store, record)
+        if not finished or record.get("status") == "finished":
+            return record
+    return None
+
+
+def stage_summary(record: dict, events: list[dict]) -> dict:
+    """What a progress bar shows for a staged job: the current stage, share done, stages."""
+    staged = [e for e in events if e.get("stage")]
+    last = staged[-1] if staged else {}
+    done = record.get("status") == "finished"
+    steps = last.get("steps") or 0
+    return {
+        "stage": last.get("stage") or record.get("message") or "",
+        "fraction": 1.0 if done else (min(last.get("step", 0) / steps, 1.0) if steps else 0.0),
+        "stages": [e["stage"] for e in staged],
+    }
 
 
 def progress_summary(record: dict, events: list[dict]) -> dict:
@@ -109,7 +196,7 @@ def progress_summary(record: dict, events: list[dict]) -> dict:
 
 
 def _alive(pid: int, run_id: str) -> bool:
-    """True if `pid` is a live process training `run_id` (guards against reused pids).
+    """True if `pid` is a live process running job `run_id` (guards against reused pids).
 
     Right after the fork, before exec, the child still shows the parent's command line;
     it is recognised then as the leader of its own new session (pgid == pid).
