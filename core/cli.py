@@ -193,7 +193,7 @@ def cmd_recommend(args) -> dict:
 
 
 def cmd_explain(args) -> dict:
-    from core.explain.explainer import explain_run
+    from core.runs.queries import explain_run
     from core.runs.store import RunStore
 
     explanation = explain_run(RunStore(_home()), args.run_id, args.user, args.item)
@@ -201,7 +201,7 @@ def cmd_explain(args) -> dict:
 
 
 def cmd_similar(args) -> dict:
-    from core.retrieval.similar import similar_run
+    from core.runs.queries import similar_run
     from core.runs.store import RunStore
 
     return similar_run(RunStore(_home()), args.run_id, args.item, args.k)

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from core.data.dataset import Interactions
 from core.device import autocast, generator
 from core.errors import CancelledError
+from core.eval.evaluate import ranking_metric
 from core.protocols import LoopTrainable, ProgressEvent, ProgressFn
 
 log = logging.getLogger(__name__)
@@ -213,8 +214,6 @@ def pair_tensors(train: Interactions, device: torch.device) -> tuple[torch.Tenso
 
 
 def _validate(model, valid: Interactions, train: Interactions) -> float:
-    from core.eval.evaluate import ranking_metric  # lazily: evaluation imports models too
-
     with torch.inference_mode():
         return float(ranking_metric(model, valid, known=train, k=10))
 

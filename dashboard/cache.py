@@ -217,14 +217,14 @@ def _global_importance(home: str, stamp: tuple, n_users: int) -> pd.DataFrame:
 def _run_index(home: str, run_id: str, mtime: int):
     from core.retrieval.similar import run_index
 
-    return run_index(_loaded_run(home, run_id, mtime), Path(home))
+    return run_index(_loaded_run(home, run_id, mtime))
 
 
 @st.cache_resource(show_spinner="Embedding the item texts…", max_entries=4)
 def _text_index(home: str, name: str, mtime: int):
     from core.retrieval.similar import text_index
 
-    return text_index(_dataset(home, name, mtime), Path(home))
+    return text_index(_dataset(home, name, mtime))
 
 
 @st.cache_data(show_spinner="Drawing the item map…", max_entries=8)
@@ -238,7 +238,7 @@ def _item_map(home: str, name: str, run_id: str | None, mtime: int) -> tuple[pd.
         from core.data.text import item_text_embeddings
 
         ds = _dataset(home, name, _mtime(datasets_dir(Path(home)) / name / "dataset.json"))
-        vectors = item_text_embeddings(ds, Path(home))
+        vectors = item_text_embeddings(ds)
     return embedding_map(vectors, ds)
 
 

@@ -174,7 +174,7 @@ def _run_neighbours(home, dataset, facts, run_id: str, code: int) -> list[int]:
     st.markdown(f"**Neighbours under {loaded.record['model']}**")
     cache.run_index(home, run_id)  # built once per run and kept (cached + on disk)
     try:
-        answer = similar_items(loaded, code, K, home)
+        answer = similar_items(loaded, code, K)
     except RecScopeError as err:
         st.info(str(err))
         return []
@@ -193,7 +193,7 @@ def _run_neighbours(home, dataset, facts, run_id: str, code: int) -> list[int]:
 def _text_neighbours(home, dataset, facts, code: int) -> list[int]:
     st.markdown("**Neighbours by text**")
     index = cache.text_index(home, dataset.name)
-    answer = text_neighbors(dataset, home, code, K, index=index)
+    answer = text_neighbors(dataset, code, K, index=index)
     _neighbour_table(dataset, facts, answer)
     st.caption(_facts_line(index) + " · all-MiniLM-L6-v2 embeddings of title + text.")
     return [int(c) for c in dataset.item_codes([n[S.ITEM_ID] for n in answer["neighbors"]])]
@@ -270,7 +270,7 @@ def _retrieval(home, dataset, run_id: str) -> None:
         user_id = st.text_input("User id", str(dataset.user_ids[0]), key="items_user")
         user = int(dataset.user_codes([user_id])[0])
         start = time.perf_counter()
-        out = retrieve_for_users(loaded, home, [user], K)
+        out = retrieve_for_users(loaded, [user], K)
         total_ms = (time.perf_counter() - start) * 1000
         items = out["items"][0][out["items"][0] >= 0]
         titles = dataset.item_titles()

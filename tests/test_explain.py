@@ -9,11 +9,13 @@ import pytest
 
 from core.data.dataset import Dataset
 from core.data.split import split
-from core.explain.explainer import explain, explain_run, global_importance
-from core.explain.features import build_features, ridge_fold_in, verb_for
+from core.explain.explainer import explain, global_importance
+from core.explain.features import build_features, verb_for
 from core.models import available, make_model, model_class
+from core.models._foldin import ridge_fold_in
 from core.models.ease import EASE
 from core.runs.pipeline import LoadedRun, new_run, train_run
+from core.runs.queries import explain_run
 from core.runs.store import RunStore
 
 #: fast settings per model: behaviour, not accuracy, is under test

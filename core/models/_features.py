@@ -13,7 +13,8 @@ import scipy.sparse as sp
 import torch
 
 from core.data import schema as S
-from core.data.dataset import Dataset, Interactions, datasets_dir
+from core.data import text
+from core.data.dataset import Dataset, Interactions
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +62,11 @@ def categorical_codes(
 def text_matrix(dataset: Dataset | None, device: str | None = None) -> np.ndarray | None:
     """Item text embeddings (n_items, 384), or None when the data has no item text.
 
-    Read through the workspace cache when the dataset is stored there (RECSCOPE_HOME);
-    an in-memory dataset is embedded directly.
+    Cached beside the dataset when it is stored (`Dataset.folder`); else embedded directly.
     """
-    from core.data import text
-    from core.runs.store import workspace_home
-
     if dataset is None or not text.has_item_text(dataset):
         return None
-    home = workspace_home()
-    if (datasets_dir(home) / dataset.name / "dataset.json").exists():
-        return text.item_text_embeddings(dataset, home, device)
-    return text.embed_texts(text.item_texts(dataset), device=device)
+    return text.item_text_embeddings(dataset, device)
 
 
 def reduce_text(emb: np.ndarray, k: int = TEXT_DIM, seed: int = 0) -> np.ndarray:

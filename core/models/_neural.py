@@ -16,7 +16,7 @@ import torch
 
 from core.data.dataset import Interactions
 from core.device import seed_everything
-from core.models.base import RecommenderBase, check_non_negative, check_positive
+from core.models.base import RecommenderBase, as_codes, check_non_negative, check_positive
 from core.protocols import ProgressFn
 from core.train import CancelFlag, TrainConfig, TrainResult, run_training
 
@@ -117,7 +117,5 @@ class NeuralRecommender(RecommenderBase, abc.ABC):
         check_non_negative("seed", self.seed)
 
     def _users_on_device(self, user_codes: Any) -> torch.Tensor:
-        from core.models.base import as_codes
-
         self._check_fitted()
         return as_codes(user_codes).to(self.device)

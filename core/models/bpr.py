@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from core.data.dataset import Interactions
+from core.models._foldin import current_history, ridge_fold_in
 from core.models._neural import LOOP_HELP, NeuralRecommender
 from core.models.base import check_non_negative, check_positive
 from core.train import bpr_loss, known_keys, pair_tensors, sample_negatives
@@ -104,11 +105,9 @@ class BPRMF(NeuralRecommender):
         """Scores of `item_codes` if the user's history were each list, (N, m) (explanations).
 
         Fold-in: f(S) = s(u, j) + g(S, j) − g(H, j) with g(S, j) = u_S · v_j, u_S the ridge
-        least-squares user vector fitted to S's item vectors (`explain_features.ridge_fold_in`)
+        least-squares user vector fitted to S's item vectors (`_foldin.ridge_fold_in`)
         and H the current history, so the full history gives the trained score exactly.
         """
-        from core.explain.features import current_history, ridge_fold_in
-
         items = self._items_or_all(item_codes)
         vectors = self.net_.items.weight.detach()  # (I, d)
         rows = [*histories, current_history(self, user_code)]

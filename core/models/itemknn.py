@@ -26,6 +26,7 @@ import torch
 
 from core.data.dataset import Interactions
 from core.errors import UnknownIdError
+from core.models._foldin import history_matrix
 from core.models.base import (
     RecommenderBase,
     as_codes,
@@ -88,8 +89,6 @@ class ItemItemModel(RecommenderBase):
 
         Exact and additive (the explainer's oracle); the user code only validates.
         """
-        from core.explain.features import history_matrix
-
         self._check_fitted()
         check_codes(as_codes(user_code), self.n_users_, "user")
         items = as_codes(item_codes)

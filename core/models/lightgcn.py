@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from core.data.dataset import Interactions
+from core.models._foldin import current_history, history_matrix
 from core.models._neural import LOOP_HELP, NeuralRecommender
 from core.models.base import check_non_negative, check_positive
 from core.train import bpr_loss, known_keys, pair_tensors, sample_negatives
@@ -145,8 +146,6 @@ class LightGCN(NeuralRecommender):
         g(S, j) = Σ_{i ∈ S} e_i · e_j / √|S| over the final item embeddings e and H the current
         history, so the full history gives the trained score exactly.
         """
-        from core.explain.features import current_history, history_matrix
-
         items = self._items_or_all(item_codes)
         final = self._final()[self.n_users_ :].double()  # (I, d)
         rows = [*histories, current_history(self, user_code)]

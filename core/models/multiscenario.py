@@ -50,6 +50,7 @@ from core.data import schema as S
 from core.data.dataset import Interactions
 from core.errors import ParameterError
 from core.models._features import history_scenarios, pair_scenarios
+from core.models._foldin import history_matrix
 from core.models._neural import LOOP_HELP, NeuralRecommender
 from core.models._scenario_net import ScenarioNet
 from core.models.base import as_codes, check_non_negative, check_positive
@@ -319,8 +320,6 @@ class MultiScenario(NeuralRecommender):
         recent one unless `context` masks it (then: the mean over scenarios). The full
         history with the scenario present gives exactly `score`.
         """
-        from core.explain.features import history_matrix
-
         self._check_fitted()
         self._context()
         net, pad, n_sc = self.net_, self.n_items_, self.n_scenarios_

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.data.dataset import Interactions
+from core.models._foldin import current_history, ridge_fold_in
 from core.models._neural import LOOP_HELP, NeuralRecommender
 from core.models.base import check_non_negative, check_positive
 from core.train import known_keys, pair_tensors, sample_negatives
@@ -118,10 +119,8 @@ class NeuMF(NeuralRecommender):
 
         Fold-in: f(S) = s(u, j) + g(S, j) − g(H, j), g = the network with both user vectors
         (GMF and MLP) replaced by ridge least-squares fits to S's item vectors of that branch
-        (`explain_features.ridge_fold_in`); H = the current history, so f(H) = the trained score.
+        (`_foldin.ridge_fold_in`); H = the current history, so f(H) = the trained score.
         """
-        from core.explain.features import current_history, ridge_fold_in
-
         net = self.net_
         items = self._items_or_all(item_codes)
         rows = [*histories, current_history(self, user_code)]

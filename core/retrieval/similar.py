@@ -15,17 +15,16 @@ from __future__ import annotations
 import difflib
 import logging
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from core.data import schema as S
+from core.data import text
 from core.data.dataset import Dataset
 from core.errors import RecScopeError
 from core.protocols import SimilarItems, UserVectors
 from core.retrieval.index import ItemIndex, retrieve
-from core.runs.store import RunStore
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +34,17 @@ MIPS_DIR = "index_mips"  # raw inner-product index of the same vectors (user ret
 FUZZY_MAX = 50_000  # titles compared one by one for fuzzy search, at most
 
 
-def run_index(loaded, home: Path, *, mips: bool = False) -> ItemIndex | None:
+def run_index(loaded, *, mips: bool = False) -> ItemIndex | None:
     """The run's item index, loaded from `<run>/index/` or built and saved there once.
 
+    `loaded` is a loaded run (`core.runs.pipeline.LoadedRun`): its model, dataset and
+    `folder` (None for a run that lives only in memory: the index is built, not kept).
     None when the model has no item embeddings. `mips=True` gives the raw inner-product
     index (the model's own dot product) used to retrieve items for users.
     """
-    folder = RunStore(home).folder(loaded.record["run_id"]) / (MIPS_DIR if mips else INDEX_DIR)
+    folder = None if loaded.folder is None else loaded.folder / (MIPS_DIR if mips else INDEX_DIR)
     n_items = loaded.dataset.n_items
-    if (folder / "index.json").exists():
+    if folder is not None and (folder / "index.json").exists():
         try:
             index = ItemIndex.load(folder)
             if index.info.n == n_items:
@@ -54,15 +55,16 @@ def run_index(loaded, home: Path, *, mips: bool = False) -> ItemIndex | None:
     if vectors is None:
         return None
     index = ItemIndex.build(vectors, normalize=not mips)
-    index.save(folder)
+    if folder is not None:
+        index.save(folder)
     return index
 
 
-def similar_items(loaded, item_code: int, k: int, home: Path) -> dict:
+def similar_items(loaded, item_code: int, k: int) -> dict:
     """The `k` items most similar to `item_code` under the run `loaded` (CLI contract)."""
     model, dataset = loaded.model, loaded.dataset
     code = _check_code(dataset, item_code)
-    index = run_index(loaded, home)
+    index = run_index(loaded)
     if index is not None:
         codes, scores = index.neighbors(code, k)
         facts = index_facts(index)
@@ -78,12 +80,12 @@ def similar_items(loaded, item_code: int, k: int, home: Path) -> dict:
     return _answer(dataset, code, codes, scores, facts)
 
 
-def text_index(dataset: Dataset, home: Path, device: str | None = None) -> ItemIndex:
+def text_index(dataset: Dataset, device: str | None = None) -> ItemIndex:
     """A cosine index over the items' text embeddings, saved beside the text cache."""
-    from core.data import text
-
-    emb = text.item_text_embeddings(dataset, home, device)  # raises when there is no text
-    cache = text.cache_path(dataset, home, text.item_texts(dataset))
+    emb = text.item_text_embeddings(dataset, device)  # raises when there is no text
+    cache = text.cache_path(dataset, text.item_texts(dataset))
+    if cache is None:  # an in-memory dataset: nowhere to keep the index
+        return ItemIndex.build(emb)
     folder = cache.parent / cache.stem.replace("text_emb_", "text_index_")
     if (folder / "index.json").exists():
         try:
@@ -98,22 +100,13 @@ def text_index(dataset: Dataset, home: Path, device: str | None = None) -> ItemI
 
 
 def text_neighbors(
-    dataset: Dataset, home: Path, item_code: int, k: int, index: ItemIndex | None = None
+    dataset: Dataset, item_code: int, k: int, index: ItemIndex | None = None
 ) -> dict:
     """The `k` items whose title/text reads most like `item_code`'s (CLI contract shape)."""
     code = _check_code(dataset, item_code)
-    index = index or text_index(dataset, home)
+    index = index or text_index(dataset)
     codes, scores = index.neighbors(code, k)
     return _answer(dataset, code, codes, scores, index_facts(index))
-
-
-def similar_run(store: RunStore, run_id: str, item_id: str, k: int = 10) -> dict:
-    """`recscope similar RUN_ID --item ITEM_ID -k K`: the item id as in the uploaded file."""
-    from core.runs.pipeline import load_run
-
-    loaded = load_run(store, run_id)
-    code = int(loaded.dataset.item_codes([item_id])[0])
-    return similar_items(loaded, code, k, store.home)
 
 
 def find_items(
@@ -162,7 +155,7 @@ def neighbors_frame(dataset: Dataset, answer: dict, popularity: np.ndarray) -> p
     return frame
 
 
-def retrieve_for_users(loaded, home: Path, user_codes, k: int = 10) -> dict:
+def retrieve_for_users(loaded, user_codes, k: int = 10) -> dict:
     """Top-k items per user through the run's inner-product index, with the latency.
 
     Only for models that expose `user_vectors(user_codes)` next to `item_embeddings()`;
@@ -177,7 +170,7 @@ def retrieve_for_users(loaded, home: Path, user_codes, k: int = 10) -> dict:
             f"Model '{model.name}' has no user vectors, so items cannot be retrieved for a user "
             "through the index; use a hybrid run, or the ranked recommendations of this run."
         )
-    index = run_index(loaded, home, mips=True)
+    index = run_index(loaded, mips=True)
     users = np.atleast_1d(np.asarray(user_codes, dtype=np.int64))
     vectors = model.user_vectors(users).float().cpu().numpy()  # (U, d)
     start = time.perf_counter()

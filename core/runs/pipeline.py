@@ -34,12 +34,16 @@ RECS_K = 50  # recommendations kept per user in recs.parquet
 
 @dataclass
 class LoadedRun:
-    """A finished run back in memory: its record, data, split and fitted model."""
+    """A finished run back in memory: its record, data, split and fitted model.
+
+    `folder` is the run's folder in the store (indexes are kept there); None in memory.
+    """
 
     record: dict
     dataset: Dataset
     split: Split
     model: RecommenderBase
+    folder: Path | None = None
 
 
 def model_params(
@@ -118,7 +122,7 @@ def load_run(store: RunStore, run_id: str, device: str | None = None) -> LoadedR
     parts = split(dataset, record["split"], int(record["seed"]))
     model = model_class(record["model"]).load(store.model_dir(run_id), device=device)
     model.set_history(parts.known_for("test"))
-    return LoadedRun(record, dataset, parts, model)
+    return LoadedRun(record, dataset, parts, model, store.folder(run_id))
 
 
 def recommendations_table(loaded: LoadedRun, user_codes: np.ndarray, k: int) -> pd.DataFrame:

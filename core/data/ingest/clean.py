@@ -7,8 +7,6 @@ Errors name the file, the line a person would count (header = line 1) and the co
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -17,11 +15,9 @@ import pyarrow.compute as pc
 from core.data import schema as S
 from core.data.ingest.formats import Layout, Source, plural
 from core.data.ingest.read import line_of
+from core.data.ingest.report import IngestReport
 from core.data.schema import ColumnMapping
 from core.errors import IngestError
-
-if TYPE_CHECKING:
-    from core.data.ingest.ingest import IngestReport
 
 
 def clean(

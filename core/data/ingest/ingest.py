@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +31,7 @@ from core.data.ingest.columns import (
 )
 from core.data.ingest.formats import FORMATS, Layout, Source, plural, sniff, to_source
 from core.data.ingest.read import read_table
+from core.data.ingest.report import IngestReport
 from core.data.schema import ColumnMapping
 from core.errors import IngestError
 
@@ -48,68 +48,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-_REASONS = {
-    "missing_user_id": "had no user id",
-    "missing_item_id": "had no item id",
-    "missing_rating": "had no rating",
-    "missing_timestamp": "had no timestamp",
-    "below_min_rating": "were rated below the minimum rating",
-}
-
-
-@dataclass
-class IngestReport:
-    """What ingest did, in numbers (`to_dict`) and in plain sentences (`lines`)."""
-
-    file: str
-    format: str
-    rows_read: int = 0
-    rows_kept: int = 0
-    duplicates: int = 0
-    dropped: dict[str, int] = field(default_factory=dict)
-    mapping: ColumnMapping = field(default_factory=ColumnMapping)
-    feedback: str = "implicit"  # "explicit" | "implicit"
-    min_rating: float | None = None
-    notes: list[str] = field(default_factory=list)
-    layout: str = ""  # e.g. "comma-separated", "MovieLens u.data (tab-separated, no header)"
-    n_users: int = 0
-    n_items: int = 0
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["mapping"] = self.mapping.to_dict()
-        return data
-
-    def lines(self) -> list[str]:
-        """Plain sentences for the UI and the CLI."""
-        name = Path(self.file).name
-        out = [f"Read {plural(self.rows_read, 'row')} from {name} ({self.layout or self.format})."]
-        used = [
-            k if k == v else f"{k} ← '{v}'"
-            for k, v in self.mapping.to_dict().items()
-            if v and k != "extra"
-        ]
-        out.append("Columns used: " + ", ".join(used) + ".")
-        for reason, count in self.dropped.items():
-            text = _REASONS.get(reason, reason.replace("_", " "))
-            if reason == "below_min_rating":
-                text = f"were rated below {self.min_rating:g}"
-            out.append(f"Dropped {plural(count, 'row')} that {text}.")
-        if self.duplicates:
-            pairs = plural(self.duplicates, "repeated user–item row")
-            out.append(f"Collapsed {pairs} into their pair's latest row.")
-        if self.feedback == "explicit":
-            out.append("Feedback: explicit ratings.")
-        elif self.min_rating is not None:
-            out.append(f"Feedback: implicit (ratings of {self.min_rating:g} or more count).")
-        else:
-            out.append("Feedback: implicit (each row is one positive interaction).")
-        out.append(
-            f"Kept {plural(self.rows_kept, 'interaction')} of {plural(self.n_users, 'user')} "
-            f"on {plural(self.n_items, 'item')}."
-        )
-        return out + list(self.notes)
 
 
 def read_raw(
