@@ -180,7 +180,8 @@ def test_segments_partition_users_and_scenario(tiny):
     res = evaluate(FixedScores(scores).fit(parts.train), parts, "test", ks=(5,))
     seg = res.segments
     assert list(seg.columns[:3]) == ["segment_kind", "segment", "n_users"]
-    assert set(seg["segment_kind"]) == {"all", "activity", "cold_user", "cold_item", "scenario"}
+    kinds = {"all", "history", "activity", "cold_user", "cold_item", "scenario"}
+    assert set(seg["segment_kind"]) == kinds
     for _kind, rows in seg.groupby("segment_kind"):
         assert rows["n_users"].sum() == res.n_users
     scen = seg[seg["segment_kind"] == "scenario"].set_index("segment")

@@ -24,6 +24,8 @@ ACTIVITY_LABELS = ("0", "1-5", "6-10", "11-20", "21-50", "51+")
 _CHUNK = 4096  # users per chunk for the (U, K, K) pairwise tensors
 #: an item with at most this many training interactions is "cold"; same bound for users
 COLD_MAX = 5
+#: the two segments of kind "history"
+HAS_HISTORY, NO_HISTORY = "has known history", "no known history"
 
 
 def popularity(known: Interactions) -> np.ndarray:
@@ -127,7 +129,10 @@ def segment_table(
 ) -> tuple[pd.DataFrame, list[str]]:
     """Mean per-user metrics by segment; each segment kind partitions the scored users.
 
-    Kinds: all; activity (number of known interactions); cold_user (<= 5 known);
+    Kinds: all; history (whether the user has any known interaction: users without one,
+    possible under a temporal cut, are scored from no information and get the tie rule's
+    random order, so they are shown apart); activity (number of known interactions);
+    cold_user (<= 5 known);
     cold_item (whether the user's truth holds an item with <= 5 training interactions);
     scenario (most frequent scenario of the user's interactions in this part; ties go to
     the first scenario in the dataset's order), when the data has scenarios.
@@ -135,6 +140,7 @@ def segment_table(
     metric_cols = [c for c in per_user.columns if c not in (S.USER, "n_truth", "n_known")]
     labels = pd.DataFrame(index=per_user.index)
     labels["all"] = "all users"
+    labels["history"] = np.where(per_user["n_known"] > 0, HAS_HISTORY, NO_HISTORY)
     labels["activity"] = pd.cut(
         per_user["n_known"], bins=list(ACTIVITY_BINS), labels=list(ACTIVITY_LABELS)
     ).astype(str)

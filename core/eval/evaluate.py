@@ -1,11 +1,22 @@
 """Full-ranking evaluation: every user is ranked against the whole catalogue, on the device.
 
 Rules (DESIGN.md, "Evaluation rules"): no sampled metrics. Items a user is already known to
-have interacted with are excluded from the ranking (set to -inf): training items when scoring
-the validation part, training *and* validation items when scoring the test part
-(`split.known_for(part)`). Truth is the part's items minus the known ones; users whose truth
-is then empty (all their test items were already known, possible with random splits) are not
-scored and are counted in `n_skipped`.
+have interacted with are excluded from the ranking: training items when scoring the
+validation part, training *and* validation items when scoring the test part
+(`split.known_for(part)`). Lists come from `core.eval.ranking.top_k`, the routine that also
+makes `recommend` and the stored recs.parquet, with the same seeded tie rule (seed = the
+split's seed, i.e. the run's), so the list a user sees is the list that was scored.
+
+Which users count (all four numbers are in `EvalResult.counts()` and the run record):
+- n_users: scored — truth is the part's items minus the known ones, and it is not empty.
+- n_skipped: had items in the part, all already known (possible with random splits); not
+  scored.
+- n_unevaluable: no items in the part at all — under leave-last-out, users with fewer than
+  3 interactions (they stay in training); under a temporal cut, users with nothing in the
+  window. Not scored.
+- n_no_history: scored users with no known interactions (possible under a temporal cut).
+  Their scores carry no information, so their lists are the tie rule's random order; they
+  stay in the averages and are their own segment ("history" in `segments`).
 
 `evaluate` gives the full report (per-user table, segments, beyond-accuracy metrics);
 `ranking_metric` is the fast path the training loop calls each epoch for early stopping.
@@ -27,6 +38,7 @@ from core.data.split import Split
 from core.errors import ParameterError
 from core.eval import metrics as M
 from core.eval.beyond import beyond_metrics, cold_item_recall, segment_table
+from core.eval.ranking import DeviceCsr, top_k
 from core.protocols import PredictsRatings
 
 log = logging.getLogger(__name__)
@@ -34,8 +46,9 @@ log = logging.getLogger(__name__)
 KS = (5, 10, 20)
 #: scores + sort buffers per batch stay within this many bytes
 MEMORY_BUDGET_BYTES = 256 * 2**20
-#: bytes per (user, item) cell in one batch: scores f32, sorted f32 + int64 indices, masks
-_BYTES_PER_CELL = 24
+#: bytes per (user, item) cell in one batch: scores f32, int64 ranking keys and the
+#: tie-key temporaries, truth mask, and for AUC a float copy with its sort buffers
+_BYTES_PER_CELL = 48
 _EXCLUDED = {
     "valid": "Excluded from ranking: each user's training items.",
     "test": "Excluded from ranking: each user's training and validation items.",
@@ -54,15 +67,25 @@ class EvalResult:
     top_items: np.ndarray  # (U_eval, max K) top-ranked item codes; -1 where none was left
     n_users: int = 0  # users scored
     n_skipped: int = 0  # users with truth in this part that were all already known
+    n_unevaluable: int = 0  # users with no interaction in this part at all
+    n_no_history: int = 0  # scored users with no known interaction
     notes: list[str] = field(default_factory=list)  # sentences for the UI (definitions)
+
+    def counts(self) -> dict[str, int]:
+        """Who was scored and who was not, and why (see the module docstring)."""
+        return {
+            "n_users": self.n_users,
+            "n_skipped": self.n_skipped,
+            "n_unevaluable": self.n_unevaluable,
+            "n_no_history": self.n_no_history,
+        }
 
     def summary(self) -> dict:
         """A JSON-ready record: metrics, counts and the sentences."""
         return {
             "part": self.part,
             "metrics": {k: _json_float(v) for k, v in self.metrics.items()},
-            "n_users": self.n_users,
-            "n_skipped": self.n_skipped,
+            **self.counts(),
             "excluded": self.excluded,
             "notes": list(self.notes),
         }
@@ -75,33 +98,39 @@ def evaluate(
     ks=KS,
     batch_size: int | None = None,
     beyond: bool = True,
+    *,
+    seed: int | None = None,
 ) -> EvalResult:
     """Rank all items for every user with truth in `part` and compute every metric.
 
     Calls `model.set_history(split.known_for(part))` first, so the model scores from the
     same history whose items are excluded. `batch_size` (users per batch) defaults to what
-    keeps one batch's scores and sort buffers within MEMORY_BUDGET_BYTES.
+    keeps one batch's scores and sort buffers within MEMORY_BUDGET_BYTES. `seed` seeds the
+    tie rule of `core.eval.ranking`; None uses the split's seed (the run's seed), which is
+    what the stored recommendation lists use too.
     """
     if part not in _EXCLUDED:
         raise ParameterError(f"Evaluation part '{part}' is unknown; use 'valid' or 'test'.")
     ks = _check_ks(ks)
+    seed = int(split.seed if seed is None else seed)
     known = split.known_for(part)
     truth = split.part(part)
     model.set_history(known)
     truth_csr = _truth_minus_known(truth, known)
     n_truth_all = np.diff(truth_csr.indptr)
     users = np.flatnonzero(n_truth_all > 0)
-    n_skipped = int(np.count_nonzero(np.diff(truth.csr().indptr) > 0) - len(users))
+    n_in_part = int(np.count_nonzero(np.diff(truth.csr().indptr) > 0))
     known_csr = known.csr()
     n_known = np.diff(known_csr.indptr)[users]
-    notes = []
-    if n_skipped:
-        notes.append(
-            f"{n_skipped} users were not scored because all their {part} items were already "
-            "known (excluded from ranking)."
-        )
+    counts = {
+        "n_users": len(users),
+        "n_skipped": n_in_part - len(users),
+        "n_unevaluable": truth.n_users - n_in_part,
+        "n_no_history": int(np.count_nonzero(n_known == 0)),
+    }
+    notes = _count_notes(part, split.method, **counts)
     if len(users) == 0:
-        log.warning("no user has %s items left to rank (%d skipped)", part, n_skipped)
+        log.warning("no user has %s items left to rank (%s)", part, counts)
         notes.append(f"No user had {part} items left to rank, so there are no metrics.")
         return EvalResult(
             part=part,
@@ -110,10 +139,12 @@ def evaluate(
             segments=pd.DataFrame({"segment_kind": [], "segment": [], "n_users": []}),
             excluded=_EXCLUDED[part],
             top_items=np.zeros((0, max(ks)), dtype=np.int64),
-            n_skipped=n_skipped,
             notes=notes,
+            **counts,
         )
-    ranked = _rank(model, users, truth_csr, known_csr, max(ks), batch_size, with_auc=True)
+    ranked = _rank(
+        model, users, truth_csr, known_csr, max(ks), batch_size, with_auc=True, seed=seed
+    )
     hits, top, n_truth = ranked["hits"], ranked["top"], ranked["n_truth"]
 
     per_user = pd.DataFrame(
@@ -121,7 +152,7 @@ def evaluate(
     )
     columns = {}
     for k in ks:
-        columns.update(topk_columns(hits, n_truth, k))
+        columns.update(cut_columns(hits, n_truth, k))
     columns["auc"] = M.auc(ranked["below"], ranked["tied"], n_truth, ranked["n_cand"])
     for name, values in columns.items():
         per_user[name] = values.cpu().double().numpy()
@@ -146,9 +177,8 @@ def evaluate(
         segments=segments,
         excluded=_EXCLUDED[part],
         top_items=top.cpu().numpy(),
-        n_users=len(users),
-        n_skipped=n_skipped,
         notes=notes,
+        **counts,
     )
 
 
@@ -160,13 +190,14 @@ def ranking_metric(
     k: int = 10,
     metric: str = "ndcg",
     max_users: int | None = None,
+    seed: int = 0,
 ) -> float:
-    """Mean of one top-k metric ('ndcg', 'recall', 'hit', 'mrr', 'map', 'precision' or 'auc').
+    """Mean of one top-k metric (a name of `metrics.TOPK_METRICS`, or 'auc').
 
     The fast path for early stopping: does NOT call `set_history` (the caller makes the
     model's history equal `known`), builds no tables. `max_users` scores a fixed random
-    subset (seed 0) of the users with truth, for speed on large data. Returns 0.0 when no
-    user has truth left after excluding known items.
+    subset (seed 0) of the users with truth, for speed on large data; `seed` seeds the tie
+    rule. Returns 0.0 when no user has truth left after excluding known items.
     """
     if metric not in M.TOPK_METRICS and metric != "auc":
         allowed = ", ".join((*M.TOPK_METRICS, "auc"))
@@ -178,22 +209,28 @@ def ranking_metric(
         users = np.sort(np.random.default_rng(0).choice(users, size=int(max_users), replace=False))
     if len(users) == 0:
         return 0.0
-    ranked = _rank(model, users, truth_csr, known.csr(), k, None, with_auc=metric == "auc")
+    ranked = _rank(
+        model, users, truth_csr, known.csr(), k, None, with_auc=metric == "auc", seed=seed
+    )
     if metric == "auc":
         values = M.auc(ranked["below"], ranked["tied"], ranked["n_truth"], ranked["n_cand"])
     else:
-        values = topk_columns(ranked["hits"], ranked["n_truth"], k)[f"{metric}@{k}"]
+        values = cut_columns(ranked["hits"], ranked["n_truth"], k)[f"{metric}@{k}"]
     return _nanmean(values.cpu().double().numpy())
 
 
-def topk_columns(hits: torch.Tensor, n_truth: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
-    """The six top-k metrics at cut k, keyed `name@k`, each (U,)."""
+def cut_columns(hits: torch.Tensor, n_truth: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
+    """The top-k metrics at cut k, keyed `name@k`, each (U,).
+
+    map@k normalises by min(|T|, k) as RecBole does; map_trec@k by |T| as trec_eval does.
+    """
     return {
         f"ndcg@{k}": M.ndcg(hits, n_truth, k=k),
         f"recall@{k}": M.recall(hits, n_truth, k=k),
         f"hit@{k}": M.hit_rate(hits, k=k),
         f"mrr@{k}": M.mrr(hits, k=k),
         f"map@{k}": M.average_precision(hits, n_truth, k=k),
+        f"map_trec@{k}": M.average_precision_trec(hits, n_truth, k=k),
         f"precision@{k}": M.precision(hits, k=k),
     }
 
@@ -206,55 +243,6 @@ def auto_batch_size(n_items: int, budget_bytes: int = MEMORY_BUDGET_BYTES) -> in
 # -- the hot path ----------------------------------------------------------------------------
 
 
-class _DeviceCsr:
-    """A CSR matrix's indptr/indices on the device, to gather rows without host loops."""
-
-    def __init__(self, mat: sp.csr_matrix, device: torch.device) -> None:
-        self.indptr = torch.from_numpy(mat.indptr.astype(np.int64)).to(device)
-        self.indices = torch.from_numpy(mat.indices.astype(np.int64)).to(device)
-        self.n_cols = mat.shape[1]
-        self.device = device
-
-    def row_counts(self, rows: torch.Tensor) -> torch.Tensor:
-        """(B,) number of stored entries per row."""
-        return self.indptr[rows + 1] - self.indptr[rows]
-
-    def entries(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(batch row, column, first output slot of the row) of every stored entry of `rows`."""
-        starts = self.indptr[rows]  # (B,)
-        counts = self.indptr[rows + 1] - starts  # (B,)
-        total = int(counts.sum())  # one sync; sizes the outputs below
-        first = torch.cumsum(counts, 0) - counts  # (B,) where each row starts in the output
-        batch_row = torch.repeat_interleave(
-            torch.arange(len(rows), device=self.device), counts, output_size=total
-        )
-        shift = torch.repeat_interleave(starts - first, counts, output_size=total)
-        src = torch.arange(total, device=self.device) + shift  # positions in self.indices
-        return batch_row, self.indices[src], first
-
-    def flat(self, rows: torch.Tensor) -> torch.Tensor:
-        """Linear indices into a (B, n_cols) matrix of every stored entry of `rows`."""
-        r, c, _ = self.entries(rows)
-        return r * self.n_cols + c
-
-    def dense(self, rows: torch.Tensor) -> torch.Tensor:
-        """(B, n_cols) bool, True at stored entries."""
-        out = torch.zeros(len(rows) * self.n_cols, dtype=torch.bool, device=self.device)
-        out[self.flat(rows)] = True
-        return out.view(len(rows), self.n_cols)
-
-    def padded(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Columns of each row left-aligned in (B, P) with a (B, P) validity mask."""
-        r, c, first = self.entries(rows)
-        pos = torch.arange(len(r), device=self.device) - first[r]  # slot within the row
-        width = int(pos.max().item()) + 1 if pos.numel() else 1
-        items = torch.zeros((len(rows), width), dtype=torch.long, device=self.device)
-        valid = torch.zeros((len(rows), width), dtype=torch.bool, device=self.device)
-        items[r, pos] = c
-        valid[r, pos] = True
-        return items, valid
-
-
 def _rank(
     model,
     users: np.ndarray,
@@ -264,14 +252,14 @@ def _rank(
     batch_size: int | None,
     *,
     with_auc: bool,
+    seed: int,
 ) -> dict[str, torch.Tensor]:
-    """Score `users` in batches, exclude known items, take the top k_max, build hits.
+    """Score `users` in batches and rank them with `ranking.top_k` (known items excluded).
 
     Returns tensors on the scores' device: hits (U, K) float, top (U, K) long (-1 where a
     user had fewer than K candidates), n_truth (U,), and with_auc: below, tied, n_cand (U,).
     """
     n_items = truth_csr.shape[1]
-    k_eff = min(k_max, n_items)
     bs = int(batch_size) if batch_size else auto_batch_size(n_items)
     if bs < 1:
         raise ParameterError(f"batch_size must be a positive whole number; got {batch_size!r}.")
@@ -280,37 +268,63 @@ def _rank(
     with torch.inference_mode():
         for start in range(0, len(users), bs):
             batch = torch.from_numpy(users[start : start + bs].astype(np.int64))
-            raw = model.score(batch).float()  # (B, n_items)
-            # only excluded items may be -inf, so "ran out of candidates" is unambiguous
-            lowest = torch.finfo(raw.dtype).min
-            scores = torch.nan_to_num(raw, nan=lowest, posinf=-lowest, neginf=lowest)
+            scores = model.score(batch)  # (B, n_items)
             if known_dev is None:
-                known_dev = _DeviceCsr(known_csr, scores.device)
-                truth_dev = _DeviceCsr(truth_csr, scores.device)
+                known_dev = DeviceCsr(known_csr, scores.device)
+                truth_dev = DeviceCsr(truth_csr, scores.device)
             rows = batch.to(scores.device)
-            scores.view(-1).index_fill_(0, known_dev.flat(rows), float("-inf"))
-            top = torch.topk(scores, k_eff, dim=1)  # (B, K)
-            real = ~torch.isneginf(top.values)  # (B, K) False past the last candidate
+            excluded = known_dev.flat(rows)  # linear indices into the (B, n_items) block
+            top, _ = top_k(scores, k_max, users=rows, exclude=excluded, seed=seed)  # (B, K)
+            real = top >= 0  # (B, K) False past the last candidate
             truth_mask = truth_dev.dense(rows)  # (B, n_items)
-            hits = (truth_mask.gather(1, top.indices) & real).to(M.real_dtype(scores.device))
+            hits = truth_mask.gather(1, top.clamp(min=0)) & real
             parts = {
-                "hits": hits,
-                "top": torch.where(real, top.indices, -1),
+                "hits": hits.to(M.real_dtype(scores.device)),
+                "top": top,
                 "n_truth": truth_dev.row_counts(rows),
             }
             if with_auc:
-                n_known = known_dev.row_counts(rows)  # (B,)
-                pos_items, pos_valid = truth_dev.padded(rows)
-                below, tied = M.positive_rank_counts(scores, pos_items, pos_valid, n_known)
-                parts.update(below=below, tied=tied, n_cand=n_items - n_known)
+                parts.update(_auc_counts(scores, excluded, known_dev, truth_dev, rows, n_items))
             for name, value in parts.items():
                 out.setdefault(name, []).append(value)
-    result = {name: torch.cat(values) for name, values in out.items()}
-    if k_eff < k_max:  # catalogue smaller than K: pad the lists so every row has K ranks
-        pad = k_max - k_eff
-        result["hits"] = torch.nn.functional.pad(result["hits"], (0, pad), value=0.0)
-        result["top"] = torch.nn.functional.pad(result["top"], (0, pad), value=-1)
-    return result
+    return {name: torch.cat(values) for name, values in out.items()}
+
+
+def _auc_counts(scores, excluded, known_dev, truth_dev, rows, n_items) -> dict[str, torch.Tensor]:
+    """AUC's counts for one batch: equal scores are ties (1/2), whatever the list order."""
+    raw = scores.float()  # (B, n_items)
+    # only excluded items may be -inf, so positive_rank_counts can tell them apart
+    lowest = torch.finfo(raw.dtype).min
+    s = torch.nan_to_num(raw, nan=lowest, posinf=-lowest, neginf=lowest)
+    s.view(-1).index_fill_(0, excluded, float("-inf"))
+    n_known = known_dev.row_counts(rows)  # (B,)
+    pos_items, pos_valid = truth_dev.padded(rows)
+    below, tied = M.positive_rank_counts(s, pos_items, pos_valid, n_known)
+    return {"below": below, "tied": tied, "n_cand": n_items - n_known}
+
+
+def _count_notes(
+    part: str, method: str, *, n_users: int, n_skipped: int, n_unevaluable: int, n_no_history: int
+) -> list[str]:
+    """Sentences for the UI: who was not scored, and who was scored without a history."""
+    notes = []
+    if n_skipped:
+        notes.append(
+            f"{n_skipped} users were not scored because all their {part} items were already "
+            "known (excluded from ranking)."
+        )
+    if n_unevaluable:
+        why = " (leave-last-out keeps users with fewer than 3 interactions in training)"
+        notes.append(
+            f"{n_unevaluable} users could not be evaluated because they have no {part} "
+            f"interactions{why if method == 'loo' else ''}."
+        )
+    if n_no_history:
+        notes.append(
+            f"{n_no_history} of the {n_users} scored users have no known history, so their "
+            "lists are in the tie rule's random order; the 'history' segment shows them apart."
+        )
+    return notes
 
 
 def _truth_minus_known(truth: Interactions, known: Interactions) -> sp.csr_matrix:

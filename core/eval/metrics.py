@@ -10,7 +10,7 @@ excluded by the evaluator before these functions are called (their recall/NDCG w
 must not average those rows in.
 
 Keys used by the evaluator are lower-case `name@k`: recall@k, precision@k, ndcg@k, hit@k,
-mrr@k, map@k, auc, rmse, mae, coverage@k, novelty@k, diversity@k, avg_pop@k,
+mrr@k, map@k, map_trec@k, auc, rmse, mae, coverage@k, novelty@k, diversity@k, avg_pop@k,
 tail_share@k, gini@k.
 """
 
@@ -24,7 +24,7 @@ import torch
 #: up to this many positives per user, AUC counts by comparison passes instead of a sort
 _COMPARE_MAX_POSITIVES = 4
 #: the top-k metric names of `name@k` keys
-TOPK_METRICS = ("recall", "precision", "ndcg", "hit", "mrr", "map")
+TOPK_METRICS = ("recall", "precision", "ndcg", "hit", "mrr", "map", "map_trec")
 
 
 def recall(hits: torch.Tensor, n_truth: torch.Tensor, *, k: int) -> torch.Tensor:
@@ -71,15 +71,22 @@ def mrr(hits: torch.Tensor, *, k: int) -> torch.Tensor:
 
 
 def average_precision(hits: torch.Tensor, n_truth: torch.Tensor, *, k: int) -> torch.Tensor:
-    """AP@k = sum_{r<k} P@(r+1) * hits[r] / min(n_truth, k)  (MAP@k is its mean over users).
+    """AP@k = sum_{r<k} P@(r+1) * hits[r] / min(n_truth, k)  (map@k is its mean over users).
 
-    Normalising by min(n_truth, k) makes a perfect top-k score 1 even when n_truth > k.
+    The RecBole convention: normalising by min(n_truth, k) makes a perfect top-k score 1
+    even when n_truth > k. trec_eval divides by n_truth instead: `average_precision_trec`.
     """
-    h = hits[:, :k]
-    ranks = torch.arange(1, h.shape[1] + 1, device=h.device, dtype=h.dtype)
-    prec_at_r = torch.cumsum(h, 1) / ranks  # (U, k)
-    denom = n_truth.clamp(min=1, max=k).to(h.dtype)
-    return (prec_at_r * h).sum(1) / denom
+    return _precision_sum(hits, k) / n_truth.clamp(min=1, max=k).to(hits.dtype)
+
+
+def average_precision_trec(hits: torch.Tensor, n_truth: torch.Tensor, *, k: int) -> torch.Tensor:
+    """AP@k = sum_{r<k} P@(r+1) * hits[r] / n_truth  (map_trec@k is its mean over users).
+
+    The trec_eval (and ranx, pytrec_eval) convention: relevant items outside the top k
+    count as missed, so a user with more than k relevant items cannot reach 1. Equal to
+    `average_precision` whenever n_truth <= k (e.g. leave-one-out).
+    """
+    return _precision_sum(hits, k) / n_truth.clamp(min=1).to(hits.dtype)
 
 
 def positive_rank_counts(
@@ -229,6 +236,13 @@ def masked_mean(values: torch.Tensor, valid: torch.Tensor | None) -> torch.Tenso
     v = valid.to(values.dtype)
     n = v.sum(1)
     return torch.where(n > 0, (values * v).sum(1) / n.clamp(min=1), torch.nan)
+
+
+def _precision_sum(hits: torch.Tensor, k: int) -> torch.Tensor:
+    """(U,) sum over the hit ranks r < k of precision at r + 1: AP@k's numerator."""
+    h = hits[:, :k]
+    ranks = torch.arange(1, h.shape[1] + 1, device=h.device, dtype=h.dtype)
+    return (torch.cumsum(h, 1) / ranks * h).sum(1)  # (U,)
 
 
 def _count(mask: torch.Tensor) -> torch.Tensor:

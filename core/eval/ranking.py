@@ -67,22 +67,28 @@ def top_k(
 
 def ranking_keys(scores: torch.Tensor, users: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """(B, n) int64 keys whose order is (score, tie key): see the module docstring."""
-    s = torch.nan_to_num(scores.float(), nan=float("-inf"))  # (B, n) NaN ranks last
+    # NaN ranks last; + 0.0 turns -0.0 into 0.0, so the two zeros tie as floats compare
+    s = torch.nan_to_num(scores.float(), nan=float("-inf")) + 0.0  # (B, n)
     bits = s.contiguous().view(torch.int32)
     ordered = bits ^ ((bits >> 31) & _LOW31)  # (B, n) int32, same order as the floats
-    tie = tie_keys(users.to(scores.device), scores.shape[1], seed)  # (B, n) in [0, 2^31)
-    return (ordered.to(torch.int64) << 32) | tie
+    keys = ordered.to(torch.int64)  # (B, n)
+    keys <<= 32
+    keys |= tie_keys(users.to(scores.device), scores.shape[1], seed)  # low bits in [0, 2^31)
+    return keys
 
 
 def tie_keys(users: torch.Tensor, n_items: int, seed: int = 0) -> torch.Tensor:
     """(B, n_items) pseudo-random int64 keys in [0, 2^31), a fixed function of (seed, u, i)."""
     u = users.reshape(-1, 1).to(torch.int64) & _LOW31
     i = torch.arange(n_items, device=users.device, dtype=torch.int64).reshape(1, -1)
-    h = (u * 73856093) ^ (i * 19349663) ^ ((int(seed) & _LOW31) * 83492791)
-    h = h & _LOW31
-    for _ in range(3):  # integer mixing rounds; every product stays below 2^63
-        h = ((h ^ (h >> 16)) * 0x45D9F3B) & _LOW31
-    return h ^ (h >> 16)
+    h = (u * 73856093) ^ (i * 19349663) ^ ((int(seed) & _LOW31) * 83492791)  # (B, n)
+    h &= _LOW31
+    for _ in range(3):  # integer mixing rounds, in place; every product stays below 2^63
+        h ^= h >> 16
+        h *= 0x45D9F3B
+        h &= _LOW31
+    h ^= h >> 16
+    return h
 
 
 def rank_users(
@@ -130,3 +136,56 @@ def known_flat_indices(
     r, c = sub.nonzero()
     flat = r.astype(np.int64) * int(n_items) + c.astype(np.int64)
     return torch.from_numpy(flat).to(device)
+
+
+class DeviceCsr:
+    """A CSR matrix's indptr/indices on the device, to gather rows without host loops.
+
+    The evaluator keeps the known and the truth matrix this way for a whole evaluation:
+    `flat` gives `top_k` its exclusion indices, `dense` and `padded` the truth per batch.
+    """
+
+    def __init__(self, mat: sp.csr_matrix, device: torch.device) -> None:
+        self.indptr = torch.from_numpy(mat.indptr.astype(np.int64)).to(device)
+        self.indices = torch.from_numpy(mat.indices.astype(np.int64)).to(device)
+        self.n_cols = mat.shape[1]
+        self.device = device
+
+    def row_counts(self, rows: torch.Tensor) -> torch.Tensor:
+        """(B,) number of stored entries per row."""
+        return self.indptr[rows + 1] - self.indptr[rows]
+
+    def entries(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(batch row, column, first output slot of the row) of every stored entry of `rows`."""
+        starts = self.indptr[rows]  # (B,)
+        counts = self.indptr[rows + 1] - starts  # (B,)
+        total = int(counts.sum())  # one sync; sizes the outputs below
+        first = torch.cumsum(counts, 0) - counts  # (B,) where each row starts in the output
+        batch_row = torch.repeat_interleave(
+            torch.arange(len(rows), device=self.device), counts, output_size=total
+        )
+        shift = torch.repeat_interleave(starts - first, counts, output_size=total)
+        src = torch.arange(total, device=self.device) + shift  # positions in self.indices
+        return batch_row, self.indices[src], first
+
+    def flat(self, rows: torch.Tensor) -> torch.Tensor:
+        """Linear indices into a (B, n_cols) matrix of every stored entry of `rows`."""
+        r, c, _ = self.entries(rows)
+        return r * self.n_cols + c
+
+    def dense(self, rows: torch.Tensor) -> torch.Tensor:
+        """(B, n_cols) bool, True at stored entries."""
+        out = torch.zeros(len(rows) * self.n_cols, dtype=torch.bool, device=self.device)
+        out[self.flat(rows)] = True
+        return out.view(len(rows), self.n_cols)
+
+    def padded(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Columns of each row left-aligned in (B, P) with a (B, P) validity mask."""
+        r, c, first = self.entries(rows)
+        pos = torch.arange(len(r), device=self.device) - first[r]  # slot within the row
+        width = int(pos.max().item()) + 1 if pos.numel() else 1
+        items = torch.zeros((len(rows), width), dtype=torch.long, device=self.device)
+        valid = torch.zeros((len(rows), width), dtype=torch.bool, device=self.device)
+        items[r, pos] = c
+        valid[r, pos] = True
+        return items, valid

@@ -31,6 +31,7 @@ from core.data.dataset import Interactions
 from core.errors import ParameterError
 from core.eval import metrics as M
 from core.eval.beyond import _diversity_basis, popularity
+from core.eval.ranking import rank_users, top_k
 from core.protocols import SimilarItems
 
 DEFAULT_POOL = 100
@@ -93,17 +94,22 @@ def rerank(
     similarity: ItemSimilarity | None = None,
     info: torch.Tensor | None = None,
     pool: int = DEFAULT_POOL,
+    users: torch.Tensor | np.ndarray | None = None,
+    seed: int = 0,
 ) -> np.ndarray:
     """Top-k item codes (U, k) re-ranked from full score rows (U, n_items).
 
-    Excluded items must already be -inf. The `pool` best items per user are the candidates;
-    rows with fewer than k candidates are padded with -1.
+    Excluded items must already be -inf. The `pool` best items per user are the candidates,
+    ranked by `core.eval.ranking.top_k` with `users` (the rows' user codes; default
+    0..U-1) and `seed` for its tie rule; rows with fewer than k candidates are padded
+    with -1.
     """
     scores_t = torch.as_tensor(scores).float()
-    top = torch.topk(scores_t, min(int(pool), scores_t.shape[1]), dim=1)  # (U, C)
+    rows = torch.arange(len(scores_t)) if users is None else torch.as_tensor(users).long()
+    items, values = top_k(scores_t, min(int(pool), scores_t.shape[1]), users=rows, seed=seed)
     return rerank_candidates(
-        top.indices,
-        top.values,
+        items,
+        values,
         k,
         diversity=diversity,
         novelty=novelty,
@@ -137,8 +143,9 @@ def rerank_candidates(
     rel = torch.where(valid, (scores - lo) / span, 0.0)  # (U, C) in [0, 1]
     base = (1 - nu) * rel
     if nu > 0:
-        base = base + nu * info.to(items.device).double()[items]
-    sim = similarity.pairwise(items).double() if lam > 0 else None  # (U, C, C)
+        base = base + nu * info.to(items.device).double()[items.clamp(min=0)]
+    # -1 (no candidate) slots are never chosen; clamping only keeps the lookups in range
+    sim = similarity.pairwise(items.clamp(min=0)).double() if lam > 0 else None  # (U, C, C)
     u_idx = torch.arange(items.shape[0], device=items.device)
     chosen = ~valid  # (U, C) True = not available
     max_sim = torch.zeros_like(base)  # (U, C) highest similarity to the chosen items
@@ -165,10 +172,14 @@ def recommend_reranked(
     novelty: float = 0.0,
     pool: int = DEFAULT_POOL,
 ) -> np.ndarray:
-    """Re-ranked top-k item codes (U, k) for users of a `LoadedRun`, known items excluded."""
+    """Re-ranked top-k item codes (U, k) for users of a `LoadedRun`, known items excluded.
+
+    At zero weights this is `recommend` with the run's tie seed: the list the evaluator
+    scored.
+    """
     users = np.atleast_1d(np.asarray(user_codes, dtype=np.int64))
     known = loaded.split.known_for("test")
-    pools, pool_scores = _pools(loaded.model, users, known.csr(), pool)
+    pools, pool_scores = _pools(loaded.model, users, known.csr(), pool, seed=loaded.split.seed)
     return rerank_candidates(
         pools,
         pool_scores,
@@ -196,6 +207,7 @@ def tradeoff_curve(
     (up to `max_users` random) test users, with the evaluator's exclusion rule (train+valid
     items excluded) and its metric functions. Columns: weight, ndcg@k, novelty@k,
     coverage@k, diversity@k (NaN when there is neither an embedding nor a category).
+    `seed` picks the users; ties are broken with the run's seed, as the evaluator does.
     """
     if kind not in ("diversity", "novelty"):
         raise ParameterError(f"kind must be 'diversity' or 'novelty'; got {kind!r}.")
@@ -209,7 +221,7 @@ def tradeoff_curve(
         users = np.sort(np.random.default_rng(seed).choice(users, int(max_users), replace=False))
     if len(users) == 0:
         raise ParameterError("No test user has items left to rank, so there is no curve.")
-    pools, pool_scores = _pools(model, users, known.csr(), pool)  # (U, C) each
+    pools, pool_scores = _pools(model, users, known.csr(), pool, seed=parts.seed)  # (U, C)
     similarity = item_similarity(model, known) if kind == "diversity" else None
     info = self_information(known) if kind == "novelty" else None
     n_users_known = max(1, known.n_users)
@@ -247,20 +259,17 @@ def tradeoff_curve(
     return pd.DataFrame(rows)
 
 
-def _pools(model, users: np.ndarray, known: sp.csr_matrix, pool: int):
-    """Top-`pool` candidates per user with known items excluded: (U, C) codes and scores."""
-    items_out, scores_out = [], []
-    with torch.inference_mode():
-        for lo in range(0, len(users), 512):
-            batch = users[lo : lo + 512]
-            scores = model.score(batch).float().cpu().clone()  # (B, n_items)
-            rows = known[batch]
-            r, c = rows.nonzero()
-            scores[torch.from_numpy(r), torch.from_numpy(c)] = -torch.inf
-            top = torch.topk(scores, min(int(pool), scores.shape[1]), dim=1)
-            items_out.append(top.indices)
-            scores_out.append(top.values)
-    return torch.cat(items_out), torch.cat(scores_out)
+def _pools(model, users: np.ndarray, known: sp.csr_matrix, pool: int, *, seed: int):
+    """Top-`pool` candidates per user with known items excluded: (U, C) codes and scores.
+
+    Item -1 with score -inf where a user has fewer candidates (`rerank_candidates` skips
+    them).
+    """
+    n_items = known.shape[1]
+    items, scores = rank_users(
+        model.score, users, min(int(pool), n_items), known=known, seed=seed, batch_size=512
+    )
+    return torch.from_numpy(items), torch.from_numpy(scores)
 
 
 def _cooccurrence_vectors(mat: sp.csr_matrix) -> torch.Tensor:

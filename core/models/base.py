@@ -23,6 +23,7 @@ import torch
 from core.data.dataset import Interactions
 from core.device import pick_device
 from core.errors import NotFittedError, ParameterError, RecScopeError
+from core.eval.ranking import known_flat_indices, top_k
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.pt"
@@ -78,29 +79,30 @@ class RecommenderBase:
     def _history_changed(self, known: Interactions) -> None:
         """Hook for models whose scores depend on history (item-kNN, EASE, SASRec)."""
 
-    def seen_mask(self, user_codes: torch.Tensor, device: torch.device) -> torch.Tensor:
-        """Dense (B, n_items) bool mask of items each user is known to have interacted with."""
-        self._check_fitted()
-        rows = self.history_[user_codes.cpu().numpy()]
-        mask = torch.zeros((rows.shape[0], self.n_items_), dtype=torch.bool, device=device)
-        r, c = rows.nonzero()
-        mask[torch.from_numpy(r).to(device), torch.from_numpy(c).to(device)] = True
-        return mask
-
     # -- ranking -----------------------------------------------------------------------
     def recommend(
-        self, user_codes: Any, k: int = 10, exclude_seen: bool = True
+        self, user_codes: Any, k: int = 10, exclude_seen: bool = True, *, seed: int = 0
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k item codes and scores per user, shapes (B, k); seen items excluded."""
+        """Top-k item codes and scores per user, shapes (B, k); known items excluded.
+
+        Ranked by `core.eval.ranking.top_k` (the evaluator's routine and tie rule; pass the
+        run's seed to get the lists it scored). Where fewer than k items are left the rest
+        is item -1 with score -inf.
+        """
         self._check_fitted()
         users = as_codes(user_codes)
         k = min(int(k), self.n_items_)
         with torch.inference_mode():
-            scores = self.score(users).float()  # (B, n_items)
+            scores = self.score(users)  # (B, n_items)
+            exclude = None
             if exclude_seen:
-                scores = scores.masked_fill(self.seen_mask(users, scores.device), float("-inf"))
-            top = torch.topk(scores, k, dim=1)
-        return top.indices.cpu().numpy(), top.values.cpu().numpy()
+                exclude = known_flat_indices(
+                    self.history_, users.numpy(), scores.shape[1], scores.device
+                )
+            items, values = top_k(
+                scores, k, users=users.to(scores.device), exclude=exclude, seed=seed
+            )
+        return items.cpu().numpy(), values.cpu().numpy()
 
     def item_embeddings(self) -> np.ndarray | None:
         return None

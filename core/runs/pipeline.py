@@ -126,17 +126,25 @@ def load_run(store: RunStore, run_id: str, device: str | None = None) -> LoadedR
 
 
 def recommendations_table(loaded: LoadedRun, user_codes: np.ndarray, k: int) -> pd.DataFrame:
-    """Top-k per user with ids, titles and scores (history = train+valid excluded)."""
-    items, scores = loaded.model.recommend(user_codes, k)
+    """Top-k per user with ids, titles and scores (history = train+valid excluded).
+
+    The run's seed breaks ties, so these are the lists the evaluator scored (and stored).
+    """
+    user_codes = np.atleast_1d(np.asarray(user_codes, dtype=np.int64))
+    items, scores = loaded.model.recommend(user_codes, k, seed=loaded.split.seed)
     ds = loaded.dataset
     titles = ds.item_titles()
+    users = np.repeat(user_codes, items.shape[1])
+    ranks = np.tile(np.arange(1, items.shape[1] + 1), len(user_codes))
+    items, scores = items.ravel(), scores.ravel()
+    real = items >= 0  # a user who knows almost the whole catalogue has a shorter list
     return pd.DataFrame(
         {
-            S.USER_ID: np.repeat(ds.user_ids[user_codes], items.shape[1]),
-            "rank": np.tile(np.arange(1, items.shape[1] + 1), len(user_codes)),
-            S.ITEM_ID: ds.item_ids[items.ravel()],
-            S.TITLE: titles[items.ravel()],
-            "score": scores.ravel().astype(np.float64),
+            S.USER_ID: ds.user_ids[users[real]],
+            "rank": ranks[real],
+            S.ITEM_ID: ds.item_ids[items[real]],
+            S.TITLE: titles[items[real]],
+            "score": scores[real].astype(np.float64),
         }
     )
 
@@ -165,7 +173,7 @@ def _train(store: RunStore, run_id: str, record: dict, progress) -> dict:
     valid = evaluate(model, parts, "valid", beyond=False)
     test = evaluate(model, parts, "test")
     eval_s = time.perf_counter() - started
-    _save_tables(store.folder(run_id), dataset, model, test)
+    _save_tables(store.folder(run_id), dataset, model, test, seed=parts.seed)
     return store.update(
         run_id,
         status="finished",
@@ -173,7 +181,8 @@ def _train(store: RunStore, run_id: str, record: dict, progress) -> dict:
         metrics={"valid": valid.metrics, "test": test.metrics},
         excluded=test.excluded,
         notes=test.notes,
-        n_skipped={"valid": valid.n_skipped, "test": test.n_skipped},
+        # who was scored, and who was not and why (core.eval.evaluate's module docstring)
+        counts={"valid": valid.counts(), "test": test.counts()},
         timings={"fit_s": round(fit_s, 3), "eval_s": round(eval_s, 3)},
         peak_memory_mb=dev.peak_memory_mb(device),
         sizes={
@@ -186,8 +195,12 @@ def _train(store: RunStore, run_id: str, record: dict, progress) -> dict:
     )
 
 
-def _save_tables(folder: Path, dataset: Dataset, model, test: EvalResult) -> None:
-    """Per-user metrics, segments and top-K recommendations for every user."""
+def _save_tables(folder: Path, dataset: Dataset, model, test: EvalResult, *, seed: int) -> None:
+    """Per-user metrics, segments and top-K recommendations for every user.
+
+    recs.parquet holds the first RECS_K of the lists the evaluator ranked (same routine,
+    history and tie seed), without the -1 padding of users with fewer candidates.
+    """
     per_user = test.per_user.copy()
     per_user.insert(0, S.USER_ID, dataset.user_ids[per_user[S.USER].to_numpy()])
     write_parquet(folder / "per_user.parquet", per_user)
@@ -196,17 +209,16 @@ def _save_tables(folder: Path, dataset: Dataset, model, test: EvalResult) -> Non
     chunks = []
     for start in range(0, len(users), 2048):
         batch = users[start : start + 2048]
-        items, scores = model.recommend(batch, min(RECS_K, dataset.n_items))
-        chunks.append(
-            pd.DataFrame(
-                {
-                    S.USER: np.repeat(batch, items.shape[1]).astype(np.int32),
-                    "rank": np.tile(np.arange(1, items.shape[1] + 1), len(batch)).astype(np.int16),
-                    S.ITEM: items.ravel().astype(np.int32),
-                    "score": scores.ravel().astype(np.float32),
-                }
-            )
+        items, scores = model.recommend(batch, min(RECS_K, dataset.n_items), seed=seed)
+        chunk = pd.DataFrame(
+            {
+                S.USER: np.repeat(batch, items.shape[1]).astype(np.int32),
+                "rank": np.tile(np.arange(1, items.shape[1] + 1), len(batch)).astype(np.int16),
+                S.ITEM: items.ravel().astype(np.int32),
+                "score": scores.ravel().astype(np.float32),
+            }
         )
+        chunks.append(chunk[chunk[S.ITEM] >= 0])
     write_parquet(folder / "recs.parquet", pd.concat(chunks, ignore_index=True))
 
 
