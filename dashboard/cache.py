@@ -75,7 +75,7 @@ def overlap(home: Path, run_ids: tuple, k: int) -> pd.DataFrame:
 
 
 def user_segments(home: Path, run_id: str) -> pd.DataFrame:
-    """`dashboard.views.user_segments` of the run's dataset and split (for finding users)."""
+    """`dashboard.views_user.user_segments` of the run's dataset and split (for finding users)."""
     return _user_segments(str(home), run_stamp(home, (run_id,)))
 
 
@@ -191,7 +191,7 @@ def _overlap(home: str, stamp: tuple, k: int) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _user_segments(home: str, stamp: tuple) -> pd.DataFrame:
-    from dashboard.views import user_segments
+    from dashboard.views_user import user_segments
 
     loaded = _loaded_run(home, stamp[0][0], stamp[0][1])
     return user_segments(loaded.dataset, loaded.split)

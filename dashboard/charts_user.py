@@ -21,7 +21,7 @@ MAX_LABEL = 48
 
 
 def history_timeline(history: pd.DataFrame) -> go.Figure:
-    """A user's interactions over time (from `dashboard.views.user_history`).
+    """A user's interactions over time (from `dashboard.views_user.user_history`).
 
     y is the item's category (the scenario, or one row, when there is none); colour is the
     scenario; held-out test items are drawn as stars.

@@ -1,23 +1,14 @@
-"""Page-ready tables and sentences for the Compare and User explorer pages.
+"""Labels, sentences and run selection shared by the Compare and User explorer pages.
 
-Pure functions over stored runs and datasets, so the pages stay thin and every sentence a
-product manager reads ("ease is better than pop for NDCG@10 by 0.12 …") is tested here.
+Pure functions over run records, so the pages stay thin and every sentence a product
+manager reads ("ease is better than pop for NDCG@10 by 0.12 …") is tested here. The User
+explorer's tables are in `dashboard.views_user`, the Items page's in `dashboard.views_items`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-
-import numpy as np
-import pandas as pd
-import torch
-
-from core.data import schema as S
-from core.data.dataset import Dataset
-from core.data.split import Split
-from core.errors import ParameterError
-from core.eval.beyond import ACTIVITY_BINS, ACTIVITY_LABELS, COLD_MAX
 
 #: readable names of metric families (keys are lower-case, as in run records)
 METRIC_NAMES = {
@@ -127,129 +118,6 @@ def paired_sentence(row: Mapping, run: str, baseline: str, confidence: float = 0
     return f"{run} is {word} than {baseline} for {metric} by {abs(diff):.{digits}f} {stats}."
 
 
-def user_segments(dataset: Dataset, split: Split) -> pd.DataFrame:
-    """One row per user: user_code, user_id, n_known, n_test, activity, cold_user, scenario.
-
-    n_known counts the known (train+valid) interactions and buckets them like the evaluator
-    (core.eval.beyond); scenario is the user's most frequent scenario over all interactions
-    (None without scenarios); n_test counts held-out items not already known.
-    """
-    known = split.known_for("test")
-    n_known = np.bincount(known.users, minlength=dataset.n_users)
-    tests = _held_out_frame(split)
-    n_test = np.bincount(tests[S.USER].to_numpy(), minlength=dataset.n_users)
-    table = pd.DataFrame(
-        {
-            S.USER: np.arange(dataset.n_users),
-            S.USER_ID: dataset.user_ids.astype(str),
-            "n_known": n_known,
-            "n_test": n_test,
-        }
-    )
-    table["activity"] = pd.cut(
-        table["n_known"], bins=list(ACTIVITY_BINS), labels=list(ACTIVITY_LABELS)
-    ).astype(str)
-    table["cold_user"] = np.where(
-        table["n_known"] <= COLD_MAX, f"cold (<={COLD_MAX} known)", f"warm (>{COLD_MAX})"
-    )
-    table["scenario"] = None
-    inter = dataset.interactions
-    if dataset.has_scenarios:
-        counts = inter.groupby([S.USER, S.SCENARIO_CODE]).size().rename("n").reset_index()
-        counts = counts.sort_values([S.USER, "n", S.SCENARIO_CODE], ascending=[True, False, True])
-        top = counts.drop_duplicates(S.USER).set_index(S.USER)[S.SCENARIO_CODE]
-        names = np.asarray(dataset.scenarios, dtype=object)
-        codes = top.reindex(table[S.USER]).to_numpy()
-        table["scenario"] = [names[int(c)] if not pd.isna(c) else None for c in codes]
-    return table
-
-
-def user_history(dataset: Dataset, split: Split, user_code: int) -> pd.DataFrame:
-    """A user's interactions in time order with readable names and the split part they are in.
-
-    Columns: time (datetime for Unix-second/millisecond timestamps, else the raw number),
-    item_code, item_id, title, category, scenario, part ('train', 'valid', 'test').
-    """
-    _check_user(dataset, user_code)
-    frames = []
-    for part in ("train", "valid", "test"):
-        frame = split.part(part).frame
-        rows = frame[frame[S.USER].to_numpy() == int(user_code)].copy()
-        rows["part"] = part
-        frames.append(rows)
-    rows = pd.concat(frames, ignore_index=True).sort_values(S.TIMESTAMP, kind="stable")
-    items = rows[S.ITEM].to_numpy(dtype=np.int64)
-    out = pd.DataFrame(
-        {
-            "time": as_time(rows[S.TIMESTAMP].to_numpy(), dataset.has_timestamps),
-            S.ITEM: items,
-            S.ITEM_ID: dataset.item_ids[items].astype(str),
-            S.TITLE: dataset.item_titles()[items],
-            S.CATEGORY: _item_column(dataset, S.CATEGORY, items),
-            S.SCENARIO: _scenario_names(dataset, rows),
-            "part": rows["part"].to_numpy(),
-        }
-    )
-    return out.reset_index(drop=True)
-
-
-def held_out(split: Split, user_code: int) -> np.ndarray:
-    """Item codes the user holds in the test part that are not already known (the hits)."""
-    tests = _held_out_frame(split)
-    return np.unique(tests.loc[tests[S.USER] == int(user_code), S.ITEM].to_numpy(np.int64))
-
-
-def top_list(
-    loaded,
-    user_code: int,
-    k: int = 10,
-    *,
-    diversity: float = 0.0,
-    novelty: float = 0.0,
-    held: Sequence[int] | np.ndarray = (),
-) -> pd.DataFrame:
-    """A user's top-k of a `LoadedRun` (known items excluded), optionally re-ranked.
-
-    Columns: rank, item_code, item_id, title, category, score (the model's own score), hit
-    (the item is held out for this user). Weights 0 give the model's own order.
-    """
-    from core.eval.rerank import recommend_reranked
-
-    ds = loaded.dataset
-    _check_user(ds, user_code)
-    codes = recommend_reranked(
-        loaded, [int(user_code)], int(k), diversity=diversity, novelty=novelty
-    )
-    codes = codes[0][codes[0] >= 0].astype(np.int64)  # (k,) padding (-1) dropped
-    with torch.inference_mode():
-        scores = loaded.model.score([int(user_code)], codes).double().cpu().numpy()[0]
-    held_set = {int(i) for i in held}
-    return pd.DataFrame(
-        {
-            "rank": np.arange(1, len(codes) + 1),
-            S.ITEM: codes,
-            S.ITEM_ID: ds.item_ids[codes].astype(str),
-            S.TITLE: ds.item_titles()[codes],
-            S.CATEGORY: _item_column(ds, S.CATEGORY, codes),
-            "score": scores,
-            "hit": [int(c) in held_set for c in codes],
-        }
-    )
-
-
-def as_time(values: np.ndarray, has_timestamps: bool = True) -> pd.Series | np.ndarray:
-    """Unix seconds or milliseconds as datetimes (UTC, naive); anything else unchanged."""
-    values = np.asarray(values, dtype=np.int64)
-    if not has_timestamps or len(values) == 0:
-        return values
-    top = int(values.max())
-    if top >= 10**12:
-        return pd.to_datetime(values, unit="ms").to_numpy()
-    if top >= 10**8:
-        return pd.to_datetime(values, unit="s").to_numpy()
-    return values
-
-
 # -- helpers ---------------------------------------------------------------------------------
 
 
@@ -259,32 +127,3 @@ def _digits(diff: float, low: float, high: float) -> int:
     if not mag or math.isnan(mag):
         return 2
     return int(min(6, max(2, 1 - math.floor(math.log10(mag)))))
-
-
-def _held_out_frame(split: Split) -> pd.DataFrame:
-    """Test (user_code, item_code) pairs that are not already known from train+valid."""
-    test = split.test.frame[[S.USER, S.ITEM]]
-    known = split.known_for("test").frame[[S.USER, S.ITEM]].drop_duplicates()
-    merged = test.merge(known, on=[S.USER, S.ITEM], how="left", indicator=True)
-    return merged.loc[merged["_merge"] == "left_only", [S.USER, S.ITEM]].drop_duplicates()
-
-
-def _item_column(dataset: Dataset, column: str, items: np.ndarray) -> np.ndarray:
-    if column not in dataset.items.columns:
-        return np.full(len(items), None, dtype=object)
-    values = dataset.items[column].astype(object).to_numpy()[items]
-    return np.array([None if pd.isna(v) else str(v) for v in values], dtype=object)
-
-
-def _scenario_names(dataset: Dataset, rows: pd.DataFrame) -> np.ndarray:
-    if not dataset.has_scenarios or S.SCENARIO_CODE not in rows.columns:
-        return np.full(len(rows), None, dtype=object)
-    names = np.asarray(dataset.scenarios, dtype=object)
-    return names[rows[S.SCENARIO_CODE].to_numpy(dtype=np.int64)]
-
-
-def _check_user(dataset: Dataset, user_code: int) -> None:
-    if not 0 <= int(user_code) < dataset.n_users:
-        raise ParameterError(
-            f"User code {user_code} is outside 0..{dataset.n_users - 1}; look the user up by id."
-        )

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from core.explain.explainer import explain
 from core.runs.pipeline import load_run
 from core.runs.store import RunStore
-from dashboard import views as V
+from dashboard import views_user as U
 from tests import workspace_runs
 from tests.test_page_compare import _values
 
@@ -54,8 +54,8 @@ def _hit_user(home, runs) -> tuple[str, int]:
     """A user whose EASE top-10 holds their held-out item (so a hit must be marked)."""
     loaded = load_run(RunStore(home), runs["ease"])
     for code in range(loaded.dataset.n_users):
-        held = V.held_out(loaded.split, code)
-        table = V.top_list(loaded, code, 10, held=held)
+        held = U.held_out(loaded.split, code)
+        table = U.top_list(loaded, code, 10, held=held)
         if table["hit"].any():
             return str(loaded.dataset.user_ids[code]), int(table.loc[table["hit"], "rank"].iloc[0])
     raise AssertionError("EASE hits nobody in its top 10")
@@ -70,7 +70,7 @@ def test_history_lists_hits_and_waterfall(runs, home):
     assert at.subheader[0].value == f"User {user_id}"
     loaded = load_run(RunStore(home), runs["ease"])
     code = int(loaded.dataset.user_codes([user_id])[0])
-    history = V.user_history(loaded.dataset, loaded.split, code)
+    history = U.user_history(loaded.dataset, loaded.split, code)
     # the history: a timeline with every interaction, the table newest first, the test item
     timeline = _figure(at, "History over time")
     assert sum(len(_values(t["x"])) for t in timeline["data"]) == len(history)
@@ -91,7 +91,7 @@ def test_history_lists_hits_and_waterfall(runs, home):
     assert heads == ["**ease** — 1 hit", f"**pop** — {pop_hits} hit{'s' if pop_hits != 1 else ''}"]
     # click the held-out item: its SHAP waterfall adds up to the score shown in words
     assert at.selectbox(key="user_explain_run").value == runs["ease"]
-    item_code = int(V.top_list(loaded, code, 10).loc[hit_rank - 1, "item_code"])
+    item_code = int(U.top_list(loaded, code, 10).loc[hit_rank - 1, "item_code"])
     at.selectbox(key="user_explain_item").set_value(item_code).run()
     assert not at.exception
     (text,) = [m.value for m in at.markdown if "(the base value)" in m.value]
@@ -140,7 +140,7 @@ def test_rerank_sliders_change_the_list(runs, home):
     # EASE has no embeddings, so similarity is the category: the list spreads over more
     assert after["category"].nunique() > before["category"].nunique()
     loaded = load_run(RunStore(home), runs["ease"])
-    expected = V.top_list(loaded, 0, 10, diversity=0.9)
+    expected = U.top_list(loaded, 0, 10, diversity=0.9)
     assert after["title"].tolist() == expected["title"].tolist()
 
 

@@ -1,6 +1,9 @@
-"""dashboard.views: the sentences and user tables of the Compare and User pages, by hand."""
+"""dashboard.views and dashboard.views_user: the sentences, run picks and user tables of the
+Compare and User explorer pages, by hand."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -12,6 +15,7 @@ from core.errors import ParameterError
 from core.models import make_model
 from core.runs.pipeline import LoadedRun
 from dashboard import views as V
+from dashboard import views_user as U
 
 T0 = 1_700_000_000  # Unix seconds
 
@@ -75,6 +79,29 @@ def test_format_p_and_run_labels():
     assert V.run_labels(records) == {"e1": "ease (e1)", "p1": "pop", "e2": "ease (e2)"}
 
 
+def test_default_runs_baseline_and_option():
+    def rec(run_id, model, split="loo", seed=42, ndcg=None):
+        metrics = {"test": {"ndcg@10": ndcg}} if ndcg is not None else {}
+        return {"run_id": run_id, "model": model, "split": split, "seed": seed, "metrics": metrics}
+
+    newest_first = [
+        rec("e2", "ease", ndcg=0.31234),
+        rec("p2", "pop", split="temporal"),  # another split: not preselected
+        rec("e1", "ease"),  # an older ease: the newer one is picked
+        rec("p1", "pop"),
+        rec("k1", "itemknn", seed=7),  # another seed
+        rec("b1", "bpr"),
+    ]
+    assert V.default_runs(newest_first, 3) == ["e2", "p1", "b1"]
+    assert V.default_runs(newest_first, 2) == ["e2", "p1"]
+    assert V.default_runs([], 3) == []
+    assert V.default_baseline(newest_first[2:4]) == "p1"
+    assert V.default_baseline(newest_first[:1]) == "e2"  # no popularity run: the first
+    assert V.run_option(newest_first[0]) == "ease · e2 (loo split)"
+    assert V.run_option(newest_first[0], with_score=True) == "ease · e2 (loo split) · NDCG@10 0.312"
+    assert V.run_option(newest_first[1], with_score=True) == "pop · p2 (temporal split)"
+
+
 @pytest.fixture
 def tiny() -> Dataset:
     """a: x, y (video), z (shop), w (video) -> test w; b: 2 items (train only); c: test x known."""
@@ -102,7 +129,7 @@ def tiny() -> Dataset:
 
 def test_user_segments_buckets_scenario_and_held_out_counts(tiny):
     parts = split(tiny, "loo")
-    seg = V.user_segments(tiny, parts).set_index("user_id")
+    seg = U.user_segments(tiny, parts).set_index("user_id")
     assert seg.loc[["a", "b", "c"], "n_known"].tolist() == [3, 2, 2]
     assert seg.loc[["a", "b", "c"], "n_test"].tolist() == [1, 0, 0]  # c's test item is known
     assert seg.loc["a", "activity"] == "1-5"
@@ -113,16 +140,16 @@ def test_user_segments_buckets_scenario_and_held_out_counts(tiny):
 def test_user_history_in_time_order_with_names_and_parts(tiny):
     parts = split(tiny, "loo")
     code = int(tiny.user_codes(["a"])[0])
-    hist = V.user_history(tiny, parts, code)
+    hist = U.user_history(tiny, parts, code)
     assert hist["title"].tolist() == ["Xanadu", "Yellow", "Zebra", "Wolf"]
     assert hist["part"].tolist() == ["train", "train", "valid", "test"]
     assert hist["category"].fillna("?").tolist() == ["Comedy", "?", "Drama", "Drama"]
     assert hist["scenario"].tolist() == ["video", "video", "shop", "video"]
     assert hist["time"].iloc[0] == pd.Timestamp("2023-11-14 22:13:20")
-    assert V.held_out(parts, code).tolist() == tiny.item_codes(["w"]).tolist()
-    assert V.held_out(parts, int(tiny.user_codes(["c"])[0])).tolist() == []
+    assert U.held_out(parts, code).tolist() == tiny.item_codes(["w"]).tolist()
+    assert U.held_out(parts, int(tiny.user_codes(["c"])[0])).tolist() == []
     with pytest.raises(ParameterError, match="User code 9 is outside 0..2"):
-        V.user_history(tiny, parts, 9)
+        U.user_history(tiny, parts, 9)
 
 
 def test_top_list_marks_hits_and_drops_padding(tiny):
@@ -131,20 +158,81 @@ def test_top_list_marks_hits_and_drops_padding(tiny):
     model.set_history(parts.known_for("test"))
     loaded = LoadedRun({}, tiny, parts, model)
     a = int(tiny.user_codes(["a"])[0])
-    held = V.held_out(parts, a)
-    table = V.top_list(loaded, a, 3, held=held)
+    held = U.held_out(parts, a)
+    table = U.top_list(loaded, a, 3, held=held)
     # a knows x, y, z: only w is left to recommend, and it is the held-out item
     assert table["title"].tolist() == ["Wolf"]
     assert table["hit"].tolist() == [True]
     assert table["score"].tolist() == [0.0]  # w has no training interaction
     b = int(tiny.user_codes(["b"])[0])
-    other = V.top_list(loaded, b, 2)
+    other = U.top_list(loaded, b, 2)
     assert other["title"].tolist() == ["Xanadu", "Wolf"]  # x: 2 training interactions
     assert other["score"].tolist() == [2.0, 0.0] and not other["hit"].any()
 
 
 def test_as_time_units():
-    assert V.as_time(np.array([T0]))[0] == np.datetime64("2023-11-14T22:13:20")
-    assert V.as_time(np.array([T0 * 1000]))[0] == np.datetime64("2023-11-14T22:13:20")
-    assert V.as_time(np.array([3, 4])).tolist() == [3, 4]
-    assert V.as_time(np.array([T0]), has_timestamps=False).tolist() == [T0]
+    assert U.as_time(np.array([T0]))[0] == np.datetime64("2023-11-14T22:13:20")
+    assert U.as_time(np.array([T0 * 1000]))[0] == np.datetime64("2023-11-14T22:13:20")
+    assert U.as_time(np.array([3, 4])).tolist() == [3, 4]
+    assert U.as_time(np.array([T0]), has_timestamps=False).tolist() == [T0]
+
+
+def test_finding_users_by_segment_and_id(tiny):
+    seg = U.user_segments(tiny, split(tiny, "loo"))
+    assert U.testable_users(seg) == ["a"]  # only a has a held-out item
+    assert U.testable_users(seg[seg["user_id"] != "a"]) == ["b", "c"]  # none: everyone
+    assert U.segment_kinds(seg) == ["activity", "cold_user", "scenario"]
+    assert U.segment_counts(seg, "scenario").to_dict() == {"video": 1}
+    assert U.segment_members(seg, "scenario", "video") == ["a"]
+    assert U.segment_members(seg, "scenario", "shop") == []
+    a = int(tiny.user_codes(["a"])[0])
+    assert U.find_user(seg, " a ") == a
+    assert U.find_user(seg, "nobody") is None
+    facts = U.profile_facts(seg.iloc[a], n_held=1)
+    assert facts[0] == ("Known interactions", "3", "Train + validation.")
+    assert [f[1] for f in facts[1:]] == ["1", "1-5", "video"]
+    assert U.attributes_line(tiny, a) == ""  # no user table
+
+
+def test_list_view_marks_hits_and_counts_them():
+    table = pd.DataFrame(
+        {
+            "rank": [1, 2, 3],
+            "item_code": [7, 8, 9],
+            "title": ["A", "B", "C"],
+            "category": ["x", "y", None],
+            "score": [0.9, 0.5, 0.1],
+            "hit": [False, True, True],
+        }
+    )
+    heading, shown = U.list_view(table, "ease")
+    assert heading == "**ease** — 2 hits"
+    assert shown["#"].tolist() == ["1", "2 ✔", "3 ✔"]
+    assert list(shown.columns) == ["#", "title", "score", "category"]
+    assert U.list_view(table.iloc[:2], "pop")[0] == "**pop** — 1 hit"
+    rows = list(table.itertuples())
+    assert [U.item_option(r) for r in rows[:2]] == ["#1 A", "#2 B (held out)"]
+
+
+def test_explanation_sentence_and_fast_first(tiny):
+    exp = SimpleNamespace(
+        item_title="Wolf",
+        score=0.75,
+        base_value=1.0,
+        contributions=pd.DataFrame({"value": [-0.25, 0.0]}),
+        method="closed_form",
+        seconds=0.01234,
+    )
+    assert U.explanation_sentence(exp, "ease") == (
+        "**ease** scores “Wolf” **0.7500** for this user. Knowing none of the features below, "
+        "it would score **1.0000** (the base value); together they take away **0.2500**. "
+        "(exact closed form, 0.01 s)"
+    )
+    flat = SimpleNamespace(**{**vars(exp), "score": 1.0, "method": "permutation"})
+    flat.contributions = pd.DataFrame({"value": [0.0]})
+    assert "ignores the user's history" in U.explanation_sentence(flat, "pop")
+    assert U.explanation_sentence(flat, "pop").endswith("(shap permutation estimate, 0.01 s)")
+    parts = split(tiny, "loo")
+    pop, knn = make_model("pop").fit(parts.train), make_model("itemknn").fit(parts.train)
+    assert U.fast_first([pop, knn]) == 1  # item-kNN explains in closed form
+    assert U.fast_first([pop]) == 0

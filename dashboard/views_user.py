@@ -1,0 +1,259 @@
+"""The User explorer's tables and sentences: segments, history, top lists, explanations.
+
+Pure functions over a dataset, its split and a loaded run (no Streamlit), so what the page
+shows is tested here; the page only lays it out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from core.data import schema as S
+from core.data.dataset import Dataset
+from core.data.split import Split
+from core.errors import ParameterError
+from core.eval.beyond import ACTIVITY_BINS, ACTIVITY_LABELS, COLD_MAX
+from core.protocols import capabilities
+from dashboard.views import SEGMENT_KINDS
+
+HIT = "✔"  # marks a held-out item in a top list
+
+
+def user_segments(dataset: Dataset, split: Split) -> pd.DataFrame:
+    """One row per user: user_code, user_id, n_known, n_test, activity, cold_user, scenario.
+
+    n_known counts the known (train+valid) interactions and buckets them like the evaluator
+    (core.eval.beyond); scenario is the user's most frequent scenario over all interactions
+    (None without scenarios); n_test counts held-out items not already known.
+    """
+    known = split.known_for("test")
+    n_known = np.bincount(known.users, minlength=dataset.n_users)
+    tests = _held_out_frame(split)
+    n_test = np.bincount(tests[S.USER].to_numpy(), minlength=dataset.n_users)
+    table = pd.DataFrame(
+        {
+            S.USER: np.arange(dataset.n_users),
+            S.USER_ID: dataset.user_ids.astype(str),
+            "n_known": n_known,
+            "n_test": n_test,
+        }
+    )
+    table["activity"] = pd.cut(
+        table["n_known"], bins=list(ACTIVITY_BINS), labels=list(ACTIVITY_LABELS)
+    ).astype(str)
+    table["cold_user"] = np.where(
+        table["n_known"] <= COLD_MAX, f"cold (<={COLD_MAX} known)", f"warm (>{COLD_MAX})"
+    )
+    table["scenario"] = None
+    inter = dataset.interactions
+    if dataset.has_scenarios:
+        counts = inter.groupby([S.USER, S.SCENARIO_CODE]).size().rename("n").reset_index()
+        counts = counts.sort_values([S.USER, "n", S.SCENARIO_CODE], ascending=[True, False, True])
+        top = counts.drop_duplicates(S.USER).set_index(S.USER)[S.SCENARIO_CODE]
+        names = np.asarray(dataset.scenarios, dtype=object)
+        codes = top.reindex(table[S.USER]).to_numpy()
+        table["scenario"] = [names[int(c)] if not pd.isna(c) else None for c in codes]
+    return table
+
+
+def user_history(dataset: Dataset, split: Split, user_code: int) -> pd.DataFrame:
+    """A user's interactions in time order with readable names and the split part they are in.
+
+    Columns: time (datetime for Unix-second/millisecond timestamps, else the raw number),
+    item_code, item_id, title, category, scenario, part ('train', 'valid', 'test').
+    """
+    _check_user(dataset, user_code)
+    frames = []
+    for part in ("train", "valid", "test"):
+        frame = split.part(part).frame
+        rows = frame[frame[S.USER].to_numpy() == int(user_code)].copy()
+        rows["part"] = part
+        frames.append(rows)
+    rows = pd.concat(frames, ignore_index=True).sort_values(S.TIMESTAMP, kind="stable")
+    items = rows[S.ITEM].to_numpy(dtype=np.int64)
+    out = pd.DataFrame(
+        {
+            "time": as_time(rows[S.TIMESTAMP].to_numpy(), dataset.has_timestamps),
+            S.ITEM: items,
+            S.ITEM_ID: dataset.item_ids[items].astype(str),
+            S.TITLE: dataset.item_titles()[items],
+            S.CATEGORY: _item_column(dataset, S.CATEGORY, items),
+            S.SCENARIO: _scenario_names(dataset, rows),
+            "part": rows["part"].to_numpy(),
+        }
+    )
+    return out.reset_index(drop=True)
+
+
+def held_out(split: Split, user_code: int) -> np.ndarray:
+    """Item codes the user holds in the test part that are not already known (the hits)."""
+    tests = _held_out_frame(split)
+    return np.unique(tests.loc[tests[S.USER] == int(user_code), S.ITEM].to_numpy(np.int64))
+
+
+def top_list(
+    loaded,
+    user_code: int,
+    k: int = 10,
+    *,
+    diversity: float = 0.0,
+    novelty: float = 0.0,
+    held: Sequence[int] | np.ndarray = (),
+) -> pd.DataFrame:
+    """A user's top-k of a `LoadedRun` (known items excluded), optionally re-ranked.
+
+    Columns: rank, item_code, item_id, title, category, score (the model's own score), hit
+    (the item is held out for this user). Weights 0 give the model's own order.
+    """
+    from core.eval.rerank import recommend_reranked
+
+    ds = loaded.dataset
+    _check_user(ds, user_code)
+    codes = recommend_reranked(
+        loaded, [int(user_code)], int(k), diversity=diversity, novelty=novelty
+    )
+    codes = codes[0][codes[0] >= 0].astype(np.int64)  # (k,) padding (-1) dropped
+    with torch.inference_mode():
+        scores = loaded.model.score([int(user_code)], codes).double().cpu().numpy()[0]
+    held_set = {int(i) for i in held}
+    return pd.DataFrame(
+        {
+            "rank": np.arange(1, len(codes) + 1),
+            S.ITEM: codes,
+            S.ITEM_ID: ds.item_ids[codes].astype(str),
+            S.TITLE: ds.item_titles()[codes],
+            S.CATEGORY: _item_column(ds, S.CATEGORY, codes),
+            "score": scores,
+            "hit": [int(c) in held_set for c in codes],
+        }
+    )
+
+
+def as_time(values: np.ndarray, has_timestamps: bool = True) -> pd.Series | np.ndarray:
+    """Unix seconds or milliseconds as datetimes (UTC, naive); anything else unchanged."""
+    values = np.asarray(values, dtype=np.int64)
+    if not has_timestamps or len(values) == 0:
+        return values
+    top = int(values.max())
+    if top >= 10**12:
+        return pd.to_datetime(values, unit="ms").to_numpy()
+    if top >= 10**8:
+        return pd.to_datetime(values, unit="s").to_numpy()
+    return values
+
+
+def testable_users(segments: pd.DataFrame) -> list[str]:
+    """Ids of the users with a held-out item (the ones worth opening); all when none has."""
+    testable = segments.loc[segments["n_test"] > 0, S.USER_ID].tolist()
+    return testable or segments[S.USER_ID].tolist()
+
+
+def segment_kinds(segments: pd.DataFrame) -> list[str]:
+    """The segment kinds (keys of `SEGMENT_KINDS`) this data has values for."""
+    return [k for k in SEGMENT_KINDS if segments[k].notna().any()]
+
+
+def segment_counts(segments: pd.DataFrame, kind: str) -> pd.Series:
+    """Users with a held-out item per value of one segment kind, in value order."""
+    return segments.loc[segments["n_test"] > 0, kind].value_counts().sort_index()
+
+
+def segment_members(segments: pd.DataFrame, kind: str, value) -> list[str]:
+    """Ids of the users with a held-out item in one segment."""
+    inside = (segments[kind] == value) & (segments["n_test"] > 0)
+    return segments.loc[inside, S.USER_ID].tolist()
+
+
+def find_user(segments: pd.DataFrame, user_id: str) -> int | None:
+    """The code of the user with id `user_id` (surrounding spaces ignored), None if unknown."""
+    match = np.flatnonzero(segments[S.USER_ID].to_numpy() == str(user_id).strip())
+    return int(segments[S.USER].iloc[match[0]]) if len(match) else None
+
+
+def profile_facts(seg: pd.Series, n_held: int) -> list[tuple[str, str, str | None]]:
+    """The user's headline numbers as (label, value, help) from a `user_segments` row."""
+    return [
+        ("Known interactions", f"{int(seg['n_known']):,}", "Train + validation."),
+        ("Held out for testing", f"{n_held:,}", None),
+        ("Activity bucket", str(seg["activity"]), str(seg["cold_user"])),
+        ("Main scenario", str(seg["scenario"] or "—"), None),
+    ]
+
+
+def attributes_line(dataset: Dataset, user_code: int) -> str:
+    """'Attributes: age band **45-54** · region **south**' ('' without user attributes)."""
+    attrs = dataset.users.iloc[int(user_code)].drop(labels=[S.USER_ID], errors="ignore")
+    shown = [f"{k.replace('_', ' ')} **{v}**" for k, v in attrs.items() if not pd.isna(v)]
+    return "Attributes: " + " · ".join(shown) if shown else ""
+
+
+def list_view(table: pd.DataFrame, label: str) -> tuple[str, pd.DataFrame]:
+    """A `top_list` as shown: its heading ('**ease** — 2 hits') and the table with a '#'
+    column that marks held-out items ('3 ✔')."""
+    n_hits = int(table["hit"].sum())
+    heading = f"**{label}** — {n_hits} hit{'s' if n_hits != 1 else ''}"
+    marks = [
+        f"{r} {HIT}" if h else str(r) for r, h in zip(table["rank"], table["hit"], strict=True)
+    ]
+    return heading, table.assign(**{"#": marks})[["#", S.TITLE, "score", S.CATEGORY]]
+
+
+def item_option(row) -> str:
+    """An item of a top list in a picker: '#3 Title' plus ' (held out)' for a hit."""
+    return f"#{row.rank} {row.title}" + (" (held out)" if row.hit else "")
+
+
+def explanation_sentence(exp, run: str) -> str:
+    """What an `Explanation` says, in words: score, base value, what the features add."""
+    lift = exp.score - exp.base_value
+    text = (
+        f"**{run}** scores “{exp.item_title}” **{exp.score:.4f}** for this user. Knowing none "
+        f"of the features below, it would score **{exp.base_value:.4f}** (the base value); "
+        f"together they {'add' if lift >= 0 else 'take away'} **{abs(lift):.4f}**."
+    )
+    if len(exp.contributions) and not exp.contributions["value"].abs().gt(0).any():
+        text += " This model ignores the user's history, so no feature changes its score."
+    method = {"closed_form": "exact closed form", "exact": "exact Shapley values"}
+    return text + f" ({method.get(exp.method, 'shap permutation estimate')}, {exp.seconds:.2f} s)"
+
+
+def fast_first(models: Sequence) -> int:
+    """Index of the first model that explains in closed form (item-kNN, EASE: milliseconds)."""
+    fast = [i for i, model in enumerate(models) if capabilities(model).explains_exactly]
+    return fast[0] if fast else 0
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _held_out_frame(split: Split) -> pd.DataFrame:
+    """Test (user_code, item_code) pairs that are not already known from train+valid."""
+    test = split.test.frame[[S.USER, S.ITEM]]
+    known = split.known_for("test").frame[[S.USER, S.ITEM]].drop_duplicates()
+    merged = test.merge(known, on=[S.USER, S.ITEM], how="left", indicator=True)
+    return merged.loc[merged["_merge"] == "left_only", [S.USER, S.ITEM]].drop_duplicates()
+
+
+def _item_column(dataset: Dataset, column: str, items: np.ndarray) -> np.ndarray:
+    if column not in dataset.items.columns:
+        return np.full(len(items), None, dtype=object)
+    values = dataset.items[column].astype(object).to_numpy()[items]
+    return np.array([None if pd.isna(v) else str(v) for v in values], dtype=object)
+
+
+def _scenario_names(dataset: Dataset, rows: pd.DataFrame) -> np.ndarray:
+    if not dataset.has_scenarios or S.SCENARIO_CODE not in rows.columns:
+        return np.full(len(rows), None, dtype=object)
+    names = np.asarray(dataset.scenarios, dtype=object)
+    return names[rows[S.SCENARIO_CODE].to_numpy(dtype=np.int64)]
+
+
+def _check_user(dataset: Dataset, user_code: int) -> None:
+    if not 0 <= int(user_code) < dataset.n_users:
+        raise ParameterError(
+            f"User code {user_code} is outside 0..{dataset.n_users - 1}; look the user up by id."
+        )

@@ -1,0 +1,181 @@
+"""Streamlit pieces the pages share: run pickers, on-demand buttons, metric rows, columns.
+
+Everything here draws with `st.`; the decisions behind it (which runs to preselect, how a run
+is named) are pure functions in `dashboard.views`, tested there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core.errors import RecScopeError
+from core.eval import compare as C
+from dashboard import charts_user
+from dashboard import views as V
+from dashboard import views_user as U
+
+
+def run_picker(
+    label: str,
+    finished: Sequence[Mapping],
+    *,
+    key: str,
+    limit: int,
+    with_score: bool = False,
+    help: str | None = None,
+) -> list[str]:
+    """A multiselect of finished runs (newest first), preselecting `views.default_runs`."""
+    by_id = {r["run_id"]: r for r in finished}
+    return st.multiselect(
+        label,
+        list(by_id),
+        default=V.default_runs(finished, limit),
+        format_func=lambda r: V.run_option(by_id[r], with_score),
+        key=key,
+        help=help,
+    )
+
+
+def pick_runs(
+    label: str,
+    finished: Sequence[Mapping],
+    *,
+    key: str,
+    limit: int,
+    minimum: int,
+    too_few: str,
+    what: str,
+    with_score: bool = False,
+    help: str | None = None,
+) -> list[Mapping]:
+    """`run_picker`, then the picked records in pick order; [] after saying why when fewer
+    than `minimum` are picked (`too_few`) or they cannot be `what` together."""
+    chosen = run_picker(label, finished, key=key, limit=limit, with_score=with_score, help=help)
+    if len(chosen) < minimum:
+        st.info(too_few)
+        return []
+    by_id = {r["run_id"]: r for r in finished}
+    records = [by_id[r] for r in chosen]
+    return records if comparable(records, what) else []
+
+
+def comparable(records: Sequence[Mapping], what: str) -> bool:
+    """True when the runs share dataset and split; else a warning 'These runs cannot be
+    {what}: …' and False."""
+    try:
+        C.check_comparable(list(records))
+    except RecScopeError as err:
+        st.warning(f"These runs cannot be {what}: {err}")
+        return False
+    return True
+
+
+def metric_row(facts: Sequence[tuple[str, str, str | None]]) -> None:
+    """One `st.metric` per (label, value, help), side by side."""
+    for col, (label, value, help) in zip(st.columns(len(facts)), facts, strict=True):
+        col.metric(label, value, help=help)
+
+
+def on_demand(container, label: str, key: str, token) -> bool:
+    """A button for a slow computation: True from the click on, for as long as `token` (what
+    was asked for, e.g. (run, kind)) stays the same; the page then computes and draws it."""
+    done = st.session_state.setdefault(f"{key}_done", [])
+    if container.button(label, key=key):
+        done.append(token)
+    return token in done
+
+
+def user_finder(segments: pd.DataFrame, dataset: str, key: str = "user_id") -> int | None:
+    """Find a user by id, at random, or at random from a segment (a popover); returns the
+    user's code, or None after a warning when the typed id is unknown.
+
+    `segments` is `views_user.user_segments`; the widgets are keyed `key` (the id box),
+    'user_random', 'user_seg_kind', 'user_seg_value' and 'user_seg_pick' (prefix: the part
+    of `key` before '_').
+    """
+    prefix = key.split("_")[0]
+    pool = U.testable_users(segments)
+    if not st.session_state.get(key):
+        st.session_state[key] = pool[0]
+    left, mid, right = st.columns([2, 1, 3], vertical_alignment="bottom")
+    left.text_input("User id", key=key, help="The id as it appears in the uploaded file.")
+    mid.button("Random user", key=f"{prefix}_random", on_click=_pick, args=(key, pool))
+    with right.popover("Find by segment", width="stretch"):
+        kind = st.selectbox(
+            "Segment kind", U.segment_kinds(segments), format_func=V.SEGMENT_KINDS.get,
+            key=f"{prefix}_seg_kind",
+        )  # fmt: skip
+        counts = U.segment_counts(segments, kind)
+        value = st.selectbox(
+            "Segment", counts.index.tolist(), key=f"{prefix}_seg_value",
+            format_func=lambda v: f"{v} ({counts[v]:,} test users)",
+        )  # fmt: skip
+        members = U.segment_members(segments, kind, value)
+        st.button(
+            "Random user from this segment", key=f"{prefix}_seg_pick", on_click=_pick,
+            args=(key, members),
+        )  # fmt: skip
+    code = U.find_user(segments, st.session_state[key])
+    if code is None:
+        st.warning(
+            f"There is no user '{str(st.session_state[key]).strip()}' in dataset '{dataset}'; "
+            f"type an id from the file (for example '{pool[0]}') or pick one at random."
+        )
+    return code
+
+
+def explanation(exp, run: str, key: str) -> None:
+    """An `core.explain.explainer.Explanation` of `run`: the sentence and its notes, the
+    waterfall and the bar chart side by side, and every feature in an expander."""
+    st.markdown(U.explanation_sentence(exp, run))
+    for note in exp.notes:
+        st.caption(note)
+    left, right = st.columns(2)
+    waterfall = charts_user.shap_waterfall(exp.contributions, exp.base_value, exp.score)
+    chart(left, waterfall, key=f"{key}_waterfall")
+    chart(right, charts_user.shap_bar(exp.contributions), key=f"{key}_shap_bar")
+    with st.expander(f"All {len(exp.contributions)} features"):
+        st.dataframe(
+            exp.contributions[["label", "kind", "value"]], hide_index=True, width="stretch",
+            column_config={"value": st.column_config.NumberColumn("SHAP value", format="%+.4f")},
+        )  # fmt: skip
+
+
+def chart(container, figure, key: str | None = None, **kwargs) -> None:
+    """A Plotly figure at the container's full width."""
+    container.plotly_chart(figure, width="stretch", key=key, **kwargs)
+
+
+# -- column layouts of the tables ------------------------------------------------------------
+
+
+def time_column():
+    """A timestamp column shown as a date."""
+    return st.column_config.DatetimeColumn("Time", format="YYYY-MM-DD")
+
+
+def metric_columns(metrics: Sequence[str]) -> dict:
+    """Readable, 4-decimal number columns for metric keys ('ndcg@10' -> 'NDCG@10')."""
+    return {m: st.column_config.NumberColumn(V.metric_label(m), format="%.4f") for m in metrics}
+
+
+def top_list_columns() -> dict:
+    """A top list as `views_user.list_view` shows it: '#' (✔ = held out), title, score."""
+    return {
+        "#": st.column_config.TextColumn("#", width=50, help=f"{U.HIT} = a held-out item"),
+        "title": st.column_config.TextColumn("Title", width="medium"),
+        "score": st.column_config.NumberColumn("Score", format="%.3f", width="small"),
+    }
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _pick(key: str, users: list) -> None:
+    """Button callback: put a random user of `users` into the id box (before it is drawn)."""
+    if users:
+        st.session_state[key] = str(users[np.random.default_rng().integers(len(users))])
