@@ -7,11 +7,14 @@ RECSCOPE_DEBUG=1 to see one). Logs go to stderr; stdout carries only results.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import signal
 import sys
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 from core.errors import CancelledError, RecScopeError
@@ -20,6 +23,7 @@ log = logging.getLogger("recscope")
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
 EXIT_USAGE = 2
+DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,7 +126,7 @@ def cmd_datasets(args) -> dict:
 
 def cmd_train(args) -> dict:
     from core.device import pick_device
-    from core.runs.jobs import device_slot
+    from core.runs.jobs import device_slot, job_record
     from core.runs.pipeline import new_run, train_run
     from core.runs.store import RunStore, now_iso
 
@@ -141,7 +145,7 @@ def cmd_train(args) -> dict:
             params=_parse_params(args.param),
         )
     log.info("run %s started", run_id)
-    record = store.read(run_id)
+    record = job_record(store, run_id, "train")
     device = pick_device(record.get("params", {}).get("device_choice") or args.device)
 
     def show(event: dict) -> None:
@@ -152,16 +156,11 @@ def cmd_train(args) -> dict:
             parts.append(f"valid {event['metric_name']} {event['valid_metric']:.4f}")
         log.info("  ".join(parts))
 
-    # SIGTERM (Cancel on the Train page) ends training cleanly; restored afterwards so an
-    # in-process caller (tests, notebooks) keeps its own handler
-    previous = signal.signal(signal.SIGTERM, _raise_cancelled)
     try:
-        with device_slot(store, run_id, str(device)):
+        with _sigterm_cancels(), device_slot(store, run_id, str(device)):
             record = train_run(store, run_id, progress=show)
     except CancelledError:  # cancelled while still queued for the device
         record = store.update(run_id, status="cancelled", finished_at=now_iso())
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     if record.get("status") == "cancelled":
         raise RecScopeError(f"Run {run_id} was cancelled.")
     return _public_record(record)
@@ -208,24 +207,51 @@ def cmd_similar(args) -> dict:
 
 
 def cmd_transfer(args) -> dict:
-    from core.scenarios.transfer import MS, transfer_report
+    from core.runs.scenario_runs import new_transfer, run_transfer
+    from core.runs.store import RunStore
+    from core.scenarios.transfer import MS
 
-    return transfer_report(
-        _home(),
+    store = RunStore(_home())
+    run_id = args.run_id or new_transfer(
+        store,
         args.dataset,
-        args.source,
-        args.target,
+        args.source or _missing("--source", "transfer"),
+        args.target or _missing("--target", "transfer"),
         ms=tuple(sorted(set(args.m))) if args.m else MS,
         max_users=args.max_users,
         seed=args.seed,
         include_hybrid=not args.no_hybrid,
+        device=args.device,
+        epochs=args.epochs,
     )
+    _run_job(store, run_id, "transfer", partial(run_transfer, store, run_id))
+    return {"run_id": run_id, **(store.result(run_id) or {})}
+
+
+def cmd_scenarios_leaderboard(args) -> dict:
+    from core.runs.scenario_runs import new_leaderboard, run_leaderboard
+    from core.runs.store import RunStore
+
+    store = RunStore(_home())
+    run_id = args.run_id or new_leaderboard(
+        store,
+        args.dataset or _missing("--dataset", "scenarios leaderboard"),
+        base=args.base,
+        catalogue=args.catalogue,
+        seed=args.seed,
+        device=args.device,
+        epochs=args.epochs,
+        base_params=_parse_params(args.base_param),
+        multiscenario_params=_parse_params(args.param),
+    )
+    record = _run_job(store, run_id, "leaderboard", partial(run_leaderboard, store, run_id))
+    return {"run_id": run_id, "status": record["status"], **(store.result(run_id) or {})}
 
 
 def cmd_runs(args) -> dict:
     from core.runs.store import RunStore
 
-    records = RunStore(_home()).list(dataset=args.dataset)
+    records = RunStore(_home()).list(dataset=args.dataset, kind=args.kind)
     return {"runs": [_public_record(r) for r in records]}
 
 
@@ -236,12 +262,13 @@ def _parser() -> argparse.ArgumentParser:
     from core.data.ingest.ingest import FORMATS
     from core.data.split import METHODS
     from core.models import _REGISTRY
+    from core.runs.store import KINDS
 
     parser = argparse.ArgumentParser(prog="recscope", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, handler, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
+    def command(name: str, handler, help_text: str, under=sub) -> argparse.ArgumentParser:
+        p = under.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--json", action="store_true", help="print one JSON document")
         p.set_defaults(handler=handler)
         return p
@@ -266,7 +293,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=list(_REGISTRY))
     p.add_argument("--split", default="loo", choices=METHODS)
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--epochs", type=int)
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--run-id", help="train an already created (queued) run")
@@ -296,21 +323,65 @@ def _parser() -> argparse.ArgumentParser:
         "transfer", cmd_transfer, "Cross-scenario transfer: lift over target-only vs history m."
     )
     p.add_argument("--dataset", default="sample")
-    p.add_argument("--source", required=True, help="scenario the users are active in")
-    p.add_argument("--target", required=True, help="scenario where they are cold")
+    p.add_argument("--source", help="scenario the users are active in")
+    p.add_argument("--target", help="scenario where they are cold")
     p.add_argument("--m", type=int, action="append", help="target interactions kept (repeat)")
     p.add_argument("--max-users", type=int, default=500)
-    p.add_argument("--seed", type=int, default=42)
     p.add_argument("--no-hybrid", action="store_true", help="leave the text model out")
+    _job_options(p)
 
-    p = command("runs", cmd_runs, "List runs, newest first.")
+    group = sub.add_parser("scenarios", help="Scenario analyses (see its subcommands).")
+    scenarios = group.add_subparsers(dest="scenarios_command", required=True)
+    what = "Per-scenario leaderboard: one model per scenario, pooled, multiscenario."
+    p = command("leaderboard", cmd_scenarios_leaderboard, what, under=scenarios)
     p.add_argument("--dataset")
+    p.add_argument("--base", default="ease", choices=list(_REGISTRY), help="reference model")
+    p.add_argument("--catalogue", default="scenario", choices=("scenario", "all"))
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--base-param", action="append", default=[], metavar="KEY=VALUE")
+    _job_options(p)
+
+    p = command("runs", cmd_runs, "List runs and jobs (every kind unless --kind), newest first.")
+    p.add_argument("--dataset")
+    p.add_argument("--kind", choices=KINDS, help="only jobs of this kind")
     return parser
 
 
+def _job_options(p: argparse.ArgumentParser) -> None:
+    """Options every scenario job takes (the multiscenario model's seed, epochs, device)."""
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--epochs", type=int, help="epochs of the multiscenario model")
+    p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument("--run-id", help="run an already created (queued) job of this kind")
+
+
+def _run_job(store, run_id: str, kind: str, work) -> dict:
+    """Run a scenario job body here (core.runs.jobs.run_job); SIGTERM cancels it."""
+    from core.runs.jobs import run_job
+
+    with _sigterm_cancels():
+        record = run_job(store, run_id, kind, work)
+    if record.get("status") == "cancelled":
+        raise RecScopeError(f"Job {run_id} was cancelled.")
+    return record
+
+
+@contextlib.contextmanager
+def _sigterm_cancels() -> Iterator[None]:
+    """SIGTERM (Cancel on a page) raises CancelledError in the job; restored afterwards so an
+    in-process caller (tests, notebooks) keeps its own handler."""
+    previous = signal.signal(signal.SIGTERM, _raise_cancelled)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _public_record(record: dict) -> dict:
+    from core.runs.store import kind_of
+
     keys = ("run_id", "dataset", "model", "split", "seed", "params", "device", "status")
-    out = {k: record.get(k) for k in keys}
+    out = {"kind": kind_of(record), **{k: record.get(k) for k in keys}}
     out["metrics"] = record.get("metrics", {})
     out["timings"] = record.get("timings", {})
     if record.get("error"):
@@ -332,8 +403,8 @@ def _parse_params(pairs: list[str]) -> dict:
     return params
 
 
-def _missing(flag: str):
-    raise RecScopeError(f"{flag} is required; see `recscope train --help`.")
+def _missing(flag: str, command: str = "train"):
+    raise RecScopeError(f"{flag} is required; see `recscope {command} --help`.")
 
 
 def _raise_cancelled(signum, frame) -> None:

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from core.cli import main
+from core.data.dataset import Dataset
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, dict | None, str]:
@@ -133,3 +134,46 @@ def test_transfer_without_scenarios_is_a_clear_error(home, capsys, planted_csv):
     )
     assert code == 2 and out is None and err.startswith("error: ") and err.count("\n") == 1
     assert "scenario" in err
+
+
+def test_scenario_leaderboard_is_a_job_in_the_run_store(home, capsys):
+    rows = [
+        (f"u{u}", f"{scen}{(u % 2) * 10 + (u * 7 + t) % 10}", u * 100 + t, scen)
+        for u in range(40)
+        for t, scen in enumerate(["app", "web"] * 5)
+    ]
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "scenario"])
+    Dataset.from_frames("multi", frame.drop_duplicates(["user_id", "item_id"])).save(home)
+    code, out, _ = run_cli(
+        capsys,
+        *("scenarios", "leaderboard", "--dataset", "multi", "--json"),
+        *("--param", "epochs=1", "--param", "batch_size=256"),
+    )
+    assert code == 0 and out["status"] == "finished"
+    assert {r["strategy"] for r in out["leaderboard"]} == {
+        "per_scenario",
+        "pooled",
+        "multiscenario",
+    }
+    assert {"app", "web", "mean"} <= set(out["leaderboard"][0])
+    code, runs, _ = run_cli(capsys, "runs", "--json")
+    assert [(r["run_id"], r["kind"]) for r in runs["runs"]] == [(out["run_id"], "leaderboard")]
+    code, runs, _ = run_cli(capsys, "runs", "--kind", "train", "--json")
+    assert runs["runs"] == []
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["scenarios", "leaderboard"], "--dataset is required"),
+        (["scenarios", "leaderboard", "--dataset", "planted"], "no scenario column"),
+        (["scenarios", "leaderboard", "--run-id", "../../x"], "not a run id"),
+        (["transfer", "--run-id", "../x"], "not a run id"),
+        (["transfer", "--dataset", "planted", "--target", "b"], "--source is required"),
+    ],
+)
+def test_scenario_job_errors_are_one_line(home, capsys, planted_dataset, argv, fragment):
+    planted_dataset.save(home)
+    code, out, err = run_cli(capsys, *argv, "--json")
+    assert code == 2 and out is None
+    assert err.startswith("error: ") and fragment in err and err.count("\n") == 1

@@ -1,14 +1,29 @@
-"""Background jobs: detached training that survives the caller, queues per device, cancels."""
+"""The one job system: detached jobs of every kind (training, scenario leaderboard, transfer)
+survive the caller, queue per device, cancel, and read as failed when their process dies."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
+from functools import partial
 
+import numpy as np
+import pandas as pd
 import pytest
 
+from core.data import schema as S
+from core.data.dataset import Dataset
+from core.data.split import split
+from core.errors import RecScopeError
 from core.runs import jobs
+from core.runs import scenario_runs as sr
 from core.runs.pipeline import new_run
 from core.runs.store import RunStore
+from core.scenarios.strategies import compare_strategies
+from tests.helpers import hold_cpu
+
+FAST = {"epochs": 1, "batch_size": 256}
 
 
 def wait_for(store: RunStore, run_id: str, statuses: tuple[str, ...], timeout: float = 180):
@@ -40,7 +55,7 @@ def test_job_trains_in_the_background_and_records_metrics(store):
 
 def test_second_job_on_a_busy_device_queues_then_cancels(store):
     run_id = new_run(store, "planted", "pop", device="cpu")
-    with _hold_cpu(store):
+    with hold_cpu(store):
         jobs.start_job(store, run_id)
         deadline = time.monotonic() + 90
         while "cpu" not in store.read(run_id).get("message", "") and time.monotonic() < deadline:
@@ -60,20 +75,99 @@ def test_refresh_marks_a_vanished_process_failed(store):
     assert "stopped before finishing" in record["error"]
 
 
-class _hold_cpu:
-    """Hold the cpu device lock as another job would."""
+def scenario_data(name: str = "multi", scenarios=("app", "web")) -> Dataset:
+    """Two scenarios with two tastes (60 users, 40 items): small enough for a job in seconds."""
+    rng = np.random.default_rng(11)
+    rows = []
+    for u in range(60):
+        half = 0 if u < 30 else 10
+        for t, scen in enumerate(list(scenarios) * 5):
+            item = f"{scenarios.index(scen)}-{half + rng.integers(0, 10)}"
+            rows.append((f"u{u}", item, u * 100 + t, scen))
+    frame = pd.DataFrame(rows, columns=[S.USER_ID, S.ITEM_ID, S.TIMESTAMP, S.SCENARIO])
+    return Dataset.from_frames(name, frame.drop_duplicates([S.USER_ID, S.ITEM_ID]))
 
-    def __init__(self, store: RunStore) -> None:
-        import fcntl
 
-        self._fcntl = fcntl
-        (store.home / "locks").mkdir(exist_ok=True)
-        self.path = store.home / "locks" / "cpu.lock"
+def test_leaderboard_job_through_the_launcher_equals_compare_strategies(home):
+    """Issue 10: the code the Scenarios page runs is the code tested here."""
+    scenario_data().save(home)
+    store = RunStore(home)
+    run_id = sr.new_leaderboard(store, "multi", multiscenario_params=FAST)
+    jobs.start_job(store, run_id)
+    record = wait_for(store, run_id, ("finished", "failed"))
+    assert record["status"] == "finished", record.get("error")
+    assert record["kind"] == "leaderboard" and record["timings"]["total_s"] > 0
+    result = store.result(run_id)
 
-    def __enter__(self):
-        self.handle = open(self.path, "w")
-        self._fcntl.flock(self.handle, self._fcntl.LOCK_EX)
-        return self
+    ds = Dataset.load(home, "multi")
+    direct = compare_strategies(ds, split(ds, "loo", seed=42), multiscenario_params=FAST)
+    expected = sr.leaderboard_result(direct, base="ease", catalogue="scenario")
+    strip = [{k: v for k, v in row.items() if k != "fit_s"} for row in result["leaderboard"]]
+    assert strip == [
+        {k: v for k, v in row.items() if k != "fit_s"} for row in expected["leaderboard"]
+    ]
+    assert result["tables"] == expected["tables"] and result["notes"] == expected["notes"]
+    recs = sr.recommendations(store, run_id)
+    top = pd.concat([r.top for r in direct.values()], ignore_index=True)
+    pd.testing.assert_frame_equal(recs, top, check_dtype=False)
+    assert set(recs["rank"]) == set(range(1, 11)) and set(recs["scenario"]) == {"app", "web"}
 
-    def __exit__(self, *exc):
-        self.handle.close()
+    stages = [e["stage"] for e in store.progress(run_id)]
+    assert "Training multiscenario (3 of 3)" in stages
+    assert jobs.stage_summary(record, store.progress(run_id))["fraction"] == 1.0
+    assert (store.folder(run_id) / "job.log").exists()
+    # one store: listed with its kind, kept out of the training lists
+    assert [r["run_id"] for r in store.list(kind=None)] == [run_id]
+    assert store.list() == [] and store.list("multi", kind="leaderboard")[0]["run_id"] == run_id
+    assert jobs.latest_job(store, "multi", "leaderboard", finished=True)["run_id"] == run_id
+
+
+def test_a_killed_scenario_job_reads_as_failed(home):
+    scenario_data().save(home)
+    store = RunStore(home)
+    run_id = sr.new_leaderboard(store, "multi", multiscenario_params={"epochs": 500})
+    pid = jobs.start_job(store, run_id)
+    os.killpg(os.getpgid(pid), signal.SIGKILL)
+    record = wait_for(store, run_id, ("failed",), timeout=30)
+    assert "The leaderboard process stopped before finishing" in record["error"]
+    assert jobs.latest_job(store, "multi", "leaderboard")["status"] == "failed"
+    assert jobs.latest_job(store, "multi", "leaderboard", finished=True) is None
+    with pytest.raises(RecScopeError, match="is a leaderboard job, not a train job"):
+        jobs.job_record(store, run_id, "train")  # `recscope train --run-id` refuses it
+
+
+def test_a_running_scenario_job_cancels(home):
+    scenario_data().save(home)
+    store = RunStore(home)
+    run_id = sr.new_leaderboard(store, "multi", multiscenario_params={"epochs": 500})
+    jobs.start_job(store, run_id)
+    deadline = time.monotonic() + 120
+    while store.read(run_id)["status"] != "running" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    jobs.cancel_job(store, run_id)
+    record = wait_for(store, run_id, ("cancelled", "failed", "finished"), timeout=60)
+    assert record["status"] == "cancelled", record.get("error")
+    assert store.result(run_id) is None
+
+
+def test_scenario_names_never_become_paths(home):
+    """Scenario names are data: '../../x' creates nothing outside the workspace."""
+    outside = home.parent
+    before = {p for p in outside.rglob("*") if home not in p.parents and p != home}
+    scenario_data("odd", ("../../x", "a/b")).save(home)
+    store = RunStore(home)
+    run_id = sr.new_leaderboard(store, "odd", multiscenario_params=FAST)
+    jobs.run_job(store, run_id, "leaderboard", partial(sr.run_leaderboard, store, run_id))
+    assert set(sr.recommendations(store, run_id)["scenario"]) == {"../../x", "a/b"}
+    other = sr.new_transfer(
+        store, "odd", "../../x", "a/b", ms=(0,), include_hybrid=False, multiscenario_params=FAST
+    )
+    jobs.run_job(store, other, "transfer", partial(sr.run_transfer, store, other))
+    assert store.result(other)["target"] == "a/b" and store.read(other)["kind"] == "transfer"
+    after = {p for p in outside.rglob("*") if home not in p.parents and p != home}
+    assert after == before
+    made = {p.relative_to(home).parts[0] for p in home.rglob("*")}
+    assert made <= {"datasets", "runs", "locks"}
+    for bad in ("../x", "..", "a/b", ""):
+        with pytest.raises(RecScopeError, match="not a run id"):
+            store.folder(bad)

@@ -96,20 +96,23 @@ def test_profile_similarity_same_user_vs_random():
     assert 0.2 < sim["random_pair_cosine"] < 0.8
 
 
-def test_report_reads_the_stored_dataset(home):
-    _mirror().save(home)
+def test_report_adds_the_profiles():
+    stages = []
     out = transfer_report(
-        home,
-        "mirror",
+        _mirror(),
         "feed",
         "shop",
         ms=(0,),
         max_users=20,
         include_hybrid=False,
         multiscenario_params={"epochs": 1, "batch_size": 128},
+        on_stage=lambda text, step, steps: stages.append((text, step, steps)),
     )
     assert out["models"] == ["target_only", "pooled", "multiscenario"]
+    assert [s[1:] for s in stages] == [(0, 4), (1, 4), (2, 4), (3, 4)]  # 3 fits, 1 m value
+    assert stages[0][0] == "Training target_only (1 of 3)"
     assert out["profiles"]["same_user_cosine"] == pytest.approx(1.0)
+    assert "same_user" not in out["profiles"]  # per-user cosines only when asked for
     assert {r["model"] for r in out["curves"]} == set(out["models"])
     import json
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -35,12 +34,13 @@ from core.errors import ParameterError, RecScopeError
 from core.eval.evaluate import evaluate
 from core.eval.significance import paired_compare
 from core.models import available
-from core.runs.store import RunStore
 from core.scenarios.strategies import (
     DEFAULT_BASE,
     PerScenario,
     Pooled,
     ScenarioModelStrategy,
+    StageFn,
+    _quiet,
     _ScenarioView,
     scenario_catalogues,
 )
@@ -66,13 +66,15 @@ def transfer_experiment(
     min_truth: int = 2,
     n_boot: int = 1000,
     seed: int = 42,
+    on_stage: StageFn | None = None,
 ) -> dict:
     """Run the transfer protocol; a JSON-ready dict (see `transfer_report` for the keys)."""
-    src, tgt = _codes(dataset, source, target)
+    say = on_stage or _quiet
+    src, tgt = check_pair(dataset, source, target)
     ms = sorted({int(m) for m in ms})
     if not ms or ms[0] < 0:
         raise ParameterError(f"m values must be whole numbers >= 0; got {ms!r}.")
-    frame = dataset.interactions.sort_values([S.USER, S.TIMESTAMP], kind="stable")
+    frame = dataset.all().ordered
     scen = frame[S.SCENARIO_CODE].to_numpy()
     n_src = np.bincount(frame[S.USER].to_numpy()[scen == src], minlength=dataset.n_users)
     n_tgt = np.bincount(frame[S.USER].to_numpy()[scen == tgt], minlength=dataset.n_users)
@@ -94,7 +96,9 @@ def transfer_experiment(
     models = [m for m in models if m != "hybrid" or "hybrid" in available()]
 
     fitted, fit_s = {}, {}
-    for name in models:
+    steps = len(models) + len(ms)
+    for i, name in enumerate(models):
+        say(f"Training {name} ({i + 1} of {len(models)})", i, steps)
         tick = time.perf_counter()
         fitted[name] = _fit(name, train, src, tgt, base, multiscenario_params or {})
         fit_s[name] = round(time.perf_counter() - tick, 3)
@@ -102,7 +106,8 @@ def transfer_experiment(
     import torch  # local: only the scoring views need it
 
     curves, per_user = [], {}
-    for m in ms:
+    for j, m in enumerate(ms):
+        say(f"Ranking the target with m = {m} known interactions", len(models) + j, steps)
         revealed = _part(dataset, frame[held].iloc[rank_in_target < m])
         truth = _part(dataset, frame[held].iloc[rank_in_target >= m])
         known = train.concat(revealed)
@@ -171,7 +176,7 @@ def profile_similarity(
     profiles = interest_profiles(dataset, by)
     if profiles is None:
         return None
-    src, tgt = _codes(dataset, source, target)
+    src, tgt = check_pair(dataset, source, target)
     wide = profiles.pivot_table(
         index=[S.USER, "scenario"], columns=by, values="share", fill_value=0.0
     )
@@ -201,8 +206,7 @@ def profile_similarity(
 
 
 def transfer_report(
-    store_or_home,
-    dataset_name: str,
+    dataset: Dataset,
     source: str,
     target: str,
     *,
@@ -212,15 +216,16 @@ def transfer_report(
     seed: int = 42,
     include_hybrid: bool = True,
     multiscenario_params: dict | None = None,
+    per_user_profiles: bool = False,
+    on_stage: StageFn | None = None,
 ) -> dict:
     """`recscope transfer --source S --target T --json`: the experiment plus profiles.
 
     Keys: source, target, metric, base, ms, models, n_test_users, fit_s, curves (rows m,
     model, ndcg@10, n_users, lift, ci_low, ci_high, p_value), protocol, profiles
-    (same_user_cosine, random_pair_cosine, n_users; or null without categories).
+    (same_user_cosine, random_pair_cosine, n_users, and with `per_user_profiles` the
+    per-user cosines same_user and random_pairs; or null without categories).
     """
-    home = store_or_home.home if isinstance(store_or_home, RunStore) else Path(store_or_home)
-    dataset = Dataset.load(home, dataset_name)
     models = MODELS if include_hybrid else tuple(m for m in MODELS if m != "hybrid")
     out = transfer_experiment(
         dataset,
@@ -232,20 +237,17 @@ def transfer_report(
         multiscenario_params=multiscenario_params,
         max_users=max_users,
         seed=seed,
+        on_stage=on_stage,
     )
     sim = profile_similarity(dataset, source, target)
-    out["profiles"] = (
-        None
-        if sim is None
-        else {k: v for k, v in sim.items() if k not in ("same_user", "random_pairs")}
-    )
+    if sim is not None and not per_user_profiles:
+        sim = {k: v for k, v in sim.items() if k not in ("same_user", "random_pairs")}
+    out["profiles"] = sim
     return out
 
 
-# -- helpers ---------------------------------------------------------------------------------
-
-
-def _codes(dataset: Dataset, source: str, target: str) -> tuple[int, int]:
+def check_pair(dataset: Dataset, source: str, target: str) -> tuple[int, int]:
+    """The scenario codes of `source` and `target`, or a clear error naming what is allowed."""
     if not dataset.has_scenarios or len(dataset.scenarios) < 2:
         raise RecScopeError(
             f"Dataset '{dataset.name}' has fewer than two scenarios, so there is nothing to "
@@ -260,6 +262,9 @@ def _codes(dataset: Dataset, source: str, target: str) -> tuple[int, int]:
     if source == target:
         raise ParameterError(f"Source and target are both '{source}'; pick two scenarios.")
     return dataset.scenarios.index(source), dataset.scenarios.index(target)
+
+
+# -- helpers ---------------------------------------------------------------------------------
 
 
 def _part(dataset: Dataset, frame: pd.DataFrame) -> Interactions:

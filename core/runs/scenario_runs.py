@@ -1,0 +1,182 @@
+"""Scenario analyses as jobs of the one job system: the strategy leaderboard and transfer.
+
+Like `core.runs.pipeline` for training, this module creates a job record (options checked
+before it exists) and holds the job bodies that `recscope scenarios leaderboard` and
+`recscope transfer` run through `core.runs.jobs.run_job`. The numbers are those of
+`core.scenarios` unchanged — the leaderboard is `compare_strategies`, the curves
+`transfer_report`; this module only stores them in the run folder: result.json, and for the
+leaderboard recs.parquet (strategy, scenario, user_code, rank, item_code). File names are
+fixed: no scenario name or other user string becomes a path.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from core.data.dataset import Dataset
+from core.data.split import split
+from core.errors import ParameterError
+from core.models import make_model
+from core.runs.jobs import Stage
+from core.runs.pipeline import model_params
+from core.runs.store import RunStore
+from core.scenarios.strategies import (
+    CATALOGUES,
+    DEFAULT_BASE,
+    TOP_K,
+    ScenarioEval,
+    compare_strategies,
+    leaderboard,
+)
+from core.scenarios.transfer import MS, check_pair, transfer_report
+from core.storage import write_parquet
+
+LEADERBOARD = "leaderboard"
+TRANSFER = "transfer"
+RECS = "recs.parquet"
+LEADERBOARD_SPLIT = "loo"
+
+
+def new_leaderboard(
+    store: RunStore,
+    dataset: str,
+    *,
+    base: str = DEFAULT_BASE,
+    catalogue: str = "scenario",
+    seed: int = 42,
+    device: str = "auto",
+    epochs: int | None = None,
+    base_params: dict | None = None,
+    multiscenario_params: dict | None = None,
+) -> str:
+    """Check the options and create a queued leaderboard job; returns its run id.
+
+    `device` and `epochs` reach the models that accept them (as for a training run);
+    `epochs` is the multiscenario model's.
+    """
+    ds = Dataset.load(store.home, dataset)
+    if not ds.has_scenarios:
+        raise ParameterError(
+            f"Dataset '{dataset}' has no scenario column, so there are no scenarios to compare "
+            "strategies in; ingest data with a scenario column."
+        )
+    if catalogue not in CATALOGUES:
+        raise ParameterError(f"Catalogue '{catalogue}' is unknown; use 'scenario' or 'all'.")
+    base_params = model_params(base, base_params, epochs=None, device=device, seed=seed)
+    base_params.pop("seed", None)  # the reference models keep their own seed default
+    multi = model_params(
+        "multiscenario", multiscenario_params, epochs=epochs, device=device, seed=seed
+    )
+    make_model(base, **base_params)  # unknown model or parameter: its own message
+    make_model("multiscenario", **multi)
+    params = {
+        "base": base,
+        "catalogue": catalogue,
+        "base_params": base_params,
+        "multiscenario_params": multi,
+    }
+    record = {
+        "kind": LEADERBOARD,
+        "dataset": dataset,
+        "split": LEADERBOARD_SPLIT,
+        "seed": int(seed),
+    }
+    return store.new_run({**record, "params": params, "device_request": device})
+
+
+def new_transfer(
+    store: RunStore,
+    dataset: str,
+    source: str,
+    target: str,
+    *,
+    ms=MS,
+    max_users: int = 500,
+    seed: int = 42,
+    include_hybrid: bool = True,
+    device: str = "auto",
+    epochs: int | None = None,
+    multiscenario_params: dict | None = None,
+) -> str:
+    """Check the scenario pair and create a queued transfer job; returns its run id."""
+    check_pair(Dataset.load(store.home, dataset), source, target)
+    multi = model_params(
+        "multiscenario", multiscenario_params, epochs=epochs, device=device, seed=seed
+    )
+    make_model("multiscenario", **multi)
+    params = {
+        "source": source,
+        "target": target,
+        "ms": sorted({int(m) for m in ms}),
+        "max_users": int(max_users),
+        "include_hybrid": bool(include_hybrid),
+        "multiscenario_params": multi,
+    }
+    record = {"kind": TRANSFER, "dataset": dataset, "seed": int(seed), "device_request": device}
+    return store.new_run({**record, "params": params})
+
+
+def run_leaderboard(store: RunStore, run_id: str, stage: Stage) -> dict:
+    """The leaderboard job body: `compare_strategies` on the loo split, stored."""
+    record = store.read(run_id)
+    p = record["params"]
+    ds = Dataset.load(store.home, record["dataset"])
+    stage("Splitting the data (last interaction of each user is the test)", 0, 1)
+    parts = split(ds, record.get("split", LEADERBOARD_SPLIT), seed=int(record["seed"]))
+    results = compare_strategies(
+        ds,
+        parts,
+        base=p["base"],
+        base_params=p.get("base_params"),
+        multiscenario_params=p.get("multiscenario_params"),
+        catalogue=p["catalogue"],
+        top_k=TOP_K,
+        on_stage=stage,
+    )
+    tops = [r.top for r in results.values() if r.top is not None]
+    write_parquet(store.folder(run_id) / RECS, pd.concat(tops, ignore_index=True))
+    return leaderboard_result(results, base=p["base"], catalogue=p["catalogue"])
+
+
+def run_transfer(store: RunStore, run_id: str, stage: Stage) -> dict:
+    """The transfer job body: `transfer_report` with the per-user profile cosines."""
+    record = store.read(run_id)
+    p = record["params"]
+    return transfer_report(
+        Dataset.load(store.home, record["dataset"]),
+        p["source"],
+        p["target"],
+        ms=tuple(p["ms"]),
+        max_users=p["max_users"],
+        seed=int(record["seed"]),
+        include_hybrid=p["include_hybrid"],
+        multiscenario_params=p.get("multiscenario_params"),
+        per_user_profiles=True,
+        on_stage=stage,
+    )
+
+
+def leaderboard_result(
+    results: dict[str, ScenarioEval], *, base: str, catalogue: str, split: str = "loo"
+) -> dict:
+    """The JSON-ready summary of `compare_strategies`: leaderboard rows, the per-scenario
+    table of each strategy, notes, and the options that produced them."""
+    return {
+        "base": base,
+        "catalogue": catalogue,
+        "split": split,
+        "leaderboard": _records(leaderboard(results)),
+        "tables": {name: _records(r.table) for name, r in results.items()},
+        "notes": sorted({n for r in results.values() for n in r.notes}),
+    }
+
+
+def recommendations(store: RunStore, run_id: str) -> pd.DataFrame | None:
+    """The leaderboard job's top lists (strategy, scenario, user_code, rank, item_code)."""
+    path = store.folder(run_id) / RECS
+    return pd.read_parquet(path) if path.exists() else None
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as JSON-ready dicts; NaN (a scenario without test users) becomes None."""
+    return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
