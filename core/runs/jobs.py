@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from core.device import pick_device
 from core.errors import CancelledError, RecScopeError
 from core.runs.store import RunStore, kind_of, now_iso
 
@@ -61,14 +62,18 @@ def start_job(store: RunStore, run_id: str) -> int:
     return proc.pid
 
 
-def run_job(store: RunStore, run_id: str, device_key: str, work: Callable[[Stage], dict]) -> dict:
+def run_job(
+    store: RunStore, run_id: str, kind: str, work: Callable[[Stage], dict], device_key=None
+) -> dict:
     """Run a non-training job body in this process, under the device lock; the final record.
 
     `work(stage)` computes and returns the JSON result (stored as result.json); each
     `stage(text, step, steps)` call appends a progress line and becomes the record's
-    message. Status moves queued -> running -> finished | failed | cancelled; a
-    `CancelledError` (the CLI raises one on SIGTERM) ends the job as cancelled.
+    message. The device is the record's `device_request` unless `device_key` is given.
+    Status moves queued -> running -> finished | failed | cancelled; a `CancelledError`
+    (the CLI raises one on SIGTERM) ends the job as cancelled.
     """
+    record = job_record(store, run_id, kind)
 
     def stage(text: str, step: int, steps: int) -> None:
         store.append_progress(run_id, {"stage": text, "step": int(step), "steps": int(steps)})
@@ -76,6 +81,7 @@ def run_job(store: RunStore, run_id: str, device_key: str, work: Callable[[Stage
 
     store.update(run_id, pid=os.getpid())
     try:
+        device_key = device_key or str(pick_device(record.get("device_request")))
         with device_slot(store, run_id, device_key):
             store.update(run_id, status="running", started_at=now_iso())
             tick = time.perf_counter()
@@ -97,11 +103,23 @@ def run_job(store: RunStore, run_id: str, device_key: str, work: Callable[[Stage
         raise RecScopeError(message) from err
 
 
+def job_record(store: RunStore, run_id: str, kind: str) -> dict:
+    """The record of job `run_id`, which must be of `kind` (another kind: a clear error)."""
+    record = store.read(run_id)
+    if kind_of(record) != kind:
+        raise RecScopeError(
+            f"Run '{run_id}' is a {kind_of(record)} job, not a {kind} job; "
+            f"`recscope runs --kind {kind}` lists those."
+        )
+    return record
+
+
 @contextlib.contextmanager
 def device_slot(store: RunStore, run_id: str, device_key: str) -> Iterator[None]:
     """Hold the device's lock while a job computes; others block here and show as queued."""
     locks = store.home / "locks"
     locks.mkdir(exist_ok=True)
+    device_key = "cuda:0" if device_key == "cuda" else device_key  # one lock per GPU
     with open(locks / f"{device_key.replace(':', '_')}.lock", "w") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
