@@ -112,6 +112,11 @@ def item_facts(home: Path, name: str) -> pd.DataFrame:
     return _item_facts(str(home), name, _mtime(datasets_dir(home) / name / "dataset.json"))
 
 
+def scenario_recs(home: Path, run_id: str) -> pd.DataFrame | None:
+    """A leaderboard job's stored top lists (core.runs.scenario_runs.recommendations)."""
+    return _scenario_recs(str(home), run_id, run_stamp(home, (run_id,)))
+
+
 def clear() -> None:
     """Forget every cached table and object (after deleting data on disk)."""
     st.cache_data.clear()
@@ -247,6 +252,13 @@ def _item_facts(home: str, name: str, mtime: int) -> pd.DataFrame:
     from core.retrieval.embedding_map import item_facts
 
     return item_facts(_dataset(home, name, mtime))
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _scenario_recs(home: str, run_id: str, stamp: tuple) -> pd.DataFrame | None:
+    from core.runs.scenario_runs import recommendations
+
+    return recommendations(RunStore(home), run_id)
 
 
 def _mtime(path: Path) -> int:

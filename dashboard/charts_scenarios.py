@@ -1,14 +1,17 @@
-"""Chart builders for the Scenarios page: DataFrame in, Plotly figure out (no Streamlit).
+"""Chart and table builders for the Scenarios page: DataFrames in, figures/tables out.
 
-Colours follow `dashboard.charts`; every figure has a title and readable axis labels.
+No Streamlit calls here. Colours follow `dashboard.charts`; every figure has a title and
+readable axis labels.
 """
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import plotly.graph_objects as go
 
-from dashboard.charts import ACCENT, SECOND, _layout
+from dashboard.charts import ACCENT, SECOND, _layout, overlap_heatmap
 
 #: one colour per model/strategy, stable across charts
 COLOURS = {
@@ -25,6 +28,84 @@ LABELS = {
     "target_only": "Target scenario only",
     "hybrid": "Text hybrid",
 }
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$:/])")
+#: the strategy names of the leaderboard table and the user view
+STRATEGY_NAMES = {
+    "multiscenario": "One model that knows the scenario (multiscenario)",
+    "pooled": "One model for everything (pooled)",
+    "per_scenario": "One model per scenario",
+}
+
+
+def user_overlap_heatmap(matrix: pd.DataFrame) -> go.Figure:
+    """Scenario x scenario count of users active in both."""
+    fig = overlap_heatmap(matrix)
+    fig.update_layout(title={"text": "Users active in both scenarios"})
+    return fig
+
+
+def item_overlap_heatmap(matrix: pd.DataFrame) -> go.Figure:
+    """Scenario x scenario count of items with interactions in both."""
+    fig = overlap_heatmap(matrix)
+    fig.update_layout(title={"text": "Items with interactions in both scenarios"})
+    fig.update_traces(
+        colorbar={"title": {"text": "Items"}},
+        hovertemplate="%{y} and %{x}: %{z} items<extra></extra>",
+    )
+    return fig
+
+
+def small_scenarios_note(small: list[str], minimum: int) -> str:
+    """The warning about scenarios too small for a model of their own (names escaped)."""
+    verb = "has" if len(small) == 1 else "have"
+    return (
+        f"{', '.join(escape_markdown(s) for s in small)} {verb} fewer than {minimum} "
+        "interactions: too few for a model of its own, so the per-scenario strategy "
+        "recommends its popular items there and its metrics are noisy."
+    )
+
+
+def profile_note(sim: dict) -> str:
+    """One sentence on the same-user vs random-pair similarity of interest profiles."""
+    source, target = escape_markdown(sim["source"]), escape_markdown(sim["target"])
+    return (
+        f"**Interest profiles.** Over {sim['n_users']:,} users active in both, the category "
+        f"mix in '{source}' and '{target}' has cosine similarity "
+        f"{sim['same_user_cosine']:.2f} for the same user against "
+        f"{sim['random_pair_cosine']:.2f} for random pairs of users."
+    )
+
+
+def escape_markdown(text: str) -> str:
+    """`text` with every Markdown/LaTeX/HTML-significant character backslash-escaped, so a
+    user string (a scenario name) shows as typed inside st.markdown/warning/caption."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+
+
+def leaderboard_view(board: pd.DataFrame) -> pd.DataFrame:
+    """The leaderboard table with the strategies' readable names."""
+    names = board["strategy"].map(STRATEGY_NAMES).fillna(board["strategy"])
+    return board.assign(strategy=names)
+
+
+def transfer_view(curves: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Model x m table of `metric` (index: readable model names, columns 'm=0', …)."""
+    wide = curves.pivot_table(index="model", columns="m", values=metric, sort=False)
+    wide.columns = [f"m={m}" for m in wide.columns]
+    wide.index = [LABELS.get(m, m) for m in wide.index]
+    return wide
+
+
+def recommended_titles(
+    recs: pd.DataFrame, strategy: str, scenario: str, user_code: int, titles
+) -> pd.DataFrame:
+    """One user's stored top list of `strategy` in `scenario`, as titles in rank order."""
+    mine = recs[
+        (recs["strategy"] == strategy)
+        & (recs["scenario"] == scenario)
+        & (recs["user_code"] == int(user_code))
+    ].sort_values("rank")
+    return pd.DataFrame({"title": titles[mine["item_code"].to_numpy()]})
 
 
 def leaderboard_bars(board: pd.DataFrame, scenarios: list[str], metric: str) -> go.Figure:

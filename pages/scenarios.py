@@ -2,36 +2,36 @@
 
 Sizes and overlap of the scenarios, the per-scenario leaderboard of the three strategies,
 cross-scenario transfer curves, and one user's history and recommendations side by side.
-Training runs as a background process (`core.runs.scenario_jobs`); the page polls its status.
+The leaderboard and transfer are background jobs of the one job system (`core.runs.jobs`,
+`core.runs.scenario_runs`): the page starts them, polls their stages and shows their results.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import pandas as pd
 import streamlit as st
 
 from core.data.profile import scenario_overlap, scenario_sizes
-from core.runs import scenario_jobs as jobs
-from core.runs.store import workspace_home
+from core.runs import jobs
+from core.runs import scenario_runs as sr
+from core.runs.store import RunStore, workspace_home
 from core.scenarios.strategies import (
     MIN_SCENARIO_INTERACTIONS,
     item_overlap,
     small_scenarios,
     user_history,
 )
-from dashboard import cache, charts, shell
-from dashboard import charts_scenarios as sc_charts
+from dashboard import cache, shell
+from dashboard import charts_scenarios as C
+from dashboard.job_panel import job_controls
 
 NOTHING = (
     "This dataset has {n} — there is nothing to compare across scenarios. Ingest interactions "
     "with a scenario column (the surface where each happened: feed, shop, search…) to use "
     "this page."
 )
-STRATEGY = {
-    "multiscenario": "One model that knows the scenario (multiscenario)",
-    "pooled": "One model for everything (pooled)",
-    "per_scenario": "One model per scenario",
-}
 METRIC = "ndcg@10"
 
 
@@ -51,82 +51,62 @@ def render() -> None:
         what = "one scenario" if ds.has_scenarios else "no scenario column"
         st.info(NOTHING.format(n=what))
         return
+    store = RunStore(home)
     _overview(ds)
-    _leaderboard(home, name, ds)
-    _transfer(home, name, ds)
-    _user(home, name, ds)
+    recs = _leaderboard(store, name, ds)
+    _transfer(store, name, ds)
+    _user(ds, recs)
 
 
 def _overview(ds) -> None:
     st.subheader("Scenarios at a glance")
-    sizes = scenario_sizes(ds)
+    number = partial(st.column_config.NumberColumn, format="localized")
+    config = {c: number(c.capitalize()) for c in ("interactions", "users", "items")}
     st.dataframe(
-        sizes,
-        hide_index=True,
-        column_config={
-            "scenario": "Scenario",
-            "interactions": st.column_config.NumberColumn("Interactions", format="localized"),
-            "users": st.column_config.NumberColumn("Users", format="localized"),
-            "items": st.column_config.NumberColumn("Items", format="localized"),
-        },
+        scenario_sizes(ds), hide_index=True, column_config={"scenario": "Scenario", **config}
     )
     small = small_scenarios(ds)
     if small:
-        st.warning(
-            f"{', '.join(small)} {'has' if len(small) == 1 else 'have'} fewer than "
-            f"{MIN_SCENARIO_INTERACTIONS} interactions: too few for a model of its own, so the "
-            "per-scenario strategy recommends its popular items there and its metrics are noisy."
-        )
+        st.warning(C.small_scenarios_note(small, MIN_SCENARIO_INTERACTIONS))
     left, right = st.columns(2)
-    with left:
-        fig = charts.overlap_heatmap(scenario_overlap(ds))
-        fig.update_layout(title={"text": "Users active in both scenarios"})
-        st.plotly_chart(fig, width="stretch", key="sc_user_overlap")
-    with right:
-        fig = charts.overlap_heatmap(item_overlap(ds))
-        fig.update_layout(title={"text": "Items with interactions in both scenarios"})
-        fig.update_traces(
-            colorbar={"title": {"text": "Items"}},
-            hovertemplate="%{y} and %{x}: %{z} items<extra></extra>",
-        )
-        st.plotly_chart(fig, width="stretch", key="sc_item_overlap")
+    fig = C.user_overlap_heatmap(scenario_overlap(ds))
+    left.plotly_chart(fig, width="stretch", key="sc_user_overlap")
+    fig = C.item_overlap_heatmap(item_overlap(ds))
+    right.plotly_chart(fig, width="stretch", key="sc_item_overlap")
 
 
-def _leaderboard(home, name: str, ds) -> None:
+def _leaderboard(store: RunStore, name: str, ds) -> pd.DataFrame | None:
+    """The strategy leaderboard; returns the stored top lists for the user view (or None)."""
     st.subheader("Which strategy wins in each scenario?")
     st.caption(
         "Leave-last-out split. Each scenario's test interactions are ranked against that "
         "scenario's items; each user's training and validation items are excluded. The "
         "reference strategies use EASE; the mean treats every scenario equally."
     )
-    state = jobs.status(home, name, jobs.LEADERBOARD)
-    running = state is not None and state.get("status") == "running"
-    label = "Train and compare" if jobs.result(home, name, jobs.LEADERBOARD) is None else "Retrain"
-    if st.button(label, disabled=running, key="sc_train", type="primary"):
-        jobs.start(home, name, jobs.LEADERBOARD)
-        st.rerun()
-    _job_state(home, name, jobs.LEADERBOARD, state)
-    result = jobs.result(home, name, jobs.LEADERBOARD)
-    if result is None:
-        if not running:
-            st.info("Press the button to train the three strategies (about a minute on a CPU).")
-        return
+    done = jobs.latest_job(store, name, sr.LEADERBOARD, finished=True)
+    newest = jobs.latest_job(store, name, sr.LEADERBOARD)
+    label = "Train and compare" if done is None else "Retrain"
+    start = partial(sr.new_leaderboard, store, name)
+    job_controls(store, newest, label, "sc_train", start, primary=True)
+    if done is None:
+        st.info("Press the button to train the three strategies (about a minute on a CPU).")
+        return None
+    result = store.result(done["run_id"])
     board = pd.DataFrame(result["leaderboard"])
-    shown = board.assign(strategy=board["strategy"].map(STRATEGY).fillna(board["strategy"]))
-    columns = {s: st.column_config.NumberColumn(s, format="%.4f") for s in ds.scenarios}
-    columns["mean"] = st.column_config.NumberColumn("Mean over scenarios", format="%.4f")
-    columns["fit_s"] = st.column_config.NumberColumn("Fit (s)", format="%.1f")
-    columns["strategy"] = "Strategy"
+    number = st.column_config.NumberColumn
+    columns = {s: number(s, format="%.4f") for s in ds.scenarios}
+    columns.update(strategy="Strategy", mean=number("Mean over scenarios", format="%.4f"))
+    columns["fit_s"] = number("Fit (s)", format="%.1f")
     st.markdown(f"**Test {METRIC}** (higher is better)")
-    st.dataframe(shown, hide_index=True, column_config=columns, key="sc_board")
-    st.plotly_chart(
-        sc_charts.leaderboard_bars(board, ds.scenarios, METRIC), width="stretch", key="sc_bars"
-    )
+    st.dataframe(C.leaderboard_view(board), hide_index=True, column_config=columns, key="sc_board")
+    fig = C.leaderboard_bars(board, ds.scenarios, METRIC)
+    st.plotly_chart(fig, width="stretch", key="sc_bars")
     for note in result.get("notes", []):
         st.caption(note)
+    return cache.scenario_recs(store.home, done["run_id"])
 
 
-def _transfer(home, name: str, ds) -> None:
+def _transfer(store: RunStore, name: str, ds) -> None:
     st.subheader("Does one scenario tell us about another?")
     st.caption(
         "Users active in the source are treated as new to the target: models are trained "
@@ -137,95 +117,54 @@ def _transfer(home, name: str, ds) -> None:
     source = left.selectbox("Source scenario", ds.scenarios, key="sc_source")
     others = [s for s in ds.scenarios if s != source]
     target = right.selectbox("Target scenario", others, key="sc_target")
-    kind = jobs.transfer_kind(source, target)
-    state = jobs.status(home, name, kind)
-    running = state is not None and state.get("status") == "running"
-    if st.button("Measure transfer", disabled=running, key="sc_transfer"):
-        jobs.start(home, name, kind)
-        st.rerun()
-    _job_state(home, name, kind, state)
-    result = jobs.result(home, name, kind)
-    if result is None:
-        if not running:
-            st.caption(f"Not measured yet for {source} → {target}: press the button.")
+    pair = {"source": source, "target": target}
+    done = jobs.latest_job(store, name, sr.TRANSFER, finished=True, **pair)
+    newest = jobs.latest_job(store, name, sr.TRANSFER, **pair)
+    start = partial(sr.new_transfer, store, name, source, target)
+    job_controls(store, newest, "Measure transfer", "sc_transfer", start)
+    if done is None:
+        st.text(f"Not measured yet for {source} → {target}: press the button.")
         return
-    curves = pd.DataFrame(result["curves"])
-    st.plotly_chart(
-        sc_charts.transfer_curves(curves, target, result["metric"]), width="stretch", key="sc_tc"
-    )
-    st.caption(result["protocol"])
-    wide = curves.pivot_table(index="model", columns="m", values=result["metric"])
-    wide.columns = [f"m={m}" for m in wide.columns]
-    wide.index = [sc_charts.LABELS.get(m, m) for m in wide.index]
-    st.markdown(f"**Test {result['metric']} at each m** (same users for every model)")
+    result = store.result(done["run_id"])
+    curves, metric = pd.DataFrame(result["curves"]), result["metric"]
+    st.plotly_chart(C.transfer_curves(curves, target, metric), width="stretch", key="sc_tc")
+    st.text(result["protocol"])
+    wide = C.transfer_view(curves, metric)
+    st.markdown(f"**Test {metric} at each m** (same users for every model)")
     formats = {c: st.column_config.NumberColumn(c, format="%.4f") for c in wide.columns}
     st.dataframe(wide, column_config=formats, key="sc_transfer_table")
     sim = result.get("profiles")
     if sim:
-        st.markdown(
-            f"**Interest profiles.** Over {sim['n_users']:,} users active in both, the category "
-            f"mix in '{source}' and '{target}' has cosine similarity "
-            f"{sim['same_user_cosine']:.2f} for the same user against "
-            f"{sim['random_pair_cosine']:.2f} for random pairs of users."
-        )
-        st.plotly_chart(
-            sc_charts.profile_similarity_hist(sim["same_user"], sim["random_pairs"]),
-            width="stretch",
-            key="sc_sim",
-        )
+        st.markdown(C.profile_note(sim))
+        fig = C.profile_similarity_hist(sim["same_user"], sim["random_pairs"])
+        st.plotly_chart(fig, width="stretch", key="sc_sim")
 
 
-def _user(home, name: str, ds) -> None:
+def _user(ds, recs: pd.DataFrame | None) -> None:
     st.subheader("One user across scenarios")
-    recs = jobs.recommendations(home, name)
-    users = ds.user_ids
-    user_id = st.selectbox("User", users, key="sc_user", help="Type to search by user id.")
+    user_id = st.selectbox("User", ds.user_ids, key="sc_user", help="Type to search by user id.")
     code = int(ds.user_codes([user_id])[0])
+    names = C.STRATEGY_NAMES
     strategy = st.radio(
         "Recommendations from",
-        list(STRATEGY),
-        format_func=STRATEGY.get,
+        list(names),
+        format_func=names.get,
         horizontal=True,
         key="sc_user_strategy",
     )
-    history = user_history(ds, code)
-    titles = ds.item_titles()
+    history, titles = user_history(ds, code), ds.item_titles()
     for column, scenario in zip(st.columns(len(ds.scenarios)), ds.scenarios, strict=True):
         with column:
-            st.markdown(f"**{scenario}**")
+            st.text(scenario)
             seen = history[scenario]
             st.caption(f"Recent history ({len(seen)} shown)")
             if seen.empty:
                 st.write("Never active here.")
             else:
                 st.dataframe(seen.drop(columns="item_code"), hide_index=True)
-            if recs is None:
-                continue
-            mine = recs[
-                (recs["strategy"] == strategy)
-                & (recs["scenario"] == scenario)
-                & (recs["user_code"] == code)
-            ].sort_values("rank")
-            st.caption("Recommended next")
-            st.dataframe(
-                pd.DataFrame({"title": titles[mine["item_code"].to_numpy()]}), hide_index=True
-            )
+            if recs is not None:
+                st.caption("Recommended next")
+                top = C.recommended_titles(recs, strategy, scenario, code, titles)
+                st.dataframe(top, hide_index=True)
     if recs is None:
         st.caption("Recommendations appear here once the strategies are trained (above).")
-
-
-def _job_state(home, name: str, kind: str, state: dict | None) -> None:
-    if state is None:
-        return
-    if state.get("status") == "failed":
-        st.error(f"The last run failed: {state.get('message', 'no message')}")
-    elif state.get("status") == "running":
-        _poll(home, name, kind)
-
-
-@st.fragment(run_every=3)
-def _poll(home, name: str, kind: str) -> None:
-    state = jobs.status(home, name, kind) or {}
-    if state.get("status") != "running":
-        st.rerun()  # the whole page redraws with the result
-    st.info(f"Working in the background: {state.get('message') or 'training…'}")

@@ -1,7 +1,10 @@
 """Scenarios page through AppTest: nothing-to-compare messages, tiny-scenario note, the
-leaderboard and transfer results of finished background jobs, and the buttons start jobs."""
+leaderboard and transfer results of finished jobs in the run store, a running job's stage,
+and the buttons launch jobs through the one job launcher."""
 
 from __future__ import annotations
+
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -11,7 +14,10 @@ from streamlit.testing.v1 import AppTest
 
 from core.data import schema as S
 from core.data.dataset import Dataset
-from core.runs import scenario_jobs
+from core.errors import RecScopeError
+from core.runs import jobs
+from core.runs import scenario_runs as sr
+from core.runs.store import RunStore
 
 
 def _page(dataset: str | None = None) -> None:
@@ -75,13 +81,23 @@ def test_without_dataset_asks_for_one(home):
     assert not at.exception and "Data page" in at.info[0].value
 
 
+def _run_here(store: RunStore, run_id: str, body) -> None:
+    """Run a job body in this process (what `recscope … --run-id` does in the child)."""
+    kind = store.read(run_id)["kind"]
+    jobs.run_job(store, run_id, kind, lambda stage: body(store, run_id, stage))
+
+
 def test_leaderboard_transfer_and_user_view_from_finished_jobs(home):
     torch.set_num_threads(1)
     _scenario_data().save(home)
-    fast = {"multiscenario_params": {"epochs": 1, "batch_size": 256}}
-    scenario_jobs.run(str(home), "multi", scenario_jobs.LEADERBOARD, fast)
-    kind = scenario_jobs.transfer_kind("app", "kiosk")
-    scenario_jobs.run(str(home), "multi", kind, {"ms": [0]})  # too few kiosk users: fails
+    store = RunStore(home)
+    fast = {"epochs": 1, "batch_size": 256}
+    _run_here(
+        store, sr.new_leaderboard(store, "multi", multiscenario_params=fast), sr.run_leaderboard
+    )
+    failing = sr.new_transfer(store, "multi", "app", "kiosk", ms=(0,))
+    with pytest.raises(RecScopeError, match="Only"):  # too few kiosk users: the job fails
+        _run_here(store, failing, sr.run_transfer)
     at = _app("multi").run()
     assert not at.exception
     text = _texts(at)
@@ -107,24 +123,42 @@ def test_leaderboard_transfer_and_user_view_from_finished_jobs(home):
     assert any("Only" in e.value and "kiosk" in e.value for e in at.error)
 
 
-def test_buttons_start_background_jobs(home, monkeypatch):
+def test_buttons_launch_jobs_in_the_run_store(home, monkeypatch):
     _scenario_data().save(home)
     started = []
-
-    def fake_start(home_, name, kind, options=None):
-        started.append((name, kind))
-        return 0
-
-    monkeypatch.setattr(scenario_jobs, "start", fake_start)
+    monkeypatch.setattr(jobs, "start_job", lambda store, run_id: started.append(run_id) or 0)
     at = _app("multi").run()
     assert "Press the button" in _texts(at)
     at.button(key="sc_train").click().run()
     at.button(key="sc_transfer").click().run()
     assert not at.exception
-    assert started == [
-        ("multi", scenario_jobs.LEADERBOARD),
-        ("multi", scenario_jobs.transfer_kind("app", "kiosk")),
+    records = [RunStore(home).read(r) for r in started]
+    assert [(r["kind"], r["dataset"], r["status"]) for r in records] == [
+        ("leaderboard", "multi", "queued"),
+        ("transfer", "multi", "queued"),
     ]
+    assert records[1]["params"]["source"] == "app" and records[1]["params"]["target"] == "kiosk"
+
+
+def test_a_running_job_shows_its_stage_and_disables_its_button(home):
+    _scenario_data().save(home)
+    store = RunStore(home)
+    run_id = sr.new_leaderboard(store, "multi")
+    store.append_progress(run_id, {"stage": "Training pooled (2 of 3)", "step": 3, "steps": 9})
+    # a live process in its own session stands in for the job's process
+    proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        store.update(run_id, status="running", pid=proc.pid)
+        at = _app("multi").run()
+        assert not at.exception
+        assert at.button(key="sc_train").disabled
+        progress = [e for e in at.get("progress")]
+        assert progress and "Training pooled (2 of 3)" in str(progress[0].proto)
+        assert at.button(key=f"cancel_{run_id}").label == "Cancel"
+    finally:
+        proc.kill()
+        proc.wait()
+    assert jobs.refresh(store, store.read(run_id))["status"] == "failed"  # its process died
 
 
 @pytest.fixture(autouse=True)
