@@ -41,11 +41,11 @@ def html_report(
         allowed = ", ".join(c for c in board.columns if c not in ("run_id", "model"))
         raise ParameterError(f"Metric '{metric}' is not in these runs' results; use {allowed}.")
     labels = V.run_labels(records)
-    accuracy = [f"{m}@{k}" for m in V.ACCURACY if f"{m}@{k}" in board]
-    figures = [charts.accuracy_bars(board, accuracy, labels)]
-    beyond = [f"{m}@{k}" for m in V.BEYOND if f"{m}@{k}" in board]
-    if beyond:
-        figures.append(charts.metric_panels(board, beyond, labels, f"Beyond accuracy at K={k}"))
+    groups = V.board_metrics(board.columns, k)
+    figures = [charts.accuracy_bars(board, groups["accuracy"], labels)]
+    if groups["beyond"]:
+        title = f"Beyond accuracy at K={k}"
+        figures.append(charts.metric_panels(board, groups["beyond"], labels, title))
     points = C.accuracy_novelty(records, k)
     if f"novelty@{k}" in points:
         figures.append(charts.accuracy_scatter(points, labels, f"novelty@{k}", metric))

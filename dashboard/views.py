@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+from core.eval.compare import PLAIN_METRICS
+
 #: readable names of metric families (keys are lower-case, as in run records)
 METRIC_NAMES = {
     "ndcg": "NDCG",
@@ -84,6 +86,18 @@ def default_baseline(records: Sequence[Mapping]) -> str:
     picked (the bar every model must clear), else the first run."""
     pop = [r["run_id"] for r in records if r.get("model") == BASELINE_MODEL]
     return pop[0] if pop else records[0]["run_id"]
+
+
+def board_metrics(board_columns, k: int) -> dict[str, list[str]]:
+    """The metric columns of a `core.eval.compare.leaderboard`, grouped for display:
+    {'accuracy': ['ndcg@k', …], 'plain': ['auc', …], 'beyond': ['coverage@k', …]}, each in
+    the order of ACCURACY / PLAIN_METRICS / BEYOND and only those the board has."""
+    have = set(board_columns)
+    return {
+        "accuracy": [f"{m}@{k}" for m in ACCURACY if f"{m}@{k}" in have],
+        "plain": [m for m in PLAIN_METRICS if m in have],
+        "beyond": [f"{m}@{k}" for m in BEYOND if f"{m}@{k}" in have],
+    }
 
 
 def format_p(p: float) -> str:

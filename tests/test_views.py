@@ -79,6 +79,16 @@ def test_format_p_and_run_labels():
     assert V.run_labels(records) == {"e1": "ease (e1)", "p1": "pop", "e2": "ease (e2)"}
 
 
+def test_board_metrics_groups_in_display_order():
+    columns = ["run_id", "model", "recall@10", "ndcg@10", "auc", "gini@10", "ndcg@5", "fit_s"]
+    assert V.board_metrics(columns, 10) == {
+        "accuracy": ["ndcg@10", "recall@10"],
+        "plain": ["auc"],
+        "beyond": ["gini@10"],
+    }
+    assert V.board_metrics(columns, 20) == {"accuracy": [], "plain": ["auc"], "beyond": []}
+
+
 def test_default_runs_baseline_and_option():
     def rec(run_id, model, split="loo", seed=42, ndcg=None):
         metrics = {"test": {"ndcg@10": ndcg}} if ndcg is not None else {}
