@@ -12,10 +12,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from core.data import schema as S
 from core.errors import RecScopeError
 from core.eval import compare as C
+from core.retrieval.similar import neighbors_frame
 from dashboard import charts_user
 from dashboard import views as V
+from dashboard import views_items as VI
 from dashboard import views_user as U
 
 
@@ -170,6 +173,37 @@ def top_list_columns() -> dict:
         "title": st.column_config.TextColumn("Title", width="medium"),
         "score": st.column_config.NumberColumn("Score", format="%.3f", width="small"),
     }
+
+
+def neighbours(dataset, facts: pd.DataFrame, answer: Mapping, caption: str) -> list[int]:
+    """A neighbour answer (`core.retrieval.similar`) as a table (rank, title, similarity,
+    category, uses) with `caption` under it; returns the neighbours' item codes.
+
+    The item id stays in the data (downloads) but off screen: two tables share the width.
+    """
+    st.dataframe(
+        neighbors_frame(dataset, answer, facts["popularity"].to_numpy()),
+        hide_index=True,
+        width="stretch",
+        column_order=["rank", S.TITLE, "score", S.CATEGORY, "popularity"],
+        column_config={
+            "rank": st.column_config.NumberColumn("#", width="small"),
+            S.ITEM_ID: st.column_config.TextColumn("Item id"),
+            S.TITLE: st.column_config.TextColumn("Title", width="medium"),
+            "score": st.column_config.NumberColumn(
+                "Similarity",
+                format="%.3f",
+                width="small",
+                help="Higher is closer: cosine in an index, the weight for item-item",
+            ),  # fmt: skip
+            S.CATEGORY: st.column_config.TextColumn("Category"),
+            "popularity": st.column_config.NumberColumn(
+                "Uses", format="%d", width="small", help="Interactions with the item"
+            ),
+        },
+    )
+    st.caption(caption)
+    return VI.neighbour_codes(dataset, answer)
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -1,0 +1,153 @@
+"""The Items page's choices, tables and sentences (no Streamlit, so each is tested).
+
+The neighbour answers themselves come from `core.retrieval.similar`; this module says what the
+page shows of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from core.data import schema as S
+from core.data.dataset import Dataset
+from core.retrieval.similar import ITEM_ITEM, find_items
+
+TEXT_ONLY = "__text__"  # the source option "neighbours by item text, no run"
+INDEX_KINDS = {"flat": "exact (flat)", "ivf": "IVF", "hnsw": "HNSW"}
+
+
+def source_options(runs: Sequence[Mapping], with_text: bool) -> tuple[list[str], dict, int]:
+    """Where neighbours come from: (options, {option: label}, default index).
+
+    Options are TEXT_ONLY (when the items have text) and the finished runs' ids; the newest
+    run is the default when there is one.
+    """
+    options = ([TEXT_ONLY] if with_text else []) + [r["run_id"] for r in runs]
+    labels = {r["run_id"]: f"{r['model']} · {r['run_id']}" for r in runs}
+    labels[TEXT_ONLY] = "Text only (language-model embeddings of the item texts)"
+    return options, labels, 1 if with_text and runs else 0
+
+
+def availability(name: str, has_runs: bool, with_text: bool) -> tuple[str | None, str | None]:
+    """What the page says is missing: (info without runs, caption without item text)."""
+    info = None
+    if not has_runs:
+        info = (
+            f"No finished runs on '{name}' yet — train one on the Train page to see a model's "
+            "neighbours."
+            + (" Meanwhile the neighbours below come from the item texts." if with_text else "")
+        )
+    caption = None
+    if not with_text:
+        caption = (
+            f"Dataset '{name}' has no item text (no title or text column), so neighbours by "
+            "text are not available."
+        )
+    return info, caption
+
+
+def item_choices(facts: pd.DataFrame, query: str, pinned: int | None = None) -> list[int]:
+    """Item codes matching the search (`core.retrieval.similar.find_items`), with the item
+    picked on the map (`pinned`) first when the search does not hold it."""
+    matches = find_items(facts[S.TITLE].to_numpy(), query, facts["popularity"].to_numpy())
+    matches = [int(c) for c in matches]
+    return [pinned, *matches] if pinned is not None and pinned not in matches else matches
+
+
+def clicked_item(event) -> int | None:
+    """The item code of the point clicked on the map (a plotly selection event), or None."""
+    points = ((event or {}).get("selection") or {}).get("points") or []
+    if not points or not points[0].get("customdata"):
+        return None
+    return int(points[0]["customdata"][0])
+
+
+def popularity_rank(facts: pd.DataFrame, code: int) -> int:
+    """1 for the most used item; ties share the better rank."""
+    pop = facts["popularity"].to_numpy()
+    return int((pop > pop[code]).sum()) + 1
+
+
+def card_facts(facts: pd.DataFrame, code: int) -> list[tuple[str, str, None]]:
+    """The item card's numbers as (label, value, help): category, uses, popularity rank."""
+    row = facts.iloc[code]
+    rank = f"{popularity_rank(facts, code):,} of {len(facts):,}"
+    return [
+        ("Category", str(row[S.CATEGORY]), None),
+        ("Interactions", f"{int(row['popularity']):,}", None),
+        ("Popularity rank", rank, None),
+    ]
+
+
+def item_scenarios(dataset: Dataset, code: int) -> str:
+    """'shop (12), articles (3)': where the item was used, most first ('—' without scenarios)."""
+    if not dataset.has_scenarios:
+        return "—"
+    inter = dataset.interactions
+    counts = inter.loc[inter[S.ITEM] == code, S.SCENARIO_CODE].value_counts()
+    if counts.empty:
+        return "none yet"
+    return ", ".join(f"{dataset.scenarios[int(s)]} ({n})" for s, n in counts.items())
+
+
+def item_text(dataset: Dataset, code: int) -> str | None:
+    """The item's description, None when it has none."""
+    if S.TEXT not in dataset.items.columns:
+        return None
+    value = dataset.items[S.TEXT].iat[code]
+    return None if pd.isna(value) else str(value)
+
+
+def index_sentence(info) -> str:
+    """One line on a Faiss index (`ItemIndex.info`): kind, device, size, build time, recall."""
+    kind = INDEX_KINDS.get(info.type, info.type)
+    return (
+        f"Faiss index: {kind} on {info.device} · {info.n:,} items × {info.dim} dims · built "
+        f"in {info.build_s:.2f} s · recall@{info.k} {info.recall_at_k:.3f} against exact search"
+    )
+
+
+def run_neighbours_note(model: str, answer: Mapping, index) -> str:
+    """Under a run's neighbours: its index, or that it has no item vectors (item-item)."""
+    if answer["index"]["type"] == ITEM_ITEM:
+        return (
+            f"{model} has no item vectors: these are its own item-item weights (exact), so "
+            "there is no index and no map of this run."
+        )
+    return index_sentence(index.info)
+
+
+def text_neighbours_note(index) -> str:
+    """Under the text neighbours: the index and the language model behind it."""
+    return f"{index_sentence(index.info)} · all-MiniLM-L6-v2 embeddings of title + text."
+
+
+def neighbour_codes(dataset: Dataset, answer: Mapping) -> list[int]:
+    """Item codes of a `similar_items` / `text_neighbors` answer, in rank order."""
+    return [int(c) for c in dataset.item_codes([n[S.ITEM_ID] for n in answer["neighbors"]])]
+
+
+def retrieval_table(dataset: Dataset, out: Mapping) -> pd.DataFrame:
+    """The first user of a `retrieve_for_users` answer as rank, title, score (padding dropped)."""
+    items = out["items"][0][out["items"][0] >= 0]
+    return pd.DataFrame(
+        {
+            "rank": np.arange(1, len(items) + 1),
+            S.TITLE: dataset.item_titles()[items],
+            "score": out["scores"][0][: len(items)],
+        }
+    )
+
+
+def retrieval_sentence(out: Mapping, total_ms: float) -> str:
+    """How the retrieved list was found and how long it took."""
+    return (
+        f"Index search {out['latency_ms']:.2f} ms for this user ({total_ms:.0f} ms with the "
+        f"user tower); inner-product index {out['index']['type']} on "
+        f"{out['index']['device']}, ranking by the two towers' dot product (candidate "
+        "retrieval, without the text-match term of the full score). Items already in the "
+        "user's history are skipped."
+    )
