@@ -4,48 +4,13 @@ paired test on real runs of the sample data."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from core.errors import RecScopeError
 from core.eval import compare as C
 from core.runs.pipeline import new_run, train_run
 from core.runs.store import RunStore
-from core.storage import write_parquet
-
-
-def fake_run(store: RunStore, model: str, metrics: dict, lists: dict, **record) -> str:
-    """A finished run with the given test metrics and top lists {user_code: [items]}."""
-    run_id = store.new_run({"dataset": "toy", "model": model, "split": "loo", "seed": 42, **record})
-    store.update(run_id, status="finished", metrics={"test": metrics}, timings={"fit_s": 1.0})
-    folder = store.folder(run_id)
-    rows = [
-        (u, r + 1, item, 1.0 / (r + 1))
-        for u, items in lists.items()
-        for r, item in enumerate(items)
-    ]
-    recs = pd.DataFrame(rows, columns=["user_code", "rank", "item_code", "score"])
-    write_parquet(folder / "recs.parquet", recs)
-    users = sorted(lists)
-    per_user = pd.DataFrame(
-        {
-            "user_id": [f"u{u}" for u in users],
-            "user_code": users,
-            "n_truth": 1,
-            "ndcg@10": [metrics["ndcg@10"]] * len(users),
-        }
-    )
-    write_parquet(folder / "per_user.parquet", per_user)
-    seg = pd.DataFrame(
-        {
-            "segment_kind": ["all", "activity", "activity"],
-            "segment": ["all users", "1-5", "6-10"],
-            "n_users": [len(users), 1, len(users) - 1],
-            "ndcg@10": [metrics["ndcg@10"], metrics["ndcg@10"] / 2, metrics["ndcg@10"]],
-        }
-    )
-    write_parquet(folder / "segments.parquet", seg)
-    return run_id
+from tests.helpers import fake_run
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from core.errors import ParameterError
 from core.runs.export import export_recs, neutralise_formulas, recs_table
 from core.runs.store import RunStore
 from dashboard.report import html_report
-from tests.test_compare import fake_run
+from tests.helpers import fake_run
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 
@@ -14,6 +13,7 @@ from core.eval import compare as C
 from core.runs.pipeline import new_run, train_run
 from core.runs.store import RunStore
 from tests import workspace_runs
+from tests.helpers import plotly_values as _values
 
 
 def _compare_page(dataset: str | None = "sample") -> None:
@@ -45,13 +45,6 @@ def runs(built, home):
 
 def _figures(at: AppTest) -> list[dict]:
     return [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
-
-
-def _values(array) -> list:
-    """Plotly writes numpy arrays as {'dtype', 'bdata'} (base64); plain lists stay lists."""
-    if isinstance(array, dict) and "bdata" in array:
-        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"]).tolist()
-    return list(array)
 
 
 def _title(fig: dict) -> str:

@@ -8,6 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.runs import jobs
 from core.runs.store import RunStore
+from tests.helpers import hold_cpu
 
 
 def _train_page(dataset: str | None = None) -> None:
@@ -69,9 +70,7 @@ def test_running_job_shows_and_cancels(home, planted_dataset):
     planted_dataset.save(home)
     store = RunStore(home)
     # a queued job stays active: another holder owns the cpu slot
-    from tests.test_jobs import _hold_cpu
-
-    with _hold_cpu(store):
+    with hold_cpu(store):
         at = _app().run()
         at.multiselect(key="train_models").set_value(["pop"])
         at.selectbox(key="train_device").set_value("cpu")

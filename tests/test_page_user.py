@@ -13,7 +13,7 @@ from core.runs.pipeline import load_run
 from core.runs.store import RunStore
 from dashboard import views_user as U
 from tests import workspace_runs
-from tests.test_page_compare import _values
+from tests.helpers import plotly_values as _values
 
 
 def _user_page(dataset: str | None = "sample") -> None:
@@ -163,7 +163,10 @@ def test_global_importance_on_demand(runs):
     groups = list(bars["y"])
     assert groups[0] == "history position: most recent"
     assert any(g.startswith("history category: ") for g in groups)
-    assert min(_values(bars["x"])) >= 0
+    x, shares = _values(bars["x"]), _values(bars["customdata"])
+    position = [i for i, g in enumerate(groups) if g.startswith("history position: ")]
+    assert sum(shares[i] for i in position) == pytest.approx(1.0)  # shares within a kind
+    assert x[0] > 0  # the newest history item moves the top item's score
 
 
 def test_without_runs_says_to_train(home, built):
