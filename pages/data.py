@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import streamlit as st
 
 from core.data.dataset import list_datasets
-from core.data.ingest.columns import NO_COLUMN
-from core.data.ingest.ingest import FORMATS, infer_mapping, ingest
-from core.data.profile import top_share
+from core.data.ingest.ingest import FORMATS, ingest
 from core.data.schema import ColumnMapping
 from core.runs.store import workspace_home
-from dashboard import cache, charts, shell
+from dashboard import cache, charts, shell, widgets
+from dashboard import views_data as VD
 
 MAIN_TYPES = ["csv", "tsv", "txt", "dat", "data", "parquet", "jsonl", "json", "inter", "xlsx", "gz"]
 SIDE_TYPES = [*MAIN_TYPES, "item", "user"]
-NONE = "(none)"
 PREVIEW_ROWS = 20
-FIELDS = {  # mapping field -> label; user and item are required
-    "user_id": "User column",
-    "item_id": "Item column",
-    "rating": "Rating column",
-    "timestamp": "Time column",
-    "scenario": "Scenario column",
-}
 _REPORT = "_recscope_ingest_report"
 
 
@@ -37,7 +27,7 @@ def render() -> None:
     )
     home = workspace_home()
     if report := st.session_state.pop(_REPORT, None):
-        st.success("\n".join([report[0], "", *(f"- {line}" for line in report[1:])]))
+        st.success(VD.ingest_message(report))
     # keyed: stays open across reruns even when elements above it come and go
     with st.expander("Add a dataset", expanded=not list_datasets(home), key="add_dataset"):
         with shell.guard("reading the file"):
@@ -48,27 +38,6 @@ def render() -> None:
         return
     with shell.guard(f"profiling dataset '{name}'"):
         _profile(home, name)
-
-
-def create_dataset(source, *, items, users, name: str, format: str, mapping, min_rating, home):
-    """Ingest `source` ((bytes, filename) or a path) and make it the active dataset.
-
-    Raises RecScopeError (shown by the caller's guard) when the data cannot be used.
-    """
-    dataset, report = ingest(
-        source,
-        items=items,
-        users=users,
-        name=name,
-        format=format,
-        mapping=mapping,
-        min_rating=min_rating,
-        home=home,
-    )
-    lines = [f"Created dataset '{dataset.name}'.", *report.lines()]
-    st.session_state[_REPORT] = lines
-    shell.set_active_dataset(dataset.name)
-    st.rerun()
 
 
 def _add_dataset(home: Path) -> None:
@@ -96,56 +65,41 @@ def _add_dataset(home: Path) -> None:
         return
     if isinstance(source, tuple):
         raw, detected = cache.raw_table(*source, format=fmt, limit=PREVIEW_ROWS)
-        filename = source[1]
     else:
         raw, detected = cache.raw_path(source, format=fmt, limit=PREVIEW_ROWS)
-        filename = source
+    filename = source[1] if isinstance(source, tuple) else source
     st.write(f"**Preview** — the first rows as read (*{detected}*), before any cleaning:")
     st.dataframe(raw, hide_index=True)
     mapping, min_rating = _mapping(list(raw.columns), detected)
-    name = st.text_input("Dataset name", value=_name_from(filename), key=f"name_{filename}")
+    name = st.text_input("Dataset name", value=VD.dataset_name(filename), key=f"name_{filename}")
     if st.button("Create dataset", type="primary"):
-        create_dataset(
-            source,
-            items=items,
-            users=users,
-            name=name,
-            format=fmt,
-            mapping=mapping,
-            min_rating=min_rating,
-            home=home,
-        )
+        dataset, report = ingest(
+            source, items=items, users=users, name=name, format=fmt, mapping=mapping,
+            min_rating=min_rating, home=home,
+        )  # fmt: skip
+        st.session_state[_REPORT] = [f"Created dataset '{dataset.name}'.", *report.lines()]
+        shell.set_active_dataset(dataset.name)
+        st.rerun()
 
 
 def _mapping(columns: list[str], detected: str) -> tuple[ColumnMapping, float | None]:
     """Selectboxes per canonical field, defaulting to what ingest would infer."""
-    guess = infer_mapping(columns, detected)
-    options = [NONE, *columns]
+    guess, options, index = VD.mapping_defaults(columns, detected)
     sig = abs(hash(tuple(columns)))  # a new file's columns start from fresh defaults
     st.write("**Columns** — which column holds what:")
-    chosen = {}
-    for col, (field, label) in zip(st.columns(len(FIELDS)), FIELDS.items(), strict=True):
-        default = getattr(guess, field)
-        chosen[field] = col.selectbox(
-            label,
-            options,
-            index=options.index(default) if default in options else 0,
-            key=f"map_{field}_{sig}",
-        )
-    # NO_COLUMN tells ingest "leave this field out" (None would mean "use the inferred one")
-    picked = {k: (NO_COLUMN if v == NONE else v) for k, v in chosen.items()}
-    weight = guess.weight if guess.weight and guess.weight not in picked.values() else NO_COLUMN
-    mapping = ColumnMapping(**picked, weight=weight, extra=guess.extra)
-    min_rating = None
-    if picked["rating"] != NO_COLUMN:
-        min_rating = st.number_input(
-            "Keep only ratings of at least (optional)",
-            value=None,
-            step=0.5,
-            key=f"min_rating_{sig}",
-            help="For explicit ratings: e.g. 4 keeps 4-5 star ratings as 'liked'. "
-            "Leave empty to keep every rating.",
-        )
+    chosen = {
+        field: col.selectbox(label, options, index=index[field], key=f"map_{field}_{sig}")
+        for col, (field, label) in zip(st.columns(len(VD.FIELDS)), VD.FIELDS.items(), strict=True)
+    }
+    mapping = VD.chosen_mapping(chosen, guess)
+    if chosen["rating"] == VD.NONE:
+        return mapping, None
+    min_rating = st.number_input(
+        "Keep only ratings of at least (optional)", value=None, step=0.5,
+        key=f"min_rating_{sig}",
+        help="For explicit ratings: e.g. 4 keeps 4-5 star ratings as 'liked'. "
+        "Leave empty to keep every rating.",
+    )  # fmt: skip
     return mapping, min_rating
 
 
@@ -153,26 +107,16 @@ def _profile(home: Path, name: str) -> None:
     tables = cache.profile_tables(home, name)
     c = tables["counts"]
     st.header(f"Profile of '{name}'")
-    cols = st.columns(4)
-    cols[0].metric("Users", f"{c.users:,}")
-    cols[1].metric("Items", f"{c.items:,}")
-    cols[2].metric("Interactions", f"{c.interactions:,}")
-    cols[3].metric("Sparsity", f"{c.sparsity:.2%}")
-    st.caption(
-        "Sparsity is the share of user-item pairs that never interacted; recommendation data "
-        f"is usually above 99%. {c.active_items:,} of {c.items:,} items have interactions."
-    )
+    widgets.metric_row(
+        [("Users", f"{c.users:,}", None), ("Items", f"{c.items:,}", None),
+         ("Interactions", f"{c.interactions:,}", None), ("Sparsity", f"{c.sparsity:.2%}", None)]
+    )  # fmt: skip
+    st.caption(VD.sparsity_note(c))
     left, right = st.columns(2)
     left.plotly_chart(charts.long_tail(tables["users"], "users"), key="p_users")
-    left.caption(
-        f"The most active 10% of users account for {top_share(tables['users'], 0.1):.0%} of "
-        "all interactions."
-    )
+    left.caption(VD.user_share_note(tables["users"]))
     right.plotly_chart(charts.long_tail(tables["items"], "items"), key="p_items")
-    right.caption(
-        f"The 20% most popular items receive {top_share(tables['items'], 0.2):.0%} of all "
-        "interactions — the popularity bias a model must overcome."
-    )
+    right.caption(VD.item_share_note(tables["items"]))
     left, right = st.columns(2)
     if tables["time"] is not None:
         left.plotly_chart(charts.activity_over_time(tables["time"]), key="p_time")
@@ -197,23 +141,12 @@ def _scenarios(tables: dict) -> None:
         hide_index=True,
         column_config={"scenario": st.column_config.TextColumn("Scenario"), **counts},
     )
-    per = tables["scenario_users"]
-    multi = int(per.loc[per["scenarios"] > 1, "users"].sum())
     left, right = st.columns(2)
-    left.plotly_chart(charts.scenario_users_bar(per), key="p_scen_users")
-    left.caption(
-        f"{multi:,} users are active in more than one scenario — the users whose interests "
-        "can transfer across scenarios."
-    )
+    left.plotly_chart(charts.scenario_users_bar(tables["scenario_users"]), key="p_scen_users")
+    left.caption(VD.multi_scenario_note(tables["scenario_users"]))
     right.plotly_chart(charts.overlap_heatmap(tables["scenario_overlap"]), key="p_overlap")
     right.caption("Each cell counts users active in both scenarios; the diagonal, in that one.")
 
 
 def _upload(file) -> tuple[bytes, str] | None:
     return (file.getvalue(), file.name) if file is not None else None
-
-
-def _name_from(filename: str) -> str:
-    """A valid dataset name from a file name: 'ratings (1).csv' -> 'ratings_1'."""
-    stem = Path(filename).name.split(".")[0]
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("_.-")[:64] or "dataset"
