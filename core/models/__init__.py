@@ -32,7 +32,8 @@ DESCRIPTIONS: dict[str, str] = {
     "sasrec": "SASRec: Transformer self-attention over each user's recent items (Kang & "
     "McAuley, 2018).",
     "hybrid": "Two-tower model reading item text and attributes; recommends cold items.",
-    "multiscenario": "Scenario-aware model with shared and per-scenario layers (STAR-style).",
+    "multiscenario": "Scenario-aware model: shared layers with per-scenario experts and towers "
+    "(MMoE; STAR on request).",
 }
 
 

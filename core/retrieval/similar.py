@@ -158,11 +158,11 @@ def neighbors_frame(dataset: Dataset, answer: dict, popularity: np.ndarray) -> p
 def retrieve_for_users(loaded, user_codes, k: int = 10) -> dict:
     """Top-k items per user through the run's inner-product index, with the latency.
 
-    Only for models that expose `user_vectors(user_codes)` next to `item_embeddings()`;
-    the user's known items (train + valid) are skipped. This is candidate retrieval by the
-    dot product of the two towers: a model may add terms to its full score (the hybrid's
-    text match), which a re-ranking stage over the retrieved items would apply. Returns items (U, k), scores (U, k),
-    `latency_ms` (search time per user) and the index facts.
+    Only for models with user vectors (`UserVectors`) next to `item_embeddings()`; the
+    user's known items (train + valid) are skipped. This is candidate retrieval by the dot
+    product of the two towers: a model may add terms to its full score (the hybrid's text
+    match), which a re-ranking stage over the retrieved items would apply. Returns items
+    (U, k), scores (U, k), `latency_ms` (search time per user) and the index facts.
     """
     model = loaded.model
     if not isinstance(model, UserVectors):
