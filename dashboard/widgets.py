@@ -15,10 +15,12 @@ import streamlit as st
 from core.data import schema as S
 from core.errors import RecScopeError
 from core.eval import compare as C
+from core.models import model_class, param_specs
 from core.retrieval.similar import neighbors_frame
 from dashboard import charts_user
 from dashboard import views as V
 from dashboard import views_items as VI
+from dashboard import views_train as VT
 from dashboard import views_user as U
 
 
@@ -146,6 +148,40 @@ def explanation(exp, run: str, key: str) -> None:
             exp.contributions[["label", "kind", "value"]], hide_index=True, width="stretch",
             column_config={"value": st.column_config.NumberColumn("SHAP value", format="%+.4f")},
         )  # fmt: skip
+
+
+def param_inputs(model: str) -> dict:
+    """An expander of widgets for a model's hyperparameters (`core.models.param_specs`, plus
+    epochs for loop-trained models); returns only the values changed from the defaults."""
+    changed = {}
+    specs = param_specs(model)
+    if not specs:
+        return changed
+    with st.expander(f"{model} settings"):
+        if model_class(model).trains_with_loop:
+            epochs = model_class(model).default_params().get("epochs")
+            value = st.number_input(
+                "epochs", 1, 10_000, int(epochs), key=f"p_{model}_epochs",
+                help="Upper bound; early stopping usually ends training sooner.",
+            )  # fmt: skip
+            if value != epochs:
+                changed["epochs"] = int(value)
+        for spec in specs:
+            key = f"p_{model}_{spec.name}"
+            if spec.kind is bool:
+                value = st.checkbox(spec.name, spec.default, key=key, help=spec.help)
+            elif spec.kind is int:
+                value = int(st.number_input(spec.name, value=spec.default, key=key, help=spec.help))
+            elif spec.kind is float:
+                value = st.number_input(
+                    spec.name, value=float(spec.default), key=key, help=spec.help, format="%g"
+                )
+            else:  # e.g. EASE's l2 ("auto" or a number): a typed number is passed as one
+                text = st.text_input(spec.name, spec.default, key=key, help=spec.help)
+                value = VT.param_value(text)
+            if value != spec.default:
+                changed[spec.name] = value
+    return changed
 
 
 def chart(container, figure, key: str | None = None, **kwargs) -> None:

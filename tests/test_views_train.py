@@ -1,0 +1,55 @@
+"""dashboard.views_train: the Train page's device note, parameter text, progress and results."""
+
+from __future__ import annotations
+
+import pytest
+
+from dashboard import views_train as VT
+
+
+def test_device_note():
+    gpu = {"type": "cuda", "name": "NVIDIA H200", "memory_gb": 139.8}
+    assert VT.device_note(gpu) == (True, "Neural models train on the GPU: NVIDIA H200 (139.8 GB).")
+    on_gpu, text = VT.device_note({"type": "cpu", "name": "CPU"})
+    assert not on_gpu and text.startswith("No GPU found: models train on the CPU.")
+
+
+@pytest.mark.parametrize("text, value", [("250", 250.0), ("1e-3", 0.001), (" auto ", "auto")])
+def test_param_value_reads_numbers_as_numbers(text, value):
+    assert VT.param_value(text) == value
+
+
+def _summary(**kw) -> dict:
+    base = {"epoch": 3, "epochs": 20, "loss": None, "best_metric": None, "eta_s": None}
+    return {"metric_name": "ndcg@10", **base, **kw}
+
+
+def test_progress_text_per_status():
+    assert VT.progress_text({"status": "queued"}, _summary()) == "Queued — waiting to start."
+    queued = {"status": "queued", "message": "Waiting for the GPU (1 job ahead)."}
+    assert VT.progress_text(queued, _summary()) == "Waiting for the GPU (1 job ahead)."
+    done = {"status": "finished", "timings": {"fit_s": 12.34}}
+    assert VT.progress_text(done, _summary()) == "Finished in 12.3 s of training."
+    assert VT.progress_text({"status": "finished"}, _summary()) == "Finished."
+    assert VT.progress_text({"status": "cancelled"}, _summary()) == "Cancelled."
+    running = _summary(loss=0.51234, best_metric=0.1234, eta_s=41.6)
+    assert VT.progress_text({"status": "running"}, running) == (
+        "Epoch 3 of at most 20 · loss 0.5123 · best validation ndcg@10 0.1234 · about 42 s left"
+    )
+    assert VT.progress_text({"status": "running"}, _summary(epochs=None)) == "Fitting"
+
+
+def test_results_table_has_the_headline_metrics():
+    records = [
+        {
+            "model": "ease",
+            "run_id": "r1",
+            "metrics": {"test": {"ndcg@10": 0.3, "recall@10": 0.5}},
+            "timings": {"fit_s": 1.5},
+        },
+        {"model": "pop", "run_id": "r2"},
+    ]
+    table = VT.results_table(records)
+    assert list(table.columns) == ["model", "run", *VT.HEADLINE, "fit (s)"]
+    assert table.loc[0, ["model", "run", "ndcg@10", "fit (s)"]].tolist() == ["ease", "r1", 0.3, 1.5]
+    assert table.loc[1, ["hit@10", "fit (s)"]].isna().all()
