@@ -7,7 +7,8 @@ A model hands the loop three things and the loop does the rest:
   of the training pairs, or one row per training sequence); each epoch they are permuted on
   the device and sliced into batches, so no DataLoader and no per-sample Python runs;
 - `model._loss(batch, gen) -> Tensor`: the scalar loss of one batch (a tuple of slices);
-  `gen` is a device generator for negative sampling (see `sample_negatives`).
+  `gen` is a device generator for negative sampling (see `sample_negatives`). The losses
+models share live here too: `bpr_loss` and `sampled_softmax_loss`.
 
 `model._weights_changed()` drops caches derived from the weights (LightGCN's
 propagated embeddings); the loop calls it after every epoch and after restoring weights.
@@ -44,6 +45,10 @@ from core.protocols import LoopTrainable, ProgressEvent, ProgressFn
 log = logging.getLogger(__name__)
 
 CancelFlag = threading.Event | Callable[[], bool] | None
+#: softmax losses of the next-item models: over every item, over sampled negatives, or
+#: "auto" (sampled above AUTO_SAMPLED_ITEMS items, where the full softmax gets expensive)
+SOFTMAX_LOSSES = ("auto", "full", "sampled")
+AUTO_SAMPLED_ITEMS = 50_000
 
 
 @dataclass(frozen=True)
@@ -198,6 +203,26 @@ def bpr_loss(u: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Ten
     """Mean -log sigmoid(u·i − u·j) of users (B, d), positives (B, d), negatives (B, n, d)."""
     diff = (u[:, None, :] * (pos[:, None, :] - neg)).sum(-1)  # (B, n)
     return -F.logsigmoid(diff.float()).mean()
+
+
+def sampled_softmax(loss: str, n_items: int) -> bool:
+    """Whether a softmax model trains with the sampled softmax: `loss` is one of
+    SOFTMAX_LOSSES; "auto" samples above AUTO_SAMPLED_ITEMS items."""
+    return loss == "sampled" or (loss == "auto" and n_items > AUTO_SAMPLED_ITEMS)
+
+
+def sampled_softmax_loss(
+    pos: torch.Tensor, neg: torch.Tensor, target: torch.Tensor, neg_codes: torch.Tensor
+) -> torch.Tensor:
+    """Mean cross-entropy of each true item against negatives shared by the batch.
+
+    pos (N, 1) logits of the true items `target` (N,); neg (N, n) logits of the sampled
+    items `neg_codes` (n,). A sampled item that is the row's own target is masked out
+    (-inf), so no row is pushed away from its own positive.
+    """
+    neg = neg.masked_fill(neg_codes[None, :] == target[:, None], float("-inf"))
+    logits = torch.cat([pos, neg], dim=1).float()  # (N, 1 + n)
+    return F.cross_entropy(logits, torch.zeros_like(target))
 
 
 def known_keys(train: Interactions, device: torch.device) -> torch.Tensor:

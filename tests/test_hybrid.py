@@ -20,7 +20,7 @@ from core.data.split import split
 from core.errors import ParameterError
 from core.eval.evaluate import evaluate
 from core.models import make_model
-from core.models._features import categorical_columns, history_index, recent_sequences
+from core.models._features import categorical_columns, history_index
 from core.models.hybrid import HybridTwoTower
 
 #: short training keeps the file fast; the properties below already hold after it
@@ -140,11 +140,12 @@ def test_features_and_history_windows():
     )
     ds = Dataset.from_frames("f", frame, items)
     known = ds.all()
-    seqs, scen = recent_sequences(known, 2, 0)
+    seqs = known.sequences(2, pad=known.n_items)  # the hybrid's history windows
+    scen = known.sequences(2, pad=known.n_scenarios, values=known.ordered_scenarios)
     codes = dict(zip(ds.item_ids, range(4), strict=True))
     assert seqs.tolist() == [[codes["b"], codes["c"]], [4, codes["d"]]]  # oldest first, pad 4
     assert (scen == 0).all()  # no scenarios: all padding
-    rows, users, hist_items, _, start = (t.tolist() for t in history_index(known, 0, "cpu"))
+    rows, users, hist_items, _, start = (t.tolist() for t in history_index(known, "cpu"))
     assert hist_items == [codes["a"], codes["b"], codes["c"], codes["d"]]
     assert start == [0, 0, 0, 3] and users == [0, 0, 0, 1] and rows == [0, 1, 2, 3]
 

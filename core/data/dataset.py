@@ -1,13 +1,20 @@
 """`Dataset`: interactions as integer codes plus item/user tables and the id<->code maps.
 
 Models only ever see codes; the dataset owns the maps and the unknown-id rule (an id that
-is not in the data raises `UnknownIdError` naming it).
+is not in the data raises `UnknownIdError` naming it). `Interactions` owns the views every
+sequence-aware caller shares, each computed once per object: `ordered` (rows by user, then
+time), `ordered_scenarios` and `sequences`.
+
+Scenario codes follow one convention (`scenario_codes`): data without a scenario column is
+one scenario, and every row has code 0. `Interactions.n_scenarios` is then 0 ("no
+scenarios"); models that pad sequences use the code n_scenarios for padding.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -177,7 +184,8 @@ class Interactions:
     """A slice of a dataset's interactions (a split part) with the catalogue size.
 
     `frame` has the columns of `Dataset.interactions`. `dataset` gives side information
-    (item text, attributes, scenarios) to the models that use it.
+    (item text, attributes, scenarios) to the models that use it. The ordered views are
+    cached on the object, so `frame` must not be changed after they are first read.
     """
 
     frame: pd.DataFrame
@@ -220,28 +228,64 @@ class Interactions:
             size=mat.shape,
         ).to(device)
 
-    def sequences(self, max_len: int) -> np.ndarray:
-        """Each user's most recent `max_len` items in time order, left-padded with -1.
+    @cached_property
+    def ordered(self) -> pd.DataFrame:
+        """`frame` sorted by user, then time; stable, so rows with equal times keep row order.
 
-        Shape (n_users, max_len); users without interactions are all -1.
+        Each user's history in time order: the one order every sequence view is cut from.
         """
-        frame = self.frame.sort_values([S.USER, S.TIMESTAMP], kind="stable")
-        users = frame[S.USER].to_numpy()
-        items = frame[S.ITEM].to_numpy()
-        out = np.full((self.n_users, max_len), -1, dtype=np.int64)
-        if len(frame) == 0:
+        return self.frame.sort_values([S.USER, S.TIMESTAMP], kind="stable")
+
+    @cached_property
+    def ordered_scenarios(self) -> np.ndarray:
+        """Scenario code per row of `ordered`, (n,) int64 (`scenario_codes`' convention)."""
+        return scenario_codes(self.ordered)
+
+    @property
+    def n_scenarios(self) -> int:
+        """Number of scenario codes: the dataset's scenarios, else one past the largest code
+        in the frame; 0 when the data has no scenario column (every code is then 0)."""
+        if S.SCENARIO_CODE not in self.frame.columns:
+            return 0
+        if self.dataset is not None and self.dataset.scenarios:
+            return len(self.dataset.scenarios)
+        return int(self.frame[S.SCENARIO_CODE].max()) + 1 if len(self.frame) else 0
+
+    def sequences(
+        self, max_len: int, pad: int = -1, *, values: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Each user's most recent `max_len` items in time order, left-padded with `pad`.
+
+        Shape (n_users, max_len) int64; users without interactions are all `pad`. `values`
+        (one per row of `ordered`, e.g. `ordered_scenarios`) are laid out instead of items.
+        """
+        out = np.full((self.n_users, max_len), pad, dtype=np.int64)
+        if len(self.frame) == 0:
             return out
-        starts = np.r_[0, np.flatnonzero(np.diff(users)) + 1]
-        counts = np.diff(np.r_[starts, len(users)])
-        # position of each row counted from the end of its user's run (0 = most recent)
-        from_end = np.repeat(starts + counts, counts) - np.arange(len(users)) - 1
+        users, from_end = self._from_end
         keep = from_end < max_len
-        out[users[keep], max_len - 1 - from_end[keep]] = items[keep]
+        taken = self.ordered[S.ITEM].to_numpy() if values is None else np.asarray(values)
+        out[users[keep], max_len - 1 - from_end[keep]] = taken[keep]
         return out
 
     def concat(self, other: Interactions) -> Interactions:
         frame = pd.concat([self.frame, other.frame], ignore_index=True)
         return Interactions(frame, self.n_users, self.n_items, self.dataset or other.dataset)
+
+    @cached_property
+    def _from_end(self) -> tuple[np.ndarray, np.ndarray]:
+        """Users of `ordered`'s rows and each row's position from its user's newest (0)."""
+        users = self.ordered[S.USER].to_numpy()
+        starts = np.r_[0, np.flatnonzero(np.diff(users)) + 1]
+        counts = np.diff(np.r_[starts, len(users)])
+        return users, np.repeat(starts + counts, counts) - np.arange(len(users)) - 1
+
+
+def scenario_codes(frame: pd.DataFrame) -> np.ndarray:
+    """Scenario code per row, (n,) int64; 0 for every row when there is no scenario column."""
+    if S.SCENARIO_CODE in frame.columns:
+        return frame[S.SCENARIO_CODE].to_numpy(dtype=np.int64)
+    return np.zeros(len(frame), dtype=np.int64)
 
 
 def datasets_dir(home: Path) -> Path:

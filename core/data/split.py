@@ -6,6 +6,7 @@ All are deterministic for a given seed. Ties in time are broken by row order.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -26,12 +27,19 @@ class Split:
     test: Interactions
 
     def known_for(self, part: str) -> Interactions:
-        """Interactions known when scoring `part`: train for valid, train+valid for test."""
+        """Interactions known when scoring `part`: train for valid, train+valid for test.
+
+        The same object on every call, so its ordered views are computed once per split.
+        """
         if part == "valid":
             return self.train
         if part == "test":
-            return self.train.concat(self.valid)
+            return self._train_and_valid
         raise ParameterError(f"Split part '{part}' is unknown; use 'valid' or 'test'.")
+
+    @cached_property
+    def _train_and_valid(self) -> Interactions:
+        return self.train.concat(self.valid)
 
     def part(self, name: str) -> Interactions:
         if name not in ("train", "valid", "test"):
@@ -43,7 +51,7 @@ def split(dataset: Dataset, method: str = "loo", seed: int = 42) -> Split:
     """Split a dataset's interactions into train/valid/test by `method`."""
     frame = dataset.interactions.reset_index(drop=True)
     if method == "loo":
-        parts = _leave_last_out(frame)
+        parts = _leave_last_out(dataset.all().ordered)
     elif method == "temporal":
         parts = _temporal(frame)
     elif method == "random":
@@ -57,9 +65,11 @@ def split(dataset: Dataset, method: str = "loo", seed: int = 42) -> Split:
     return Split(method, seed, train, valid, test)
 
 
-def _leave_last_out(frame: pd.DataFrame):
-    """Per user: last interaction to test, second-last to valid; users with <3 stay in train."""
-    order = frame.sort_values([S.USER, S.TIMESTAMP], kind="stable")
+def _leave_last_out(order: pd.DataFrame):
+    """Per user: last interaction to test, second-last to valid; users with <3 stay in train.
+
+    `order` is the rows in `Interactions.ordered` order (by user, then time).
+    """
     from_end = order.groupby(S.USER, sort=False).cumcount(ascending=False).to_numpy()
     sizes = order.groupby(S.USER, sort=False)[S.ITEM].transform("size").to_numpy()
     eligible = sizes >= 3

@@ -93,12 +93,12 @@ def build_features(
     context: list[tuple] | None = None,
 ) -> HistoryFeatures:
     """Features for `user_code`: recent distinct history items, older group, model context."""
-    frame = known.frame
-    rows = frame[frame[S.USER].to_numpy() == int(user_code)]
-    rows = rows.sort_values(S.TIMESTAMP, kind="stable")  # same order as Interactions.sequences
+    ordered = known.ordered  # the user's rows in time order, as the models see them
+    mine = ordered[S.USER].to_numpy() == int(user_code)
+    rows = ordered[mine]
     events = rows[S.ITEM].to_numpy(dtype=np.int64)
     times = rows[S.TIMESTAMP].to_numpy(dtype=np.int64)
-    scen = rows[S.SCENARIO_CODE].to_numpy() if S.SCENARIO_CODE in rows.columns else None
+    scen = known.ordered_scenarios[mine] if dataset.has_scenarios else None
     # distinct items, most recent last occurrence first
     last_pos = pd.Series(np.arange(len(events))).groupby(events).max()
     order = last_pos.sort_values(ascending=False)

@@ -87,61 +87,22 @@ def reduce_text(emb: np.ndarray, k: int = TEXT_DIM, seed: int = 0) -> np.ndarray
     return np.ascontiguousarray(out / np.where(norms > 0, norms, 1.0), dtype=np.float32)
 
 
-def scenario_count(train: Interactions) -> int:
-    """Number of scenario codes (0 when the data has none)."""
-    if S.SCENARIO_CODE not in train.frame.columns:
-        return 0
-    if train.dataset is not None and train.dataset.scenarios:
-        return len(train.dataset.scenarios)
-    return int(train.frame[S.SCENARIO_CODE].max()) + 1 if len(train) else 0
-
-
-def history_index(
-    train: Interactions, n_scen: int, device: torch.device
-) -> tuple[torch.Tensor, ...]:
+def history_index(train: Interactions, device: torch.device) -> tuple[torch.Tensor, ...]:
     """Training interactions sorted by (user, time), for windows of earlier items.
 
     Returns rows (n,), users (n,), items (n,), scenarios (n,) and start (n,): the row where
     each interaction's user begins, so rows start..row-1 are the user's earlier items.
     """
-    frame = train.frame.sort_values([S.USER, S.TIMESTAMP], kind="stable")
+    frame = train.ordered
     users = frame[S.USER].to_numpy().astype(np.int64)
     items = frame[S.ITEM].to_numpy().astype(np.int64)
-    scen = scenario_codes(frame, n_scen)
+    scen = train.ordered_scenarios
     first = np.r_[True, users[1:] != users[:-1]]
     start = np.maximum.accumulate(np.where(first, np.arange(len(users)), 0))
     return tuple(
         torch.as_tensor(a, device=device)
         for a in (np.arange(len(users)), users, items, scen, start)
     )
-
-
-def recent_sequences(known: Interactions, max_len: int, n_scen: int):
-    """Each user's `max_len` most recent items and their scenarios, oldest first.
-
-    Shapes (n_users, max_len); left-padded with n_items (items) and n_scen (scenarios).
-    """
-    frame = known.frame.sort_values([S.USER, S.TIMESTAMP], kind="stable")
-    users = frame[S.USER].to_numpy()
-    items = np.full((known.n_users, max_len), known.n_items, dtype=np.int64)
-    scen = np.full((known.n_users, max_len), n_scen, dtype=np.int64)
-    if len(frame) == 0:
-        return items, scen
-    starts = np.r_[0, np.flatnonzero(np.diff(users)) + 1]
-    counts = np.diff(np.r_[starts, len(users)])
-    from_end = np.repeat(starts + counts, counts) - np.arange(len(users)) - 1  # 0 = newest
-    keep = from_end < max_len
-    cols = max_len - 1 - from_end[keep]
-    items[users[keep], cols] = frame[S.ITEM].to_numpy()[keep]
-    scen[users[keep], cols] = scenario_codes(frame, n_scen)[keep]
-    return items, scen
-
-
-def scenario_codes(frame: pd.DataFrame, n_scen: int) -> np.ndarray:
-    """Scenario code per row; the padding code n_scen when the data has no scenarios."""
-    if n_scen and S.SCENARIO_CODE in frame.columns:
-        return frame[S.SCENARIO_CODE].to_numpy().astype(np.int64)
-    return np.full(len(frame), n_scen, dtype=np.int64)
 
 
 def pair_scenarios(

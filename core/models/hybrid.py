@@ -50,18 +50,14 @@ from core.models._features import (
     history_index,
     history_scenarios,
     pair_scenarios,
-    recent_sequences,
     reduce_text,
-    scenario_codes,
-    scenario_count,
     text_matrix,
 )
 from core.models._neural import LOOP_HELP, NeuralRecommender
 from core.models.base import check_non_negative, check_positive
+from core.train import SOFTMAX_LOSSES, sampled_softmax, sampled_softmax_loss
 
 _MATCH_CELLS = 1 << 25  # (user, history item, candidate) cells per block when scoring
-AUTO_SAMPLED_ITEMS = 50_000  # above this catalogue size loss="auto" uses the sampled softmax
-LOSSES = ("auto", "full", "sampled")
 _FEATURES = ("item_cats", "item_card", "user_cats", "user_card", "id_known", "text")
 #: the value an explanation puts in place of a masked attribute or text
 MISSING = "unknown"
@@ -130,16 +126,14 @@ class HybridTwoTower(NeuralRecommender):
             raise ParameterError(
                 f"Parameter 'id_dropout' must be in [0, 1); got {self.id_dropout!r}."
             )
-        if self.loss not in LOSSES:
+        if self.loss not in SOFTMAX_LOSSES:
             raise ParameterError(
-                f"Parameter 'loss' must be one of {', '.join(LOSSES)}; got {self.loss!r}."
+                f"Parameter 'loss' must be one of {', '.join(SOFTMAX_LOSSES)}; got {self.loss!r}."
             )
 
     @property
     def sampled_(self) -> bool:
-        return self.loss == "sampled" or (
-            self.loss == "auto" and self.n_items_ > AUTO_SAMPLED_ITEMS
-        )
+        return sampled_softmax(self.loss, self.n_items_)
 
     @property
     def uses_text_(self) -> bool:
@@ -148,7 +142,7 @@ class HybridTwoTower(NeuralRecommender):
 
     # -- features and training data ----------------------------------------------------
     def _start_fit(self, train: Interactions) -> None:
-        self.n_scen_ = scenario_count(train)  # before the history is read
+        self.n_scen_ = train.n_scenarios  # before the history is read; 0 = no scenarios
         super()._start_fit(train)
 
     def _prepare(self, train: Interactions) -> None:
@@ -166,7 +160,7 @@ class HybridTwoTower(NeuralRecommender):
 
     def _train_tensors(self, train: Interactions) -> tuple[torch.Tensor, ...]:
         rows, self.hist_users_, self.hist_items_, self.hist_scen_, self.hist_start_ = history_index(
-            train, self.n_scen_, self.device
+            train, self.device
         )
         self.known_codes_ = torch.nonzero(self.id_known_).reshape(-1)  # (K,)
         return (rows,)  # (n,) positions in the time-sorted training interactions
@@ -220,9 +214,7 @@ class HybridTwoTower(NeuralRecommender):
             match = self._text_match(hist, cand)  # (B, B + n): only the diagonal and negatives
             pos = pos + torch.diagonal(match[:, : len(target)])[:, None]
             neg_logit = neg_logit + match[:, len(target) :]
-        neg_logit = neg_logit.masked_fill(neg[None, :] == target[:, None], float("-inf"))
-        logits = torch.cat([pos, neg_logit], dim=1).float()  # (B, 1 + n)
-        return F.cross_entropy(logits, torch.zeros_like(target))
+        return sampled_softmax_loss(pos, neg_logit, target, neg)
 
     def _train_items(self, codes: torch.Tensor | None, gen: torch.Generator):
         """Item vectors for `codes` (None: all items) with id dropout; plus a code lookup.
@@ -262,7 +254,9 @@ class HybridTwoTower(NeuralRecommender):
 
     # -- history and scoring -----------------------------------------------------------
     def _history_changed(self, known: Interactions) -> None:
-        items, scen = recent_sequences(known, int(self.max_len), self.n_scen_)
+        length = int(self.max_len)
+        items = known.sequences(length, pad=self.n_items_)
+        scen = known.sequences(length, pad=self.n_scen_, values=known.ordered_scenarios)
         self.seqs_ = torch.as_tensor(items, device=self.device)  # (n_users, L), pad = I
         self.seq_scen_ = torch.as_tensor(scen, device=self.device)  # (n_users, L)
         self._known, self._pairs = known, None  # read lazily by explanations
@@ -395,11 +389,11 @@ class HybridTwoTower(NeuralRecommender):
         """Item and scenario sequences (N, L) of each history's last `max_len` items."""
         length, pad = int(self.max_len), self.n_items_
         if self._pairs is None:
-            frame = self._known.frame.sort_values([S.USER, S.TIMESTAMP], kind="stable")
+            frame = self._known.ordered
             self._pairs = pair_scenarios(
                 frame[S.USER].to_numpy(),
                 frame[S.ITEM].to_numpy(),
-                scenario_codes(frame, self.n_scen_),
+                self._known.ordered_scenarios,
                 self.n_users_,
                 self.n_items_,
             )

@@ -132,9 +132,8 @@ class MultiScenario(NeuralRecommender):
             )
 
     def _start_fit(self, train: Interactions) -> None:
-        ds = train.dataset
-        has = ds is not None and ds.has_scenarios and S.SCENARIO_CODE in train.frame.columns
-        self.n_scenarios_ = len(ds.scenarios) if has else 1  # before the history is read
+        # before the history is read; data without scenarios is one scenario (code 0)
+        self.n_scenarios_ = max(1, train.n_scenarios)
         super()._start_fit(train)
 
     def _build_net(self) -> nn.Module:
@@ -149,10 +148,10 @@ class MultiScenario(NeuralRecommender):
         )
 
     def _train_tensors(self, train: Interactions) -> tuple[torch.Tensor, ...]:
-        frame = _ordered(train.frame)
+        frame = train.ordered
         users = frame[S.USER].to_numpy(dtype=np.int64)
         items = frame[S.ITEM].to_numpy(dtype=np.int64)
-        scen = np.minimum(_scenarios(frame), self.n_scenarios_ - 1)
+        scen = np.minimum(train.ordered_scenarios, self.n_scenarios_ - 1)
         pad = self.n_items_
         prev_same = _previous_in_group(users * self.n_scenarios_ + scen, items, pad)
         dev = self.device
@@ -244,10 +243,10 @@ class MultiScenario(NeuralRecommender):
         """Per user: history mean matrix, last item per scenario, most recent scenario."""
         n_sc = getattr(self, "n_scenarios_", 1)
         pad = self.n_items_
-        frame = _ordered(known.frame)
+        frame = known.ordered
         users = frame[S.USER].to_numpy(dtype=np.int64)
         items = frame[S.ITEM].to_numpy(dtype=np.int64)
-        scen = np.minimum(_scenarios(frame), n_sc - 1)
+        scen = np.minimum(known.ordered_scenarios, n_sc - 1)
         last_s = np.full((known.n_users, n_sc), pad, dtype=np.int64)
         last_s[users, scen] = items  # rows are in time order: the last write wins
         recent = np.zeros(known.n_users, dtype=np.int64)
@@ -352,8 +351,8 @@ class MultiScenario(NeuralRecommender):
     def _pair_lookup(self):
         """(user, item) -> scenario of the current history (`_features.pair_scenarios`)."""
         if self._pairs is None:
-            frame = _ordered(self._known.frame)
-            scen = np.minimum(_scenarios(frame), self.n_scenarios_ - 1)
+            frame = self._known.ordered
+            scen = np.minimum(self._known.ordered_scenarios, self.n_scenarios_ - 1)
             self._pairs = pair_scenarios(
                 frame[S.USER].to_numpy(dtype=np.int64),
                 frame[S.ITEM].to_numpy(dtype=np.int64),
@@ -394,16 +393,6 @@ class MultiScenario(NeuralRecommender):
     def _set_state(self, state: dict[str, torch.Tensor]) -> None:
         self.n_scenarios_ = int(state["net.bias"].shape[0])
         super()._set_state(state)
-
-
-def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.sort_values([S.USER, S.TIMESTAMP], kind="stable")
-
-
-def _scenarios(frame: pd.DataFrame) -> np.ndarray:
-    if S.SCENARIO_CODE in frame.columns:
-        return frame[S.SCENARIO_CODE].to_numpy(dtype=np.int64)
-    return np.zeros(len(frame), dtype=np.int64)
 
 
 def _previous_in_group(groups: np.ndarray, items: np.ndarray, pad: int) -> np.ndarray:

@@ -7,8 +7,9 @@ the (shared) item embeddings.
 
 Training: every position of every training window predicts the next item, with softmax
 cross-entropy over the whole catalogue, or over the target plus `negatives` items shared
-by the batch (`loss="sampled"`) when the catalogue is large (`loss="auto"` switches at
-`AUTO_SAMPLED_ITEMS`). Histories longer than `max_len` are cut into several windows.
+by the batch (`loss="sampled"`, `core.train.sampled_softmax_loss`, shared with the hybrid)
+when the catalogue is large (`loss="auto"` switches at `core.train.AUTO_SAMPLED_ITEMS`).
+Histories longer than `max_len` are cut into several windows.
 
 Scoring reads the user's *current* history (`set_history`), so when the evaluator adds the
 validation item to the history for the test, that item is in the input (as RecBole does).
@@ -33,9 +34,7 @@ from core.data.dataset import Interactions
 from core.errors import ParameterError
 from core.models._neural import LOOP_HELP, NeuralRecommender
 from core.models.base import check_non_negative, check_positive
-
-AUTO_SAMPLED_ITEMS = 50_000  # above this catalogue size loss="auto" uses the sampled softmax
-LOSSES = ("auto", "full", "sampled")
+from core.train import SOFTMAX_LOSSES, sampled_softmax, sampled_softmax_loss
 
 
 class SASRec(NeuralRecommender):
@@ -92,18 +91,16 @@ class SASRec(NeuralRecommender):
         for name in ("dim", "max_len", "layers", "heads", "negatives"):
             check_positive(name, getattr(self, name), integer=True)
         check_non_negative("dropout", self.dropout)
-        if self.loss not in LOSSES:
+        if self.loss not in SOFTMAX_LOSSES:
             raise ParameterError(
-                f"Parameter 'loss' must be one of {', '.join(LOSSES)}; got {self.loss!r}."
+                f"Parameter 'loss' must be one of {', '.join(SOFTMAX_LOSSES)}; got {self.loss!r}."
             )
         if self.dim % self.heads:
             raise ParameterError(f"Parameter 'heads' must divide dim={self.dim}; got {self.heads}.")
 
     @property
     def sampled_(self) -> bool:
-        return self.loss == "sampled" or (
-            self.loss == "auto" and self.n_items_ > AUTO_SAMPLED_ITEMS
-        )
+        return sampled_softmax(self.loss, self.n_items_)
 
     # -- training ----------------------------------------------------------------------
     def _build_net(self) -> nn.Module:
@@ -135,9 +132,7 @@ class SASRec(NeuralRecommender):
         )  # (n,) shared by the batch
         pos_logit = (hidden * items[targets]).sum(-1, keepdim=True)  # (N, 1)
         neg_logit = hidden @ items[neg].T  # (N, n)
-        neg_logit = neg_logit.masked_fill(neg[None, :] == targets[:, None], float("-inf"))
-        logits = torch.cat([pos_logit, neg_logit], dim=1).float()  # (N, 1 + n)
-        return F.cross_entropy(logits, torch.zeros_like(targets))
+        return sampled_softmax_loss(pos_logit, neg_logit, targets, neg)
 
     # -- history and scoring -----------------------------------------------------------
     def _history_changed(self, known: Interactions) -> None:
@@ -261,7 +256,7 @@ def _windows(train: Interactions, max_len: int) -> np.ndarray:
     max_len slots) do not overlap; slot 0 of a window repeats the newest item of the window
     before it, so every item but a user's first is predicted exactly once.
     """
-    frame = train.frame.sort_values([S.USER, S.TIMESTAMP], kind="stable")
+    frame = train.ordered
     users = frame[S.USER].to_numpy()
     items = frame[S.ITEM].to_numpy().astype(np.int64)
     if len(users) == 0:

@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 
 from core.data import schema as S
-from core.data.dataset import Dataset, Interactions
+from core.data.dataset import Dataset, Interactions, scenario_codes
 from core.data.split import Split
 from core.errors import ParameterError
 from core.eval.evaluate import evaluate
@@ -70,16 +70,9 @@ def scenario_catalogues(dataset: Dataset) -> np.ndarray:
     return out
 
 
-def scenario_of(frame: pd.DataFrame) -> np.ndarray:
-    """Scenario code per row (all 0 when the data has no scenario column)."""
-    if S.SCENARIO_CODE in frame.columns:
-        return frame[S.SCENARIO_CODE].to_numpy(dtype=np.int64)
-    return np.zeros(len(frame), dtype=np.int64)
-
-
 def in_scenario(part: Interactions, scenario: int) -> Interactions:
     """The rows of `part` that happened in `scenario` (same code space)."""
-    frame = part.frame[scenario_of(part.frame) == scenario].reset_index(drop=True)
+    frame = part.frame[scenario_codes(part.frame) == scenario].reset_index(drop=True)
     return Interactions(frame, part.n_users, part.n_items, part.dataset)
 
 
@@ -341,7 +334,7 @@ def small_scenarios(dataset: Dataset, minimum: int = MIN_SCENARIO_INTERACTIONS) 
     """Scenarios with fewer than `minimum` interactions (too few for a model of their own)."""
     if not dataset.has_scenarios:
         return []
-    sizes = np.bincount(scenario_of(dataset.interactions), minlength=len(dataset.scenarios))
+    sizes = np.bincount(scenario_codes(dataset.interactions), minlength=len(dataset.scenarios))
     return [name for name, n in zip(dataset.scenarios, sizes, strict=True) if n < minimum]
 
 
@@ -352,7 +345,7 @@ def user_history(dataset: Dataset, user_code: int, last: int = 10) -> dict[str, 
     titles = dataset.item_titles()
     out = {}
     for code, name in enumerate(dataset.scenarios or ["all"]):
-        part = mine[scenario_of(mine) == code].head(last)
+        part = mine[scenario_codes(mine) == code].head(last)
         table = pd.DataFrame({"item_code": part[S.ITEM].to_numpy()})
         table["title"] = titles[table["item_code"].to_numpy()]
         if S.CATEGORY in dataset.items.columns:
