@@ -49,7 +49,7 @@ def html_report(
     points = C.accuracy_novelty(records, k)
     if f"novelty@{k}" in points:
         figures.append(charts.accuracy_scatter(points, labels, f"novelty@{k}", metric))
-    sections = [("Leaderboard", _table(board), figures)]
+    sections = [("Leaderboard", _table(board.rename(columns=V.metric_label)), figures)]
     others = [r for r in run_ids if r != baseline_run]
     if others:
         paired = C.paired_table(store, others, metric, baseline_run)

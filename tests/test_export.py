@@ -78,5 +78,7 @@ def test_html_report_is_self_contained_with_runs_tables_and_plots(toy):
     for heading in ("Leaderboard", "Paired tests", "Segments", "Overlap"):
         assert f"<h2>{heading}</h2>" in page
     assert f"Baseline: {pop}" in page  # pop is the default baseline
+    assert "<th>NDCG@10</th>" in page  # readable metric names, as on the Compare page
+    assert "Accuracy on the test split" in page  # drawn by the page's own chart functions
     with pytest.raises(ParameterError, match="not in these runs"):
         html_report(store, [pop, ease], metric="bogus@10")
