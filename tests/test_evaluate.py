@@ -287,3 +287,118 @@ def test_summary_is_strict_json_and_empty_part_gives_empty_result(tiny):
     assert empty.n_users == 0 and empty.metrics == {"n_users": 0.0}
     assert empty.per_user.empty and empty.top_items.shape == (0, 20)
     assert "no metrics" in empty.notes[-1]
+
+
+def test_users_that_cannot_be_evaluated_are_counted_not_dropped(tiny):
+    ds, parts, scores = tiny
+    res = evaluate(FixedScores(scores).fit(parts.train), parts, "test", ks=(5,))
+    # u0, u1 scored; u3's test item is already known (skipped); u2 has 2 interactions, so
+    # leave-last-out gives it no test item (unevaluable); everyone scored has a history
+    assert res.counts() == {"n_users": 2, "n_skipped": 1, "n_unevaluable": 1, "n_no_history": 0}
+    assert sum(res.counts().values()) - res.n_no_history == ds.n_users
+    assert any("1 users could not be evaluated" in n and "fewer than 3" in n for n in res.notes)
+    assert res.summary()["n_unevaluable"] == 1
+
+
+def no_history_split():
+    """A temporal split where three users first appear in the test window.
+
+    30 users with 8 early interactions each (t < 100) and 3 'new' users with 9 later ones
+    each (t >= 1000): 267 rows, and the last round(26.7) = 27 by time are the test part.
+    """
+    rng = np.random.default_rng(4)
+    rows = [
+        (f"u{u}", f"i{j}", int(t))
+        for u in range(30)
+        for t, j in enumerate(rng.choice(40, 8, replace=False))
+    ]
+    rows += [
+        (f"new{u}", f"i{j}", 1000 + t)
+        for u in range(3)
+        for t, j in enumerate(rng.choice(40, 9, replace=False))
+    ]
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+    return split(Dataset.from_frames("newcomers", frame), "temporal", seed=11)
+
+
+def test_users_without_history_are_their_own_segment_and_get_no_code_order():
+    parts = no_history_split()
+    known, test = parts.known_for("test"), parts.test
+    expected = set(np.unique(test.users)) - set(np.unique(known.users))
+    assert len(expected) == 3
+    flat = np.zeros((parts.train.n_users, parts.train.n_items))  # every item ties
+    res = evaluate(FixedScores(flat).fit(parts.train), parts, "test", ks=(5, 10))
+    assert res.n_no_history == 3 and res.n_users == len(np.unique(test.users))
+    seg = res.segments[res.segments["segment_kind"] == "history"].set_index("segment")
+    assert seg.loc["no known history", "n_users"] == 3
+    assert seg["n_users"].sum() == res.n_users
+    assert any("no known history" in n for n in res.notes)
+    # their lists are the tie rule's seeded order (the split's seed), not the codes in order
+    rows = res.per_user.index[res.per_user["n_known"] == 0]
+    assert all(res.top_items[r].tolist() != list(range(10)) for r in rows)
+    again = evaluate(FixedScores(flat).fit(parts.train), parts, "test", ks=(10,))
+    np.testing.assert_array_equal(again.top_items, res.top_items[:, :10])
+    other = evaluate(FixedScores(flat).fit(parts.train), parts, "test", ks=(10,), seed=99)
+    assert not np.array_equal(other.top_items, again.top_items)
+
+
+def test_metrics_equal_an_independent_library(sample_dataset):
+    """ranx recomputes every top-k metric from the evaluated lists (issue 10, item 2b)."""
+    ranx = pytest.importorskip("ranx")
+    from core.models import make_model
+
+    parts = split(sample_dataset, "random", seed=5)  # several truth items per user
+    model = make_model("ease").fit(parts.train)
+    ks = (5, 10, 20)
+    res = evaluate(model, parts, "test", ks=ks, beyond=False)
+    truth = parts.test.csr() - parts.test.csr().multiply(parts.known_for("test").csr())
+    truth.eliminate_zeros()
+    users = res.per_user["user_code"].to_numpy()
+    qrels = {f"u{u}": {f"i{j}": 1 for j in truth[u].indices} for u in users}
+    kmax = max(ks)
+    run = {
+        f"u{u}": {f"i{j}": float(kmax - r) for r, j in enumerate(row) if j >= 0}
+        for u, row in zip(users, res.top_items, strict=True)
+    }
+    assert max(len(t) for t in qrels.values()) > kmax  # map@k and map_trec@k differ here
+    names = {"ndcg": "ndcg", "recall": "recall", "precision": "precision", "mrr": "mrr"}
+    names.update(hit="hit_rate", map_trec="map")
+    wanted = [f"{theirs}@{k}" for theirs in names.values() for k in ks]
+    ranx_run = ranx.Run(run)
+    ranx.evaluate(ranx.Qrels(qrels), ranx_run, wanted)
+    n_truth = res.per_user["n_truth"].to_numpy()
+    for ours, theirs in names.items():
+        for k in ks:
+            got = res.per_user[f"{ours}@{k}"].to_numpy()
+            ref = np.array([ranx_run.scores[f"{theirs}@{k}"][f"u{u}"] for u in users])
+            np.testing.assert_allclose(got, ref, rtol=0, atol=1e-9, err_msg=f"{ours}@{k}")
+            assert res.metrics[f"{ours}@{k}"] == pytest.approx(ref.mean(), abs=1e-9)
+            if ours == "map_trec":  # RecBole's map@k: the same sum over min(|T|, k)
+                recbole = ref * n_truth / np.minimum(n_truth, k)
+                np.testing.assert_allclose(res.per_user[f"map@{k}"], recbole, atol=1e-9)
+    assert res.metrics["map@20"] > res.metrics["map_trec@20"]
+
+
+def test_training_time_metrics_and_stored_lists_equal_a_later_evaluation(home, planted_dataset):
+    from core.runs.pipeline import load_run, new_run, train_run
+    from core.runs.store import RunStore
+
+    planted_dataset.save(home)
+    store = RunStore(home)
+    run_id = new_run(store, "planted", "pop", split_method="loo", seed=3)
+    record = train_run(store, run_id)
+    assert record["counts"]["test"] == {
+        "n_users": 120,
+        "n_skipped": 0,
+        "n_unevaluable": 0,
+        "n_no_history": 0,
+    }
+    loaded = load_run(store, run_id)
+    again = evaluate(loaded.model, loaded.split, "test", ks=(10,))
+    for name, value in again.metrics.items():
+        assert record["metrics"]["test"][name] == pytest.approx(value, rel=0, abs=1e-12), name
+    recs = pd.read_parquet(store.folder(run_id) / "recs.parquet")
+    stored = recs[recs["rank"] <= 10].sort_values(["user_code", "rank"])
+    stored = stored.groupby("user_code")["item_code"].apply(list)
+    evaluated = dict(zip(again.per_user["user_code"], again.top_items.tolist(), strict=True))
+    assert all(stored[u] == items for u, items in evaluated.items())

@@ -68,6 +68,23 @@ def test_average_precision_hand_values():
     assert M.average_precision(hits, n([2, 4]), k=3).tolist() == pytest.approx([5 / 6, 1 / 6])
 
 
+def test_average_precision_trec_divides_by_all_relevant_items():
+    # trec_eval: same numerators, divided by |T|: (1 + 2/3) / 2 = 5/6 and (1/2) / 4 = 1/8
+    hits = t([[1, 0, 1], [0, 1, 0]])
+    assert M.average_precision_trec(hits, n([2, 4]), k=3).tolist() == pytest.approx([5 / 6, 1 / 8])
+    # a perfect top 3 of 5 relevant items: RecBole's form gives 1, trec_eval's 3/5
+    perfect = t([[1, 1, 1]])
+    assert M.average_precision(perfect, n([5]), k=3).item() == pytest.approx(1.0)
+    assert M.average_precision_trec(perfect, n([5]), k=3).item() == pytest.approx(3 / 5)
+    # with |T| <= k (e.g. leave-one-out) the two forms are the same number
+    gen = torch.Generator().manual_seed(1)
+    few = (torch.rand((50, 10), generator=gen) < 0.2).double()
+    n_truth = few.sum(1).long().clamp(min=1)
+    torch.testing.assert_close(
+        M.average_precision(few, n_truth, k=10), M.average_precision_trec(few, n_truth, k=10)
+    )
+
+
 def test_perfect_ranking_scores_one_everywhere():
     # 3 relevant items on the first 3 ranks of a 5-long list
     hits = t([[1, 1, 1, 0, 0]])
