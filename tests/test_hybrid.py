@@ -1,4 +1,4 @@
-"""Hybrid two-tower model: cold items from their text, warm items at least as well as BPR.
+"""Hybrid two-tower model: cold items from their text, warm items well above BPR.
 
 Cold-start protocol: 10% of the sample data's items (seeded) lose every interaction from
 training; they stay in the catalogue with their title, text and attributes, and their
@@ -86,7 +86,8 @@ def test_cold_items_are_recommended_from_their_text(text_home, sample_dataset):
     assert recall > recall_plain + 0.03
 
 
-def test_warm_items_at_least_as_good_as_bpr(text_home, sample_dataset):
+def test_warm_items_beat_bpr_by_a_margin(text_home, sample_dataset):
+    """Hybrid NDCG@10 at least twice BPR's (measured: 0.558 vs 0.128, loo, seed 42)."""
     parts = split(sample_dataset, "loo")
     hybrid, t1 = _fit("hybrid", parts.train, parts.valid, **WARM_PARAMS)
     bpr, t2 = _fit("bpr", parts.train, parts.valid, **BPR_PARAMS)
@@ -96,7 +97,7 @@ def test_warm_items_at_least_as_good_as_bpr(text_home, sample_dataset):
         f"warm NDCG@10: hybrid {ndcg:.4f}, bpr {ndcg_bpr:.4f} "
         f"(fit wall/cpu s: {t1[0]:.0f}/{t1[1]:.0f}, {t2[0]:.0f}/{t2[1]:.0f})"
     )
-    assert ndcg >= ndcg_bpr
+    assert ndcg >= 2 * ndcg_bpr
 
 
 def test_save_load_needs_no_language_model(text_home, sample_dataset, tmp_path, monkeypatch):
