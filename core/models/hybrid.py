@@ -23,10 +23,13 @@ with training interactions serve as negatives (an unseen item is new, not dislik
 
 Score = user vector . item vector + a text-match term: a learnt weight times the highest
 cosine between the candidate's text and the texts of the user's recent items (see
-`_text_match`): a single user vector cannot say "like one of my recent items", which is
-what finds a cold item (measurements: bench/RESULTS.md, "Hybrid"). `item_embeddings()` are
-the item-tower outputs, so a Faiss index over them retrieves candidates by the two-tower
-part alone.
+`TwoTowers.text_match`): a single user vector cannot say "like one of my recent items",
+which is what finds a cold item (measurements: bench/RESULTS.md, "Hybrid").
+`item_embeddings()` are the item-tower outputs, so a Faiss index over them retrieves
+candidates by the two-tower part alone.
+
+Files: the network is core/models/_two_towers.py; how the model explains a score (masked
+histories and attributes scored through the towers) is core/models/_hybrid_explain.py.
 
 Defaults: dim 64, the 20 most recent items, id dropout 0.5 (half the id rows dropped, so
 the features learn to score alone), dropout 0.1, lr 2e-3, patience 5.
@@ -41,29 +44,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.data import schema as S
 from core.data.dataset import Interactions
 from core.errors import ParameterError
 from core.models._features import (
     categorical_codes,
-    categorical_columns,
     history_index,
-    history_scenarios,
-    pair_scenarios,
     reduce_text,
     text_matrix,
 )
+from core.models._hybrid_explain import TwoTowerExplanations
 from core.models._neural import LOOP_HELP, NeuralRecommender
+from core.models._two_towers import TwoTowers
 from core.models.base import check_non_negative, check_positive
 from core.train import SOFTMAX_LOSSES, sampled_softmax, sampled_softmax_loss
 
 _MATCH_CELLS = 1 << 25  # (user, history item, candidate) cells per block when scoring
 _FEATURES = ("item_cats", "item_card", "user_cats", "user_card", "id_known", "text")
-#: the value an explanation puts in place of a masked attribute or text
-MISSING = "unknown"
 
 
-class HybridTwoTower(NeuralRecommender):
+class HybridTwoTower(TwoTowerExplanations, NeuralRecommender):
     """Two towers scored by a dot product; cold items are scored from text and attributes."""
 
     name: ClassVar[str] = "hybrid"
@@ -167,7 +166,7 @@ class HybridTwoTower(NeuralRecommender):
 
     def _build_net(self) -> nn.Module:
         text_dim = 0 if self.text_ is None else int(self.text_.shape[1])
-        return _TwoTowers(
+        return TwoTowers(
             self.n_items_,
             int(self.dim),
             int(self.max_len),
@@ -303,135 +302,10 @@ class HybridTwoTower(NeuralRecommender):
         items: torch.Tensor | None = None,
         texts: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """How closely each candidate's text matches the user's most similar recent item.
-
-        hist (B, L) item codes (pad = n_items), items (C,) or None for all -> (B, C): a learnt
-        positive weight times max_j cos(text_j, text_item), 0 without history or text. A
-        single user vector cannot express "like one of the items I had" (a max over the
-        history), which is what finds the next episode of a series nobody has watched yet.
-        `texts` (B, C, k) replaces the candidates' texts per row (explanations mask them).
-        """
+        """The text-match term (B, C) of `TwoTowers.text_match`; 0 without item text."""
         if self.text_ is None:
             return torch.zeros((), device=self.device)
-        if texts is None:
-            texts = self.text_ if items is None else self.text_[items]  # (C, k)
-        real = hist < self.n_items_  # (B, L)
-        hist_text = self.text_[hist.clamp(max=self.n_items_ - 1)]  # (B, L, k)
-        sims = hist_text @ texts.transpose(-1, -2)  # (B, L, C)
-        sims = sims.masked_fill(~real[..., None], -1.0).amax(dim=1)  # (B, C)
-        sims = torch.where(real.any(1, keepdim=True), sims, torch.zeros_like(sims))
-        return F.softplus(self.net_.match_weight) * sims
-
-    # -- explanations (ExplainsHistory, ExplainsContext in core/protocols.py) -----------
-    def explain_context(self, user_code: int, item_code: int) -> list[tuple]:
-        """The user's and the item's attributes and the item's text, as SHAP features.
-
-        Masked, an attribute becomes "missing" (code 0, as for a row without it) and the
-        text becomes a zero vector (no text term, no text match).
-        """
-        out = []
-        if getattr(self, "_known", None) is None:
-            return out  # no history set: nothing to read attributes from
-        for kind, code, names, codes in self._attribute_columns(user_code, item_code):
-            table = getattr(self._known.dataset, f"{kind}s")
-            for j, name in enumerate(names):
-                if int(codes[j]):  # a missing value has nothing to explain
-                    out.append((f"{kind}:{name}", str(table[name].iloc[code]), MISSING, kind))
-        if self.text_ is not None and self._known.dataset is not None:
-            title = self._known.dataset.item_titles()[int(item_code)]
-            out.append(("item:text", f'"{title}"', MISSING, "item"))
-        return out
-
-    def score_histories(
-        self,
-        histories: list[np.ndarray],
-        item_codes: Any,
-        user_code: int,
-        context: list[dict] | None = None,
-    ) -> np.ndarray:
-        """Scores (N, m) of `item_codes` if the user's history were each list (time order).
-
-        Each masked history goes through the user tower as the model reads a history (its
-        last `max_len` items, each with the scenario it happened in); `context` (one dict
-        per history, from `explain_context`) masks attributes and the item's text. The full
-        history with every context feature present gives exactly `score`.
-        """
-        self._check_fitted()
-        items = self._items_or_all(item_codes)
-        if items is None:
-            items = torch.arange(self.n_items_, device=self.device)
-        seqs, scen = self._masked_sequences(histories, int(user_code))  # (N, L) each
-        n, m = len(histories), len(items)
-        user_cats = self.user_cats_[int(user_code)].expand(n, -1).clone()  # (N, G)
-        item_cats = self.item_cats_[items].expand(n, -1, -1).clone()  # (N, m, F)
-        texts = None if self.text_ is None else self.text_[items].expand(n, -1, -1).clone()
-        if context is not None:
-            self._mask_context(context, int(user_code), int(items[0]), user_cats, item_cats, texts)
-        table = self._item_table()
-        out = []
-        with torch.inference_mode():
-            for lo in range(0, n, 256):
-                part = slice(lo, lo + 256)
-                u = self.net_.user_vector(table, seqs[part], scen[part], user_cats[part])
-                b = len(u)
-                trust = self.id_known_[items][:, None].repeat(b, 1)  # (b*m, 1)
-                text = None if texts is None else texts[part].reshape(b * m, -1).float()
-                vecs = self.net_.item_vector(
-                    items.repeat(b), trust, item_cats[part].reshape(b * m, -1), text
-                ).reshape(b, m, -1)  # (b, m, d)
-                score = torch.einsum("bd,bmd->bm", u, vecs)
-                if texts is not None:
-                    score = score + self._text_match(seqs[part], texts=texts[part])
-                out.append(score)
-        return torch.cat(out).double().cpu().numpy()
-
-    def _masked_sequences(self, histories: list[np.ndarray], user: int):
-        """Item and scenario sequences (N, L) of each history's last `max_len` items."""
-        length, pad = int(self.max_len), self.n_items_
-        if self._pairs is None:
-            frame = self._known.ordered
-            self._pairs = pair_scenarios(
-                frame[S.USER].to_numpy(),
-                frame[S.ITEM].to_numpy(),
-                self._known.ordered_scenarios,
-                self.n_users_,
-                self.n_items_,
-            )
-        tails = [np.asarray(h, dtype=np.int64)[-length:] for h in histories]
-        tail_scen = history_scenarios(self._pairs, user, tails, self.n_scen_)
-        seqs = np.full((len(histories), length), pad, dtype=np.int64)
-        scen = np.full((len(histories), length), self.n_scen_, dtype=np.int64)
-        for row, (tail, codes) in enumerate(zip(tails, tail_scen, strict=True)):
-            if len(tail):
-                seqs[row, length - len(tail) :] = tail
-                scen[row, length - len(tail) :] = codes
-        dev = self.device
-        return torch.from_numpy(seqs).to(dev), torch.from_numpy(scen).to(dev)
-
-    def _attribute_columns(self, user: int, item: int):
-        """(kind, code, column names, attribute codes) for the user and the item."""
-        ds = self._known.dataset
-        if ds is None:
-            return []
-        return [
-            ("user", user, categorical_columns(ds.users, self.n_users_), self.user_cats_[user]),
-            ("item", item, categorical_columns(ds.items, self.n_items_), self.item_cats_[item]),
-        ]
-
-    def _mask_context(self, context, user, item, user_cats, item_cats, texts) -> None:
-        """Zero, row by row, the attribute codes and texts that `context` marks as masked."""
-        present = {name: value for name, value, *_ in self.explain_context(user, item)}
-        for kind, _, names, _ in self._attribute_columns(user, item):
-            target = user_cats if kind == "user" else item_cats
-            for j, name in enumerate(names):
-                key = f"{kind}:{name}"
-                if key not in present:
-                    continue
-                off = torch.tensor([c.get(key) != present[key] for c in context])
-                target[off.to(target.device), ..., j] = 0
-        if texts is not None and "item:text" in present:
-            off = torch.tensor([c.get("item:text") != present["item:text"] for c in context])
-            texts[off.to(texts.device)] = 0.0
+        return self.net_.text_match(self.text_, hist, items, texts)
 
     def item_embeddings(self) -> np.ndarray:
         """Item-tower outputs (n_items, d): what Faiss indexes and the map projects."""
@@ -454,91 +328,3 @@ class HybridTwoTower(NeuralRecommender):
         self.n_scen_ = int(state["n_scen"])
         self.seqs_, self.seq_scen_ = state["seqs"], state["seq_scen"]
         super()._set_state(state)
-
-
-class _TwoTowers(nn.Module):
-    """The two towers; vectors are mixed by small MLPs and compared by a dot product."""
-
-    def __init__(
-        self,
-        n_items: int,
-        dim: int,
-        max_len: int,
-        item_card: list[int],
-        user_card: list[int],
-        text_dim: int,
-        n_scen: int,
-        p: float,
-    ) -> None:
-        super().__init__()
-        self.ids = nn.Embedding(n_items, dim)
-        nn.init.normal_(self.ids.weight, std=dim**-0.5)
-        self.item_fields = _Fields(item_card, dim)
-        # a linear map keeps the language model's geometry: texts that read alike stay close,
-        # so an unseen item lands near the items it resembles (an MLP here memorised items)
-        self.text = nn.Linear(text_dim, dim) if text_dim else None
-        self.match_weight = nn.Parameter(torch.tensor(5.0))  # softplus(5) ~ 5 logits per cos
-        self.item_mix = _mlp((2 if item_card else 1) * dim, dim, p)
-        self.positions = nn.Parameter(torch.randn(max_len, dim) * dim**-0.5)
-        self.scenarios = nn.Embedding(n_scen + 1, dim, padding_idx=n_scen)
-        self.query = nn.Parameter(torch.randn(dim) * dim**-0.5)
-        self.user_fields = _Fields(user_card, dim)
-        self.user_mix = _mlp((3 if user_card else 2) * dim, dim, p)
-
-    def item_vector(
-        self,
-        codes: torch.Tensor,
-        trust: torch.Tensor,
-        cats: torch.Tensor,
-        text: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """Codes (N,), trust (N, 1) bool, cats (N, F), text (N, T) -> item vectors (N, d)."""
-        parts = [self.ids(codes) * trust]  # untrusted ids contribute nothing
-        if self.item_fields.size:
-            parts.append(self.item_fields(cats))
-        out = self.item_mix(torch.cat(parts, dim=-1))  # (N, d)
-        if self.text is not None and text is not None:
-            # added after the mix, not mixed with the id: the text term stays a linear
-            # function of the text, which carries over to items never seen in training
-            out = out + self.text(text)
-        return out
-
-    def user_vector(
-        self,
-        table: torch.Tensor,
-        hist: torch.Tensor,
-        scen: torch.Tensor,
-        cats: torch.Tensor,
-    ) -> torch.Tensor:
-        """Item table rows (R, d), history rows (B, L) (zero row = pad), scenarios (B, L),
-        user attribute codes (B, G) -> user vectors (B, d)."""
-        real = hist != table.shape[0] - 1  # (B, L)
-        items = table[hist]  # (B, L, d)
-        h = items + (self.positions + self.scenarios(scen)) * real[..., None]  # (B, L, d)
-        att = (h @ self.query) / h.shape[-1] ** 0.5  # (B, L)
-        att = att.masked_fill(~real, float("-inf"))
-        weights = torch.softmax(att, dim=1).nan_to_num(0.0)  # empty history -> zeros
-        pooled = (weights[..., None] * h).sum(1)  # (B, d)
-        parts = [pooled, items[:, -1]]  # newest item last (left padding)
-        if self.user_fields.size:
-            parts.append(self.user_fields(cats))
-        return self.user_mix(torch.cat(parts, dim=-1))
-
-
-class _Fields(nn.Module):
-    """Sum of one embedding per categorical column; code 0 of each column means missing."""
-
-    def __init__(self, cards: list[int], dim: int) -> None:
-        super().__init__()
-        self.size = len(cards)
-        offsets = np.r_[0, np.cumsum(cards)[:-1]] if cards else np.zeros(0)
-        self.register_buffer("offsets", torch.as_tensor(offsets, dtype=torch.long))
-        self.table = nn.Embedding(max(1, int(sum(cards))), dim)
-        nn.init.normal_(self.table.weight, std=dim**-0.5)
-
-    def forward(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.table(codes + self.offsets).sum(-2)  # (N, F) -> (N, d)
-
-
-def _mlp(inp: int, dim: int, p: float) -> nn.Module:
-    return nn.Sequential(nn.Linear(inp, dim), nn.GELU(), nn.Dropout(p), nn.Linear(dim, dim))

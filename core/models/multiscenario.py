@@ -32,6 +32,9 @@ noise). With probability `scenario_dropout` an example hides the user's whole hi
 its own scenario, as for a user new to it, so the model learns to recommend from the other
 scenarios. Softmax cross-entropy over the whole catalogue (sampled above `SAMPLED_ITEMS`).
 Without a scenario column the model is a single-scenario model (one scenario, code 0).
+
+Files: the network is core/models/_scenario_net.py; how the model explains a score (masked
+histories and the request scenario) is core/models/_scenario_explain.py.
 """
 
 from __future__ import annotations
@@ -49,19 +52,16 @@ from torch import nn
 from core.data import schema as S
 from core.data.dataset import Interactions
 from core.errors import ParameterError
-from core.models._features import history_scenarios, pair_scenarios
-from core.models._foldin import history_matrix
 from core.models._neural import LOOP_HELP, NeuralRecommender
+from core.models._scenario_explain import ScenarioExplanations
 from core.models._scenario_net import ScenarioNet
 from core.models.base import as_codes, check_non_negative, check_positive
 
 TOPOLOGIES = ("star", "mmoe")
-#: the value an explanation puts in place of a masked request scenario
-ANY_SCENARIO = "any scenario"
 SAMPLED_ITEMS = 50_000  # above this catalogue size the loss samples shared negatives
 
 
-class MultiScenario(NeuralRecommender):
+class MultiScenario(ScenarioExplanations, NeuralRecommender):
     """Scenario-aware recommender over a pooled cross-scenario history (STAR or MMoE)."""
 
     name: ClassVar[str] = "multiscenario"
@@ -291,81 +291,6 @@ class MultiScenario(NeuralRecommender):
             prev_same = self.ctx_last_s_[users, scen]  # (B,)
             query = net.query(bag, interest, prev_same, scen)  # (B, d)
             return net.logits(query, interest, scen, items)  # (B, n_items) or (B, I)
-
-    # -- explanations (ExplainsHistory, ExplainsContext in core/protocols.py) -----------
-    def explain_context(self, user_code: int, item_code: int) -> list[tuple]:
-        """The request's scenario (the user's most recent one), when there are several.
-
-        Masked, the scenario is unknown: the score is the mean of the item's scores over
-        every scenario (with the history's last item in each), a uniform expectation.
-        """
-        self._context()
-        if self.n_scenarios_ < 2:
-            return []
-        code = int(self.ctx_recent_[int(user_code)])
-        return [("scenario", self._scenario_name(code), ANY_SCENARIO, "scenario")]
-
-    def score_histories(
-        self,
-        histories: list[np.ndarray],
-        item_codes: Any,
-        user_code: int,
-        context: list[dict] | None = None,
-    ) -> np.ndarray:
-        """Scores (N, m) of `item_codes` if the user's history were each list (time order).
-
-        The pooled history mean, the interest factors and the last item in each scenario
-        are re-read from the masked history; the request scenario stays the user's most
-        recent one unless `context` masks it (then: the mean over scenarios). The full
-        history with the scenario present gives exactly `score`.
-        """
-        self._check_fitted()
-        self._context()
-        net, pad, n_sc = self.net_, self.n_items_, self.n_scenarios_
-        items = self._items_or_all(item_codes)
-        union, x = history_matrix(histories, self.device, torch.float32)  # (U,), (N, U)
-        denom = x.sum(1, keepdim=True).clamp(min=1)  # distinct items, as the mean csr
-        prev = np.full((len(histories), n_sc), pad, dtype=np.int64)  # last item per scenario
-        scens = history_scenarios(self._pair_lookup(), int(user_code), histories, 0)
-        for row, (history, codes) in enumerate(zip(histories, scens, strict=True)):
-            prev[row, codes] = history  # in time order: the last write wins
-        prev_t = torch.from_numpy(prev).to(self.device)
-        present = int(self.ctx_recent_[int(user_code)])
-        name = self._scenario_name(present)
-        masked = torch.tensor([c.get("scenario") != name for c in (context or [])], dtype=bool)
-        wanted = range(n_sc) if bool(masked.any()) else [present]
-        with torch.inference_mode():
-            bag = x @ net.bag.weight[union] / denom  # (N, d)
-            interest = x @ net.interest[union] / denom  # (N, k)
-            per = {}
-            for s in wanted:
-                scen = torch.full((len(histories),), s, device=self.device)
-                query = net.query(bag, interest, prev_t[:, s], scen)
-                per[s] = net.logits(query, interest, scen, items)  # (N, m)
-            out = per[present]
-            if bool(masked.any()):
-                mean = torch.stack([per[s] for s in range(n_sc)]).mean(0)
-                out = torch.where(masked.to(self.device)[:, None], mean, out)
-        return out.double().cpu().numpy()
-
-    def _pair_lookup(self):
-        """(user, item) -> scenario of the current history (`_features.pair_scenarios`)."""
-        if self._pairs is None:
-            frame = self._known.ordered
-            scen = np.minimum(self._known.ordered_scenarios, self.n_scenarios_ - 1)
-            self._pairs = pair_scenarios(
-                frame[S.USER].to_numpy(dtype=np.int64),
-                frame[S.ITEM].to_numpy(dtype=np.int64),
-                scen,
-                self._known.n_users,
-                self._known.n_items,
-            )
-        return self._pairs
-
-    def _scenario_name(self, code: int) -> str:
-        ds = getattr(self, "_known", None) and self._known.dataset
-        names = ds.scenarios if ds is not None else None
-        return str(names[code]) if names and code < len(names) else f"scenario {code}"
 
     def score_scenario(self, user_codes: Any, scenario_code: int) -> torch.Tensor:
         """Scores (B, n_items) for every user as if the request came from `scenario_code`."""
