@@ -20,6 +20,7 @@ METRIC_NAMES = {
     "hit": "Hit rate",
     "mrr": "MRR",
     "map": "MAP",
+    "map_trec": "MAP",
     "auc": "AUC",
     "rmse": "RMSE",
     "mae": "MAE",
@@ -31,7 +32,9 @@ METRIC_NAMES = {
     "gini": "Gini",
     "cold_item_recall": "Cold-item recall",
 }
-ACCURACY = ("ndcg", "recall", "precision", "hit", "mrr", "map")
+ACCURACY = ("ndcg", "recall", "precision", "hit", "mrr", "map", "map_trec")
+#: where tools differ, which convention a metric follows (said in its label)
+CONVENTIONS = {"map": "÷min(|T|,k), RecBole", "map_trec": "÷|T|, trec_eval"}
 BEYOND = ("coverage", "novelty", "diversity", "avg_pop", "tail_share", "gini")
 #: metrics where a lower value is the better one
 LOWER_IS_BETTER = ("rmse", "mae")
@@ -41,10 +44,12 @@ BASELINE_MODEL = "pop"
 
 
 def metric_label(name: str) -> str:
-    """'ndcg@10' -> 'NDCG@10'; unknown names are returned unchanged."""
+    """'ndcg@10' -> 'NDCG@10', 'map@10' -> 'MAP@10 (÷min(|T|,k), RecBole)'; unknown names
+    are returned unchanged."""
     family, _, k = str(name).partition("@")
     readable = METRIC_NAMES.get(family, family)
-    return f"{readable}@{k}" if k else readable
+    label = f"{readable}@{k}" if k else readable
+    return f"{label} ({CONVENTIONS[family]})" if family in CONVENTIONS else label
 
 
 def run_labels(records: Sequence[Mapping]) -> dict[str, str]:
@@ -113,14 +118,18 @@ def paired_sentence(row: Mapping, run: str, baseline: str, confidence: float = 0
     """One plain sentence for a `core.eval.compare.paired_table` row.
 
     "ease is better than pop for NDCG@10 by 0.12 (95% CI 0.10–0.14, p < 0.001)." when the
-    Wilcoxon test is significant, else that the difference is not clear.
+    Wilcoxon test is significant, else that the difference is not clear. A row with a
+    `p_holm` column quotes that Holm-adjusted p-value, and says so when the table held
+    several comparisons (`n_compared` > 1; with one, Holm's p is the test's own).
     """
     metric = metric_label(row["metric"])
     diff, low, high = float(row["mean_diff"]), float(row["ci_low"]), float(row["ci_high"])
     digits = _digits(diff, low, high)
     dash = "–" if low >= 0 else " to "  # "0.10–0.14", but "-0.02 to 0.01"
     ci = f"{int(round(confidence * 100))}% CI {low:.{digits}f}{dash}{high:.{digits}f}"
-    stats = f"({ci}, {format_p(float(row['p_value']))}, {int(row['n_users']):,} users)"
+    p = format_p(float(row["p_holm"] if "p_holm" in row else row["p_value"]))
+    p = f"Holm-adjusted {p}" if int(row.get("n_compared", 1)) > 1 else p
+    stats = f"({ci}, {p}, {int(row['n_users']):,} users)"
     if not bool(row["significant"]) or diff == 0:
         return (
             f"{run} and {baseline} are not clearly different for {metric}: the difference is "

@@ -82,7 +82,9 @@ def _paired_section(home, records: list, labels: dict, k: int) -> tuple[str, str
     st.subheader("Is the difference real?")
     st.caption(
         "Each user's metric under one run minus the same user's under the baseline: the mean "
-        "difference, a 95% bootstrap confidence interval and a Wilcoxon signed-rank test."
+        "difference, a 95% bootstrap confidence interval and a Wilcoxon signed-rank test. "
+        "Every run is tested against the same baseline, so the p-values are Holm-corrected "
+        "for the number of runs compared (the table also shows each test's own p_value)."
     )
     chosen = [r["run_id"] for r in records]
     left, right = st.columns(2)

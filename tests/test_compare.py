@@ -4,12 +4,15 @@ paired test on real runs of the sample data."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from core.errors import RecScopeError
 from core.eval import compare as C
 from core.runs.pipeline import new_run, train_run
 from core.runs.store import RunStore
+from core.storage import write_parquet
+from dashboard import views as V
 from tests.helpers import fake_run
 
 
@@ -97,3 +100,41 @@ def test_paired_test_finds_ease_better_than_pop_on_sample_data(home, sample_data
     allrow = seg[seg.segment_kind == "all"].iloc[0]
     assert allrow[ease] > allrow[pop]
     assert np.isfinite(seg[ease]).all()
+
+
+def test_paired_table_holm_corrects_several_runs_against_one_baseline(home):
+    """Issue 10, item 2b: three runs against one baseline, p-values Holm-adjusted."""
+    store = RunStore(home)
+    users = list(range(40))
+    base = fake_run(store, "pop", {"ndcg@10": 0.1}, {u: [1] for u in users})
+    noise = np.random.default_rng(1).normal(0, 0.1, len(users))  # the same for every run
+    # Wilcoxon alone: clear p ~ 1e-11, weak p ~ 0.029, none p ~ 0.70; Holm doubles weak's
+    shifts = {"clear": 0.2, "weak": 0.027, "none": 0.0}
+    runs = {}
+    for name, shift in shifts.items():
+        runs[name] = fake_run(store, name, {"ndcg@10": 0.1}, {u: [1] for u in users})
+        per_user = pd.read_parquet(store.folder(runs[name]) / "per_user.parquet")
+        per_user["ndcg@10"] = 0.1 + shift + noise
+        write_parquet(store.folder(runs[name]) / "per_user.parquet", per_user)
+    table = C.paired_table(store, list(runs.values()), "ndcg@10", baseline_run=base)
+    assert table["p_holm"].tolist() == pytest.approx(C.holm(table["p_value"]).tolist())
+    assert (table["p_holm"] >= table["p_value"]).all()
+    assert table["significant"].tolist() == (table["p_holm"] < 0.05).tolist()
+    by_name = table.set_index("model")
+    # the weak shift passes alone (p < 0.05) but not once corrected for three tests
+    assert by_name.loc["weak", "p_value"] < 0.05 <= by_name.loc["weak", "p_holm"]
+    assert bool(by_name.loc["clear", "significant"]) and not bool(
+        by_name.loc["weak", "significant"]
+    )
+    # the page's sentence quotes the corrected p-value
+    row = by_name.reset_index().iloc[list(by_name.index).index("weak")].to_dict()
+    sentence = V.paired_sentence(row, "weak", "pop")
+    assert sentence.startswith("weak and pop are not clearly different")
+    assert f"Holm-adjusted {V.format_p(row['p_holm'])}" in sentence
+
+
+def test_both_map_forms_are_labelled_with_their_convention():
+    """Issue 10, item 2b: MAP@k is shown as RecBole computes it, the trec_eval form beside."""
+    assert V.metric_label("map@10") == "MAP@10 (÷min(|T|,k), RecBole)"
+    assert V.metric_label("map_trec@10") == "MAP@10 (÷|T|, trec_eval)"
+    assert V.ACCURACY.index("map_trec") == V.ACCURACY.index("map") + 1

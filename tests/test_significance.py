@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from core.errors import ParameterError
-from core.eval.significance import bootstrap_mean_ci, compare_per_user, paired_compare
+from core.eval.significance import bootstrap_mean_ci, compare_per_user, holm, paired_compare
 
 
 def test_identical_inputs_give_zero_difference_and_p_one():
@@ -75,3 +75,21 @@ def test_bootstrap_mean_ci_covers_mean_and_is_seeded():
     assert all(np.isnan(bootstrap_mean_ci([])))
     with pytest.raises(ParameterError, match="confidence"):
         bootstrap_mean_ci(values, confidence=95)
+
+
+def test_holm_hand_values():
+    # sorted 0.01, 0.02, 0.03, 0.5 (m = 4): 4 * 0.01 = 0.04; 3 * 0.02 = 0.06;
+    # 2 * 0.03 = 0.06; 1 * 0.5 = 0.5; running maximum keeps them monotone
+    adjusted = holm([0.03, 0.5, 0.01, 0.02])
+    np.testing.assert_allclose(adjusted, [0.06, 0.5, 0.04, 0.06])
+    # the running maximum matters: sorted 0.001, 0.02, 0.025 scale to 0.003, 0.04, 0.025,
+    # and the last may not fall below the one before -> 0.04
+    np.testing.assert_allclose(holm([0.02, 0.025, 0.001]), [0.04, 0.04, 0.003])
+    # capped at 1; NaN stays NaN and does not count in m; one test is unchanged
+    # (m = 2: 2 * 0.55 = 1.1 -> 1; 0.6 rises to the running maximum 1)
+    np.testing.assert_allclose(holm([0.6, np.nan, 0.55]), [1.0, np.nan, 1.0])
+    np.testing.assert_allclose(holm([0.6, np.nan, 0.4]), [0.8, np.nan, 0.8])
+    assert holm([0.03]).tolist() == [0.03] and holm([]).size == 0
+    # never below the unadjusted p, never above Bonferroni
+    p = np.random.default_rng(3).random(12) ** 3
+    assert (holm(p) >= p).all() and (holm(p) <= np.minimum(1, 12 * p) + 1e-15).all()

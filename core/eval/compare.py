@@ -14,7 +14,7 @@ import pandas as pd
 
 from core.data import schema as S
 from core.errors import ParameterError, RecScopeError
-from core.eval.significance import compare_per_user
+from core.eval.significance import compare_per_user, holm
 
 #: metrics with no cut-off that the leaderboard shows beside the @k ones
 PLAIN_METRICS = ("auc", "rmse", "mae")
@@ -117,7 +117,10 @@ def paired_table(
     """Each run against `baseline_run` on the same users: bootstrap CI + Wilcoxon p-value.
 
     Rows: run_id, model, baseline, metric, mean_baseline, mean_run, mean_diff (run − baseline),
-    ci_low, ci_high, p_value, significant, n_users. `options` go to `compare_per_user`.
+    ci_low, ci_high, p_value (one test's), p_holm (Holm-adjusted over the table's rows, since
+    every row tests against the same baseline), significant (p_holm < 1 − confidence),
+    n_users, n_compared (the table's number of rows, Holm's m). `options` go to
+    `compare_per_user`. The confidence intervals are not adjusted.
     """
     ids = list(dict.fromkeys([baseline_run, *run_ids]))
     records = {r["run_id"]: r for r in load_records(store, ids)}
@@ -138,13 +141,17 @@ def paired_table(
                 "ci_low": result["ci_low"],
                 "ci_high": result["ci_high"],
                 "p_value": result["p_value"],
-                "significant": result["significant"],
                 "n_users": result["n_users"],
             }
         )
     columns = ["run_id", "model", "baseline", "metric", "mean_baseline", "mean_run"]
-    columns += ["mean_diff", "ci_low", "ci_high", "p_value", "significant", "n_users"]
-    return pd.DataFrame(rows, columns=columns)
+    columns += ["mean_diff", "ci_low", "ci_high", "p_value", "p_holm", "significant", "n_users"]
+    table = pd.DataFrame(rows, columns=columns)
+    table["n_compared"] = len(table)
+    table["p_holm"] = holm(table["p_value"].to_numpy(dtype=np.float64))
+    alpha = 1.0 - float(options.get("confidence", 0.95))
+    table["significant"] = (table["p_holm"] < alpha).astype(bool)
+    return table
 
 
 def overlap(store, run_ids: Sequence[str], k: int = 10) -> pd.DataFrame:

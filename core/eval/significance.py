@@ -2,7 +2,8 @@
 
 Both models must have been evaluated on the same split; per-user values are aligned by
 user_code (inner join), so each user contributes one difference b - a; mean_diff > 0
-means model B scores higher on that metric.
+means model B scores higher on that metric. Several comparisons against one baseline are
+corrected for multiplicity with `holm` (Holm 1979, step-down Bonferroni).
 """
 
 from __future__ import annotations
@@ -85,6 +86,24 @@ def paired_compare(
         "n_users": n,
         "significant": bool(p_value < 1.0 - confidence),
     }
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm-adjusted p-values of m tests, in the order given.
+
+    Sort ascending p_(1) <= ... <= p_(m); adjusted p_(i) = max over j <= i of
+    min(1, (m - j + 1) p_(j)). Rejecting where adjusted p < alpha keeps the family-wise
+    error rate at alpha for any dependence between the tests. NaN p-values stay NaN and do
+    not count in m; one test is returned unchanged.
+    """
+    p = np.asarray(p_values, dtype=np.float64).reshape(-1)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m = len(order)
+    scaled = (m - np.arange(m)) * p[order]  # (m - j + 1) p_(j) for j = 1..m
+    out[order] = np.minimum(1.0, np.maximum.accumulate(scaled))
+    return out
 
 
 def compare_per_user(
