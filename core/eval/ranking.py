@@ -10,7 +10,14 @@ Tie rule. Items with equal scores are ordered by a pseudo-random key fixed per
 - equal scores are not ordered by item code, so a user whose scores are all equal (no known
   history under a temporal split) gets a random list, not the lowest codes in order — which
   would follow the file's row order and make the metrics depend on it;
-- the same seed gives the same lists on every call, device and batch size.
+- the same seed gives the same lists on every call, device and batch size. Callers pass the
+  run's seed (the split's), so the evaluator, `recommend` and recs.parquet agree.
+
+What it cannot promise: the key is a function of the codes, and codes follow the ids' first
+appearance in the file. The same data in another row order therefore draws another (equally
+random) order among equal scores: metrics of a model without ties do not move, those of a
+model with ties (popularity, users with no history) agree in expectation, not bit for bit.
+No deterministic rule can do better, since equal-scored items differ only by code or name.
 
 How: a float32 score maps to an int32 that sorts the same way (the IEEE-754 sign trick); it
 fills the high 32 bits of an int64 whose low 31 bits are the tie key, and one `torch.topk`
