@@ -1,0 +1,121 @@
+"""The options of every `recscope` command (argparse), each bound to its handler."""
+
+from __future__ import annotations
+
+import argparse
+
+from core.cli.commands import (
+    cmd_datasets,
+    cmd_evaluate,
+    cmd_explain,
+    cmd_ingest,
+    cmd_ingest_sample,
+    cmd_recommend,
+    cmd_runs,
+    cmd_scenarios_leaderboard,
+    cmd_similar,
+    cmd_train,
+    cmd_transfer,
+)
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DESCRIPTION = (
+    "`recscope …`: the dashboard's twin. With --json every command prints one JSON document."
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from core.data.ingest.ingest import FORMATS
+    from core.data.split import METHODS
+    from core.models import _REGISTRY
+    from core.runs.store import KINDS
+
+    parser = argparse.ArgumentParser(prog="recscope", description=DESCRIPTION)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, handler, help_text: str, under=sub) -> argparse.ArgumentParser:
+        p = under.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--json", action="store_true", help="print one JSON document")
+        p.set_defaults(handler=handler)
+        return p
+
+    p = command("ingest", cmd_ingest, "Read an interaction file into a named dataset.")
+    p.add_argument("path")
+    p.add_argument("--items", help="item table (title, text, category, attributes)")
+    p.add_argument("--users", help="user table (attributes)")
+    p.add_argument("--name", help="dataset name (default: from the file name)")
+    p.add_argument("--format", default="auto", choices=FORMATS)
+    for field in ("user", "item", "rating", "time", "scenario"):
+        p.add_argument(f"--{field}-col", help=f"column holding the {field}")
+    p.add_argument("--min-rating", type=float, help="keep ratings >= X as positives")
+
+    p = command("ingest-sample", cmd_ingest_sample, "Ingest the shipped sample data as 'sample'.")
+    p.add_argument("--force", action="store_true", help="re-ingest even if present")
+
+    command("datasets", cmd_datasets, "List the datasets in the workspace.")
+
+    p = command("train", cmd_train, "Train a model on a dataset and evaluate it.")
+    p.add_argument("--dataset")
+    p.add_argument("--model", choices=list(_REGISTRY))
+    p.add_argument("--split", default="loo", choices=METHODS)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--run-id", help="train an already created (queued) run")
+
+    p = command("evaluate", cmd_evaluate, "Evaluate a finished run on its test split.")
+    p.add_argument("run_id")
+    p.add_argument("--k", type=int, action="append")
+    p.add_argument("--device", default=None)
+
+    p = command("recommend", cmd_recommend, "Top-k recommendations of a run for one user.")
+    p.add_argument("run_id")
+    p.add_argument("--user", required=True, help="user id as in the uploaded file")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--device", default=None)
+
+    p = command("explain", cmd_explain, "Why a run scores an item for a user (SHAP values).")
+    p.add_argument("run_id")
+    p.add_argument("--user", required=True, help="user id as in the uploaded file")
+    p.add_argument("--item", required=True, help="item id as in the uploaded file")
+
+    p = command("similar", cmd_similar, "Nearest neighbours of an item under a run (Faiss).")
+    p.add_argument("run_id")
+    p.add_argument("--item", required=True, help="item id as in the uploaded file")
+    p.add_argument("-k", type=int, default=10)
+
+    p = command(
+        "transfer", cmd_transfer, "Cross-scenario transfer: lift over target-only vs history m."
+    )
+    p.add_argument("--dataset", default="sample")
+    p.add_argument("--source", help="scenario the users are active in")
+    p.add_argument("--target", help="scenario where they are cold")
+    p.add_argument("--m", type=int, action="append", help="target interactions kept (repeat)")
+    p.add_argument("--max-users", type=int, default=500)
+    p.add_argument("--no-hybrid", action="store_true", help="leave the text model out")
+    _job_options(p)
+
+    group = sub.add_parser("scenarios", help="Scenario analyses (see its subcommands).")
+    scenarios = group.add_subparsers(dest="scenarios_command", required=True)
+    what = "Per-scenario leaderboard: one model per scenario, pooled, multiscenario."
+    p = command("leaderboard", cmd_scenarios_leaderboard, what, under=scenarios)
+    p.add_argument("--dataset")
+    p.add_argument("--base", default="ease", choices=list(_REGISTRY), help="reference model")
+    p.add_argument("--catalogue", default="scenario", choices=("scenario", "all"))
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--base-param", action="append", default=[], metavar="KEY=VALUE")
+    _job_options(p)
+
+    p = command("runs", cmd_runs, "List runs and jobs (every kind unless --kind), newest first.")
+    p.add_argument("--dataset")
+    p.add_argument("--kind", choices=KINDS, help="only jobs of this kind")
+    return parser
+
+
+def _job_options(p: argparse.ArgumentParser) -> None:
+    """Options every scenario job takes (the multiscenario model's seed, epochs, device)."""
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--epochs", type=int, help="epochs of the multiscenario model")
+    p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument("--run-id", help="run an already created (queued) job of this kind")
