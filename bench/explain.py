@@ -83,7 +83,7 @@ def _measure(name, device, dataset, parts, users, args) -> dict:
     fit_s = time.perf_counter() - start
     model.set_history(parts.known_for("test"))
     loaded = LoadedRun({"run_id": None, "model": name}, dataset, parts, model)
-    top, _ = model.recommend(users, 1)
+    top, _ = model.recommend(users, 1, seed=parts.seed)
     times, methods, features, gaps = [], set(), [], []
     for user, item in zip(users, top[:, 0], strict=True):
         start = time.perf_counter()

@@ -2,8 +2,8 @@
 
 Each size is ingested in its own child process so that peak memory (ru_maxrss) is per
 size. `*_cpu_s` are CPU seconds of all threads: steadier than wall time on a busy machine.
-Stages: read_validate = core.data.ingest.ingest.load_interactions, build_codes = Dataset.from_frames,
-save = Dataset.save. Prints one JSON document on stdout. Usage:
+Stages: read_validate = core.data.ingest.ingest.load_interactions,
+build_codes = Dataset.from_frames, save = Dataset.save. Prints one JSON document on stdout. Usage:
     .venv/bin/python bench/ingest.py [--sizes 1000000 10000000] [--keep DIR]
 """
 

@@ -80,7 +80,7 @@ def user_segments(home: Path, run_id: str) -> pd.DataFrame:
 
 
 def tradeoff(home: Path, run_id: str, kind: str, k: int, max_users: int) -> pd.DataFrame:
-    """`core.eval.rerank.tradeoff_curve` of a run on its test users (seconds; computed on demand)."""
+    """`core.eval.rerank.tradeoff_curve` of a run on its test users (seconds; on demand)."""
     return _tradeoff(str(home), run_stamp(home, (run_id,)), kind, int(k), int(max_users))
 
 

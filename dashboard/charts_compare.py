@@ -30,7 +30,7 @@ def run_color(labels: Mapping, run_id: str) -> str:
 
 
 def accuracy_bars(board: pd.DataFrame, metrics: Sequence[str], labels: Mapping) -> go.Figure:
-    """Grouped bars: one group per metric, one bar per run (from `core.eval.compare.leaderboard`)."""
+    """Grouped bars: one group per metric, one bar per run (`core.eval.compare.leaderboard`)."""
     bars = {row["run_id"]: [row.get(m, np.nan) for m in metrics] for _, row in board.iterrows()}
     fig = _grouped([metric_label(m) for m in metrics], bars, labels)
     return _layout(fig, title="Accuracy on the test split", x="", y="Value", legend=True)
@@ -105,6 +105,9 @@ def forest(paired: pd.DataFrame, labels: Mapping, baseline: str) -> go.Figure:
     """
     runs = [labels.get(r, r) for r in paired["run_id"]]
     colors = [ACCENT if s else "#999999" for s in paired["significant"]]
+    holm = "p_holm" in paired.columns and len(paired) > 1
+    p_shown = paired["p_holm"] if holm else paired["p_value"]
+    p_label = "Holm-adjusted p" if holm else "p"
     fig = go.Figure(
         go.Scatter(
             x=paired["mean_diff"],
@@ -119,10 +122,11 @@ def forest(paired: pd.DataFrame, labels: Mapping, baseline: str) -> go.Figure:
                 "thickness": 2,
                 "width": 8,
             },
-            customdata=np.column_stack([paired["ci_low"], paired["ci_high"], paired["p_value"]]),
+            # the Holm-adjusted p when the table has it (several runs against one baseline)
+            customdata=np.column_stack([paired["ci_low"], paired["ci_high"], p_shown]),
             hovertemplate=(
                 "%{y}: %{x:+.4f}<br>95% CI %{customdata[0]:.4f} to %{customdata[1]:.4f}"
-                "<br>p = %{customdata[2]:.3g}<extra></extra>"
+                "<br>" + p_label + " = %{customdata[2]:.3g}<extra></extra>"
             ),
         )
     )

@@ -39,10 +39,9 @@ BEYOND = ("coverage", "novelty", "diversity", "avg_pop", "tail_share", "gini")
 #: metrics where a lower value is the better one
 LOWER_IS_BETTER = ("rmse", "mae")
 SEGMENT_KINDS = {"activity": "Activity", "cold_user": "Cold users", "scenario": "Scenario"}
+
+
 #: the default baseline of paired tests (a default pick, not a decision about the model)
-BASELINE_MODEL = "pop"
-
-
 def metric_label(name: str) -> str:
     """'ndcg@10' -> 'NDCG@10', 'map@10' -> 'MAP@10 (÷min(|T|,k), RecBole)'; unknown names
     are returned unchanged."""
@@ -87,10 +86,15 @@ def default_runs(finished: Sequence[Mapping], limit: int) -> list[str]:
 
 
 def default_baseline(records: Sequence[Mapping]) -> str:
-    """The run other runs are tested against by default: the popularity list when one was
-    picked (the bar every model must clear), else the first run."""
-    pop = [r["run_id"] for r in records if r.get("model") == BASELINE_MODEL]
-    return pop[0] if pop else records[0]["run_id"]
+    """The run other runs are tested against by default: the one with the lowest test
+    NDCG@10 (the bar every other model must clear — usually the popularity list), else the
+    first run when none has that metric. Decided by the results, never by a model's name."""
+    scored = [
+        (float(r["metrics"]["test"]["ndcg@10"]), i)
+        for i, r in enumerate(records)
+        if (r.get("metrics") or {}).get("test", {}).get("ndcg@10") is not None
+    ]
+    return records[min(scored)[1]]["run_id"] if scored else records[0]["run_id"]
 
 
 def board_metrics(board_columns, k: int) -> dict[str, list[str]]:

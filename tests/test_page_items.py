@@ -80,7 +80,7 @@ def test_text_only_without_runs(titled_home):
 
 
 def test_run_neighbours_beside_text_neighbours_and_map(titled_home):
-    run_id = _train(titled_home, "titled", "bpr", epochs=40, dim=16, patience=40)
+    run_id = _train(titled_home, "titled", "lightgcn", epochs=40, dim=16, patience=40)
     at = _app().run()
     assert not at.exception
     assert at.selectbox(key="items_source").value == run_id  # a run is preferred to text
@@ -90,7 +90,9 @@ def test_run_neighbours_beside_text_neighbours_and_map(titled_home):
     assert len(run_table) == len(text_table) == 10
     assert text_table["title"].str.startswith("Apple pie").all()
     assert at.subheader[0].value == "Apple pie recipe 5"
-    assert (run_table["category"] == "Food").mean() >= 0.7  # bpr learnt the blocks
+    # lightgcn learns the blocks (0.9-1.0 of the neighbours over seeds 1-4 and 42; BPR's
+    # item vectors gave 0.3-0.8 on this small data, too seed-dependent for a test)
+    assert (run_table["category"] == "Food").mean() >= 0.8
     assert run_table["score"].is_monotonic_decreasing
     assert any(
         "Map of the item vectors of this run" in str(c.proto.spec) for c in at.get("plotly_chart")

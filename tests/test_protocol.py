@@ -247,33 +247,29 @@ def _fit_evaluate(name: str, dataset: Dataset) -> tuple[dict, dict]:
 
 @pytest.mark.parametrize("name", MODELS)
 def test_metrics_do_not_depend_on_row_order_or_item_names(name: str, planted_dataset) -> None:
-    """Shuffled rows over the same catalogue, and renamed items, give the same metrics.
+    """Shuffled rows, and items renamed in a way that keeps their order, give the same results.
 
-    With the catalogue fixed (item and user tables, as an ingest with side files has), the
-    codes are the same whatever the row order, so every model must give the same numbers.
-    Renaming every item keeps the codes (they follow first appearance) and must change
-    nothing either. Both would fail if a split, a model or the ranking read the row order
-    or the names. Closed-form models must agree to 1e-9, item for item. Loop-trained ones
-    are held to their float noise: two fits on the same data already differ by ~1e-6 in
-    score (hybrid), and multiscenario's move by an ulp with the row order, so scores must
-    agree to 1e-5, items wherever scores are further apart, and metrics to one swapped
-    near-tie (5e-3); the code-dependent inits these runs share are what keeps them close.
+    Codes follow the ids in natural order (`core.data.dataset.canonical_order`), not the
+    order rows came in, so the shuffled file gets the same codes — no item or user table
+    needed — and so does a renaming that keeps the ids' order ('i7' -> 'item-007'). Every
+    model must then give the same numbers; this fails if a split, a model or the ranking
+    reads the row order or the names. Closed-form models must agree to 1e-9, item for item.
+    Loop-trained ones are held to their float noise: two fits on the same data already
+    differ by ~1e-6 in score (hybrid), so scores must agree to 1e-5, items wherever scores
+    are further apart, and metrics to one swapped near-tie (5e-3).
     """
     exact = not model_class(name).trains_with_loop
     close = {"rel": 1e-9, "abs": 1e-12} if exact else {"abs": 5e-3}
     score_tol = 1e-6 if exact else 1e-5
     frame = _ids_frame(planted_dataset)
     metrics, lists = _fit_evaluate(name, planted_dataset)
-    shuffled = frame.sample(frac=1.0, random_state=5).reset_index(drop=True)
-    same_codes = Dataset.from_frames(
-        "planted", shuffled, planted_dataset.items, planted_dataset.users
-    )
-    assert not same_codes.interactions["item_code"].equals(
-        planted_dataset.interactions["item_code"]
-    )
-    renamed = frame.assign(item_id="item-" + frame["item_id"].str[1:].str.zfill(3).str[::-1])
+    shuffled = Dataset.from_frames("planted", frame.sample(frac=1.0, random_state=5))
+    assert not shuffled.interactions["item_code"].equals(planted_dataset.interactions["item_code"])
+    assert np.array_equal(shuffled.item_ids, planted_dataset.item_ids)
+    assert np.array_equal(shuffled.user_ids, planted_dataset.user_ids)
+    renamed = frame.assign(item_id="item-" + frame["item_id"].str[1:].str.zfill(3))
     new_name = dict(zip(frame["item_id"], renamed["item_id"], strict=True))
-    for variant, names in ((same_codes, {}), (Dataset.from_frames("planted", renamed), new_name)):
+    for variant, names in ((shuffled, {}), (Dataset.from_frames("planted", renamed), new_name)):
         other, other_lists = _fit_evaluate(name, variant)
         assert other.keys() == metrics.keys()
         for key, value in metrics.items():
@@ -284,7 +280,7 @@ def test_metrics_do_not_depend_on_row_order_or_item_names(name: str, planted_dat
 
 @pytest.mark.parametrize("name", [m for m in MODELS if not model_class(m).trains_with_loop])
 def test_closed_form_lists_survive_new_codes_up_to_ties(name: str, planted_dataset) -> None:
-    """Rows shuffled with no catalogue: every code changes (codes follow first appearance).
+    """Items renamed so that their order changes: every item code changes.
 
     A closed-form model's scores do not depend on the codes, so each user's top-20 scores
     are the same sequence; only the order among equal scores is redrawn (the tie rule is
@@ -293,11 +289,16 @@ def test_closed_form_lists_survive_new_codes_up_to_ties(name: str, planted_datas
     """
     frame = _ids_frame(planted_dataset)
     _, lists = _fit_evaluate(name, planted_dataset)
-    recoded = Dataset.from_frames("planted", frame.sample(frac=1.0, random_state=6))
-    assert not np.array_equal(recoded.item_ids, planted_dataset.item_ids)
+    reordered = frame.assign(item_id="item-" + frame["item_id"].str[1:].str.zfill(3).str[::-1])
+    new_name = dict(zip(frame["item_id"], reordered["item_id"], strict=True))
+    recoded = Dataset.from_frames("planted", reordered)
+    old_order = [new_name[i] for i in planted_dataset.item_ids]
+    assert not np.array_equal(recoded.item_ids, old_order)  # the codes really changed
     _, other = _fit_evaluate(name, recoded)
     assert other.keys() == lists.keys()
-    n_checked = sum(_assert_same_list(r, other[u], f"{name} {u}") for u, r in lists.items())
+    n_checked = sum(
+        _assert_same_list(r, other[u], f"{name} {u}", new_name) for u, r in lists.items()
+    )
     assert n_checked > 0  # some ranks hold a score that no other item has
 
 

@@ -105,8 +105,10 @@ def test_default_runs_baseline_and_option():
     assert V.default_runs(newest_first, 3) == ["e2", "p1", "b1"]
     assert V.default_runs(newest_first, 2) == ["e2", "p1"]
     assert V.default_runs([], 3) == []
-    assert V.default_baseline(newest_first[2:4]) == "p1"
-    assert V.default_baseline(newest_first[:1]) == "e2"  # no popularity run: the first
+    assert V.default_baseline(newest_first[2:4]) == "e1"  # no scores: the first
+    scored = [rec("e3", "ease", ndcg=0.3), rec("p3", "pop", ndcg=0.04), rec("b3", "bpr", ndcg=0.1)]
+    assert V.default_baseline(scored) == "p3"  # the weakest run, whatever its model
+    assert V.default_baseline(scored[::2]) == "b3"
     assert V.run_option(newest_first[0]) == "ease · e2 (loo split)"
     assert V.run_option(newest_first[0], with_score=True) == "ease · e2 (loo split) · NDCG@10 0.312"
     assert V.run_option(newest_first[1], with_score=True) == "pop · p2 (temporal split)"

@@ -253,6 +253,8 @@ def _public_record(record: dict) -> dict:
     out = {"kind": kind_of(record), **{k: record.get(k) for k in keys}}
     out["metrics"] = record.get("metrics", {})
     out["timings"] = record.get("timings", {})
+    if record.get("counts"):  # users scored / not evaluable / without history, per part
+        out["counts"] = record["counts"]
     if record.get("error"):
         out["error"] = record["error"]
     return out

@@ -230,11 +230,13 @@ class Interactions:
 
     @cached_property
     def ordered(self) -> pd.DataFrame:
-        """`frame` sorted by user, then time; stable, so rows with equal times keep row order.
+        """`frame` sorted by user, then time, then item code (equal times: by item code).
 
         Each user's history in time order: the one order every sequence view is cut from.
+        Equal timestamps are ordered by item code, not by row order, so a leave-last-out
+        split of the same data in another row order holds out the same items.
         """
-        return self.frame.sort_values([S.USER, S.TIMESTAMP], kind="stable")
+        return self.frame.sort_values([S.USER, S.TIMESTAMP, S.ITEM], kind="stable")
 
     @cached_property
     def ordered_scenarios(self) -> np.ndarray:
@@ -330,7 +332,13 @@ def _factorize(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _side_table(table: pd.DataFrame | None, key: str, seen_ids: np.ndarray) -> pd.DataFrame:
-    """Side table indexed by code: ids in the table first, then ids seen only in interactions."""
+    """Side table indexed by code: every id of the table and of the interactions, one row each,
+    in canonical id order (`canonical_order`).
+
+    Codes follow the ids themselves, not the order rows or table lines came in, so the same
+    data in another row order gets the same codes — and with them the same splits, tie
+    order and initial weights (DESIGN.md: results must not change with row order).
+    """
     if table is None or len(table) == 0:
         table = pd.DataFrame({key: pd.Series([], dtype=object)})
     table = table.copy()
@@ -339,7 +347,32 @@ def _side_table(table: pd.DataFrame | None, key: str, seen_ids: np.ndarray) -> p
     missing = pd.Index(seen_ids).difference(pd.Index(table[key]), sort=False)
     if len(missing):
         table = pd.concat([table, pd.DataFrame({key: np.asarray(missing, dtype=object)})])
-    return table.reset_index(drop=True)
+    table = table.reset_index(drop=True)
+    return table.iloc[canonical_order(table[key].to_numpy(dtype=object))].reset_index(drop=True)
+
+
+def canonical_order(ids: np.ndarray) -> np.ndarray:
+    """Indices that sort id strings naturally: digit runs by value ('u2' < 'u10'), then text.
+
+    All-numeric ids sort by number (vectorised); others by a natural key per id.
+    """
+    ids = np.asarray(ids, dtype=object)
+    if len(ids) == 0:
+        return np.zeros(0, dtype=np.int64)
+    text = ids.astype(str)
+    numbers = pd.to_numeric(pd.Series(text), errors="coerce").to_numpy(dtype=np.float64)
+    if not np.isnan(numbers).any():
+        return np.lexsort((text, numbers)).astype(np.int64)
+    keys = [_natural_key(t) for t in text]
+    return np.asarray(sorted(range(len(keys)), key=keys.__getitem__), dtype=np.int64)
+
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def _natural_key(text: str) -> tuple:
+    parts = _DIGITS.split(text)
+    return (tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts), text)
 
 
 def _codes(values: np.ndarray, vocabulary: pd.Series) -> np.ndarray:

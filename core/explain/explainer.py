@@ -229,7 +229,7 @@ def global_importance(
         raise RecScopeError("No user has a known history, so there is nothing to explain.")
     rng = np.random.default_rng(seed)
     users = np.sort(rng.choice(active, size=min(int(n_users), len(active)), replace=False))
-    top, _ = loaded.model.recommend(users, 1)
+    top, _ = loaded.model.recommend(users, 1, seed=loaded.split.seed)
     categories = ds.items[S.CATEGORY].astype(object).to_numpy() if S.CATEGORY in ds.items else None
     rows = []
     for n, (user, item) in enumerate(zip(users, top[:, 0], strict=True)):

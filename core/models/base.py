@@ -162,7 +162,8 @@ def as_codes(codes: Any) -> torch.Tensor:
     """Integer codes from a list, array or tensor, as a 1-D int64 CPU tensor."""
     if isinstance(codes, torch.Tensor):
         return codes.reshape(-1).long().cpu()
-    return torch.as_tensor(np.atleast_1d(np.asarray(codes, dtype=np.int64)))
+    # a copy: codes often come from read-only pandas/Arrow buffers, which torch must not share
+    return torch.from_numpy(np.array(codes, dtype=np.int64, ndmin=1).reshape(-1))
 
 
 def check_positive(name: str, value: float, *, integer: bool = False) -> None:

@@ -1,4 +1,4 @@
-"""Questions about one finished run by id, as the CLI asks them: explain a score, list similar items.
+"""Questions about one finished run by id, as the CLI asks them: explain a score, similar items.
 
 Each loads the run (once per workspace and run: finished runs do not change), turns the
 file's ids into codes and asks the layer that answers (`core.explain`, `core.retrieval`),
