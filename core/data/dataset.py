@@ -230,13 +230,19 @@ class Interactions:
 
     @cached_property
     def ordered(self) -> pd.DataFrame:
-        """`frame` sorted by user, then time, then item code (equal times: by item code).
+        """`frame` sorted by user, then time; equal times in a fixed pseudo-random order.
 
         Each user's history in time order: the one order every sequence view is cut from.
-        Equal timestamps are ordered by item code, not by row order, so a leave-last-out
-        split of the same data in another row order holds out the same items.
+        Rows with equal timestamps (MovieLens users rate many films in one second) are
+        ordered by a hash of (user code, item code): not by row order, so the same data in
+        another row order holds out the same items under leave-last-out, and not by item
+        code, which would always hold out the highest id of the group (ids often follow
+        release date, so that would bias which items are held out).
         """
-        return self.frame.sort_values([S.USER, S.TIMESTAMP, S.ITEM], kind="stable")
+        frame = self.frame
+        tie = pair_hash(frame[S.USER].to_numpy(), frame[S.ITEM].to_numpy())
+        order = np.lexsort((tie, frame[S.TIMESTAMP].to_numpy(), frame[S.USER].to_numpy()))
+        return frame.iloc[order]
 
     @cached_property
     def ordered_scenarios(self) -> np.ndarray:
@@ -349,6 +355,18 @@ def _side_table(table: pd.DataFrame | None, key: str, seen_ids: np.ndarray) -> p
         table = pd.concat([table, pd.DataFrame({key: np.asarray(missing, dtype=object)})])
     table = table.reset_index(drop=True)
     return table.iloc[canonical_order(table[key].to_numpy(dtype=object))].reset_index(drop=True)
+
+
+def pair_hash(users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """A fixed pseudo-random int64 in [0, 2^31) per (user code, item code) pair, (n,)."""
+    low = 0x7FFFFFFF
+    h = (np.asarray(users, dtype=np.int64) * 73856093) ^ (
+        np.asarray(items, dtype=np.int64) * 19349663
+    )
+    h &= low
+    for _ in range(3):  # integer mixing rounds; every product stays below 2^63
+        h = ((h ^ (h >> 16)) * 0x45D9F3B) & low
+    return h ^ (h >> 16)
 
 
 def canonical_order(ids: np.ndarray) -> np.ndarray:

@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from core.device import pick_device
-from core.errors import CancelledError, RecScopeError
-from core.runs.store import RunStore, kind_of, now_iso
+from core.errors import RecScopeError
+from core.runs.store import RunStore, kind_of, now_iso, recording_outcome
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def run_job(
         store.update(run_id, message=text)
 
     store.update(run_id, pid=os.getpid())
-    try:
+    with recording_outcome(store, run_id, "The job"):
         device_key = device_key or str(pick_device(record.get("device_request")))
         with device_slot(store, run_id, device_key):
             store.update(run_id, status="running", started_at=now_iso())
@@ -91,16 +91,7 @@ def run_job(
         return store.update(
             run_id, status="finished", message="", finished_at=now_iso(), timings={"total_s": total}
         )
-    except CancelledError:
-        return store.update(run_id, status="cancelled", finished_at=now_iso())
-    except RecScopeError as err:
-        store.update(run_id, status="failed", error=str(err), finished_at=now_iso())
-        raise
-    except Exception as err:
-        log.exception("job %s failed", run_id)
-        message = f"The job failed with an unexpected {type(err).__name__}: {err}"
-        store.update(run_id, status="failed", error=message, finished_at=now_iso())
-        raise RecScopeError(message) from err
+    return store.read(run_id)  # cancelled
 
 
 def job_record(store: RunStore, run_id: str, kind: str) -> dict:

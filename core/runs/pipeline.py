@@ -19,12 +19,12 @@ from core import device as dev
 from core.data import schema as S
 from core.data.dataset import Dataset
 from core.data.split import Split, split
-from core.errors import CancelledError, RecScopeError
+from core.errors import RecScopeError
 from core.eval.evaluate import KS, EvalResult, evaluate
 from core.models import make_model, model_class
 from core.models.base import RecommenderBase
 from core.protocols import ProgressEvent
-from core.runs.store import RunStore, now_iso
+from core.runs.store import RunStore, now_iso, recording_outcome
 from core.storage import write_parquet
 
 log = logging.getLogger(__name__)
@@ -96,18 +96,9 @@ def train_run(store: RunStore, run_id: str, progress: Callable[[dict], None] | N
     """
     record = store.read(run_id)
     store.update(run_id, status="running", started_at=now_iso())
-    try:
+    with recording_outcome(store, run_id, "Training"):
         return _train(store, run_id, record, progress)
-    except CancelledError:
-        return store.update(run_id, status="cancelled", finished_at=now_iso())
-    except RecScopeError as err:
-        store.update(run_id, status="failed", error=str(err), finished_at=now_iso())
-        raise
-    except Exception as err:
-        log.exception("run %s failed", run_id)
-        message = f"Training failed with an unexpected {type(err).__name__}: {err}"
-        store.update(run_id, status="failed", error=message, finished_at=now_iso())
-        raise RecScopeError(message) from err
+    return store.read(run_id)  # cancelled
 
 
 def load_run(store: RunStore, run_id: str, device: str | None = None) -> LoadedRun:

@@ -12,16 +12,19 @@ are unique per call so two browser sessions never overwrite each other's runs.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
+import logging
 import os
 import re
 import secrets
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from core.errors import RecScopeError
+from core.errors import CancelledError, RecScopeError
 from core.storage import read_json, write_json
 
 STATUSES = ("queued", "running", "finished", "failed", "cancelled")
@@ -175,6 +178,29 @@ def _created_key(record: dict) -> datetime:
         return datetime.fromisoformat(record.get("created_at", ""))
     except (TypeError, ValueError):
         return datetime.min.replace(tzinfo=timezone.utc)
+
+
+@contextlib.contextmanager
+def recording_outcome(store: RunStore, run_id: str, what: str) -> Iterator[None]:
+    """End the record of a job body that stops early: cancelled, or failed with one sentence.
+
+    A `CancelledError` marks the run cancelled and is swallowed (the caller then returns the
+    record); a `RecScopeError` marks it failed with its message and propagates; anything
+    else is logged with its traceback, and the run fails with a one-sentence message that
+    propagates as a `RecScopeError`. `what` starts that sentence ("Training", "The job").
+    """
+    try:
+        yield
+    except CancelledError:
+        store.update(run_id, status="cancelled", finished_at=now_iso())
+    except RecScopeError as err:
+        store.update(run_id, status="failed", error=str(err), finished_at=now_iso())
+        raise
+    except Exception as err:
+        logging.getLogger(__name__).exception("run %s failed", run_id)
+        message = f"{what} failed with an unexpected {type(err).__name__}: {err}"
+        store.update(run_id, status="failed", error=message, finished_at=now_iso())
+        raise RecScopeError(message) from err
 
 
 def now_iso(timespec: str = "seconds") -> str:

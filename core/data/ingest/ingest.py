@@ -30,7 +30,7 @@ from core.data.ingest.columns import (
     load_users,
 )
 from core.data.ingest.formats import FORMATS, Layout, Source, plural, sniff, to_source
-from core.data.ingest.read import read_table
+from core.data.ingest.read import parquet_error, read_table
 from core.data.ingest.report import IngestReport
 from core.data.schema import ColumnMapping
 from core.errors import IngestError
@@ -191,11 +191,7 @@ def _columns(src: Source, layout: Layout) -> tuple[pa.Table | None, list[str]]:
         try:
             return None, pq.read_schema(target).names
         except (pa.ArrowException, OSError) as exc:
-            raise IngestError(
-                f"the Parquet file could not be read ({str(exc).splitlines()[0]})",
-                file=src.name,
-                hint="re-export it, or save it as CSV",
-            ) from exc
+            raise parquet_error(src, exc) from exc
     return None, layout.columns
 
 

@@ -186,11 +186,16 @@ def _read_parquet(src: Source, columns: list[str] | None, limit: int | None) -> 
             return pq.read_table(target, columns=columns)
         return pa.Table.from_batches([first])
     except (pa.ArrowException, OSError) as exc:
-        raise IngestError(
-            f"the Parquet file could not be read ({str(exc).splitlines()[0]})",
-            file=src.name,
-            hint="re-export it, or save it as CSV",
-        ) from exc
+        raise parquet_error(src, exc) from exc
+
+
+def parquet_error(src: Source, exc: Exception) -> IngestError:
+    """The one sentence for a Parquet file that pyarrow cannot read."""
+    return IngestError(
+        f"the Parquet file could not be read ({str(exc).splitlines()[0]})",
+        file=src.name,
+        hint="re-export it, or save it as CSV",
+    )
 
 
 def _read_jsonl(src: Source, columns: list[str] | None) -> pa.Table:
