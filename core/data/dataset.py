@@ -23,6 +23,7 @@ import scipy.sparse as sp
 import torch
 
 from core.data import schema as S
+from core.data.codes import canonical_order, pair_hash
 from core.errors import RecScopeError, UnknownIdError
 from core.storage import atomic_dir, read_json, write_json
 
@@ -355,42 +356,6 @@ def _side_table(table: pd.DataFrame | None, key: str, seen_ids: np.ndarray) -> p
         table = pd.concat([table, pd.DataFrame({key: np.asarray(missing, dtype=object)})])
     table = table.reset_index(drop=True)
     return table.iloc[canonical_order(table[key].to_numpy(dtype=object))].reset_index(drop=True)
-
-
-def pair_hash(users: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """A fixed pseudo-random int64 in [0, 2^31) per (user code, item code) pair, (n,)."""
-    low = 0x7FFFFFFF
-    h = (np.asarray(users, dtype=np.int64) * 73856093) ^ (
-        np.asarray(items, dtype=np.int64) * 19349663
-    )
-    h &= low
-    for _ in range(3):  # integer mixing rounds; every product stays below 2^63
-        h = ((h ^ (h >> 16)) * 0x45D9F3B) & low
-    return h ^ (h >> 16)
-
-
-def canonical_order(ids: np.ndarray) -> np.ndarray:
-    """Indices that sort id strings naturally: digit runs by value ('u2' < 'u10'), then text.
-
-    All-numeric ids sort by number (vectorised); others by a natural key per id.
-    """
-    ids = np.asarray(ids, dtype=object)
-    if len(ids) == 0:
-        return np.zeros(0, dtype=np.int64)
-    text = ids.astype(str)
-    numbers = pd.to_numeric(pd.Series(text), errors="coerce").to_numpy(dtype=np.float64)
-    if not np.isnan(numbers).any():
-        return np.lexsort((text, numbers)).astype(np.int64)
-    keys = [_natural_key(t) for t in text]
-    return np.asarray(sorted(range(len(keys)), key=keys.__getitem__), dtype=np.int64)
-
-
-_DIGITS = re.compile(r"(\d+)")
-
-
-def _natural_key(text: str) -> tuple:
-    parts = _DIGITS.split(text)
-    return (tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts), text)
 
 
 def _codes(values: np.ndarray, vocabulary: pd.Series) -> np.ndarray:
