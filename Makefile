@@ -27,8 +27,8 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	RECSCOPE_HOME=$${RECSCOPE_HOME:-$(DEMO_HOME)} $(PY) -m core.cli ingest-sample
-	RECSCOPE_HOME=$${RECSCOPE_HOME:-$(DEMO_HOME)} $(VENV)/bin/streamlit run dashboard/app.py --server.port $(PORT) --server.headless true \
-		--browser.gatherUsageStats false
+	RECSCOPE_HOME=$${RECSCOPE_HOME:-$(DEMO_HOME)} $(VENV)/bin/streamlit run dashboard/app.py --server.port $(PORT) --server.address 127.0.0.1 \
+		--server.headless true --browser.gatherUsageStats false
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
