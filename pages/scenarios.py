@@ -89,7 +89,8 @@ def _leaderboard(store: RunStore, name: str, ds) -> pd.DataFrame | None:
     start = partial(sr.new_leaderboard, store, name)
     job_controls(store, newest, label, "sc_train", start, primary=True)
     if done is None:
-        st.info("Press the button to train the three strategies (about a minute on a CPU).")
+        if newest is None or newest.get("status") not in jobs.ACTIVE:
+            st.info("Press the button to train the three strategies (minutes on a CPU).")
         return None
     result = store.result(done["run_id"])
     board = pd.DataFrame(result["leaderboard"])
