@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     for field in ("user", "item", "rating", "time", "scenario"):
         p.add_argument(f"--{field}-col", help=f"column holding the {field}")
     p.add_argument("--min-rating", type=float, help="keep ratings >= X as positives")
+    p.add_argument(
+        "--date-format", help="strftime format of the timestamp column, e.g. %%d/%%m/%%Y"
+    )
+    p.add_argument(
+        "--replace", action="store_true", help="overwrite an existing dataset of this name"
+    )
 
     p = command("ingest-sample", cmd_ingest_sample, "Ingest the shipped sample data as 'sample'.")
     p.add_argument("--force", action="store_true", help="re-ingest even if present")
