@@ -46,6 +46,8 @@ def cmd_ingest(args) -> dict:
         format=args.format,
         mapping=mapping,
         min_rating=args.min_rating,
+        date_format=args.date_format,
+        replace=args.replace,
         home=_home(),
     )
     for line in report.lines():

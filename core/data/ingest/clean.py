@@ -27,8 +27,12 @@ def clean(
     used: ColumnMapping,
     min_rating: float | None,
     report: IngestReport,
+    date_format: str | None = None,
 ) -> pd.DataFrame:
-    """Validate and convert each mapped column, drop bad rows, collapse duplicates."""
+    """Validate and convert each mapped column, drop bad rows, collapse duplicates.
+
+    `date_format` (strftime codes) reads a text timestamp column with that one format.
+    """
     n = table.num_rows
     keep = np.ones(n, dtype=bool)
     out: dict[str, pa.ChunkedArray | np.ndarray] = {}

@@ -68,6 +68,7 @@ def load_interactions(
     format: str = "auto",
     mapping: ColumnMapping | None = None,
     min_rating: float | None = None,
+    date_format: str | None = None,
 ) -> tuple[pd.DataFrame, IngestReport]:
     """Canonical interactions (user_id, item_id[, timestamp, rating, scenario, weight]).
 
@@ -101,7 +102,7 @@ def load_interactions(
         min_rating=min_rating,
         layout=layout.description,
     )
-    frame = clean(src, layout, table, used, min_rating, report)
+    frame = clean(src, layout, table, used, min_rating, report, date_format)
     return frame, report
 
 
@@ -114,6 +115,8 @@ def ingest(
     format: str = "auto",
     mapping: ColumnMapping | None = None,
     min_rating: float | None = None,
+    date_format: str | None = None,
+    replace: bool = False,
     home: Path,
 ) -> tuple[Dataset, IngestReport]:
     """Read, validate and save a dataset under `home/datasets/<name>/`; all or nothing.
@@ -125,7 +128,9 @@ def ingest(
     src = to_source(source)
     if name is not None:
         check_name(name)  # before the long read, not after it
-    frame, report = load_interactions(source, format=format, mapping=mapping, min_rating=min_rating)
+    frame, report = load_interactions(
+        source, format=format, mapping=mapping, min_rating=min_rating, date_format=date_format
+    )
     sides: dict[str, pd.DataFrame | None] = {}
     found = find_companions(src.path) if src.path is not None else {}
     for role, given, loader in (("items", items, load_items), ("users", users, load_users)):
