@@ -14,8 +14,10 @@ STAMP := $(VENV)/.recscope-installed
 PORT ?= 8501
 # the demo's workspace; tests make their own throw-away ones
 DEMO_HOME ?= $(CURDIR)/workspace
+# `make share` listens here (every interface); the app then asks every visitor for the password
+SHARE_ADDRESS ?= 0.0.0.0
 
-.PHONY: demo test lint e2e bench browser setup clean
+.PHONY: demo share test lint e2e bench browser setup clean
 
 setup: $(STAMP)
 
@@ -29,6 +31,17 @@ demo: $(STAMP)
 	RECSCOPE_HOME=$${RECSCOPE_HOME:-$(DEMO_HOME)} $(PY) -m core.cli ingest-sample
 	RECSCOPE_HOME=$${RECSCOPE_HOME:-$(DEMO_HOME)} $(VENV)/bin/streamlit run dashboard/app.py --server.port $(PORT) --server.address 127.0.0.1 \
 		--server.headless true --browser.gatherUsageStats false
+
+# Serve the dashboard to the network: needs RECSCOPE_PASSWORD_FILE (a file outside the repo
+# holding the password) or RECSCOPE_PASSWORD; every visitor must type it (dashboard/auth.py).
+share: $(STAMP)
+	@test -n "$$RECSCOPE_PASSWORD_FILE$$RECSCOPE_PASSWORD" || { echo "make share needs a \
+	password: RECSCOPE_PASSWORD_FILE=/path/to/secret make share (or set RECSCOPE_PASSWORD)"; \
+	exit 2; }
+	RECSCOPE_HOME=$${RECSCOPE_HOME:-$(DEMO_HOME)} $(PY) -m core.cli ingest-sample
+	RECSCOPE_HOME=$${RECSCOPE_HOME:-$(DEMO_HOME)} $(VENV)/bin/streamlit run dashboard/app.py \
+		--server.port $(PORT) --server.address $(SHARE_ADDRESS) --server.headless true \
+		--browser.gatherUsageStats false --server.enableXsrfProtection true
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .

@@ -1,8 +1,9 @@
 """RecScope's only entry point: `streamlit run dashboard/app.py`.
 
-A router: page config, the shared sidebar (workspace, active dataset), then the page the
-visitor picked. Pages live in `pages/`, each exposing `render()`; add one by adding a line
-to PAGES.
+A router: page config, the login gate (dashboard/auth.py: nothing below it renders for a
+visitor who has not logged in, so no page can forget it), the shared sidebar (workspace,
+active dataset), then the page the visitor picked. Pages live in `pages/`, each exposing
+`render()`; add one by adding a line to PAGES.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ if str(ROOT) not in sys.path:  # works from a plain checkout too, not only when 
 import streamlit as st  # noqa: E402
 
 from core.runs.store import workspace_home  # noqa: E402
-from dashboard import shell  # noqa: E402
+from dashboard import auth, shell  # noqa: E402
 from pages import compare, data, items, runs, scenarios, train, user  # noqa: E402
 
 # One line per page: (render function, title, URL path, icon). The first one opens first.
@@ -36,6 +37,8 @@ PAGES = [
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     st.set_page_config(page_title="RecScope", page_icon=":material/insights:", layout="wide")
+    if not auth.gate():  # before anything reads the workspace: no data without the login
+        return
     home = workspace_home()
     with shell.guard("loading the sample data"):
         note = shell.ensure_sample(home)
