@@ -1,21 +1,50 @@
 """`recscope …`: the dashboard's twin. With --json every command prints one JSON document.
 
-Errors exit non-zero with a one-line message on stderr and no traceback (set
-RECSCOPE_DEBUG=1 to see one). Logs go to stderr; stdout carries only results. The
-commands are in `core.cli.commands`, their options in `core.cli.parser`.
+Logs go to stderr; stdout carries only results. The commands are in `core.cli.commands`,
+their options in `core.cli.parser`.
+
+Errors: every failure is ONE line on stderr, `error: <sentence>`, never a traceback (set
+RECSCOPE_DEBUG=1 to see one). Exit codes:
+
+- 2: the request or its environment is wrong and the user can fix it — a usage error
+  (argparse), a `RecScopeError` (bad value, unknown id, bad file), an I/O error (disk full,
+  permission denied, no such file, a folder where a file was expected …; the sentence names
+  the path when the error carries one), a corrupt or truncated compressed file (gzip, zlib,
+  bz2, xz, zip), and running out of memory.
+- 130: interrupted (Ctrl-C).
+- 1: anything else, i.e. a bug in RecScope: `error: unexpected <Type>: <text>`, still one
+  line, with a pointer to RECSCOPE_DEBUG=1.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import sys
+import zlib
 
 from core.cli.parser import build_parser
 from core.errors import RecScopeError
 
 EXIT_USAGE = 2
+EXIT_BUG = 1
+
+#: errno -> (what happened, what to do); the path is put in front when the error has one
+_OS_SENTENCES: dict[int, tuple[str, str]] = {
+    errno.ENOSPC: ("no space left on the device", "free some disk space and run it again"),
+    errno.EDQUOT: ("the disk quota is exceeded", "free some disk space and run it again"),
+    errno.EACCES: ("permission denied", "check the permissions or choose another path"),
+    errno.EPERM: ("operation not permitted", "check the permissions or choose another path"),
+    errno.EROFS: ("the file system is read-only", "choose a writable path (RECSCOPE_HOME)"),
+    errno.ENOENT: ("no such file or folder", "check the path"),
+    errno.EISDIR: ("it is a folder, not a file", "give the path of a file"),
+    errno.ENOTDIR: ("a part of the path is not a folder", "check the path"),
+    errno.EEXIST: ("it already exists", "choose another name or remove it first"),
+    errno.EMFILE: ("too many open files", "close other programs or raise the limit (ulimit -n)"),
+    errno.ENAMETOOLONG: ("the name is too long", "choose a shorter name"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,19 +57,78 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         result = args.handler(args)
-    except RecScopeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
         print("error: interrupted.", file=sys.stderr)
         return 130
     except Exception as err:  # never a traceback for the user; one sentence instead
         if os.environ.get("RECSCOPE_DEBUG"):
             raise
-        print(f"error: unexpected {type(err).__name__}: {err}", file=sys.stderr)
-        return 1
+        sentence, code = error_sentence(err, getattr(args, "path", None))
+        print(f"error: {sentence}", file=sys.stderr)
+        return code
     _emit(result, args.json)
     return 0
+
+
+def error_sentence(err: BaseException, input_path: str | None = None) -> tuple[str, int]:
+    """One line for `err` and the exit code (see the module docstring).
+
+    `input_path` is the command's input file (ingest's PATH), named when a corrupt
+    compressed stream does not say which file it came from.
+    """
+    if isinstance(err, RecScopeError):
+        return _one_line(str(err)), EXIT_USAGE
+    if _is_corrupt_stream(err):
+        where = f"the file {input_path}" if input_path else "a compressed file"
+        detail = _one_line(str(err)).rstrip(".") or type(err).__name__
+        return (
+            f"{where[0].upper()}{where[1:]} is corrupt or truncated ({detail}); re-create or "
+            "re-download it, or give the uncompressed file.",
+            EXIT_USAGE,
+        )
+    if isinstance(err, OSError):
+        return _os_sentence(err), EXIT_USAGE
+    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
+        detail = _one_line(str(err)).split(". ")[0].rstrip(".")
+        return (
+            f"Ran out of memory{f' ({detail})' if detail else ''}; use a smaller k, dataset or "
+            "model, or a machine with more memory.",
+            EXIT_USAGE,
+        )
+    text = _one_line(f"unexpected {type(err).__name__}: {err}").rstrip(".")
+    return f"{text}. Set RECSCOPE_DEBUG=1 to see the traceback.", EXIT_BUG
+
+
+def _os_sentence(err: OSError) -> str:
+    path = err.filename
+    what, fix = _OS_SENTENCES.get(err.errno, (None, None))
+    if what is None:
+        what = _one_line(err.strerror or str(err) or type(err).__name__).rstrip(".")
+        what = what[:1].lower() + what[1:]
+        fix = "check the path and the disk, then run it again"
+    if err.filename2:
+        path = f"{err.filename} -> {err.filename2}"
+    subject = f"{path}: " if path else ""
+    text = f"{subject}{what}; {fix}."
+    return text if path else text[:1].upper() + text[1:]
+
+
+def _is_corrupt_stream(err: BaseException) -> bool:
+    """gzip/zlib/bz2/xz/zip errors and the EOFError of a truncated compressed stream."""
+    import gzip
+    import lzma
+    import zipfile
+
+    if isinstance(err, (zlib.error, gzip.BadGzipFile, lzma.LZMAError, zipfile.BadZipFile)):
+        return True
+    if isinstance(err, EOFError):
+        return True  # gzip/bz2/lzma: "Compressed file ended before the end-of-stream marker"
+    # bz2 raises a plain OSError("Invalid data stream") with no errno
+    return isinstance(err, OSError) and err.errno is None and "Invalid data stream" in str(err)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
 
 
 def _emit(result: dict, as_json: bool) -> None:

@@ -24,13 +24,35 @@ DESCRIPTION = (
 )
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors: `error: recscope train: argument …; see --help`.
+
+    Exit 2, as argparse does; its default (the whole usage block, then the error) is several
+    lines, and the CLI contract is one line per error.
+    """
+
+    def error(self, message: str):
+        text = " ".join(message.split()).rstrip(".")
+        self.exit(2, f"error: {self.prog}: {text}; see `{self.prog} --help`.\n")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    return _whole(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: a whole number of at least 0."""
+    return _whole(text, 0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from core.data.ingest.ingest import FORMATS
     from core.data.split import METHODS
     from core.models import _REGISTRY
     from core.runs.store import KINDS
 
-    parser = argparse.ArgumentParser(prog="recscope", description=DESCRIPTION)
+    parser = Parser(prog="recscope", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, handler, help_text: str, under=sub) -> argparse.ArgumentParser:
@@ -64,21 +86,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset")
     p.add_argument("--model", choices=list(_REGISTRY))
     p.add_argument("--split", default="loo", choices=METHODS)
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=non_negative_int, default=42)
     p.add_argument("--device", default="auto", choices=DEVICES)
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=positive_int)
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--run-id", help="train an already created (queued) run")
 
     p = command("evaluate", cmd_evaluate, "Evaluate a finished run on its test split.")
     p.add_argument("run_id")
-    p.add_argument("--k", type=int, action="append")
+    p.add_argument("--k", type=positive_int, action="append", help="cut-off (repeat)")
     p.add_argument("--device", default=None)
 
     p = command("recommend", cmd_recommend, "Top-k recommendations of a run for one user.")
     p.add_argument("run_id")
     p.add_argument("--user", required=True, help="user id as in the uploaded file")
-    p.add_argument("-k", type=int, default=10)
+    p.add_argument("-k", type=positive_int, default=10)
     p.add_argument("--device", default=None)
 
     p = command("explain", cmd_explain, "Why a run scores an item for a user (SHAP values).")
@@ -89,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("similar", cmd_similar, "Nearest neighbours of an item under a run (Faiss).")
     p.add_argument("run_id")
     p.add_argument("--item", required=True, help="item id as in the uploaded file")
-    p.add_argument("-k", type=int, default=10)
+    p.add_argument("-k", type=positive_int, default=10)
 
     p = command(
         "transfer", cmd_transfer, "Cross-scenario transfer: lift over target-only vs history m."
@@ -97,8 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="sample")
     p.add_argument("--source", help="scenario the users are active in")
     p.add_argument("--target", help="scenario where they are cold")
-    p.add_argument("--m", type=int, action="append", help="target interactions kept (repeat)")
-    p.add_argument("--max-users", type=int, default=500)
+    p.add_argument(
+        "--m", type=non_negative_int, action="append", help="target interactions kept (repeat)"
+    )
+    p.add_argument("--max-users", type=positive_int, default=500)
     p.add_argument("--no-hybrid", action="store_true", help="leave the text model out")
     _job_options(p)
 
@@ -121,7 +145,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _job_options(p: argparse.ArgumentParser) -> None:
     """Options every scenario job takes (the multiscenario model's seed, epochs, device)."""
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--epochs", type=int, help="epochs of the multiscenario model")
+    p.add_argument("--seed", type=non_negative_int, default=42)
+    p.add_argument("--epochs", type=positive_int, help="epochs of the multiscenario model")
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--run-id", help="run an already created (queued) job of this kind")
+
+
+def _whole(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < low:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least {low}; got {text!r}")
+    return value
