@@ -7,7 +7,7 @@ import importlib.util
 from dataclasses import dataclass
 
 from core.errors import ParameterError
-from core.models.base import RecommenderBase
+from core.models.base import Range, RecommenderBase
 
 # name -> "module:Class"; every model behind the same Recommender protocol
 _REGISTRY: dict[str, str] = {
@@ -59,12 +59,14 @@ def model_class(name: str) -> type[RecommenderBase]:
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """One hyperparameter as a form shows it: name, default, type and one line of help."""
+    """One hyperparameter as a form shows it: name, default, type, one line of help and the
+    values allowed (None: any value of its type)."""
 
     name: str
     default: object
     kind: type
     help: str
+    range: Range | None = None
 
 
 #: run-level options set by the Train page and CLI flags, not per-model fields
@@ -74,16 +76,21 @@ RUN_OPTIONS = ("device_choice", "seed", "epochs")
 def param_specs(name: str) -> list[ParamSpec]:
     """The hyperparameters of model `name` a person may change, with defaults and help."""
     cls = model_class(name)
-    helps = cls.PARAM_HELP
+    helps, ranges = cls.PARAM_HELP, cls.param_ranges()
     return [
-        ParamSpec(key, default, type(default), helps.get(key, ""))
+        ParamSpec(key, default, type(default), helps.get(key, ""), ranges.get(key))
         for key, default in cls.default_params().items()
         if key not in RUN_OPTIONS and isinstance(default, (bool, int, float, str))
     ]
 
 
 def make_model(name: str, **params) -> RecommenderBase:
-    """Construct a model by registry name with keyword hyperparameters."""
+    """Construct a model by registry name with keyword hyperparameters, all checked.
+
+    Unknown names, values of the wrong type, NaN/inf and values outside the model's
+    PARAM_RANGES raise a one-sentence ParameterError here, so `new_run` refuses them before
+    a run record exists.
+    """
     cls = model_class(name)
     allowed = cls.default_params()
     unknown = sorted(set(params) - set(allowed))
@@ -92,7 +99,7 @@ def make_model(name: str, **params) -> RecommenderBase:
             f"Model '{name}' has no parameter '{unknown[0]}'; its parameters are "
             f"{', '.join(sorted(allowed))}."
         )
-    return cls(**params)
+    return cls(**params).validate_params()
 
 
 __all__ = [
@@ -103,4 +110,5 @@ __all__ = [
     "model_class",
     "param_specs",
     "ParamSpec",
+    "Range",
 ]

@@ -16,7 +16,14 @@ import torch
 
 from core.data.dataset import Interactions
 from core.device import seed_everything
-from core.models.base import RecommenderBase, as_codes, check_non_negative, check_positive
+from core.models.base import (
+    AT_LEAST_ONE,
+    NON_NEGATIVE,
+    POSITIVE,
+    Range,
+    RecommenderBase,
+    as_codes,
+)
 from core.protocols import ProgressFn
 from core.train import CancelFlag, TrainConfig, TrainResult, run_training
 
@@ -37,6 +44,15 @@ class NeuralRecommender(RecommenderBase, abc.ABC):
     """Base of models trained by `core.train.run_training`; the network lives in `net_`."""
 
     trains_with_loop: ClassVar[bool] = True
+    PARAM_RANGES: ClassVar[dict[str, Range]] = {
+        "epochs": AT_LEAST_ONE,
+        "batch_size": AT_LEAST_ONE,
+        "patience": AT_LEAST_ONE,
+        "eval_every": AT_LEAST_ONE,
+        "lr": POSITIVE,
+        "weight_decay": NON_NEGATIVE,
+        "seed": NON_NEGATIVE,
+    }
     net_: torch.nn.Module
     train_result_: TrainResult
 
@@ -109,13 +125,6 @@ class NeuralRecommender(RecommenderBase, abc.ABC):
         self._weights_changed()
 
     # -- checks ------------------------------------------------------------------------
-    def _check_params(self) -> None:
-        for name in ("epochs", "batch_size", "patience", "eval_every"):
-            check_positive(name, getattr(self, name), integer=True)
-        check_positive("lr", self.lr)
-        check_non_negative("weight_decay", self.weight_decay)
-        check_non_negative("seed", self.seed)
-
     def _users_on_device(self, user_codes: Any) -> torch.Tensor:
         self._check_fitted()
         return as_codes(user_codes).to(self.device)

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
+import numbers
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,12 +24,55 @@ import scipy.sparse as sp
 import torch
 
 from core.data.dataset import Interactions
+from core.device import CHOICES as DEVICE_CHOICES
 from core.device import pick_device
 from core.errors import NotFittedError, ParameterError, RecScopeError
 from core.eval.ranking import known_flat_indices, top_k
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.pt"
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values one hyperparameter may take, declared by a model in `PARAM_RANGES`.
+
+    Numbers between `low` and `high` (either may be None; `low_open`/`high_open` exclude
+    the end), and for a parameter whose default is a string, the strings in `choices` (with
+    bounds as well, numbers are allowed besides them: EASE's l2 = 'auto' or a number).
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[str, ...] = ()
+
+    def contains(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        if self.high is not None:
+            return value < self.high if self.high_open else value <= self.high
+        return True
+
+    def describe(self, noun: str) -> str:
+        """e.g. 'a whole number of at least 1', 'a number in [0, 1)'."""
+        low, high = _short(self.low), _short(self.high)
+        if self.low is not None and self.high is not None:
+            left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+            return f"{noun} in {left}{low}, {high}{right}"
+        if self.low is not None:
+            return f"{noun} {'above' if self.low_open else 'of at least'} {low}"
+        if self.high is not None:
+            return f"{noun} {'below' if self.high_open else 'of at most'} {high}"
+        return noun
+
+
+#: shared ranges, for models to use in PARAM_RANGES
+POSITIVE = Range(low=0, low_open=True)
+AT_LEAST_ONE = Range(low=1)
+NON_NEGATIVE = Range(low=0)
+FRACTION = Range(low=0, high=1, high_open=True)  # dropout-like: 0 <= p < 1
 
 
 class RecommenderBase:
@@ -41,6 +87,9 @@ class RecommenderBase:
     PARAM_HELP: ClassVar[dict[str, str]] = {}
     #: True for models that train with the shared loop (epochs, device)
     trains_with_loop: ClassVar[bool] = False
+    #: allowed values per hyperparameter, merged along the class hierarchy (`param_ranges`);
+    #: the type comes from the default (bool, whole number, number, string)
+    PARAM_RANGES: ClassVar[dict[str, Range]] = {}
 
     device: torch.device
     n_users_: int
@@ -66,6 +115,37 @@ class RecommenderBase:
             for p in sig.parameters.values()
             if p.name != "self" and p.default is not inspect.Parameter.empty
         }
+
+    @classmethod
+    def param_ranges(cls) -> dict[str, Range]:
+        """PARAM_RANGES of the class and its bases (the subclass wins)."""
+        out: dict[str, Range] = {}
+        for klass in reversed(cls.__mro__):
+            out.update(getattr(klass, "PARAM_RANGES", {}) or {})
+        return out
+
+    @classmethod
+    def check_param_values(cls, params: dict[str, Any]) -> None:
+        """Raise a ParameterError naming the first parameter whose value is not allowed.
+
+        The one shared validator (types from `default_params`, finiteness, `param_ranges`);
+        called by `validate_params` and so by `core.models.make_model` before a run record
+        exists. Unknown names are `make_model`'s to refuse.
+        """
+        defaults, ranges = cls.default_params(), cls.param_ranges()
+        for name, value in params.items():
+            if name in defaults:
+                _check_value(name, value, defaults[name], ranges.get(name))
+
+    def validate_params(self):
+        """Check every hyperparameter (shared rules, then the model's `_check_params`);
+        returns self."""
+        self._check_params()
+        return self
+
+    def _check_params(self) -> None:
+        """Subclasses add checks that relate several parameters; call super() first."""
+        type(self).check_param_values(self.get_params())
 
     def _resolve_device(self) -> torch.device:
         return pick_device(getattr(self, "device_choice", None))
@@ -166,16 +246,46 @@ def as_codes(codes: Any) -> torch.Tensor:
     return torch.from_numpy(np.array(codes, dtype=np.int64, ndmin=1).reshape(-1))
 
 
-def check_positive(name: str, value: float, *, integer: bool = False) -> None:
-    """Raise a ParameterError unless `value` is a positive number (integer if asked)."""
-    ok = isinstance(value, (int, float)) and value > 0
-    if integer:
-        ok = ok and float(value).is_integer()
-    if not ok:
-        kind = "positive whole number" if integer else "positive number"
-        raise ParameterError(f"Parameter '{name}' must be a {kind}; got {value!r}.")
+def _check_value(name: str, value: Any, default: Any, rng: Range | None) -> None:
+    """One parameter against its default's type and its declared range."""
+    if name == "device_choice":
+        ok = value is None or (
+            isinstance(value, str) and (value in DEVICE_CHOICES or value.startswith("cuda:"))
+        )
+        if not ok:
+            raise ParameterError(
+                f"Parameter 'device_choice' must be one of {', '.join(DEVICE_CHOICES)}; "
+                f"got {value!r}."
+            )
+        return
+    if default is None:
+        return  # no declared type
+    if isinstance(default, bool):
+        if not isinstance(value, (bool, np.bool_)):
+            raise ParameterError(f"Parameter '{name}' must be true or false; got {value!r}.")
+        return
+    # numbers.Real: numpy scalars (a tuner's suggestions) count as numbers too
+    number = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+    if isinstance(default, str):
+        choices = rng.choices if rng else ()
+        numeric = rng is not None and (rng.low is not None or rng.high is not None)
+        if isinstance(value, str) and (not choices or value in choices):
+            return
+        if numeric and number and math.isfinite(value) and rng.contains(value):
+            return
+        names = ", ".join(repr(c) for c in choices)
+        if numeric:
+            text = f"{names} or {rng.describe('a number')}" if choices else rng.describe("a number")
+        else:
+            text = f"one of {names}" if len(choices) > 1 else names or "a string"
+        raise ParameterError(f"Parameter '{name}' must be {text}; got {value!r}.")
+    whole = isinstance(default, int)
+    noun = "a whole number" if whole else "a number"
+    allowed = rng.describe(noun) if rng else noun
+    ok = number and math.isfinite(value) and (not whole or float(value).is_integer())
+    if not ok or (rng is not None and not rng.contains(value)):
+        raise ParameterError(f"Parameter '{name}' must be {allowed}; got {value!r}.")
 
 
-def check_non_negative(name: str, value: float) -> None:
-    if not isinstance(value, (int, float)) or value < 0:
-        raise ParameterError(f"Parameter '{name}' must be zero or more; got {value!r}.")
+def _short(x: float | None) -> str:
+    return "" if x is None else (f"{int(x)}" if float(x).is_integer() else f"{x:g}")

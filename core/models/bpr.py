@@ -22,7 +22,7 @@ from torch import nn
 from core.data.dataset import Interactions
 from core.models._foldin import current_history, ridge_fold_in
 from core.models._neural import LOOP_HELP, NeuralRecommender
-from core.models.base import check_non_negative, check_positive
+from core.models.base import AT_LEAST_ONE, NON_NEGATIVE, Range
 from core.train import bpr_loss, known_keys, pair_tensors, sample_negatives
 
 
@@ -30,6 +30,11 @@ class BPRMF(NeuralRecommender):
     """Matrix factorisation with the BPR pairwise loss; scores are dot products."""
 
     name: ClassVar[str] = "bpr"
+    PARAM_RANGES: ClassVar[dict[str, Range]] = {
+        "dim": AT_LEAST_ONE,
+        "reg": NON_NEGATIVE,
+        "negatives": AT_LEAST_ONE,
+    }
     #: the shared protocol suite's tiny planted data fits in one batch: more, smaller steps
     SUITE_PARAMS: ClassVar[dict] = {"epochs": 30, "batch_size": 256, "lr": 0.01}
     PARAM_HELP: ClassVar[dict[str, str]] = {
@@ -64,12 +69,6 @@ class BPRMF(NeuralRecommender):
         self.eval_every = eval_every
         self.device_choice = device_choice
         self.seed = seed
-
-    def _check_params(self) -> None:
-        super()._check_params()
-        check_positive("dim", self.dim, integer=True)
-        check_non_negative("reg", self.reg)
-        check_positive("negatives", self.negatives, integer=True)
 
     def _build_net(self) -> nn.Module:
         return _MF(self.n_users_, self.n_items_, int(self.dim))

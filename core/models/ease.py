@@ -27,9 +27,9 @@ from typing import ClassVar
 import torch
 
 from core.data.dataset import Interactions
-from core.errors import ParameterError, RecScopeError
+from core.errors import RecScopeError
 from core.eval.evaluate import ranking_metric
-from core.models.base import check_positive
+from core.models.base import Range
 from core.models.itemknn import ItemItemModel
 from core.protocols import ProgressEvent, ProgressFn
 
@@ -45,6 +45,9 @@ class EASE(ItemItemModel):
     """Closed-form linear item-item autoencoder with a zero diagonal (Steck, 2019)."""
 
     name: ClassVar[str] = "ease"
+    PARAM_RANGES: ClassVar[dict[str, Range]] = {
+        "l2": Range(low=0, low_open=True, choices=("auto",))
+    }
     PARAM_HELP: ClassVar[dict[str, str]] = {
         "l2": "L2 regularisation λ, or 'auto' to pick it on the validation split: larger "
         "values give smoother, more popularity-like recommendations.",
@@ -62,6 +65,7 @@ class EASE(ItemItemModel):
         progress: ProgressFn | None = None,
     ) -> EASE:
         """Solve B in closed form (choosing λ on `valid` when l2='auto')."""
+        self._check_params()
         grid = self._l2_candidates(valid)
         if train.n_items > MAX_ITEMS:
             raise RecScopeError(
@@ -93,14 +97,7 @@ class EASE(ItemItemModel):
     def _l2_candidates(self, valid: Interactions | None) -> tuple[float, ...]:
         if self.l2 == "auto":
             return L2_GRID if valid is not None and len(valid) else (FALLBACK_L2,)
-        try:
-            l2 = float(self.l2)
-        except (TypeError, ValueError):
-            raise ParameterError(
-                f"Parameter 'l2' must be a positive number or 'auto'; got {self.l2!r}."
-            ) from None
-        check_positive("l2", l2)
-        return (l2,)
+        return (float(self.l2),)  # a number above 0 (PARAM_RANGES, checked by fit)
 
 
 def _solve(gram: torch.Tensor, l2: float) -> torch.Tensor:

@@ -45,7 +45,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.data.dataset import Interactions
-from core.errors import ParameterError
 from core.models._features import (
     categorical_codes,
     history_index,
@@ -55,7 +54,7 @@ from core.models._features import (
 from core.models._hybrid_explain import TwoTowerExplanations
 from core.models._neural import LOOP_HELP, NeuralRecommender
 from core.models._two_towers import TwoTowers
-from core.models.base import check_non_negative, check_positive
+from core.models.base import AT_LEAST_ONE, FRACTION, Range
 from core.train import SOFTMAX_LOSSES, sampled_softmax, sampled_softmax_loss
 
 _MATCH_CELLS = 1 << 25  # (user, history item, candidate) cells per block when scoring
@@ -66,6 +65,12 @@ class HybridTwoTower(TwoTowerExplanations, NeuralRecommender):
     """Two towers scored by a dot product; cold items are scored from text and attributes."""
 
     name: ClassVar[str] = "hybrid"
+    PARAM_RANGES: ClassVar[dict[str, Range]] = {
+        **dict.fromkeys(("dim", "max_len", "negatives"), AT_LEAST_ONE),
+        "dropout": FRACTION,
+        "id_dropout": FRACTION,
+        "loss": Range(choices=SOFTMAX_LOSSES),
+    }
     PARAM_HELP: ClassVar[dict[str, str]] = {
         "dim": "Size of the user and item vectors.",
         "max_len": "How many of the user's most recent items the user tower reads.",
@@ -111,24 +116,6 @@ class HybridTwoTower(TwoTowerExplanations, NeuralRecommender):
         self.eval_every = eval_every
         self.device_choice = device_choice
         self.seed = seed
-
-    def _check_params(self) -> None:
-        super()._check_params()
-        for name in ("dim", "max_len", "negatives"):
-            check_positive(name, getattr(self, name), integer=True)
-        check_non_negative("dropout", self.dropout)
-        if not isinstance(self.use_text, bool):
-            raise ParameterError(
-                f"Parameter 'use_text' must be true or false; got {self.use_text!r}."
-            )
-        if not 0 <= self.id_dropout < 1:
-            raise ParameterError(
-                f"Parameter 'id_dropout' must be in [0, 1); got {self.id_dropout!r}."
-            )
-        if self.loss not in SOFTMAX_LOSSES:
-            raise ParameterError(
-                f"Parameter 'loss' must be one of {', '.join(SOFTMAX_LOSSES)}; got {self.loss!r}."
-            )
 
     @property
     def sampled_(self) -> bool:

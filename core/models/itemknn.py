@@ -27,12 +27,7 @@ import torch
 from core.data.dataset import Interactions
 from core.errors import UnknownIdError
 from core.models._foldin import history_matrix
-from core.models.base import (
-    RecommenderBase,
-    as_codes,
-    check_non_negative,
-    check_positive,
-)
+from core.models.base import AT_LEAST_ONE, NON_NEGATIVE, Range, RecommenderBase, as_codes
 from core.protocols import ProgressFn
 
 #: above this many items, W is stored sparse (CSR) instead of dense
@@ -186,6 +181,7 @@ class ItemKNN(ItemItemModel):
     """Item-kNN with shrunk cosine similarity; score = sum of similarities to history items."""
 
     name: ClassVar[str] = "itemknn"
+    PARAM_RANGES: ClassVar[dict[str, Range]] = {"k": AT_LEAST_ONE, "shrink": NON_NEGATIVE}
     PARAM_HELP: ClassVar[dict[str, str]] = {
         "k": "How many most-similar items each item keeps as neighbours (more = smoother, "
         "fewer = more specific).",
@@ -205,8 +201,7 @@ class ItemKNN(ItemItemModel):
         progress: ProgressFn | None = None,
     ) -> ItemKNN:
         """Shrunk cosine similarity, top-k neighbours per target item, in column blocks."""
-        check_positive("k", self.k, integer=True)
-        check_non_negative("shrink", self.shrink)
+        self._check_params()
         self._start_fit(train)
         x = train.csr()  # (n_users, n_items) binary, scipy
         xt = x.T.tocsr()  # (n_items, n_users)

@@ -25,7 +25,7 @@ from torch import nn
 from core.data.dataset import Interactions
 from core.models._foldin import current_history, history_matrix
 from core.models._neural import LOOP_HELP, NeuralRecommender
-from core.models.base import check_non_negative, check_positive
+from core.models.base import AT_LEAST_ONE, NON_NEGATIVE, Range
 from core.train import bpr_loss, known_keys, pair_tensors, sample_negatives
 
 
@@ -33,6 +33,12 @@ class LightGCN(NeuralRecommender):
     """Graph-smoothed user/item embeddings; scores are dot products of the final embeddings."""
 
     name: ClassVar[str] = "lightgcn"
+    PARAM_RANGES: ClassVar[dict[str, Range]] = {
+        "dim": AT_LEAST_ONE,
+        "layers": NON_NEGATIVE,
+        "reg": NON_NEGATIVE,
+        "negatives": AT_LEAST_ONE,
+    }
     PARAM_HELP: ClassVar[dict[str, str]] = {
         "dim": "Size of the user and item vectors.",
         "layers": "Propagation steps over the user-item graph (2-3 is typical).",
@@ -68,13 +74,6 @@ class LightGCN(NeuralRecommender):
         self.eval_every = eval_every
         self.device_choice = device_choice
         self.seed = seed
-
-    def _check_params(self) -> None:
-        super()._check_params()
-        check_positive("dim", self.dim, integer=True)
-        check_non_negative("layers", self.layers)
-        check_non_negative("reg", self.reg)
-        check_positive("negatives", self.negatives, integer=True)
 
     # -- training ----------------------------------------------------------------------
     def _prepare(self, train: Interactions) -> None:

@@ -55,7 +55,7 @@ from core.errors import ParameterError
 from core.models._neural import LOOP_HELP, NeuralRecommender
 from core.models._scenario_explain import ScenarioExplanations
 from core.models._scenario_net import ScenarioNet
-from core.models.base import as_codes, check_non_negative, check_positive
+from core.models.base import AT_LEAST_ONE, FRACTION, Range, as_codes
 
 TOPOLOGIES = ("star", "mmoe")
 SAMPLED_ITEMS = 50_000  # above this catalogue size the loss samples shared negatives
@@ -65,6 +65,12 @@ class MultiScenario(ScenarioExplanations, NeuralRecommender):
     """Scenario-aware recommender over a pooled cross-scenario history (STAR or MMoE)."""
 
     name: ClassVar[str] = "multiscenario"
+    PARAM_RANGES: ClassVar[dict[str, Range]] = {
+        **dict.fromkeys(("dim", "experts", "negatives", "interest_dim"), AT_LEAST_ONE),
+        "dropout": FRACTION,
+        "scenario_dropout": FRACTION,
+        "topology": Range(choices=TOPOLOGIES),
+    }
     PARAM_HELP: ClassVar[dict[str, str]] = {
         "dim": "Size of the user, item and scenario vectors.",
         "topology": "star (shared x per-scenario weights) or mmoe (experts with per-scenario "
@@ -114,23 +120,6 @@ class MultiScenario(ScenarioExplanations, NeuralRecommender):
         self.seed = seed
 
     # -- training ----------------------------------------------------------------------
-    def _check_params(self) -> None:
-        super()._check_params()
-        check_positive("dim", self.dim, integer=True)
-        check_positive("experts", self.experts, integer=True)
-        check_positive("negatives", self.negatives, integer=True)
-        check_positive("interest_dim", self.interest_dim, integer=True)
-        check_non_negative("dropout", self.dropout)
-        if not 0.0 <= float(self.scenario_dropout) < 1.0:
-            raise ParameterError(
-                f"Parameter 'scenario_dropout' must be in [0, 1); got {self.scenario_dropout!r}."
-            )
-        if self.topology not in TOPOLOGIES:
-            raise ParameterError(
-                f"Parameter 'topology' must be one of {', '.join(TOPOLOGIES)}; got "
-                f"{self.topology!r}."
-            )
-
     def _start_fit(self, train: Interactions) -> None:
         # before the history is read; data without scenarios is one scenario (code 0)
         self.n_scenarios_ = max(1, train.n_scenarios)

@@ -21,7 +21,7 @@ from torch import nn
 from core.data.dataset import Interactions
 from core.models._foldin import current_history, ridge_fold_in
 from core.models._neural import LOOP_HELP, NeuralRecommender
-from core.models.base import check_non_negative, check_positive
+from core.models.base import AT_LEAST_ONE, FRACTION, Range
 from core.train import known_keys, pair_tensors, sample_negatives
 
 _SCORE_BLOCK = 1 << 20  # user x item pairs per MLP block when scoring
@@ -31,6 +31,12 @@ class NeuMF(NeuralRecommender):
     """GMF (elementwise product) + MLP over user and item embeddings, one logit per pair."""
 
     name: ClassVar[str] = "neumf"
+    PARAM_RANGES: ClassVar[dict[str, Range]] = {
+        "dim": AT_LEAST_ONE,
+        "layers": AT_LEAST_ONE,
+        "negatives": AT_LEAST_ONE,
+        "dropout": FRACTION,
+    }
     PARAM_HELP: ClassVar[dict[str, str]] = {
         "dim": "Size of the user and item vectors of each branch; the MLP starts this wide.",
         "layers": "Hidden layers of the MLP branch (each half as wide as the one before).",
@@ -68,13 +74,6 @@ class NeuMF(NeuralRecommender):
         self.eval_every = eval_every
         self.device_choice = device_choice
         self.seed = seed
-
-    def _check_params(self) -> None:
-        super()._check_params()
-        check_positive("dim", self.dim, integer=True)
-        check_positive("layers", self.layers, integer=True)
-        check_positive("negatives", self.negatives, integer=True)
-        check_non_negative("dropout", self.dropout)
 
     def _build_net(self) -> nn.Module:
         return _NeuMFNet(

@@ -20,7 +20,7 @@ import torch
 from core.data import schema as S
 from core.data.dataset import Interactions
 from core.errors import RecScopeError
-from core.models.base import RecommenderBase, as_codes, check_non_negative
+from core.models.base import NON_NEGATIVE, Range, RecommenderBase, as_codes
 from core.models.itemknn import check_codes
 from core.protocols import ProgressFn
 
@@ -29,6 +29,7 @@ class Popularity(RecommenderBase):
     """Most-popular items for everyone; damped item-mean ratings when ratings exist."""
 
     name: ClassVar[str] = "pop"
+    PARAM_RANGES: ClassVar[dict[str, Range]] = {"shrinkage": NON_NEGATIVE}
     PARAM_HELP: ClassVar[dict[str, str]] = {
         "shrinkage": "Rating predictions only: how many 'virtual' global-mean ratings each "
         "item's mean is pulled toward (0 = plain item mean).",
@@ -47,7 +48,7 @@ class Popularity(RecommenderBase):
         progress: ProgressFn | None = None,
     ) -> Popularity:
         """Count training interactions per item (and the damped item mean rating if rated)."""
-        check_non_negative("shrinkage", self.shrinkage)
+        self._check_params()
         self._start_fit(train)
         items = torch.from_numpy(train.items.astype(np.int64))
         self.counts_ = torch.bincount(items, minlength=self.n_items_).float().to(self.device)

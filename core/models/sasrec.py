@@ -33,7 +33,7 @@ from core.data import schema as S
 from core.data.dataset import Interactions
 from core.errors import ParameterError
 from core.models._neural import LOOP_HELP, NeuralRecommender
-from core.models.base import check_non_negative, check_positive
+from core.models.base import AT_LEAST_ONE, FRACTION, Range
 from core.train import SOFTMAX_LOSSES, sampled_softmax, sampled_softmax_loss
 
 
@@ -41,6 +41,11 @@ class SASRec(NeuralRecommender):
     """Causal self-attention over recent items; next-item scores for the whole catalogue."""
 
     name: ClassVar[str] = "sasrec"
+    PARAM_RANGES: ClassVar[dict[str, Range]] = {
+        **dict.fromkeys(("dim", "max_len", "layers", "heads", "negatives"), AT_LEAST_ONE),
+        "dropout": FRACTION,
+        "loss": Range(choices=SOFTMAX_LOSSES),
+    }
     PARAM_HELP: ClassVar[dict[str, str]] = {
         "dim": "Size of item vectors and of the Transformer.",
         "max_len": "How many of the user's most recent items the model reads.",
@@ -88,13 +93,6 @@ class SASRec(NeuralRecommender):
 
     def _check_params(self) -> None:
         super()._check_params()
-        for name in ("dim", "max_len", "layers", "heads", "negatives"):
-            check_positive(name, getattr(self, name), integer=True)
-        check_non_negative("dropout", self.dropout)
-        if self.loss not in SOFTMAX_LOSSES:
-            raise ParameterError(
-                f"Parameter 'loss' must be one of {', '.join(SOFTMAX_LOSSES)}; got {self.loss!r}."
-            )
         if self.dim % self.heads:
             raise ParameterError(f"Parameter 'heads' must divide dim={self.dim}; got {self.heads}.")
 
