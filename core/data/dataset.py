@@ -12,7 +12,6 @@ scenarios"); models that pad sequences use the code n_scenarios for padding.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -23,12 +22,14 @@ import scipy.sparse as sp
 import torch
 
 from core.data import schema as S
+from core.data import stored
 from core.data.codes import canonical_order, pair_hash
+from core.data.stored import DatasetExistsError, datasets_dir, free_name, list_datasets  # noqa: F401
 from core.errors import RecScopeError, UnknownIdError
+from core.names import check_dataset_name
 from core.storage import atomic_dir, read_json, write_json
 
 FORMAT_VERSION = 1
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Dataset:
     `items` / `users` are indexed by code and always hold `item_id` / `user_id`.
     `folder` is where the dataset is stored (set by `load` and `save`; None in memory): the
     data layer caches what it derives from the data there (item text embeddings).
+    `fingerprint` and `ingested_at` identify the stored version (`core.data.stored`).
     """
 
     name: str
@@ -49,6 +51,8 @@ class Dataset:
     scenarios: list[str] = field(default_factory=list)
     info: dict = field(default_factory=dict)
     folder: Path | None = field(default=None, compare=False, repr=False)
+    fingerprint: str | None = field(default=None, compare=False, repr=False)
+    ingested_at: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def n_users(self) -> int:
@@ -140,36 +144,47 @@ class Dataset:
             )
         return cls(name, codes, items, users, scenarios, info)
 
-    def save(self, home: Path) -> Path:
-        """Write to `home/datasets/<name>/` atomically (Parquet + dataset.json); sets `folder`."""
-        target = datasets_dir(home) / self.name
-        with atomic_dir(target) as tmp:
+    def save(self, home: Path, *, replace: bool = False) -> Path:
+        """Write to `home/datasets/<name>/` atomically (Parquet + dataset.json); sets `folder`.
+
+        A stored dataset of that name is kept and `DatasetExistsError` raised, unless
+        `replace`; the check and the rename happen under the name's lock, so of two writers
+        of one new name the second refuses. dataset.json gets the tables' fingerprint.
+        """
+        target = stored.dataset_dir(home, self.name)
+        with stored.name_lock(home, self.name), atomic_dir(target) as tmp:
+            if not replace:
+                stored.refuse_existing(home, self.name)
             self.interactions.to_parquet(tmp / "interactions.parquet", index=False)
             self.items.to_parquet(tmp / "items.parquet", index=False)
             self.users.to_parquet(tmp / "users.parquet", index=False)
+            stamp = stored.now_iso()
             meta = {
                 "format_version": FORMAT_VERSION,
                 "name": self.name,
+                "fingerprint": stored.fingerprint(tmp),
+                "ingested_at": stamp,
                 "n_users": self.n_users,
                 "n_items": self.n_items,
                 "n_interactions": len(self.interactions),
                 "scenarios": self.scenarios,
                 "info": self.info,
             }
-            write_json(tmp / "dataset.json", meta)
-        self.folder = target
+            write_json(tmp / stored.META, meta)
+        self.folder, self.fingerprint, self.ingested_at = target, meta["fingerprint"], stamp
         return target
 
     @classmethod
     def load(cls, home: Path, name: str) -> Dataset:
-        folder = datasets_dir(home) / name
-        if not (folder / "dataset.json").exists():
+        """The stored dataset `name` (checked first: no name reads outside the datasets)."""
+        folder = stored.dataset_dir(home, name)
+        if not (folder / stored.META).exists():
             known = ", ".join(list_datasets(home)) or "none yet"
             raise RecScopeError(
                 f"There is no dataset named '{name}' (known: {known}); ingest one first."
             )
-        meta = read_json(folder / "dataset.json")
-        return cls(
+        meta = read_json(folder / stored.META)
+        loaded = cls(
             name=meta["name"],
             interactions=pd.read_parquet(folder / "interactions.parquet"),
             items=pd.read_parquet(folder / "items.parquet"),
@@ -177,7 +192,14 @@ class Dataset:
             scenarios=list(meta.get("scenarios", [])),
             info=dict(meta.get("info", {})),
             folder=folder,
+            fingerprint=meta.get("fingerprint"),
+            ingested_at=meta.get("ingested_at"),
         )
+        if loaded.fingerprint is None:  # stored before fingerprints: hash the files read
+            loaded.fingerprint = stored.fingerprint(folder)
+        elif read_json(folder / stored.META).get("fingerprint") != loaded.fingerprint:
+            return cls.load(home, name)  # replaced while being read: read the new one whole
+        return loaded
 
 
 @dataclass(frozen=True)
@@ -297,29 +319,14 @@ def scenario_codes(frame: pd.DataFrame) -> np.ndarray:
     return np.zeros(len(frame), dtype=np.int64)
 
 
-def datasets_dir(home: Path) -> Path:
-    return Path(home) / "datasets"
-
-
-def list_datasets(home: Path) -> list[str]:
-    folder = datasets_dir(home)
-    if not folder.exists():
-        return []
-    return sorted(p.name for p in folder.iterdir() if (p / "dataset.json").exists())
-
-
 def dataset_summary(home: Path, name: str) -> dict:
     """The small JSON record of a stored dataset, without loading its tables."""
-    return read_json(datasets_dir(home) / name / "dataset.json")
+    return read_json(stored.dataset_dir(home, name) / stored.META)
 
 
 def check_name(name: str) -> str:
-    if not _NAME_RE.match(name or ""):
-        raise RecScopeError(
-            f"The name '{name}' cannot be used for a dataset; use 1-64 letters, digits, "
-            "'_', '-' or '.', starting with a letter or digit."
-        )
-    return name
+    """`name` if it can name a dataset, else one sentence with the rule (`core.names`)."""
+    return check_dataset_name(name)
 
 
 def _as_str(column: pd.Series) -> pd.Series:

@@ -2,6 +2,10 @@
 
 The CLI (`recscope train`), background jobs and the benchmarks all go through
 `train_run`, so a run made anywhere has the same record, files and metrics.
+
+A run records the fingerprint of the dataset it was made on (`dataset_fingerprint`); a run
+whose dataset was replaced since is refused with one sentence (`run_dataset`,
+`check_dataset`) instead of being trained, loaded or queried on data it never saw.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from core import device as dev
 from core.data import schema as S
 from core.data.dataset import Dataset
 from core.data.split import Split, split
+from core.data.stored import current_fingerprint, dataset_dir, ingested_on
 from core.errors import RecScopeError
 from core.eval.evaluate import KS, EvalResult, evaluate
 from core.models import make_model, model_class
@@ -30,6 +35,10 @@ from core.storage import write_parquet
 log = logging.getLogger(__name__)
 
 RECS_K = 50  # recommendations kept per user in recs.parquet
+
+
+class DatasetChangedError(RecScopeError):
+    """The run's dataset was replaced after the run was made; it must be made again."""
 
 
 @dataclass
@@ -73,12 +82,13 @@ def new_run(
     params: dict | None = None,
 ) -> str:
     """Validate the request and create a queued run record; returns its id."""
-    Dataset.load(store.home, dataset)  # fails early and clearly on an unknown dataset
+    ds = Dataset.load(store.home, dataset)  # fails early and clearly on an unknown dataset
     merged = model_params(model, params, epochs=epochs, device=device, seed=seed)
     make_model(model, **merged)  # unknown or bad parameters fail before a run exists
     return store.new_run(
         {
             "dataset": dataset,
+            "dataset_fingerprint": ds.fingerprint,
             "model": model,
             "split": split_method,
             "seed": seed,
@@ -109,11 +119,45 @@ def load_run(store: RunStore, run_id: str, device: str | None = None) -> LoadedR
             f"Run '{run_id}' is {record.get('status')}, not finished; only finished runs "
             "can be used for recommendations."
         )
-    dataset = Dataset.load(store.home, record["dataset"])
+    dataset = run_dataset(store, record)
     parts = split(dataset, record["split"], int(record["seed"]))
     model = model_class(record["model"]).load(store.model_dir(run_id), device=device)
     model.set_history(parts.known_for("test"))
     return LoadedRun(record, dataset, parts, model, store.folder(run_id))
+
+
+def run_dataset(
+    store: RunStore, record: dict, *, verb: str = "trained", fix: str = "retrain it on the new data"
+) -> Dataset:
+    """The dataset of run `record`, loaded; `DatasetChangedError` if it was replaced since.
+
+    The run's `dataset_fingerprint` must match; a record from before fingerprints is
+    checked by its catalogue sizes (what would otherwise end in an IndexError).
+    """
+    dataset = Dataset.load(store.home, record["dataset"])
+    made = record.get("dataset_fingerprint")
+    sizes = record.get("sizes") or {}
+    if (made is not None and made != dataset.fingerprint) or (
+        made is None
+        and sizes
+        and (sizes.get("n_users"), sizes.get("n_items")) != (dataset.n_users, dataset.n_items)
+    ):
+        raise _changed(store, record, verb, fix)
+    return dataset
+
+
+def check_dataset(
+    store: RunStore, record: dict, *, verb: str = "trained", fix: str = "retrain it on the new data"
+) -> None:
+    """`run_dataset`'s check without loading the tables (reads dataset.json), for results and
+    cached runs; records without a fingerprint pass (their sizes are checked on load)."""
+    made, name = record.get("dataset_fingerprint"), record["dataset"]
+    if made is None:
+        return
+    if not (dataset_dir(store.home, name) / "dataset.json").exists():
+        Dataset.load(store.home, name)  # raises the "no dataset named …" sentence
+    if current_fingerprint(store.home, name) != made:
+        raise _changed(store, record, verb, fix)
 
 
 def recommendations_table(loaded: LoadedRun, user_codes: np.ndarray, k: int) -> pd.DataFrame:
@@ -140,14 +184,24 @@ def recommendations_table(loaded: LoadedRun, user_codes: np.ndarray, k: int) -> 
     )
 
 
+def _changed(store: RunStore, record: dict, verb: str, fix: str) -> DatasetChangedError:
+    name = record["dataset"]
+    when = ingested_on(dataset_dir(store.home, name))
+    return DatasetChangedError(
+        f"Run {record.get('run_id')} was {verb} on dataset '{name}' before it was replaced "
+        f"on {when}; {fix}."
+    )
+
+
 def _train(store: RunStore, run_id: str, record: dict, progress) -> dict:
-    dataset = Dataset.load(store.home, record["dataset"])
+    dataset = run_dataset(store, record, verb="queued", fix="start a new run on the new data")
     parts = split(dataset, record["split"], int(record["seed"]))
     model = make_model(record["model"], **record.get("params", {}))
     device = model._resolve_device()
     dev.seed_everything(int(record["seed"]))
     dev.reset_peak_memory(device)
-    store.update(run_id, device=dev.describe(device))
+    # a record made without new_run gets the fingerprint of the data it is trained on
+    store.update(run_id, device=dev.describe(device), dataset_fingerprint=dataset.fingerprint)
 
     def on_progress(event: ProgressEvent) -> None:
         data = event.to_dict()
@@ -215,10 +269,13 @@ def _save_tables(folder: Path, dataset: Dataset, model, test: EvalResult, *, see
 
 __all__ = [
     "KS",
+    "DatasetChangedError",
     "LoadedRun",
+    "check_dataset",
     "load_run",
     "model_params",
     "new_run",
     "recommendations_table",
+    "run_dataset",
     "train_run",
 ]

@@ -7,6 +7,10 @@ before it exists) and holds the job bodies that `recscope scenarios leaderboard`
 `transfer_report`; this module only stores them in the run folder: result.json, and for the
 leaderboard recs.parquet (strategy, scenario, user_code, rank, item_code). File names are
 fixed: no scenario name or other user string becomes a path.
+
+A job records its dataset's fingerprint like a training run; a job body, `result` and
+`recommendations` refuse with one sentence when that dataset was replaced since (its codes
+would name other users and items).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from core.data.split import split
 from core.errors import ParameterError
 from core.models import make_model
 from core.runs.jobs import Stage
-from core.runs.pipeline import model_params
+from core.runs.pipeline import check_dataset, model_params, run_dataset
 from core.runs.store import RunStore
 from core.scenarios.strategies import (
     CATALOGUES,
@@ -35,6 +39,7 @@ LEADERBOARD = "leaderboard"
 TRANSFER = "transfer"
 RECS = "recs.parquet"
 LEADERBOARD_SPLIT = "loo"
+_AGAIN = "run it again on the new data"
 
 
 def new_leaderboard(
@@ -78,6 +83,7 @@ def new_leaderboard(
     record = {
         "kind": LEADERBOARD,
         "dataset": dataset,
+        "dataset_fingerprint": ds.fingerprint,
         "split": LEADERBOARD_SPLIT,
         "seed": int(seed),
     }
@@ -99,7 +105,8 @@ def new_transfer(
     multiscenario_params: dict | None = None,
 ) -> str:
     """Check the scenario pair and create a queued transfer job; returns its run id."""
-    check_pair(Dataset.load(store.home, dataset), source, target)
+    ds = Dataset.load(store.home, dataset)
+    check_pair(ds, source, target)
     multi = model_params(
         "multiscenario", multiscenario_params, epochs=epochs, device=device, seed=seed
     )
@@ -113,6 +120,7 @@ def new_transfer(
         "multiscenario_params": multi,
     }
     record = {"kind": TRANSFER, "dataset": dataset, "seed": int(seed), "device_request": device}
+    record["dataset_fingerprint"] = ds.fingerprint
     return store.new_run({**record, "params": params})
 
 
@@ -120,7 +128,7 @@ def run_leaderboard(store: RunStore, run_id: str, stage: Stage) -> dict:
     """The leaderboard job body: `compare_strategies` on the loo split, stored."""
     record = store.read(run_id)
     p = record["params"]
-    ds = Dataset.load(store.home, record["dataset"])
+    ds = run_dataset(store, record, verb="queued", fix=_AGAIN)
     stage("Splitting the data (last interaction of each user is the test)", 0, 1)
     parts = split(ds, record.get("split", LEADERBOARD_SPLIT), seed=int(record["seed"]))
     results = compare_strategies(
@@ -143,7 +151,7 @@ def run_transfer(store: RunStore, run_id: str, stage: Stage) -> dict:
     record = store.read(run_id)
     p = record["params"]
     return transfer_report(
-        Dataset.load(store.home, record["dataset"]),
+        run_dataset(store, record, verb="queued", fix=_AGAIN),
         p["source"],
         p["target"],
         ms=tuple(p["ms"]),
@@ -171,8 +179,16 @@ def leaderboard_result(
     }
 
 
+def result(store: RunStore, run_id: str) -> dict | None:
+    """The job's stored result (None before it has one); refused if its dataset changed."""
+    check_dataset(store, store.read(run_id), verb="computed", fix=_AGAIN)
+    return store.result(run_id)
+
+
 def recommendations(store: RunStore, run_id: str) -> pd.DataFrame | None:
-    """The leaderboard job's top lists (strategy, scenario, user_code, rank, item_code)."""
+    """The leaderboard job's top lists (strategy, scenario, user_code, rank, item_code);
+    refused if the dataset whose codes they hold was replaced since."""
+    check_dataset(store, store.read(run_id), verb="computed", fix=_AGAIN)
     path = store.folder(run_id) / RECS
     return pd.read_parquet(path) if path.exists() else None
 

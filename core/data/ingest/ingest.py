@@ -33,7 +33,9 @@ from core.data.ingest.formats import FORMATS, Layout, Source, plural, sniff, to_
 from core.data.ingest.read import parquet_error, read_table
 from core.data.ingest.report import IngestReport
 from core.data.schema import ColumnMapping
+from core.data.stored import refuse_existing
 from core.errors import IngestError
+from core.names import dataset_name_from
 
 __all__ = [
     "FORMATS",
@@ -59,7 +61,9 @@ def read_raw(
     """
     src = to_source(source)
     layout = sniff(src, format)
-    return read_table(src, layout, limit=limit).to_pandas(), layout.format
+    frame = read_table(src, layout, limit=limit).to_pandas()
+    frame.attrs["notes"] = list(layout.notes)  # e.g. the encoding guess
+    return frame, layout.format
 
 
 def load_interactions(
@@ -102,6 +106,7 @@ def load_interactions(
         min_rating=min_rating,
         layout=layout.description,
     )
+    report.notes.extend(layout.notes)
     frame = clean(src, layout, table, used, min_rating, report, date_format)
     return frame, report
 
@@ -124,10 +129,16 @@ def ingest(
     For a path whose folder holds the matching item/user tables (u.item beside u.data,
     movies.csv beside ratings.csv, x.item beside x.inter, items.csv beside
     interactions.csv) those are used when `items` / `users` are not given.
+
+    A stored dataset of that name is never replaced silently: `DatasetExistsError` (a
+    sentence with its size and date) unless `replace`, checked before the read and again,
+    under the name's lock, at the save (two ingests under one new name: the second refuses).
     """
     src = to_source(source)
     if name is not None:
         check_name(name)  # before the long read, not after it
+        if not replace:
+            refuse_existing(home, name)
     frame, report = load_interactions(
         source, format=format, mapping=mapping, min_rating=min_rating, date_format=date_format
     )
@@ -165,7 +176,7 @@ def ingest(
         "min_rating": min_rating,
     }
     dataset = Dataset.from_frames(name, frame, sides["items"], sides["users"], info=info)
-    dataset.save(home)
+    dataset.save(home, replace=replace)
     log.info("ingested %s as dataset %s: %s", src.name, name, " ".join(report.lines()))
     return dataset, report
 
@@ -179,8 +190,7 @@ def derive_name(src: Source) -> str:
     generic = {"u", "ratings", "interactions", "inter", "data", "events", "train", ""}
     if stem.lower() in generic and src.path is not None and src.path.parent.name:
         stem = src.path.resolve().parent.name
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).lstrip("-_.")[:64]
-    return stem or "dataset"
+    return dataset_name_from(stem)
 
 
 # ---------------------------------------------------------------------------- helpers
