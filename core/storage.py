@@ -1,16 +1,37 @@
-"""Atomic file and folder writes: a reader never sees a half-written file."""
+"""Atomic file and folder writes, file locks, and the sweep of what crashed writers left.
+
+A reader never sees a half-written file: every write goes to a temp name in the same
+folder (`.<name>.<random>.tmp`) and is renamed over the target; a folder written by
+`atomic_dir` replaces the old one whole (which is parked as `.<name>.old` for a moment).
+A writer killed mid-write leaves only such a temp name behind; `sweep_stale` removes the
+ones older than an hour when a workspace opens.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+from filelock import FileLock, Timeout
+
+from core.errors import RecScopeError
+
+log = logging.getLogger(__name__)
+
+#: what `write_text`, `write_parquet` and `atomic_dir` leave behind when killed mid-write
+STALE_NAME = re.compile(r"^\..+\.(tmp|old)$")
+STALE_AFTER_S = 3600.0
+LOCK_TIMEOUT_S = 60.0
 
 
 def write_text(path: Path, text: str) -> None:
@@ -36,11 +57,30 @@ def read_json(path: Path) -> dict:
 
 
 def write_parquet(path: Path, frame: pd.DataFrame) -> None:
+    """Write `frame` to `path` through a unique temp file and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def file_lock(path: Path, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold the lock file `path` (across processes and threads); a clear error on timeout."""
+    try:
+        with FileLock(str(path), timeout=timeout):
+            yield
+    except Timeout as err:
+        raise RecScopeError(
+            f"{path} stayed locked by another process for {timeout:.0f} s; try again, or "
+            "stop the process that holds it."
+        ) from err
 
 
 @contextmanager
@@ -64,6 +104,62 @@ def atomic_dir(target: Path, *, overwrite: bool = True) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def sweep_stale(folders: Iterable[Path], max_age_s: float = STALE_AFTER_S) -> int:
+    """Remove temp files and folders (`.<name>.*.tmp`, `.<name>.old`) older than `max_age_s`.
+
+    Looks directly inside each of `folders`; age is the newest mtime in the entry (a folder
+    still being filled is young). Returns how many entries were removed.
+    """
+    cutoff = time.time() - max_age_s
+    removed = 0
+    for folder in folders:
+        try:
+            entries = list(Path(folder).iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            if not STALE_NAME.match(entry.name) or _newest_mtime(entry) > cutoff:
+                continue
+            try:
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+                removed += 1
+            except OSError as err:
+                log.warning("could not remove stale %s: %s", entry, err)
+    return removed
+
+
+def os_error_sentence(err: OSError, what: str) -> str:
+    """One sentence for an I/O error of `what` ("Training"): what could not be written, why,
+    and how to fix it."""
+    target = err.filename or "a file in the workspace"
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"{what} failed: could not write {target} because the disk is full; free some "
+            "space and run it again."
+        )
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return (
+            f"{what} failed: could not write {target} (permission denied); make the "
+            "workspace folder writable and run it again."
+        )
+    return f"{what} failed: could not write {target} ({err.strerror or err})."
+
+
+def _newest_mtime(entry: Path) -> float:
+    try:
+        newest = entry.lstat().st_mtime
+        if entry.is_dir() and not entry.is_symlink():
+            for root, dirs, files in os.walk(entry):
+                for name in dirs + files:
+                    newest = max(newest, os.lstat(os.path.join(root, name)).st_mtime)
+        return newest
+    except OSError:
+        return time.time()  # vanished or unreadable meanwhile: not ours to judge now
 
 
 def _json_default(value: object) -> object:

@@ -19,8 +19,11 @@ of the best weights; after `patience` epochs without improvement it stops, and i
 it ends with the best weights restored.
 
 Cancel: pass `cancel` (a `threading.Event`, or a callable returning True to stop); it is
-checked before every batch, and training then raises `core.errors.CancelledError`. A
-`progress` callback may also raise `CancelledError` itself; it propagates unchanged.
+checked before every batch, and training then raises `core.errors.CancelledError`. The
+process-wide flag (`request_cancel`, set by a job's SIGTERM handler, core.runs.jobs) is
+checked there too, so a signal stops training at a batch boundary, never in the middle of
+an optimiser step or a file write. A `progress` callback may also raise `CancelledError`
+itself; it propagates unchanged.
 """
 
 from __future__ import annotations
@@ -49,6 +52,32 @@ CancelFlag = threading.Event | Callable[[], bool] | None
 #: "auto" (sampled above AUTO_SAMPLED_ITEMS items, where the full softmax gets expensive)
 SOFTMAX_LOSSES = ("auto", "full", "sampled")
 AUTO_SAMPLED_ITEMS = 50_000
+#: set when this process was asked to stop (a job's SIGTERM): every loop checks it
+_PROCESS_CANCEL = threading.Event()
+
+
+def request_cancel() -> None:
+    """Ask this process's training (and job stages) to stop at the next batch boundary.
+
+    Safe to call from a signal handler: it only sets a flag.
+    """
+    _PROCESS_CANCEL.set()
+
+
+def cancel_requested() -> bool:
+    """True once `request_cancel` was called (until `clear_cancel`)."""
+    return _PROCESS_CANCEL.is_set()
+
+
+def clear_cancel() -> None:
+    """Forget a cancel request (a job ended; an in-process caller goes on)."""
+    _PROCESS_CANCEL.clear()
+
+
+def raise_if_cancelled(where: str = "") -> None:
+    """Raise `CancelledError` if this process was asked to stop; `where` ends the message."""
+    if _PROCESS_CANCEL.is_set():
+        raise CancelledError("Cancelled" + (f" {where}" if where else "") + "; nothing saved.")
 
 
 @dataclass(frozen=True)
@@ -244,8 +273,8 @@ def _validate(model, valid: Interactions, train: Interactions) -> float:
 
 
 def _cancel_check(cancel: CancelFlag) -> Callable[[], bool]:
+    """The caller's flag or the process-wide one."""
     if cancel is None:
-        return lambda: False
-    if isinstance(cancel, threading.Event):
-        return cancel.is_set
-    return cancel
+        return _PROCESS_CANCEL.is_set
+    own = cancel.is_set if isinstance(cancel, threading.Event) else cancel
+    return lambda: _PROCESS_CANCEL.is_set() or bool(own())

@@ -5,15 +5,12 @@ Imports are inside the commands so `recscope --help` and light commands start fa
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import signal
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
-from core.errors import CancelledError, RecScopeError
+from core.errors import RecScopeError
 
 log = logging.getLogger("recscope")
 
@@ -93,10 +90,16 @@ def cmd_datasets(args) -> dict:
 
 
 def cmd_train(args) -> dict:
+    """Train a run in this process: a new one, or the queued `--run-id` a page launched.
+
+    Either way the process claims the run (pid, heartbeat, job.log; core.runs.jobs
+    job_process), so a `kill -9` reads as failed and Cancel on a page stops it.
+    """
     from core.device import pick_device
-    from core.runs.jobs import device_slot, job_record
+    from core.runs.jobs import device_slot, job_process, job_record
     from core.runs.pipeline import new_run, train_run
-    from core.runs.store import RunStore, now_iso
+    from core.runs.store import RunStore, recording_outcome
+    from core.train import raise_if_cancelled
 
     store = RunStore(_home())
     if args.run_id:
@@ -123,12 +126,15 @@ def cmd_train(args) -> dict:
         if event.get("valid_metric") is not None:
             parts.append(f"valid {event['metric_name']} {event['valid_metric']:.4f}")
         log.info("  ".join(parts))
+        raise_if_cancelled(f"after epoch {event['epoch']}")
 
-    try:
-        with _sigterm_cancels(), device_slot(store, run_id, str(device)):
-            record = train_run(store, run_id, progress=show)
-    except CancelledError:  # cancelled while still queued for the device
-        record = store.update(run_id, status="cancelled", finished_at=now_iso())
+    # outer recorder: what fails before train_run's own (the device wait, a cancel while
+    # queued) still ends the record; a run is never left "running" by this process
+    with job_process(store, run_id), recording_outcome(store, run_id, "Training"):
+        with device_slot(store, run_id, str(device)):
+            raise_if_cancelled("before training started")
+            train_run(store, run_id, progress=show)
+    record = store.read(run_id)
     if record.get("status") == "cancelled":
         raise RecScopeError(f"Run {run_id} was cancelled.")
     return _public_record(record)
@@ -227,25 +233,14 @@ def cmd_runs(args) -> dict:
 
 
 def _run_job(store, run_id: str, kind: str, work) -> dict:
-    """Run a scenario job body here (core.runs.jobs.run_job); SIGTERM cancels it."""
+    """Run a scenario job body here (core.runs.jobs.run_job, which claims the run for this
+    process: pid, heartbeat, SIGTERM cancels at the next stage or batch)."""
     from core.runs.jobs import run_job
 
-    with _sigterm_cancels():
-        record = run_job(store, run_id, kind, work)
+    record = run_job(store, run_id, kind, work)
     if record.get("status") == "cancelled":
         raise RecScopeError(f"Job {run_id} was cancelled.")
     return record
-
-
-@contextlib.contextmanager
-def _sigterm_cancels() -> Iterator[None]:
-    """SIGTERM (Cancel on a page) raises CancelledError in the job; restored afterwards so an
-    in-process caller (tests, notebooks) keeps its own handler."""
-    previous = signal.signal(signal.SIGTERM, _raise_cancelled)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _public_record(record: dict) -> dict:
@@ -278,10 +273,6 @@ def _parse_params(pairs: list[str]) -> dict:
 
 def _missing(flag: str, command: str = "train"):
     raise RecScopeError(f"{flag} is required; see `recscope {command} --help`.")
-
-
-def _raise_cancelled(signum, frame) -> None:
-    raise CancelledError("Training was cancelled.")
 
 
 def _home() -> Path:

@@ -28,6 +28,7 @@ from core.device import CHOICES as DEVICE_CHOICES
 from core.device import pick_device
 from core.errors import NotFittedError, ParameterError, RecScopeError
 from core.eval.ranking import known_flat_indices, top_k
+from core.storage import atomic_dir
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.pt"
@@ -189,25 +190,43 @@ class RecommenderBase:
 
     # -- persistence -------------------------------------------------------------------
     def save(self, folder: Path) -> None:
-        """Constructor arguments as JSON beside a state dict of tensors; never pickle."""
+        """Constructor arguments as JSON beside a state dict of tensors; never pickle.
+
+        Written into a temp folder that replaces `folder` whole (core.storage.atomic_dir):
+        a reader sees the old model or the new one, and a failed write (disk full) leaves
+        no half-written model. I/O errors are OSErrors naming the file.
+        """
         self._check_fitted()
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
         config = {
             "model": self.name,
             "params": self.get_params(),
             "n_users": self.n_users_,
             "n_items": self.n_items_,
         }
-        (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2))
         state = {k: v.detach().cpu().contiguous() for k, v in self._state().items()}
-        torch.save(state, folder / WEIGHTS_FILE)
+        with atomic_dir(Path(folder)) as tmp:
+            name = CONFIG_FILE
+            try:
+                (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+                name = WEIGHTS_FILE
+                # a Python file object: torch's own writer turns a full disk into a RuntimeError
+                with open(tmp / WEIGHTS_FILE, "wb") as handle:
+                    torch.save(state, handle)
+            except OSError as err:
+                err.filename = str(Path(folder) / name)  # the temp name would mean nothing
+                raise
 
     @classmethod
     def load(cls, folder: Path, device: str | None = None) -> RecommenderBase:
         """Rebuild with `cls(**params)` and load tensors with `weights_only=True`."""
         folder = Path(folder)
-        config = json.loads((folder / CONFIG_FILE).read_text())
+        try:
+            config = json.loads((folder / CONFIG_FILE).read_text())
+        except (OSError, ValueError) as err:
+            raise RecScopeError(
+                f"The model files in {folder} are missing or unreadable ({err}); train the run "
+                "again."
+            ) from err
         params = dict(config["params"])
         if device is not None and "device_choice" in params:
             params["device_choice"] = device
@@ -215,7 +234,13 @@ class RecommenderBase:
         model.n_users_ = int(config["n_users"])
         model.n_items_ = int(config["n_items"])
         model.device = model._resolve_device()
-        state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        except OSError as err:
+            raise RecScopeError(
+                f"The model weights {folder / WEIGHTS_FILE} cannot be read ({err.strerror}); "
+                "train the run again."
+            ) from err
         model._set_state({k: v.to(model.device) for k, v in state.items()})
         model.history_ = sp.csr_matrix((model.n_users_, model.n_items_), dtype=np.float32)
         return model

@@ -6,8 +6,15 @@ the transfer experiment (`recscope transfer`). The Streamlit script thread never
 them. A job survives page reruns, closed tabs and app restarts because it runs in a new
 process session; its state lives only in its run folder (run.json, progress.jsonl, job.log,
 its result), so any session can read it. One job per device at a time: a job waits on a file
-lock for its device and says "queued" meanwhile. Every status read goes through `refresh`
-(a dead process reads as failed, with its last log line); `cancel_job` stops any kind.
+lock for its device and says "queued" meanwhile.
+
+Whoever starts a job (a page through `start_job`, a user typing `recscope train`), its
+process runs the work inside `job_process`: it records its pid (with the process start
+time, core.runs.liveness), keeps a heartbeat, writes its log lines to job.log, and turns
+SIGTERM into the process-wide cancel flag (core.train.request_cancel), which the training
+loop and the job stages check at batch and stage boundaries. Every status read of the store
+refreshes (a dead process reads as failed, with its last log line); `cancel_job` signals
+the process of any kind, whoever started it.
 """
 
 from __future__ import annotations
@@ -19,25 +26,31 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 from core.device import pick_device
-from core.errors import RecScopeError
+from core.errors import CancelledError, RecScopeError
+from core.runs import liveness
+from core.runs.liveness import ACTIVE
 from core.runs.store import RunStore, kind_of, now_iso, recording_outcome
+from core.train import clear_cancel, raise_if_cancelled, request_cancel
 
 log = logging.getLogger(__name__)
 
-ACTIVE = ("queued", "running")
 #: the `recscope` subcommand of each job kind
 COMMANDS = {
     "train": ("train",),
     "leaderboard": ("scenarios", "leaderboard"),
     "transfer": ("transfer",),
 }
-#: how an error message names the process of each kind
-LABELS = {"train": "training", "leaderboard": "leaderboard", "transfer": "transfer"}
+#: a second Cancel this long after the first one stops the process with SIGKILL
+FORCE_AFTER_S = 15.0
+#: how often a job that waits for its device looks at the cancel flag
+QUEUE_POLL_S = 0.2
 #: `stage(text, step, steps)`: what a job body reports as it goes
 Stage = Callable[[str, int, int], None]
 
@@ -58,8 +71,48 @@ def start_job(store: RunStore, run_id: str) -> int:
         start_new_session=True,  # not killed with the app; its own process group
     )
     log.close()
-    store.update(run_id, pid=proc.pid, job_started_at=now_iso())
+    start = liveness.process_start(proc.pid)
+    store.update(
+        run_id,
+        pid=proc.pid,
+        pid_start=start,
+        host=liveness.host_name(),
+        job_started_at=now_iso(),
+    )
     return proc.pid
+
+
+@contextlib.contextmanager
+def job_process(store: RunStore, run_id: str) -> Iterator[None]:
+    """Run a job's work in this process: claim the record, beat, log, and cancel on SIGTERM.
+
+    Claiming writes pid, pid_start and host under the record's lock; a run that was
+    cancelled before this process got to it raises `CancelledError`, and one that another
+    live process already runs raises a RecScopeError. A daemon thread rewrites heartbeat_at
+    every HEARTBEAT_S seconds. SIGTERM only sets the cancel flag (checked at batch and stage
+    boundaries), so no exception ever starts inside a file write. Log records go to the
+    run's job.log too, unless stdout already is that file (a job `start_job` launched).
+    Everything is undone on the way out, so in-process callers keep their own handlers.
+    """
+    _claim(store, run_id)
+    stop = threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(store, run_id, stop), daemon=True)
+    handler = _log_to_job_log(store.folder(run_id) / "job.log")
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    beat.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        beat.join(timeout=liveness.HEARTBEAT_S + 5)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+        clear_cancel()
 
 
 def run_job(
@@ -76,16 +129,17 @@ def run_job(
     record = job_record(store, run_id, kind)
 
     def stage(text: str, step: int, steps: int) -> None:
+        raise_if_cancelled(f"before '{text}'")
         store.append_progress(run_id, {"stage": text, "step": int(step), "steps": int(steps)})
         store.update(run_id, message=text)
 
-    store.update(run_id, pid=os.getpid())
-    with recording_outcome(store, run_id, "The job"):
+    with job_process(store, run_id), recording_outcome(store, run_id, "The job"):
         device_key = device_key or str(pick_device(record.get("device_request")))
         with device_slot(store, run_id, device_key):
             store.update(run_id, status="running", started_at=now_iso())
             tick = time.perf_counter()
             payload = work(stage)
+            raise_if_cancelled("before its result was stored")
             store.write_result(run_id, payload)
             total = round(time.perf_counter() - tick, 3)
         return store.update(
@@ -107,7 +161,10 @@ def job_record(store: RunStore, run_id: str, kind: str) -> dict:
 
 @contextlib.contextmanager
 def device_slot(store: RunStore, run_id: str, device_key: str) -> Iterator[None]:
-    """Hold the device's lock while a job computes; others block here and show as queued."""
+    """Hold the device's lock while a job computes; others wait here and show as queued.
+
+    The wait polls, so a cancel (SIGTERM sets the flag) ends it with `CancelledError`.
+    """
     locks = store.home / "locks"
     locks.mkdir(exist_ok=True)
     device_key = "cuda:0" if device_key == "cuda" else device_key  # one lock per GPU
@@ -116,43 +173,43 @@ def device_slot(store: RunStore, run_id: str, device_key: str) -> Iterator[None]
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             store.update(run_id, status="queued", message=f"Waiting for {device_key} to be free.")
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            while True:
+                raise_if_cancelled(f"while waiting for {device_key}")
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    time.sleep(QUEUE_POLL_S)
         store.update(run_id, message="")
         yield
 
 
 def cancel_job(store: RunStore, run_id: str) -> dict:
-    """Stop a queued or running job cleanly (SIGTERM); the job marks itself cancelled."""
-    record = store.read(run_id)
-    if record.get("status") not in ACTIVE:
-        return record
-    pid = record.get("pid")
-    if pid and _alive(pid, run_id):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(os.getpgid(pid), signal.SIGTERM)
-        return store.update(run_id, cancel_requested=True)
-    return store.update(run_id, status="cancelled", finished_at=now_iso())
+    """Stop a queued or running job of any kind, whoever started it; the record after.
+
+    Decided under the record's lock (check-and-set), so a run that finished meanwhile stays
+    finished with its metrics. A live process gets SIGTERM and marks itself cancelled at the
+    next batch or stage boundary (a Cancel FORCE_AFTER_S after the first one sends SIGKILL,
+    and the next status read says cancelled). A run without a live process is cancelled
+    here. Only a job that leads its own session (one `start_job` launched) is signalled as
+    a group; a `recscope train` typed in a shell is signalled alone, never the shell's group.
+    """
+    with store.edit(run_id) as record:
+        if record.get("status") not in ACTIVE:
+            return record
+        if liveness.gone(record) is None and record.get("pid"):
+            force = _asked_before(record, FORCE_AFTER_S)
+            _signal(int(record["pid"]), signal.SIGKILL if force else signal.SIGTERM)
+            record["cancel_requested"] = True
+            record.setdefault("cancel_requested_at", now_iso())
+        else:
+            record.update(status="cancelled", finished_at=now_iso(), cancel_requested=True)
+    return record
 
 
 def refresh(store: RunStore, record: dict) -> dict:
-    """Mark a job whose process is gone (killed, machine restarted) as failed, with why."""
-    if record.get("status") not in ACTIVE or not record.get("pid"):
-        return record
-    if _alive(record["pid"], record["run_id"]):
-        return record
-    record = store.read(record["run_id"])  # it may have finished between the two reads
-    if record.get("status") not in ACTIVE:
-        return record
-    if record.get("cancel_requested"):  # killed before its SIGTERM handler was installed
-        return store.update(record["run_id"], status="cancelled", finished_at=now_iso())
-    tail = _log_tail(store.folder(record["run_id"]) / "job.log")
-    label = LABELS.get(kind_of(record), kind_of(record))
-    return store.update(
-        record["run_id"],
-        status="failed",
-        error=f"The {label} process stopped before finishing" + (f": {tail}" if tail else "."),
-        finished_at=now_iso(),
-    )
+    """The record with its status refreshed; `RunStore.read`/`list` already do this."""
+    return store.refresh(record)
 
 
 def latest_job(
@@ -204,33 +261,69 @@ def progress_summary(record: dict, events: list[dict]) -> dict:
     }
 
 
-def _alive(pid: int, run_id: str) -> bool:
-    """True if `pid` is a live process running job `run_id` (guards against reused pids).
-
-    Right after the fork, before exec, the child still shows the parent's command line;
-    it is recognised then as the leader of its own new session (pgid == pid).
-    """
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        stat = Path(f"/proc/{pid}/stat").read_text(errors="replace")
-    except OSError:
-        return True  # no /proc (macOS): trust the pid
-    if stat.rsplit(")", 1)[-1].split()[0] == "Z":
-        return False
-    try:
-        leader = os.getpgid(pid) == pid
-    except OSError:
-        return False
-    return run_id in cmdline or leader
+def _claim(store: RunStore, run_id: str) -> None:
+    me = liveness.this_process()
+    with store.edit(run_id) as record:
+        if record.get("status") == "cancelled" or record.get("cancel_requested"):
+            raise CancelledError(f"Run {run_id} was cancelled before it started.")
+        other = record.get("pid") and record.get("pid") != me["pid"]
+        if other and record.get("status") in ACTIVE and liveness.gone(record) is None:
+            raise RecScopeError(
+                f"Run {run_id} is already {record['status']} in process {record['pid']}; "
+                "cancel it first or start a new run."
+            )
+        record.update(me, heartbeat_at=now_iso())
 
 
-def _log_tail(path: Path) -> str:
-    if not path.exists():
-        return ""
-    lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith("error:")]
-    return (errors or lines[-1:] or [""])[-1].removeprefix("error: ")
+def _heartbeat(store: RunStore, run_id: str, stop: threading.Event) -> None:
+    while not stop.wait(liveness.HEARTBEAT_S):
+        try:
+            store.update(run_id, heartbeat_at=now_iso())
+        except (OSError, RecScopeError) as err:  # disk full, folder deleted: keep working
+            log.debug("heartbeat of %s not written: %s", run_id, err)
+
+
+def _on_sigterm(signum, frame) -> None:
+    request_cancel()  # only a flag: the loop stops at its next batch boundary
+
+
+def _log_to_job_log(path: Path) -> logging.Handler | None:
+    """A handler copying log records to job.log, unless stdout already writes there."""
+    try:
+        out, log_file = os.fstat(sys.stdout.fileno()), path.stat()
+        if (out.st_dev, out.st_ino) == (log_file.st_dev, log_file.st_ino):
+            return None
+    except (OSError, ValueError, AttributeError):
+        pass  # no job.log yet, or stdout is not a real file
+    try:
+        handler = logging.FileHandler(path, encoding="utf-8")
+    except OSError:
+        return None
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
+def _signal(pid: int, sig: int) -> None:
+    """Signal a job: its whole group if it leads its own session, else the process alone."""
+    with contextlib.suppress(ProcessLookupError):
+        try:
+            leader = os.getsid(pid) == pid
+        except OSError:
+            leader = False
+        if leader:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+
+
+def _asked_before(record: dict, seconds: float) -> bool:
+    stamp = record.get("cancel_requested_at")
+    if not stamp:
+        return False
+    try:
+        then = datetime.fromisoformat(stamp)
+    except ValueError:
+        return False
+    return (datetime.now(timezone.utc) - then).total_seconds() > seconds

@@ -6,14 +6,20 @@ Every background job is a run here, whatever it computes; run.json's `kind` says
 (records written before kinds existed). File names inside a run folder are fixed; nothing a
 user types becomes a path, and a run id is checked before it is joined to one.
 
-Writes are atomic (temp file + rename) so a reader never sees half a record, and run ids
-are unique per call so two browser sessions never overwrite each other's runs.
+Writes are atomic (temp file + rename) so a reader never sees half a record; every
+read-modify-write of run.json holds the record's file lock, so concurrent writers (the job,
+its heartbeat, a Cancel, a status refresh) never lose each other's keys. Run ids are unique
+per call so two browser sessions never overwrite each other's runs.
+
+Reads refresh: `read` and `list` turn an active run whose process is gone (core.runs.liveness)
+into "failed" with its last log line, under the lock. A run.json that cannot be read (cut
+short, or JSON that is not an object) is a RecScopeError for `read` and a "failed"
+placeholder in `list`, never a crash and never silently missing.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -25,13 +31,21 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from core.errors import CancelledError, RecScopeError
-from core.storage import read_json, write_json
+from core.runs import liveness
+from core.storage import file_lock, os_error_sentence, read_json, sweep_stale, write_json
+
+log = logging.getLogger(__name__)
 
 STATUSES = ("queued", "running", "finished", "failed", "cancelled")
 TRAIN = "train"
 KINDS = (TRAIN, "leaderboard", "transfer")
 RESULT = "result.json"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+RECORD = "run.json"
+LOCK = ".run.lock"
+#: how often (at most) one process sweeps a workspace's stale temp files
+SWEEP_EVERY_S = 600.0
+_swept: dict[Path, float] = {}
 
 
 def kind_of(record: dict) -> str:
@@ -43,7 +57,9 @@ def workspace_home(home: str | Path | None = None) -> Path:
     """The workspace folder: explicit, else RECSCOPE_HOME, else ./workspace."""
     path = Path(home or os.environ.get("RECSCOPE_HOME") or "workspace").expanduser()
     path.mkdir(parents=True, exist_ok=True)
-    return path.resolve()
+    path = path.resolve()
+    _sweep(path)
+    return path
 
 
 class RunStore:
@@ -76,7 +92,10 @@ class RunStore:
             **record,
         }
         record["run_id"] = run_id
-        write_json(folder / "run.json", record)
+        try:
+            write_json(folder / RECORD, record)
+        except OSError as err:
+            raise RecScopeError(os_error_sentence(err, "Creating the run")) from err
         return run_id
 
     def folder(self, run_id: str) -> Path:
@@ -91,23 +110,48 @@ class RunStore:
         return self.folder(run_id) / "model"
 
     def read(self, run_id: str) -> dict:
-        return read_json(self.folder(run_id) / "run.json")
+        """The run's record, refreshed (a run whose process is gone reads as failed)."""
+        return self.refresh(self._load(self.folder(run_id)))
 
     def update(self, run_id: str, **changes) -> dict:
-        """Merge `changes` into run.json (dict values merge one level deep)."""
-        folder = self.folder(run_id)
-        # the job, the page (cancel) and `refresh` all update one record: hold its lock
-        with open(folder / ".run.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            record = self.read(run_id)
+        """Merge `changes` into run.json (dict values merge one level deep), under its lock."""
+        with self.edit(run_id) as record:
             for key, value in changes.items():
                 if isinstance(value, dict) and isinstance(record.get(key), dict):
                     record[key] = {**record[key], **value}
                 else:
                     record[key] = value
-            record["updated_at"] = now_iso()
-            write_json(folder / "run.json", record)
         return record
+
+    @contextlib.contextmanager
+    def edit(self, run_id: str) -> Iterator[dict]:
+        """Check-and-set on run.json: yields the record read under its file lock; what the
+        body leaves in it is written atomically when the body ends (nothing if it raises)."""
+        folder = self.folder(run_id)
+        with file_lock(folder / LOCK):
+            record = self._load(folder)
+            before = json.dumps(record, sort_keys=True, default=str)
+            yield record
+            if json.dumps(record, sort_keys=True, default=str) != before:
+                record["updated_at"] = now_iso()
+                write_json(folder / RECORD, record)
+
+    def refresh(self, record: dict) -> dict:
+        """`record`, or if its process is gone, the record marked failed (cancelled when a
+        cancel was asked for) with the process's last log line. Decided again under the lock,
+        so a run that finished meanwhile stays finished. If the disk refuses the write, the
+        refreshed record is still returned."""
+        if liveness.gone(record) is None or record.get("unreadable"):
+            return record
+        run_id = record["run_id"]
+        try:
+            with self.edit(run_id) as fresh:
+                _mark_gone(fresh, self.root / run_id)
+        except OSError as err:
+            log.warning("could not record that run %s stopped: %s", run_id, err)
+            fresh = dict(record)
+            _mark_gone(fresh, self.root / run_id)
+        return fresh
 
     def append_progress(self, run_id: str, event: dict) -> None:
         """One JSON line per event; a line is written whole with a single write call."""
@@ -137,20 +181,22 @@ class RunStore:
         return read_json(path) if path.exists() else None
 
     def list(self, dataset: str | None = None, kind: str | None = TRAIN) -> list[dict]:
-        """Run records of one `kind` (None: every kind), newest first; unreadable ones skipped.
+        """Run records of one `kind` (None: every kind), newest first, refreshed.
 
-        The default lists training runs only, which is what every model page wants.
+        The default lists training runs only, which is what every model page wants. A run
+        whose run.json cannot be read is listed as a "failed" placeholder saying so (under
+        every dataset, since its own is unknown), with the kind its run id names.
         """
         records = []
         for folder in self.root.iterdir():
-            path = folder / "run.json"
-            if not path.exists():
+            if not (folder / RECORD).exists() or not _RUN_ID.match(folder.name):
                 continue
             try:
-                record = read_json(path)
-            except (OSError, json.JSONDecodeError):
-                continue
-            if dataset is not None and record.get("dataset") != dataset:
+                record = self.refresh(self._load(folder))
+            except RecScopeError as err:
+                record = _placeholder(folder, str(err))
+            mine = record.get("dataset") == dataset or record.get("unreadable")
+            if dataset is not None and not mine:
                 continue
             if kind is None or kind_of(record) == kind:
                 records.append(record)
@@ -160,6 +206,26 @@ class RunStore:
         import shutil
 
         shutil.rmtree(self.folder(run_id))
+
+    def _load(self, folder: Path) -> dict:
+        """run.json as it is on disk; a RecScopeError sentence when it cannot be read."""
+        path = folder / RECORD
+        try:
+            record = read_json(path)
+        except FileNotFoundError as err:
+            raise RecScopeError(
+                f"There is no run '{folder.name}' in {self.root}; `recscope runs` lists the runs."
+            ) from err
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            why = f"it is cut short or not JSON ({err})"
+            if isinstance(err, OSError):
+                why = f"it cannot be opened ({err.strerror})"
+            raise RecScopeError(_unreadable(folder, why)) from err
+        if not isinstance(record, dict):
+            why = f"it holds a JSON {type(record).__name__}, not an object"
+            raise RecScopeError(_unreadable(folder, why))
+        record.setdefault("run_id", folder.name)
+        return record
 
 
 def check_run_id(run_id: str) -> str:
@@ -188,19 +254,95 @@ def recording_outcome(store: RunStore, run_id: str, what: str) -> Iterator[None]
     record); a `RecScopeError` marks it failed with its message and propagates; anything
     else is logged with its traceback, and the run fails with a one-sentence message that
     propagates as a `RecScopeError`. `what` starts that sentence ("Training", "The job").
+
+    An `OSError` (disk full, permission denied) fails the run with a sentence naming what
+    could not be written. If the record itself cannot be written then, the run's process
+    ends anyway and status reads call it failed (it never stays "running").
     """
     try:
         yield
     except CancelledError:
-        store.update(run_id, status="cancelled", finished_at=now_iso())
+        _record_end(store, run_id, status="cancelled")
     except RecScopeError as err:
-        store.update(run_id, status="failed", error=str(err), finished_at=now_iso())
+        _record_end(store, run_id, status="failed", error=str(err))
         raise
-    except Exception as err:
-        logging.getLogger(__name__).exception("run %s failed", run_id)
-        message = f"{what} failed with an unexpected {type(err).__name__}: {err}"
-        store.update(run_id, status="failed", error=message, finished_at=now_iso())
+    except OSError as err:
+        log.warning("run %s failed on I/O: %s", run_id, err)
+        message = os_error_sentence(err, what)
+        _record_end(store, run_id, status="failed", error=message)
         raise RecScopeError(message) from err
+    except Exception as err:
+        log.exception("run %s failed", run_id)
+        message = f"{what} failed with an unexpected {type(err).__name__}: {err}"
+        _record_end(store, run_id, status="failed", error=message)
+        raise RecScopeError(message) from err
+
+
+def _record_end(store: RunStore, run_id: str, **changes) -> None:
+    try:
+        store.update(run_id, finished_at=now_iso(), **changes)
+    except (OSError, RecScopeError) as err:  # disk full, record unreadable: the error stands
+        log.warning("could not record the end of run %s: %s", run_id, err)
+
+
+def _mark_gone(record: dict, folder: Path) -> None:
+    """Turn an active record whose process is gone into its final state (in place)."""
+    why = liveness.gone(record)
+    if why is None:
+        return
+    record["finished_at"] = now_iso()
+    if record.get("cancel_requested"):  # killed before (or instead of) stopping itself
+        record["status"] = "cancelled"
+        return
+    record["status"] = "failed"
+    record["error"] = liveness.stop_message(record, why, liveness.log_tail(folder / "job.log"))
+
+
+def _unreadable(folder: Path, why: str) -> str:
+    return (
+        f"The record of run '{folder.name}' ({folder / RECORD}) is unreadable: {why}; delete "
+        "the run folder or restore the file."
+    )
+
+
+def _placeholder(folder: Path, error: str) -> dict:
+    """What `list` shows for a run whose run.json cannot be read."""
+    prefix = folder.name.split("-", 1)[0]
+    try:
+        created = datetime.fromtimestamp((folder / RECORD).stat().st_mtime, timezone.utc)
+    except OSError:
+        created = datetime.min.replace(tzinfo=timezone.utc)
+    return {
+        "run_id": folder.name,
+        "kind": prefix if prefix in KINDS else TRAIN,
+        "dataset": None,
+        "model": None,
+        "status": "failed",
+        "error": error,
+        "unreadable": True,
+        "created_at": created.isoformat(timespec="microseconds"),
+        "metrics": {},
+        "timings": {},
+        "params": {},
+    }
+
+
+def _sweep(home: Path) -> None:
+    """Remove stale temp files of crashed writers, at most once per SWEEP_EVERY_S."""
+    now = time.monotonic()
+    if now - _swept.get(home, -SWEEP_EVERY_S) < SWEEP_EVERY_S:
+        return
+    _swept[home] = now
+    folders = [home]
+    for part in ("runs", "datasets"):
+        top = home / part
+        if top.is_dir():
+            folders.append(top)
+            folders.extend(p for p in top.iterdir() if p.is_dir() and not p.name.startswith("."))
+    folders.extend(p / "model" for p in folders[1:] if (p / "model").is_dir())
+    removed = sweep_stale(folders)
+    if removed:
+        log.info("removed %d stale temp files under %s", removed, home)
 
 
 def now_iso(timespec: str = "seconds") -> str:
