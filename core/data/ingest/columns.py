@@ -240,7 +240,7 @@ def _read_side(source, format: str, role: str, key: str) -> tuple[pd.DataFrame, 
             hint="fill in the id column",
         )
     frame = frame.reset_index(drop=True)
-    frame.attrs["notes"] = notes
+    frame.attrs["notes"] = [f"{src.name}: {note}" for note in layout.notes] + notes
     return frame, Path(src.name).name, layout.types
 
 

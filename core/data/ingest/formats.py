@@ -8,16 +8,40 @@ core/data/ingest/read.py then reads the whole file with pyarrow.
 from __future__ import annotations
 
 import csv
-import gzip
+import importlib.util
+import io
 import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import pyarrow as pa
 
+from core.data.ingest.encoding import (
+    CHUNK_BYTES,
+    GZIP_MAGIC,
+    decode_head,
+    open_stream,
+    read_guarded,
+)
 from core.errors import IngestError
 
-FORMATS = ("auto", "csv", "tsv", "parquet", "jsonl", "movielens", "recbole")
+
+def excel_available() -> bool:
+    """Whether .xlsx workbooks can be read here (the openpyxl package is installed)."""
+    if "openpyxl" in sys.modules:
+        return sys.modules["openpyxl"] is not None
+    return importlib.util.find_spec("openpyxl") is not None
+
+
+# Formats a person may choose; "excel" only where openpyxl is installed.
+FORMATS = ("auto", "csv", "tsv", "parquet", "jsonl", "movielens", "recbole") + (
+    ("excel",) if excel_available() else ()
+)
+EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 HEAD_BYTES = 1 << 16
 _DELIMITERS = (",", "\t", ";", "|", " ")
 _RECBOLE_TYPE = re.compile(r"^(.+):(token|token_seq|float|float_seq)$")
@@ -51,11 +75,16 @@ _ML_100K_SPLIT = re.compile(r"^u[1-5a-b]\.(base|test)$")
 
 @dataclass
 class Source:
-    """A file on disk or uploaded bytes; `name` is what messages show."""
+    """A file on disk or uploaded bytes; `name` is what messages show.
+
+    Gzip content is decompressed as a stream (core/data/ingest/encoding.py guards it);
+    `plain` marks bytes that are already decompressed (a preview's head).
+    """
 
     name: str
     path: Path | None = None
     data: bytes | None = None
+    plain: bool = False
 
     @property
     def filename(self) -> str:
@@ -66,25 +95,48 @@ class Source:
         name = self.filename.removesuffix(".gz")
         return Path(name).suffix
 
-    def raw_bytes(self, limit: int | None = None) -> bytes:
-        """Bytes after gzip decompression (the first `limit` when given)."""
+    @property
+    def size(self) -> int:
+        """Bytes as stored (compressed when gzip)."""
+        return len(self.data) if self.data is not None else self.path.stat().st_size
+
+    @property
+    def compressed(self) -> bool:
+        if self.plain:
+            return False
         if self.data is not None:
-            data = self.data
-            if data[:2] == b"\x1f\x8b":
-                data = gzip.decompress(data)
-            return data if limit is None else data[:limit]
-        assert self.path is not None
-        with open(self.path, "rb") as handle:
-            magic = handle.read(2)
-        opener = gzip.open if magic == b"\x1f\x8b" else open
-        with opener(self.path, "rb") as handle:
-            return handle.read() if limit is None else handle.read(limit)
+            return self.data[:2] == GZIP_MAGIC
+        return _magic(self.path) == GZIP_MAGIC
+
+    @contextmanager
+    def open(self) -> Iterator[BinaryIO]:
+        """A binary stream of the (decompressed) content."""
+        if self.data is not None:
+            raw: BinaryIO = io.BytesIO(self.data)
+        else:
+            raw = open(self.path, "rb")
+        try:
+            yield raw if self.plain else open_stream(self.name, raw, self.size)
+        finally:
+            raw.close()
+
+    def chunks(self, size: int = CHUNK_BYTES) -> Iterator[bytes]:
+        """The (decompressed) content in pieces of `size` bytes."""
+        with self.open() as handle:
+            while chunk := read_guarded(self.name, handle, size):
+                yield chunk
+
+    def raw_bytes(self, limit: int | None = None) -> bytes:
+        """Bytes after gzip decompression (the first `limit` when given; only those are read)."""
+        with self.open() as handle:
+            return read_guarded(self.name, handle, -1 if limit is None else limit)
 
     def stream(self) -> pa.NativeFile:
-        """A pyarrow input stream over the (decompressed) content."""
+        """A pyarrow input stream over the (decompressed) content, for full reads."""
         if self.data is not None:
-            return pa.BufferReader(self.raw_bytes())
-        gz = _magic(self.path) == b"\x1f\x8b"
+            buffer = pa.BufferReader(self.data)
+            return pa.CompressedInputStream(buffer, "gzip") if self.compressed else buffer
+        gz = self.compressed
         return pa.input_stream(str(self.path), compression="gzip" if gz else None)
 
 
@@ -101,6 +153,8 @@ class Layout:
     description: str = ""
     types: dict[str, str] = field(default_factory=dict)  # RecBole field types
     sample: list[str] = field(default_factory=list)  # first lines, for hints
+    notes: list[str] = field(default_factory=list)  # for the ingest report (encoding guesses)
+    checked: bool = False  # the whole stream was judged (encoding, compression)
 
 
 def plural(count: int, word: str) -> str:
@@ -138,6 +192,8 @@ def to_source(source: str | Path | tuple[bytes, str]) -> Source:
 
 def sniff(src: Source, format: str = "auto", role: str = "interactions") -> Layout:
     """Decide the layout from the file name and the first 64 KiB of content."""
+    if format == "excel" or src.suffix in EXCEL_SUFFIXES:
+        _require_excel(src)
     if format not in FORMATS:
         raise IngestError(
             f"unknown format '{format}'",
@@ -157,18 +213,19 @@ def sniff(src: Source, format: str = "auto", role: str = "interactions") -> Layo
                 hint="choose another format or re-export the file as Parquet",
             )
         return Layout("parquet", description="Parquet")
-    if head[:4] == b"PK\x03\x04" or src.suffix in (".xlsx", ".xlsm"):
-        if src.suffix not in (".xlsx", ".xlsm"):
+    if head[:4] == b"PK\x03\x04" or src.suffix in EXCEL_SUFFIXES or format == "excel":
+        if src.suffix not in EXCEL_SUFFIXES and format != "excel":
             raise IngestError(
                 "the file is a zip archive, not a table",
                 file=src.name,
                 hint="unzip it and choose the interactions file inside",
             )
         return Layout("excel", description="Excel workbook (first sheet)")
-    text = _decode_head(src, head)
+    text, verdict = decode_head(head, src.name, complete=len(head) < HEAD_BYTES)
     if format == "jsonl" or src.suffix in (".jsonl", ".ndjson", ".json"):
-        return Layout("jsonl", description="JSON lines", encoding="utf-8")
+        return Layout("jsonl", description="JSON lines", encoding=verdict.encoding)
     layout = _sniff_text(src, text, format, role)
+    layout.encoding = verdict.encoding
     layout.sample = [ln for ln in text.splitlines() if ln.strip()][:20]
     return layout
 
@@ -181,38 +238,20 @@ def _magic(path: Path | None) -> bytes:
         return handle.read(2)
 
 
-def _decode_head(src: Source, head: bytes) -> str:
-    """Decode the head as UTF-8 (else Latin-1); reject binary content."""
-    if b"\x00" in head:
-        raise _binary(src)
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        # A multi-byte character cut at the 64 KiB boundary is still UTF-8.
-        if exc.start >= len(head) - 4 and len(head) == HEAD_BYTES:
-            text = head[: exc.start].decode("utf-8")
-        else:
-            text = head.decode("latin-1")
-    # ASCII control bytes only: Windows exports read as Latin-1 have 0x80-0x9F quotes.
-    control = sum(1 for ch in text if ord(ch) < 32 and ch not in "\t\n\r\f")
-    if control > max(2, len(text) // 50):
-        raise _binary(src)
-    return text.lstrip("\ufeff")
-
-
-def _binary(src: Source) -> IngestError:
-    return IngestError(
-        "the file holds binary data, not a text table",
-        file=src.name,
-        hint="export it as CSV, TSV, Parquet or JSON lines",
-    )
+def _require_excel(src: Source) -> None:
+    if not excel_available():
+        raise IngestError(
+            "reading Excel workbooks needs the openpyxl package, which is not installed",
+            file=src.name,
+            hint="install it (pip install openpyxl) or save the sheet as CSV (File > Save As)",
+        )
 
 
 def _sniff_text(src: Source, text: str, format: str, role: str) -> Layout:
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if len(text) >= HEAD_BYTES - 8 and len(lines) > 1:
         lines = lines[:-1]  # the last line may be cut at the 64 KiB boundary
-    encoding = "utf-8" if _utf8(src.raw_bytes(HEAD_BYTES)) else "latin-1"
+    encoding = "utf-8"  # the caller sets the encoding it decided
     name = src.filename
     sample = lines[:200]
     if name in _ML_NAMES or _ML_100K_SPLIT.match(name):
@@ -271,14 +310,6 @@ def _recbole(src: Source, first: list[str], encoding: str) -> Layout:
 def _is_movielens_csv(columns: list[str], role: str) -> bool:
     known = {"interactions": {"userId", "movieId", "rating"}, "items": {"movieId", "title"}}
     return bool(known.get(role)) and known[role] <= set(columns)
-
-
-def _utf8(head: bytes) -> bool:
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return exc.start >= len(head) - 4 and len(head) == HEAD_BYTES
-    return True
 
 
 def _split(line: str, delim: str) -> list[str]:
