@@ -29,6 +29,7 @@ from pathlib import Path
 import streamlit as st
 
 from core.errors import RecScopeError
+from dashboard.text import md
 
 PASSWORD_ENV = "RECSCOPE_PASSWORD"
 PASSWORD_FILE_ENV = "RECSCOPE_PASSWORD_FILE"
@@ -93,7 +94,7 @@ def gate() -> bool:
         secret = configured_password()
     except RecScopeError as err:
         st.title("RecScope")
-        st.error(str(err))
+        st.error(md(err))
         return False
     if secret is None:
         if is_loopback(address):

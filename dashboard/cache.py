@@ -2,7 +2,9 @@
 
 Tables (`st.cache_data`, each caller gets a copy) are keyed by dataset or run id plus the
 modification time of the file behind them, so a re-ingested dataset or an updated run is
-read afresh. Big read-only objects (a loaded Dataset, a fitted model) go through
+read afresh. Run records and statuses are never cached: every rerun reads them (the run
+store refreshes a run whose process died), so a page never shows a stale "running". Big
+read-only objects (a loaded Dataset, a fitted model) go through
 `st.cache_resource`: shared between sessions and never mutated by a page.
 """
 
@@ -16,6 +18,7 @@ import streamlit as st
 from core.data import profile
 from core.data.dataset import Dataset, datasets_dir
 from core.runs.store import RunStore
+from dashboard.data_dirs import allowed_path
 
 
 def dataset(home: Path, name: str) -> Dataset:
@@ -28,13 +31,6 @@ def profile_tables(home: Path, name: str) -> dict:
     return _profile(str(home), name, _mtime(datasets_dir(home) / name / "dataset.json"))
 
 
-def runs(home: Path, dataset_name: str | None = None) -> pd.DataFrame:
-    """The run overview table (see `core.data.profile.runs_table`), re-read when any run changes."""
-    root = Path(home) / "runs"
-    stamp = tuple(sorted((p.parent.name, p.stat().st_mtime_ns) for p in root.glob("*/run.json")))
-    return _runs(str(home), dataset_name, stamp)
-
-
 def raw_table(
     content: bytes, filename: str, format: str = "auto", limit: int | None = None
 ) -> tuple[pd.DataFrame, str]:
@@ -42,9 +38,13 @@ def raw_table(
     return _raw_upload(content, filename, format, limit)
 
 
-def raw_path(path: str, format: str = "auto", limit: int | None = None) -> tuple[pd.DataFrame, str]:
-    """A file on the server: its first `limit` rows as a raw table plus its detected format."""
-    return _raw_path(path, format, limit, _mtime(Path(path)))
+def raw_path(
+    home: Path, path: str | Path, format: str = "auto", limit: int | None = None
+) -> tuple[pd.DataFrame, str]:
+    """A file on the server, only inside the data folders (`dashboard.data_dirs`): its first
+    `limit` rows as a raw table plus its detected format."""
+    resolved = allowed_path(str(path), home)
+    return _raw_path(str(resolved), format, limit, _mtime(resolved))
 
 
 def loaded_run(home: Path, run_id: str):
@@ -142,11 +142,6 @@ def _profile(home: str, name: str, mtime: int) -> dict:
         "scenario_sizes": profile.scenario_sizes(ds),
         "top_items": profile.top_items(ds, 20),
     }
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def _runs(home: str, dataset_name: str | None, stamp: tuple) -> pd.DataFrame:
-    return profile.runs_table(RunStore(home).list(dataset_name))
 
 
 @st.cache_data(show_spinner="Reading the file…", max_entries=4)

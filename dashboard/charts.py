@@ -8,6 +8,8 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
+from dashboard.text import plot, plot_column
+
 ACCENT = "#3366cc"
 SECOND = "#dc7633"
 HEIGHT = 340
@@ -21,7 +23,7 @@ def long_tail(table: pd.DataFrame, what: str = "items") -> go.Figure:
             y=table["interactions"],
             mode="lines",
             line={"color": ACCENT, "width": 2},
-            customdata=table["id"].astype(str),
+            customdata=plot_column(table["id"].astype(str)),
             hovertemplate="rank %{x}: %{customdata}<br>%{y} interactions<extra></extra>",
         )
     )
@@ -90,7 +92,7 @@ def scenario_users_bar(per: pd.DataFrame) -> go.Figure:
 
 def overlap_heatmap(matrix: pd.DataFrame) -> go.Figure:
     """Users shared by each pair of scenarios (from `core.data.profile.scenario_overlap`)."""
-    names = [str(n) for n in matrix.index]
+    names = [plot(n) for n in matrix.index]  # scenario names: user strings
     fig = go.Figure(
         go.Heatmap(
             z=matrix.to_numpy(),
@@ -109,7 +111,7 @@ def overlap_heatmap(matrix: pd.DataFrame) -> go.Figure:
 
 def top_items_bar(top: pd.DataFrame) -> go.Figure:
     """Most interacted items, titles on the axis (from `core.data.profile.top_items`)."""
-    labels = _unique_labels(top["title"].astype(str), top["item_id"].astype(str))
+    labels = [plot(t) for t in _unique_labels(top["title"].astype(str), top["item_id"].astype(str))]
     fig = go.Figure(
         go.Bar(
             x=top["interactions"],

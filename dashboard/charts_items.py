@@ -11,6 +11,8 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
+from dashboard.text import plot, plot_column
+
 COLOR_BY = {
     "category": "Category",
     "popularity": "Popularity (interactions)",
@@ -65,7 +67,7 @@ def embedding_map(
             fig.add_trace(
                 scatter(
                     **_points(part),
-                    name=group,
+                    name=plot(group),
                     marker={"size": 6, "color": palette[i % len(palette)], "opacity": 0.8},
                 )
             )
@@ -113,7 +115,7 @@ def embedding_map(
 
 def neighbor_scores(frame: pd.DataFrame, title: str) -> go.Figure:
     """Horizontal bars of neighbour similarity scores (rank 1 on top)."""
-    labels = [f"{r}. {t}" for r, t in zip(frame["rank"], frame["title"], strict=True)]
+    labels = [f"{r}. {plot(t)}" for r, t in zip(frame["rank"], frame["title"], strict=True)]
     fig = go.Figure(
         go.Bar(
             x=frame["score"],
@@ -141,11 +143,11 @@ def _points(part: pd.DataFrame) -> dict:
         "x": part["x"],
         "y": part["y"],
         "mode": "markers",
-        "hovertext": part["title"].astype(str),
+        "hovertext": plot_column(part["title"].astype(str)),
         "customdata": list(
             zip(
                 part["item_code"].astype(int).tolist(),
-                part["category"].astype(str).tolist(),
+                plot_column(part["category"].astype(str)).tolist(),
                 part["popularity"].astype(int).tolist(),
                 strict=True,
             )

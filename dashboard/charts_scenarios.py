@@ -6,12 +6,11 @@ readable axis labels.
 
 from __future__ import annotations
 
-import re
-
 import pandas as pd
 import plotly.graph_objects as go
 
 from dashboard.charts import ACCENT, SECOND, _layout, overlap_heatmap
+from dashboard.text import md
 
 #: one colour per model/strategy, stable across charts
 COLOURS = {
@@ -28,7 +27,6 @@ LABELS = {
     "target_only": "Target scenario only",
     "hybrid": "Text hybrid",
 }
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$:/])")
 #: the strategy names of the leaderboard table and the user view
 STRATEGY_NAMES = {
     "multiscenario": "One model that knows the scenario (multiscenario)",
@@ -59,7 +57,7 @@ def small_scenarios_note(small: list[str], minimum: int) -> str:
     """The warning about scenarios too small for a model of their own (names escaped)."""
     verb = "has" if len(small) == 1 else "have"
     return (
-        f"{', '.join(escape_markdown(s) for s in small)} {verb} fewer than {minimum} "
+        f"{', '.join(md(s) for s in small)} {verb} fewer than {minimum} "
         "interactions: too few for a model of its own, so the per-scenario strategy "
         "recommends its popular items there and its metrics are noisy."
     )
@@ -67,19 +65,13 @@ def small_scenarios_note(small: list[str], minimum: int) -> str:
 
 def profile_note(sim: dict) -> str:
     """One sentence on the same-user vs random-pair similarity of interest profiles."""
-    source, target = escape_markdown(sim["source"]), escape_markdown(sim["target"])
+    source, target = md(sim["source"]), md(sim["target"])
     return (
         f"**Interest profiles.** Over {sim['n_users']:,} users active in both, the category "
         f"mix in '{source}' and '{target}' has cosine similarity "
         f"{sim['same_user_cosine']:.2f} for the same user against "
         f"{sim['random_pair_cosine']:.2f} for random pairs of users."
     )
-
-
-def escape_markdown(text: str) -> str:
-    """`text` with every Markdown/LaTeX/HTML-significant character backslash-escaped, so a
-    user string (a scenario name) shows as typed inside st.markdown/warning/caption."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
 
 
 def leaderboard_view(board: pd.DataFrame) -> pd.DataFrame:

@@ -13,6 +13,7 @@ from plotly.subplots import make_subplots
 
 from dashboard.charts import ACCENT, HEIGHT, SECOND, _layout
 from dashboard.charts_compare import PALETTE
+from dashboard.text import plot, plot_column
 from dashboard.views import metric_label
 
 POSITIVE = "#d62728"  # SHAP: pushes the score up
@@ -42,14 +43,14 @@ def history_timeline(history: pd.DataFrame) -> go.Figure:
                 x=part["time"],
                 y=part["lane"],
                 mode="markers",
-                name=str(group),
+                name=plot(group),
                 marker={
                     "size": np.where(part["part"] == "test", 16, 10),
                     "symbol": symbols,
                     "color": PALETTE[i % len(PALETTE)],
                     "line": {"width": 1, "color": "white"},
                 },
-                customdata=np.column_stack([part["title"], part["part"]]),
+                customdata=np.column_stack([plot_column(part["title"].astype(str)), part["part"]]),
                 hovertemplate="%{customdata[0]}<br>%{x}<br>%{y} · %{customdata[1]}<extra></extra>",
             )
         )
@@ -74,7 +75,9 @@ def shap_waterfall(
     when there are more, then 'Score' (total) — so base + Σ relative bars = score.
     """
     shown, rest = _split_top(contributions, max_features)
-    labels = ["Base value (nothing known)"] + _unique([_short_label(t) for t in shown["label"]])
+    labels = ["Base value (nothing known)"] + _unique(
+        [plot(_short_label(t)) for t in shown["label"]]
+    )
     values = [float(base_value)] + shown["value"].astype(float).tolist()
     measures = ["absolute"] + ["relative"] * len(shown)
     if len(rest):
@@ -114,7 +117,7 @@ def shap_waterfall(
 def shap_bar(contributions: pd.DataFrame, max_features: int = 10) -> go.Figure:
     """The largest SHAP values as signed horizontal bars (red raises, blue lowers the score)."""
     shown, _ = _split_top(contributions, max_features)
-    labels = _unique([_short_label(t) for t in shown["label"]])
+    labels = _unique([plot(_short_label(t)) for t in shown["label"]])
     values = shown["value"].astype(float).to_numpy()
     fig = go.Figure(
         go.Bar(
@@ -125,7 +128,7 @@ def shap_bar(contributions: pd.DataFrame, max_features: int = 10) -> go.Figure:
             text=[f"{v:+.3f}" for v in values],
             textposition="outside",
             cliponaxis=False,
-            customdata=shown["label"],
+            customdata=plot_column(shown["label"].astype(str)),
             hovertemplate="%{customdata}: %{x:+.4f}<extra></extra>",
         )
     )

@@ -15,6 +15,7 @@ import streamlit as st
 from core.errors import RecScopeError
 from core.runs import jobs
 from core.runs.store import RunStore
+from dashboard.text import md
 
 POLL_S = 3
 
@@ -35,13 +36,13 @@ def job_controls(
         try:
             jobs.start_job(store, create())
         except RecScopeError as err:
-            st.error(str(err))
+            st.error(md(err))
         else:
             st.rerun()
     if active:
         _poll(store, record["run_id"])
     elif record is not None and record.get("status") == "failed":
-        st.error(f"The last run failed: {record.get('error') or 'no message'}")
+        st.error(f"The last run failed: {md(record.get('error') or 'no message')}")
     elif record is not None and record.get("status") == "cancelled":
         st.caption("The last run was cancelled.")
 

@@ -17,6 +17,7 @@ import streamlit as st
 
 from core.data.dataset import dataset_summary, list_datasets
 from core.errors import RecScopeError
+from dashboard.text import md
 
 log = logging.getLogger("recscope.dashboard")
 
@@ -37,7 +38,7 @@ def guard(context: str) -> Iterator[None]:
     try:
         yield
     except RecScopeError as err:
-        st.error(str(err))
+        st.error(md(err))  # messages echo names and values from user files
     except Exception:
         log.exception("Unexpected error while %s", context)
         st.error(

@@ -15,6 +15,7 @@ from core.data.ingest.columns import NO_COLUMN
 from core.data.ingest.ingest import infer_mapping
 from core.data.profile import top_share
 from core.data.schema import ColumnMapping
+from dashboard.text import md
 
 NONE = "(none)"  # the selectbox option "this file has no such column"
 FIELDS = {  # mapping field -> label; user and item are required
@@ -55,9 +56,19 @@ def dataset_name(filename: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("_.-")[:64] or "dataset"
 
 
+def data_dirs_note(folders: Sequence[Path]) -> str:
+    """Under the server-path fields: which folders the server reads (and how to add one)."""
+    listed = ", ".join(f"`{f}`" for f in folders)
+    return (
+        f"Only files inside these folders can be read: {listed}. Start the server with "
+        "RECSCOPE_DATA_DIRS=/one/folder:/another to add more."
+    )
+
+
 def ingest_message(lines: Sequence[str]) -> str:
-    """The ingest report as one Markdown message: the first line, then the rest as a list."""
-    return "\n".join([lines[0], "", *(f"- {line}" for line in lines[1:])])
+    """The ingest report as one Markdown message: the first line, then the rest as a list
+    (each line shown as written: it names files, columns and values from the upload)."""
+    return "\n".join([md(lines[0]), "", *(f"- {md(line)}" for line in lines[1:])])
 
 
 def sparsity_note(counts) -> str:

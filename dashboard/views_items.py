@@ -14,6 +14,7 @@ import pandas as pd
 from core.data import schema as S
 from core.data.dataset import Dataset
 from core.retrieval.similar import ITEM_ITEM, find_items
+from dashboard.text import md
 
 TEXT_ONLY = "__text__"  # the source option "neighbours by item text, no run"
 INDEX_KINDS = {"flat": "exact (flat)", "ivf": "IVF", "hnsw": "HNSW"}
@@ -36,14 +37,14 @@ def availability(name: str, has_runs: bool, with_text: bool) -> tuple[str | None
     info = None
     if not has_runs:
         info = (
-            f"No finished runs on '{name}' yet — train one on the Train page to see a model's "
+            f"No finished runs on '{md(name)}' yet — train one on the Train page to see a model's "
             "neighbours."
             + (" Meanwhile the neighbours below come from the item texts." if with_text else "")
         )
     caption = None
     if not with_text:
         caption = (
-            f"Dataset '{name}' has no item text (no title or text column), so neighbours by "
+            f"Dataset '{md(name)}' has no item text (no title or text column), so neighbours by "
             "text are not available."
         )
     return info, caption
@@ -90,7 +91,7 @@ def item_scenarios(dataset: Dataset, code: int) -> str:
     counts = inter.loc[inter[S.ITEM] == code, S.SCENARIO_CODE].value_counts()
     if counts.empty:
         return "none yet"
-    return ", ".join(f"{dataset.scenarios[int(s)]} ({n})" for s, n in counts.items())
+    return ", ".join(f"{md(dataset.scenarios[int(s)])} ({n})" for s, n in counts.items())
 
 
 def item_text(dataset: Dataset, code: int) -> str | None:

@@ -18,6 +18,7 @@ from core.data.split import Split
 from core.errors import ParameterError
 from core.eval.beyond import ACTIVITY_BINS, ACTIVITY_LABELS, COLD_MAX
 from core.protocols import capabilities
+from dashboard.text import md
 from dashboard.views import SEGMENT_KINDS
 
 HIT = "✔"  # marks a held-out item in a top list
@@ -187,7 +188,7 @@ def profile_facts(seg: pd.Series, n_held: int) -> list[tuple[str, str, str | Non
 def attributes_line(dataset: Dataset, user_code: int) -> str:
     """'Attributes: age band **45-54** · region **south**' ('' without user attributes)."""
     attrs = dataset.users.iloc[int(user_code)].drop(labels=[S.USER_ID], errors="ignore")
-    shown = [f"{k.replace('_', ' ')} **{v}**" for k, v in attrs.items() if not pd.isna(v)]
+    shown = [f"{md(k.replace('_', ' '))} **{md(v)}**" for k, v in attrs.items() if not pd.isna(v)]
     return "Attributes: " + " · ".join(shown) if shown else ""
 
 
@@ -195,7 +196,7 @@ def list_view(table: pd.DataFrame, label: str) -> tuple[str, pd.DataFrame]:
     """A `top_list` as shown: its heading ('**ease** — 2 hits') and the table with a '#'
     column that marks held-out items ('3 ✔')."""
     n_hits = int(table["hit"].sum())
-    heading = f"**{label}** — {n_hits} hit{'s' if n_hits != 1 else ''}"
+    heading = f"**{md(label)}** — {n_hits} hit{'s' if n_hits != 1 else ''}"
     marks = [
         f"{r} {HIT}" if h else str(r) for r, h in zip(table["rank"], table["hit"], strict=True)
     ]
@@ -211,9 +212,9 @@ def explanation_sentence(exp, run: str) -> str:
     """What an `Explanation` says, in words: score, base value, what the features add."""
     lift = exp.score - exp.base_value
     text = (
-        f"**{run}** scores “{exp.item_title}” **{exp.score:.4f}** for this user. Knowing none "
-        f"of the features below, it would score **{exp.base_value:.4f}** (the base value); "
-        f"together they {'add' if lift >= 0 else 'take away'} **{abs(lift):.4f}**."
+        f"**{md(run)}** scores “{md(exp.item_title)}” **{exp.score:.4f}** for this user. "
+        f"Knowing none of the features below, it would score **{exp.base_value:.4f}** (the "
+        f"base value); together they {'add' if lift >= 0 else 'take away'} **{abs(lift):.4f}**."
     )
     if len(exp.contributions) and not exp.contributions["value"].abs().gt(0).any():
         text += " This model ignores the user's history, so no feature changes its score."

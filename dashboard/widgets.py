@@ -22,6 +22,7 @@ from dashboard import views as V
 from dashboard import views_items as VI
 from dashboard import views_train as VT
 from dashboard import views_user as U
+from dashboard.text import md
 
 
 def run_picker(
@@ -74,7 +75,7 @@ def comparable(records: Sequence[Mapping], what: str) -> bool:
     try:
         C.check_comparable(list(records))
     except RecScopeError as err:
-        st.warning(f"These runs cannot be {what}: {err}")
+        st.warning(f"These runs cannot be {what}: {md(err)}")
         return False
     return True
 
@@ -127,8 +128,9 @@ def user_finder(segments: pd.DataFrame, dataset: str, key: str = "user_id") -> i
     code = U.find_user(segments, st.session_state[key])
     if code is None:
         st.warning(
-            f"There is no user '{str(st.session_state[key]).strip()}' in dataset '{dataset}'; "
-            f"type an id from the file (for example '{pool[0]}') or pick one at random."
+            f"There is no user '{md(str(st.session_state[key]).strip())}' in dataset "
+            f"'{md(dataset)}'; type an id from the file (for example '{md(pool[0])}') or pick "
+            "one at random."
         )
     return code
 

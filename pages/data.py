@@ -12,6 +12,8 @@ from core.data.schema import ColumnMapping
 from core.runs.store import workspace_home
 from dashboard import cache, charts, shell, widgets
 from dashboard import views_data as VD
+from dashboard.data_dirs import allowed_path, data_dirs
+from dashboard.text import md
 
 MAIN_TYPES = ["csv", "tsv", "txt", "dat", "data", "parquet", "jsonl", "json", "inter", "xlsx", "gz"]
 SIDE_TYPES = [*MAIN_TYPES, "item", "user"]
@@ -58,7 +60,9 @@ def _add_dataset(home: Path) -> None:
         left, right = st.columns(2)
         items = left.text_input("Item table path (optional)", key="path_items").strip()
         users = right.text_input("User table path (optional)", key="path_users").strip()
-        source, items, users = (p or None for p in (main, items, users))
+        st.caption(VD.data_dirs_note(data_dirs(home)))
+        # checked before anything reads them: only files inside the data folders
+        source, items, users = (allowed_path(p, home) if p else None for p in (main, items, users))
     fmt = st.selectbox("Format", FORMATS, key="ingest_format", help="'auto' detects it.")
     if source is None:
         st.caption("Choose a file to see a preview and map its columns.")
@@ -66,8 +70,8 @@ def _add_dataset(home: Path) -> None:
     if isinstance(source, tuple):
         raw, detected = cache.raw_table(*source, format=fmt, limit=PREVIEW_ROWS)
     else:
-        raw, detected = cache.raw_path(source, format=fmt, limit=PREVIEW_ROWS)
-    filename = source[1] if isinstance(source, tuple) else source
+        raw, detected = cache.raw_path(home, source, format=fmt, limit=PREVIEW_ROWS)
+    filename = source[1] if isinstance(source, tuple) else source.name
     st.write(f"**Preview** — the first rows as read (*{detected}*), before any cleaning:")
     st.dataframe(raw, hide_index=True)
     mapping, min_rating = _mapping(list(raw.columns), detected)
@@ -106,7 +110,7 @@ def _mapping(columns: list[str], detected: str) -> tuple[ColumnMapping, float | 
 def _profile(home: Path, name: str) -> None:
     tables = cache.profile_tables(home, name)
     c = tables["counts"]
-    st.header(f"Profile of '{name}'")
+    st.header(f"Profile of '{md(name)}'")
     widgets.metric_row(
         [("Users", f"{c.users:,}", None), ("Items", f"{c.items:,}", None),
          ("Interactions", f"{c.interactions:,}", None), ("Sparsity", f"{c.sparsity:.2%}", None)]

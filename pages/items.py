@@ -19,6 +19,7 @@ from core.retrieval.similar import (
 from core.runs.store import RunStore, workspace_home
 from dashboard import cache, charts_items, shell, widgets
 from dashboard import views_items as VI
+from dashboard.text import md
 
 SOURCE = "items_source"  # selectbox: run id or VI.TEXT_ONLY
 QUERY = "items_query"
@@ -99,7 +100,7 @@ def _item_picker(facts: pd.DataFrame) -> int | None:
     titles = facts[S.TITLE].to_numpy()
     matches = VI.item_choices(facts, query, st.session_state.get(PINNED))
     if not matches:
-        st.warning(f"No item title matches '{query}'; try fewer or other words.")
+        st.warning(f"No item title matches '{md(query)}'; try fewer or other words.")
         return None
     if st.session_state.get(ITEM) not in matches:
         st.session_state[ITEM] = matches[0]
@@ -112,22 +113,22 @@ def _item_picker(facts: pd.DataFrame) -> int | None:
 def _item_card(dataset, facts: pd.DataFrame, code: int) -> None:
     row = facts.iloc[code]
     with st.container(border=True):
-        st.subheader(str(row[S.TITLE]))
+        st.subheader(md(row[S.TITLE]))
         widgets.metric_row(VI.card_facts(facts, code))
-        st.markdown(f"Item id `{row[S.ITEM_ID]}` · scenarios: {VI.item_scenarios(dataset, code)}")
+        st.markdown(f"Item id {md(row[S.ITEM_ID])} · scenarios: {VI.item_scenarios(dataset, code)}")
         if text := VI.item_text(dataset, code):
-            st.caption(text)
+            st.caption(md(text))
 
 
 def _run_neighbours(home, dataset, facts, run_id: str, code: int) -> list[int]:
     loaded = cache.loaded_run(home, run_id)
     model = loaded.record["model"]
-    st.markdown(f"**Neighbours under {model}**")
+    st.markdown(f"**Neighbours under {md(model)}**")
     index = cache.run_index(home, run_id)  # built once per run and kept (cached + on disk)
     try:
         answer = similar_items(loaded, code, K)
     except RecScopeError as err:
-        st.info(str(err))
+        st.info(md(err))
         return []
     return widgets.neighbours(dataset, facts, answer, VI.run_neighbours_note(model, answer, index))
 

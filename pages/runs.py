@@ -1,12 +1,18 @@
-"""Runs page: every training run in the workspace with its headline test metrics."""
+"""Runs page: every training run in the workspace with its headline test metrics.
+
+Records are read on every rerun (the Refresh button is one), never cached, so a run whose
+process died reads "failed" at the next refresh; an unreadable run.json is listed as the
+run store's failed placeholder with its error.
+"""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from core.data.profile import HEADLINE
+from core.data.profile import HEADLINE, runs_table
 from core.runs.store import RunStore, workspace_home
-from dashboard import cache, charts, shell
+from dashboard import charts, shell
+from dashboard.text import md
 
 ALL = "All datasets"
 EMPTY = (
@@ -22,7 +28,12 @@ def render() -> None:
         "are excluded from the ranking."
     )
     home = workspace_home()
-    table = cache.runs(home)
+    st.button(
+        "Refresh statuses", key="runs_refresh", icon=":material/refresh:",
+        help="Read every run again: a run whose process stopped shows as failed.",
+    )  # fmt: skip
+    records = RunStore(home).list()  # read afresh on every rerun, never cached
+    table = runs_table(records)
     if table.empty:
         st.info(EMPTY)
         return
@@ -36,9 +47,10 @@ def render() -> None:
         help="Show only the runs trained on one dataset.",
     )
     if chosen != ALL:
-        table = table[table["dataset"] == chosen]
+        # a run whose record cannot be read has no known dataset: listed under every one
+        table = table[(table["dataset"] == chosen) | table["dataset"].isna()]
     if table.empty:
-        st.info(f"No runs on dataset '{chosen}' yet — train one from the Train page.")
+        st.info(f"No runs on dataset '{md(chosen)}' yet — train one from the Train page.")
         return
     counts = table["status"].value_counts()
     st.caption(" · ".join(f"{n} {status}" for status, n in counts.items()))
@@ -46,7 +58,8 @@ def render() -> None:
     finished = table.dropna(subset=[HEADLINE[0]])
     if len(finished):
         st.plotly_chart(charts.metric_bar(finished, HEADLINE[0]), width="stretch")
-    _details(home, table["run"].tolist())
+    by_id = {r.get("run_id"): r for r in records}
+    _details([by_id[r] for r in table["run"] if r in by_id])
 
 
 def _columns() -> dict:
@@ -65,13 +78,17 @@ def _columns() -> dict:
     }
 
 
-def _details(home, run_ids: list[str]) -> None:
+def _details(records: list[dict]) -> None:
     with st.expander("Run details"):
-        run_id = st.selectbox("Run", run_ids, key="runs_detail")
-        record = RunStore(home).read(run_id)
-        st.write(f"**Parameters** of {record.get('model')} (seed {record.get('seed', '—')}):")
-        st.json(record.get("params") or {}, expanded=False)
-        st.write("**All metrics** (valid and test):")
-        st.dataframe(record.get("metrics") or {}, width="stretch")
+        by_id = {r["run_id"]: r for r in records}
+        run_id = st.selectbox("Run", list(by_id), key="runs_detail")
+        record = by_id[run_id]
+        if record.get("model"):
+            st.write(
+                f"**Parameters** of {md(record['model'])} (seed {md(record.get('seed', '—'))}):"
+            )
+            st.json(record.get("params") or {}, expanded=False)
+            st.write("**All metrics** (valid and test):")
+            st.dataframe(record.get("metrics") or {}, width="stretch")
         if record.get("error"):
-            st.error(str(record["error"]))
+            st.error(md(record["error"]))

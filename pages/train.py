@@ -14,6 +14,7 @@ from core.runs.pipeline import new_run
 from core.runs.store import RunStore, workspace_home
 from dashboard import charts, shell, widgets
 from dashboard import views_train as VT
+from dashboard.text import md
 
 STARTED = "train_started"  # session key: run ids this session started
 
@@ -72,7 +73,7 @@ def _form(store: RunStore, name: str) -> None:
                     params=params[model],
                 )
             except RecScopeError as err:
-                st.error(f"{model}: {err}")
+                st.error(f"{model}: {md(err)}")
                 continue
             jobs.start_job(store, run_id)
             started.append(run_id)
@@ -114,7 +115,7 @@ def _run_panel(store: RunStore, record: dict) -> None:
             st.toast(f"Cancelling {run_id}…")
         st.progress(summary["fraction"], text=VT.progress_text(record, summary))
         if status == "failed":
-            st.error(record.get("error") or "The run failed.")
+            st.error(md(record.get("error") or "The run failed."))
         if len(events) > 1:
             st.plotly_chart(
                 charts.training_curves(pd.DataFrame(events), title=f"{record['model']} curves"),

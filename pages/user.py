@@ -13,6 +13,7 @@ from dashboard import cache, shell, widgets
 from dashboard import charts_user as charts
 from dashboard import views as V
 from dashboard import views_user as U
+from dashboard.text import md
 
 KS = (5, 10, 20)
 USER_KEY = "user_id"
@@ -35,7 +36,7 @@ def render() -> None:
         return
     finished = [r for r in RunStore(home).list(dataset) if r.get("status") == "finished"]
     if not finished:
-        st.info(f"No finished run on '{dataset}' yet — train a model on the Train page.")
+        st.info(f"No finished run on '{md(dataset)}' yet — train a model on the Train page.")
         return
     records = widgets.pick_runs(
         "Runs", finished, key="user_runs", limit=3, minimum=1, too_few="Pick at least one run.",
@@ -62,7 +63,7 @@ def render() -> None:
 
 
 def _profile(dataset, seg: pd.Series, held: np.ndarray) -> None:
-    st.subheader(f"User {seg['user_id']}")
+    st.subheader(f"User {md(seg['user_id'])}")
     widgets.metric_row(U.profile_facts(seg, len(held)))
     if line := U.attributes_line(dataset, int(seg[S.USER])):
         st.markdown(line)

@@ -12,6 +12,7 @@ from core.data.dataset import Dataset, list_datasets
 from core.data.ingest.ingest import ingest
 from core.data.schema import ColumnMapping
 from core.errors import IngestError
+from dashboard.text import md
 
 APP = "../dashboard/app.py"
 # user,movie,stars are inferred; 'when' is not, so the test maps it by hand.
@@ -114,10 +115,10 @@ def test_upload_map_and_create(home, planted_dataset, tmp_path):
     )
     lines = report.lines()
     assert any("no user id" in line for line in lines)  # the report explains the drop
-    expected = ["Created dataset 'my_ratings'.", "", *(f"- {line}" for line in lines)]
+    expected = [md("Created dataset 'my_ratings'."), "", *(f"- {md(line)}" for line in lines)]
     assert at.success[0].value == "\n".join(expected)
     assert at.sidebar.selectbox(key="dataset").value == "my_ratings"
-    assert at.header[0].value == "Profile of 'my_ratings'"
+    assert at.header[0].value == f"Profile of '{md('my_ratings')}'"
     stored = Dataset.load(home, "my_ratings")
     assert sorted(stored.scenarios) == ["app", "web"]
     # kept: u1-m1 (5), u1-m2 (2), u2-m1 (4, collapsed); u3-m3 (1) is below 2
@@ -135,8 +136,8 @@ def test_bad_upload_shows_the_ingest_sentence(home, planted_dataset, tmp_path):
     at.run()
     at = _create(at)
     assert not at.exception
-    assert [e.value for e in at.error] == [str(expected.value)]
-    assert "bad.csv" in at.error[0].value and "stars" in at.error[0].value
+    assert [e.value for e in at.error] == [md(expected.value)]
+    assert md("bad.csv") in at.error[0].value and "stars" in at.error[0].value
     assert list_datasets(home) == ["planted"]  # nothing half-written
     assert at.header[0].value == "Profile of 'planted'"  # the rest of the page still works
 
@@ -146,10 +147,12 @@ def test_missing_server_path_is_an_error_not_a_crash(home, planted_dataset, tmp_
     at = _app().run()
     _by_label(at.radio, "Source").set_value("Path on the server")
     at.run()
-    missing = tmp_path / "nope.csv"
+    missing = home / "nope.csv"  # inside a data folder, so the reader says it is missing
     at.text_input(key="path_main").set_value(str(missing)).run()
     assert not at.exception
-    assert len(at.error) == 1 and "nope.csv" in at.error[0].value
+    assert [e.value for e in at.error] == [
+        md(f"file {missing}: the file does not exist — check the path and its spelling.")
+    ]
     assert "Traceback" not in at.error[0].value
 
 
@@ -163,7 +166,8 @@ def _chart_titles(at: AppTest) -> list[str]:
     return list(_charts(at))
 
 
-def test_server_path_previews_twenty_rows_and_ingests(home, planted_dataset, tmp_path):
+def test_server_path_previews_twenty_rows_and_ingests(home, planted_dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("RECSCOPE_DATA_DIRS", str(tmp_path))  # an extra data folder
     planted_dataset.save(home)
     path = tmp_path / "events.csv"
     path.write_text("user_id,item_id\n" + "".join(f"u{i % 7},i{i}\n" for i in range(50)))
@@ -176,6 +180,6 @@ def test_server_path_previews_twenty_rows_and_ingests(home, planted_dataset, tmp
     assert _by_label(at.text_input, "Dataset name").value == "events"
     at = _create(at)
     assert not at.exception and not at.error
-    assert at.success[0].value.startswith("Created dataset 'events'.")
+    assert at.success[0].value.startswith(md("Created dataset 'events'."))
     stored = Dataset.load(home, "events")
     assert (stored.n_users, stored.n_items, len(stored.interactions)) == (7, 50, 50)

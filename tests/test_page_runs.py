@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.runs import liveness
 from core.runs.store import RunStore
+from dashboard.text import md
 
 
 def _runs_page(dataset: str | None = None) -> None:
@@ -104,7 +109,7 @@ def _failing_page(kind: str) -> None:
 @pytest.mark.parametrize(
     "kind, shown",
     [
-        ("ours", "Run 'x' is queued, not finished; wait for it to finish."),
+        ("ours", md("Run 'x' is queued, not finished; wait for it to finish.")),
         (
             "bug",
             "Something went wrong while showing the runs; the details are in the server log "
@@ -115,8 +120,94 @@ def _failing_page(kind: str) -> None:
 def test_guard_shows_one_sentence_never_a_traceback(kind, shown, caplog):
     at = AppTest.from_function(_failing_page, kwargs={"kind": kind}).run()
     assert not at.exception
-    assert [e.value for e in at.error] == [shown]
+    assert [e.value for e in at.error] == [shown]  # ours: escaped, shown as written
     assert [m.value for m in at.markdown] == ["before", "after"]
     if kind == "bug":  # the traceback goes to the log, with what was being done
         assert "Unexpected error while showing the runs" in caplog.text
         assert "KeyError" in caplog.text
+
+
+def _status(at: AppTest, run_id: str) -> str:
+    table = at.dataframe[0].value
+    return table.loc[table["run"] == run_id, "status"].item()
+
+
+def test_a_killed_run_reads_failed_after_one_refresh(home):
+    """Issue 11: kill -9 of a CLI run shows "failed" on the Runs page within one refresh."""
+    store = RunStore(home)
+    run_id = _fake_run(store, "sample", "bpr", None, status="running")
+    proc = subprocess.Popen(["sleep", "60"])
+    try:
+        pid = proc.pid
+        store.update(
+            run_id, pid=pid, pid_start=liveness.process_start(pid), host=liveness.host_name()
+        )
+        at = _app().run()
+        assert not at.exception
+        assert _status(at, run_id) == "running"
+    finally:
+        proc.kill()  # SIGKILL: the run cannot record anything
+        proc.wait()
+    at = at.button(key="runs_refresh").click().run()
+    assert not at.exception
+    assert _status(at, run_id) == "failed"
+    assert "1 failed" in [c.value for c in at.caption]
+    assert store.read(run_id)["status"] == "failed"  # written back, so the CLI agrees
+    assert [e.value for e in at.error] == [md(store.read(run_id)["error"])]
+    assert "stopped unexpectedly" in at.error[0].value
+
+
+def test_unreadable_run_records_are_listed_as_failed(home):
+    """Issue 11: run.json holding valid JSON that is not an object, or a truncated one."""
+    store = RunStore(home)
+    good = _fake_run(store, "sample", "ease", 0.25)
+    for run_id, text in (("train-list", "[1, 2]"), ("train-cut", '{"run_id": ')):
+        (store.root / run_id).mkdir()
+        (store.root / run_id / "run.json").write_text(text)
+    at = _app(dataset="sample").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert sorted(table["run"]) == sorted([good, "train-list", "train-cut"])
+    assert table.set_index("run")["status"].to_dict() == {
+        good: "finished",
+        "train-list": "failed",
+        "train-cut": "failed",
+    }
+    assert "2 failed · 1 finished" in [c.value for c in at.caption]
+    at.selectbox(key="runs_detail").set_value(good).run()
+    assert not at.error and at.json[0].value == '{"reg": 100.0}'
+    at.selectbox(key="runs_detail").set_value("train-cut").run()
+    assert not at.exception
+    assert len(at.json) == 0  # no parameters to show
+    errors = {r["run_id"]: r.get("error") for r in store.list()}
+    assert [e.value for e in at.error] == [md(errors["train-cut"])]
+    assert errors["train-cut"].startswith("The record of run 'train-cut' (")
+    at.selectbox(key="runs_detail").set_value("train-list").run()
+    assert [e.value for e in at.error] == [md(errors["train-list"])]
+
+
+def test_unreadable_record_does_not_break_the_model_pages(home, planted_dataset):
+    """The User, Items and Compare pages skip placeholder records (they are not finished)."""
+    planted_dataset.save(home)
+    store = RunStore(home)
+    (store.root / "train-list").mkdir()
+    (store.root / "train-list" / "run.json").write_text(json.dumps([1, 2]))
+    for page in ("user", "items", "compare"):
+        at = _page_app(page).run()
+        assert not at.exception, page
+        assert not at.error, (page, [e.value for e in at.error])
+
+
+def _render_page(page: str) -> None:
+    import importlib
+
+    import streamlit as st
+
+    from dashboard import shell
+
+    st.session_state[shell.DATASET_KEY] = "planted"
+    importlib.import_module(f"pages.{page}").render()
+
+
+def _page_app(page: str) -> AppTest:
+    return AppTest.from_function(_render_page, kwargs={"page": page}, default_timeout=60)

@@ -52,7 +52,13 @@ def test_dataset_name_from_a_file_name(filename, name):
 def test_ingest_message_and_profile_notes():
     lines = ["Created dataset 'd'.", "Read 6 rows.", "Dropped 1 row without a user."]
     assert VD.ingest_message(lines) == (
-        "Created dataset 'd'.\n\n- Read 6 rows.\n- Dropped 1 row without a user."
+        "Created dataset 'd'\\.\n\n- Read 6 rows\\.\n- Dropped 1 row without a user\\."
+    )
+    # names and values from the file are shown as written, never as Markdown or a link
+    shown = VD.ingest_message(["Created dataset '**x**'.", "Read rows from [a](http://x)."])
+    assert (
+        shown
+        == "Created dataset '\\*\\*x\\*\\*'\\.\n\n- Read rows from \\[a\\]\\(http\\:\\/\\/x\\)\\."
     )
     counts = SimpleNamespace(active_items=1500, items=1862)
     assert VD.sparsity_note(counts).endswith("1,500 of 1,862 items have interactions.")

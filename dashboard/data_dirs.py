@@ -1,0 +1,53 @@
+"""The folders whose files the dashboard may read by path ("Path on the server").
+
+A visitor types a path; the server reads it. So a path is read only when, after following
+every link, it lies inside a configured data folder: the workspace, the shipped
+sample_data/, and any folder listed in RECSCOPE_DATA_DIRS (os.pathsep-separated, e.g.
+`RECSCOPE_DATA_DIRS=/data/logs:/srv/shared`). Every server-path read of the dashboard goes
+through `allowed_path` (the main, item and user tables, the preview and the ingest).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from core.errors import RecScopeError
+
+DATA_DIRS_ENV = "RECSCOPE_DATA_DIRS"
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
+
+
+def data_dirs(home: Path) -> list[Path]:
+    """The resolved data folders: the workspace, sample_data, then RECSCOPE_DATA_DIRS."""
+    extra = [p for p in os.environ.get(DATA_DIRS_ENV, "").split(os.pathsep) if p.strip()]
+    folders = []
+    for folder in [Path(home), SAMPLE_DIR, *(Path(p.strip()).expanduser() for p in extra)]:
+        resolved = folder.resolve()
+        if resolved not in folders:
+            folders.append(resolved)
+    return folders
+
+
+def allowed_path(text: str, home: Path) -> Path:
+    """The resolved file `text` names, when it lies inside a data folder; else a
+    RecScopeError naming the folders. Links are followed before the check, and the resolved
+    path is what the caller reads (a link swapped afterwards does not move the read)."""
+    raw = str(text).strip()
+    if not raw or "\x00" in raw:
+        raise RecScopeError(
+            f"The path {raw!r} is not a file path; type the path of a file on the server."
+        )
+    path = Path(raw).expanduser()
+    if not path.is_absolute():
+        path = Path(home) / path  # relative paths are read from the workspace
+    resolved = path.resolve()
+    folders = data_dirs(home)
+    if not any(resolved.is_relative_to(folder) for folder in folders):
+        listed = ", ".join(str(f) for f in folders)
+        raise RecScopeError(
+            f"The server reads files only inside its data folders ({listed}), and '{raw}' is "
+            f"outside them; upload the file instead, copy it into one of those folders, or "
+            f"add its folder to {DATA_DIRS_ENV} when starting the server."
+        )
+    return resolved
