@@ -15,6 +15,7 @@ refuses (`DatasetExistsError`) instead of both winning silently.
 from __future__ import annotations
 
 import hashlib
+from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from filelock import FileLock
 
 from core.errors import RecScopeError
 from core.names import check_dataset_name, dataset_name_from, is_dataset_name, numbered
-from core.storage import read_json
+from core.storage import file_lock, read_json
 
 META = "dataset.json"
 #: the stored tables, in the order they are hashed
@@ -60,11 +61,10 @@ def list_datasets(home: Path) -> list[str]:
     )
 
 
-def name_lock(home: Path, name: str) -> FileLock:
-    """The lock every writer of dataset `name` holds from its existence check to its rename."""
-    folder = datasets_dir(home)
-    folder.mkdir(parents=True, exist_ok=True)
-    return FileLock(folder / f".{check_dataset_name(name)}.lock")
+def name_lock(home: Path, name: str) -> AbstractContextManager:
+    """The lock every writer of dataset `name` holds from its existence check to its rename
+    (`core.storage.file_lock`: a sentence, not a hang, when another writer never lets go)."""
+    return file_lock(_lock_path(home, name))
 
 
 def refuse_existing(home: Path, name: str) -> None:
@@ -133,10 +133,16 @@ def now_iso() -> str:
 
 def _busy(home: Path, name: str) -> bool:
     """True while another writer holds `name`'s lock (an ingest under it is under way)."""
-    lock = name_lock(home, name)
+    lock = FileLock(_lock_path(home, name))
     try:
         lock.acquire(timeout=0)
     except TimeoutError:
         return True
     lock.release()
     return False
+
+
+def _lock_path(home: Path, name: str) -> Path:
+    folder = datasets_dir(home)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f".{check_dataset_name(name)}.lock"
