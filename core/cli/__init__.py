@@ -49,7 +49,10 @@ _OS_SENTENCES: dict[int, tuple[str, str]] = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # a usage error (one line already printed) or --help
+        return done.code if isinstance(done.code, int) else EXIT_USAGE
     logging.basicConfig(
         level=logging.DEBUG if os.environ.get("RECSCOPE_DEBUG") else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",

@@ -21,7 +21,8 @@ from core.eval import metrics as M
 HEAD_SHARE = 0.2
 ACTIVITY_BINS = (-1, 0, 5, 10, 20, 50, np.inf)
 ACTIVITY_LABELS = ("0", "1-5", "6-10", "11-20", "21-50", "51+")
-_CHUNK = 4096  # users per chunk for the (U, K, K) pairwise tensors
+#: bytes the (users, K, d) embedding gather of the diversity metric may take per chunk
+_DIVERSITY_BUDGET_BYTES = 128 * 2**20
 #: an item with at most this many training interactions is "cold"; same bound for users
 COLD_MAX = 5
 #: the two segments of kind "history"
@@ -82,16 +83,18 @@ def beyond_metrics(
             f"tail_share@{k}": M.masked_mean((~head[items]).to(pop_t.dtype), valid),
         }
         if emb is not None or cats is not None:
+            chunk = _diversity_chunk(k, emb.shape[1] if emb is not None else 1)
             columns[f"diversity@{k}"] = torch.cat(
                 [
                     M.intra_list_diversity(
-                        items[s : s + _CHUNK],
+                        items[s : s + chunk],
                         embeddings=emb,
                         categories=cats,
-                        valid=valid[s : s + _CHUNK],
+                        valid=valid[s : s + chunk],
                     )
-                    for s in range(0, len(items), _CHUNK)
+                    for s in range(0, len(items), chunk)
                 ]
+                or [torch.zeros(0, dtype=pop_t.dtype, device=device)]
             )
         for name, values in columns.items():
             arr = values.cpu().double().numpy()
@@ -190,6 +193,12 @@ def _user_scenario(users: np.ndarray, truth: Interactions) -> np.ndarray | None:
     names = np.asarray(dataset.scenarios, dtype=object)
     codes = top.reindex(users).to_numpy()
     return names[codes.astype(np.int64)]
+
+
+def _diversity_chunk(k: int, dim: int) -> int:
+    """Users per chunk so one chunk's (users, k, dim) gather (and its temporaries, ~3 float64
+    copies) stays within _DIVERSITY_BUDGET_BYTES."""
+    return max(1, _DIVERSITY_BUDGET_BYTES // (max(1, k) * max(1, dim) * 8 * 3))
 
 
 def _diversity_basis(model, truth: Interactions, device: torch.device):

@@ -38,7 +38,7 @@ from core.data.split import Split
 from core.errors import ParameterError
 from core.eval import metrics as M
 from core.eval.beyond import beyond_metrics, cold_item_recall, segment_table
-from core.eval.ranking import DeviceCsr, top_k
+from core.eval.ranking import DeviceCsr, check_k, top_k
 from core.protocols import PredictsRatings
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,11 @@ log = logging.getLogger(__name__)
 KS = (5, 10, 20)
 #: scores + sort buffers per batch stay within this many bytes
 MEMORY_BUDGET_BYTES = 256 * 2**20
+#: bytes the evaluator's (users, K) lists and their per-cut copies may take together
+LIST_BUDGET_BYTES = 2 * 2**30
+#: bytes per (user, rank) cell of those: top int64, hits float64, the beyond-accuracy masks,
+#: gathers and per-cut slices
+_BYTES_PER_LIST_CELL = 48
 #: bytes per (user, item) cell in one batch: scores f32, int64 ranking keys and the
 #: tie-key temporaries, truth mask, and for AUC a float copy with its sort buffers
 _BYTES_PER_CELL = 48
@@ -119,6 +124,7 @@ def evaluate(
     truth_csr = _truth_minus_known(truth, known)
     n_truth_all = np.diff(truth_csr.indptr)
     users = np.flatnonzero(n_truth_all > 0)
+    ks = _bounded_ks(ks, truth.n_items, len(users))
     n_in_part = int(np.count_nonzero(np.diff(truth.csr().indptr) > 0))
     known_csr = known.csr()
     n_known = np.diff(known_csr.indptr)[users]
@@ -207,6 +213,7 @@ def ranking_metric(
     users = np.flatnonzero(np.diff(truth_csr.indptr) > 0)
     if max_users is not None and len(users) > max_users:
         users = np.sort(np.random.default_rng(0).choice(users, size=int(max_users), replace=False))
+    k = _bounded_ks((k,), truth.n_items, len(users))[0]
     if len(users) == 0:
         return 0.0
     ranked = _rank(
@@ -353,10 +360,34 @@ def _rating_errors(model, truth: Interactions) -> dict[str, float]:
 
 
 def _check_ks(ks) -> tuple[int, ...]:
-    out = tuple(sorted({int(k) for k in ks}))
-    if not out or out[0] < 1 or any(float(k) != int(k) for k in ks):
-        raise ParameterError(f"Cut-offs k must be positive whole numbers; got {ks!r}.")
-    return out
+    """Sorted distinct cut-offs, each a whole number >= 1 (the bounds come later)."""
+    try:
+        values = list(ks)
+    except TypeError:
+        values = [ks]
+    try:
+        return tuple(sorted({check_k(k) for k in values or [None]}))
+    except ParameterError:
+        raise ParameterError(f"Cut-offs k must be positive whole numbers; got {ks!r}.") from None
+
+
+def _bounded_ks(ks: tuple[int, ...], n_items: int, n_users: int) -> tuple[int, ...]:
+    """Refuse cut-offs above what can be ranked or held in memory, with a sentence.
+
+    The standard cut-offs (KS) are always allowed, also on a catalogue smaller than 20 (the
+    lists are padded); any other k must be at most the number of items, and the (users, k)
+    lists must fit LIST_BUDGET_BYTES.
+    """
+    high, what = max(n_items, max(KS)), f"the number of items is {n_items:,}"
+    if n_items >= max(KS):
+        what = "the number of items"
+    fits = LIST_BUDGET_BYTES // (max(1, n_users) * _BYTES_PER_LIST_CELL)
+    if fits < high:
+        high = max(max(KS), fits)
+        what = f"the lists of {n_users:,} users must fit in memory"
+    for k in ks:
+        check_k(k, high, what=what)
+    return ks
 
 
 def _nanmean(values) -> float:

@@ -204,24 +204,37 @@ def intra_list_diversity(
     With `embeddings` (n_items, d): 1 - mean pairwise cosine similarity (range [0, 2]).
     Else with `categories` (n_items,) integer codes: share of pairs whose categories differ.
     Lists with fewer than two valid items give NaN.
+
+    Computed without the (U, K, K) pair tensor, in O(U K d) memory: over the n valid unit
+    vectors v of a list, the sum of cosines of its n (n - 1) ordered pairs is
+    |sum v|^2 - sum |v|^2, and the number of same-category ordered pairs is
+    sum_c n_c^2 - n (n_c = the list's items in category c).
     """
     if valid is None:
         valid = torch.ones_like(top_items, dtype=torch.bool)
-    pair_ok = valid[:, :, None] & valid[:, None, :]  # (U, K, K)
-    pair_ok &= ~torch.eye(top_items.shape[1], dtype=torch.bool, device=top_items.device)
+    dtype = real_dtype(top_items.device)
+    n = valid.sum(1).to(dtype)  # (U,)
+    n_pairs = n * (n - 1)  # ordered pairs
     if embeddings is not None:
-        emb = torch.nn.functional.normalize(embeddings.to(torch.float32), dim=1)
-        vecs = emb[top_items]  # (U, K, d)
-        pair_value = 1.0 - vecs @ vecs.transpose(1, 2)  # (U, K, K)
+        emb = torch.nn.functional.normalize(embeddings.to(torch.float32), dim=1).to(dtype)
+        vecs = emb[top_items] * valid[:, :, None].to(dtype)  # (U, K, d), zero where invalid
+        total = vecs.sum(1)  # (U, d)
+        same = (total * total).sum(1) - (vecs * vecs).sum((1, 2))  # (U,) sum of pair cosines
     elif categories is not None:
+        if top_items.numel() == 0:
+            return torch.full((top_items.shape[0],), torch.nan, dtype=dtype, device=n.device)
         cats = categories[top_items]  # (U, K)
-        pair_value = (cats[:, :, None] != cats[:, None, :]).to(torch.float32)
+        # invalid entries get a code of their own: each is a run of one, matching nothing
+        own = cats.max() + 1 + torch.arange(cats.numel(), device=cats.device).view_as(cats)
+        cats = torch.where(valid, cats, own).sort(1).values.contiguous()  # (U, K)
+        run = torch.searchsorted(cats, cats, right=True) - torch.searchsorted(cats, cats)
+        n_invalid = cats.shape[1] - n  # (U,)
+        squares = run.sum(1).to(dtype) - n_invalid  # (U,) sum_c n_c^2 over the valid entries
+        differ = n_pairs - (squares - n)  # ordered pairs whose categories differ
+        return torch.where(n_pairs > 0, differ / n_pairs.clamp(min=1), torch.nan)
     else:
         raise ValueError("intra_list_diversity needs embeddings or categories")
-    dtype = real_dtype(top_items.device)
-    n_pairs = pair_ok.sum((1, 2)).to(dtype)
-    total = (pair_value.to(dtype) * pair_ok).sum((1, 2))
-    return torch.where(n_pairs > 0, total / n_pairs.clamp(min=1), torch.nan)
+    return torch.where(n_pairs > 0, 1.0 - same / n_pairs.clamp(min=1), torch.nan)
 
 
 def real_dtype(device: torch.device) -> torch.dtype:

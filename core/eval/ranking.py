@@ -27,11 +27,14 @@ int64, below any real score (also -inf or NaN ones), and come back as -1.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse as sp
 import torch
+
+from core.errors import ParameterError
 
 #: int64 key of an excluded item: below every real (score, tie) key
 _EXCLUDED = torch.iinfo(torch.int64).min
@@ -54,7 +57,7 @@ def top_k(
     row has fewer than k candidates the rest is item -1 with score -inf.
     """
     n_rows, n_items = scores.shape
-    k = int(k)
+    k = check_k(k)
     k_eff = min(k, n_items)
     keys = ranking_keys(scores, users, seed)  # (B, n) int64
     if exclude is not None:
@@ -70,6 +73,26 @@ def top_k(
         items = torch.nn.functional.pad(items, (0, k - k_eff), value=-1)
         values = torch.nn.functional.pad(values, (0, k - k_eff), value=float("-inf"))
     return items, values
+
+
+def check_k(
+    k: object, high: int | None = None, *, what: str = "the number of items", name: str = "k"
+) -> int:
+    """`k` as an int when it is a whole number in [1, high], else a one-sentence
+    ParameterError, e.g. "k must be between 1 and 1,682 (the number of items); got 100000."
+
+    `high` None: no upper bound; `what` says what the bound is.
+    """
+    whole = isinstance(k, numbers.Real) and not isinstance(k, (bool, np.bool_))
+    whole = whole and np.isfinite(float(k)) and float(k).is_integer()
+    if whole and 1 <= int(k) and (high is None or int(k) <= int(high)):
+        return int(k)
+    shown = str(int(k)) if whole else repr(k)
+    if high is None:
+        raise ParameterError(f"{name} must be a whole number of at least 1; got {shown}.")
+    if int(high) < 1:
+        raise ParameterError(f"{name} cannot be chosen: {what} is {int(high)}; got {shown}.")
+    raise ParameterError(f"{name} must be between 1 and {int(high):,} ({what}); got {shown}.")
 
 
 def ranking_keys(scores: torch.Tensor, users: torch.Tensor, seed: int = 0) -> torch.Tensor:

@@ -27,7 +27,7 @@ from core.data.dataset import Interactions
 from core.device import CHOICES as DEVICE_CHOICES
 from core.device import pick_device
 from core.errors import NotFittedError, ParameterError, RecScopeError
-from core.eval.ranking import known_flat_indices, top_k
+from core.eval.ranking import check_k, known_flat_indices, top_k
 from core.storage import atomic_dir
 
 CONFIG_FILE = "config.json"
@@ -167,12 +167,13 @@ class RecommenderBase:
         """Top-k item codes and scores per user, shapes (B, k); known items excluded.
 
         Ranked by `core.eval.ranking.top_k` (the evaluator's routine and tie rule; pass the
-        run's seed to get the lists it scored). Where fewer than k items are left the rest
-        is item -1 with score -inf.
+        run's seed to get the lists it scored). k must be between 1 and the number of items
+        (a ParameterError says so otherwise); where fewer than k items are left after the
+        exclusion the rest is item -1 with score -inf.
         """
         self._check_fitted()
         users = as_codes(user_codes)
-        k = min(int(k), self.n_items_)
+        k = check_k(k, self.n_items_)
         with torch.inference_mode():
             scores = self.score(users)  # (B, n_items)
             exclude = None

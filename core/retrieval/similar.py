@@ -23,6 +23,7 @@ from core.data import schema as S
 from core.data import text
 from core.data.dataset import Dataset
 from core.errors import RecScopeError
+from core.eval.ranking import check_k
 from core.protocols import SimilarItems, UserVectors
 from core.retrieval.index import ItemIndex, retrieve
 
@@ -64,6 +65,7 @@ def similar_items(loaded, item_code: int, k: int) -> dict:
     """The `k` items most similar to `item_code` under the run `loaded` (CLI contract)."""
     model, dataset = loaded.model, loaded.dataset
     code = _check_code(dataset, item_code)
+    k = _check_neighbours_k(dataset, k)
     index = run_index(loaded)
     if index is not None:
         codes, scores = index.neighbors(code, k)
@@ -104,6 +106,7 @@ def text_neighbors(
 ) -> dict:
     """The `k` items whose title/text reads most like `item_code`'s (CLI contract shape)."""
     code = _check_code(dataset, item_code)
+    k = _check_neighbours_k(dataset, k)
     index = index or text_index(dataset)
     codes, scores = index.neighbors(code, k)
     return _answer(dataset, code, codes, scores, index_facts(index))
@@ -201,6 +204,10 @@ def _fuzzy(query: str, title: str) -> float:
     for word in title.split():
         best = max(best, difflib.SequenceMatcher(None, query, word).ratio())
     return best
+
+
+def _check_neighbours_k(dataset: Dataset, k: object) -> int:
+    return check_k(k, dataset.n_items - 1, what="the number of other items")
 
 
 def _check_code(dataset: Dataset, item_code: int) -> int:
