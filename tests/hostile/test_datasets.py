@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from functools import partial
 
 import pytest
 
@@ -18,7 +19,7 @@ from core.cli import main
 from core.data import stored
 from core.data.dataset import Dataset, DatasetExistsError, free_name, list_datasets
 from core.data.ingest.ingest import ingest
-from core.runs import queries
+from core.runs import jobs, queries
 from core.runs import scenario_runs as sr
 from core.runs.pipeline import DatasetChangedError, load_run, new_run, train_run
 from core.runs.store import RunStore
@@ -225,3 +226,22 @@ def test_scenario_results_of_a_replaced_dataset_are_refused(home):
         sr.result(store, run_id)
     with pytest.raises(DatasetChangedError, match=sentence):
         sr.recommendations(store, run_id)
+
+
+def test_a_queued_scenario_job_whose_dataset_was_replaced_fails_with_the_sentence(home):
+    rows = [f"u{u},i{(u + k) % 6},{k},{'ab'[k % 2]}\n" for u in range(12) for k in range(4)]
+    upload = ("user_id,item_id,timestamp,scenario\n" + "".join(rows)).encode()
+    ingest((upload, "s.csv"), name="x", home=home)
+    store = RunStore(home)
+    run_id = sr.new_leaderboard(store, "x", multiscenario_params={"epochs": 1})
+    ingest((upload.replace(b"i1,", b"i7,"), "s.csv"), name="x", replace=True, home=home)
+    with pytest.raises(DatasetChangedError):
+        jobs.run_job(store, run_id, "leaderboard", partial(sr.run_leaderboard, store, run_id))
+    record = store.read(run_id)
+    assert record["status"] == "failed"
+    assert re.fullmatch(
+        rf"Run {run_id} was queued on dataset 'x' before it was replaced on {DATE}; run it "
+        r"again on the new data\.",
+        record["error"],
+    )
+    assert store.result(run_id) is None
