@@ -13,8 +13,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.data import schema as S
+from core.data.ingest.dates import parse_text_dates
 from core.data.ingest.formats import Layout, Source, plural
-from core.data.ingest.read import line_of
+from core.data.ingest.read import line_of, lines_of
 from core.data.ingest.report import IngestReport
 from core.data.schema import ColumnMapping
 from core.errors import IngestError
@@ -36,8 +37,10 @@ def clean(
     n = table.num_rows
     keep = np.ones(n, dtype=bool)
     out: dict[str, pa.ChunkedArray | np.ndarray] = {}
+    table = _drop_header_lines(src, layout, table, used, keep, report)
     for key in (S.USER_ID, S.ITEM_ID):
         ids = _ids(table.column(getattr(used, key)))
+        _refuse_control(src, layout, ids, getattr(used, key), key.replace("_", " "))
         missing = ids.is_null().to_numpy(zero_copy_only=False)
         if missing.all():
             raise IngestError(
@@ -53,11 +56,12 @@ def clean(
         _drop(report, keep, np.isnan(rating), "missing_rating")
         out[S.RATING] = rating
     if used.timestamp:
-        stamps, missing = _timestamps(src, layout, table, used.timestamp, report)
+        stamps, missing = _timestamps(src, layout, table, used.timestamp, report, date_format)
         _drop(report, keep, missing, "missing_timestamp")
         out[S.TIMESTAMP] = stamps
     if used.scenario:
         scen = _ids(table.column(used.scenario))
+        _refuse_control(src, layout, scen, used.scenario, "scenario")
         if scen.null_count:
             report.notes.append(
                 f"{plural(scen.null_count, 'row')} without a scenario got 'unknown'."
@@ -95,6 +99,62 @@ def clean(
     _feedback(frame, used, min_rating, report)
     report.rows_kept = len(frame)
     return frame
+
+
+def _drop_header_lines(src, layout, table: pa.Table, used: ColumnMapping, keep, report):
+    """Drop lines that repeat the header (files joined together), naming their lines.
+
+    A line counts when its user and item values are the names of their columns. Its other
+    values are blanked, so that the numeric columns do not stop at the word 'rating'.
+    """
+    if not layout.header or layout.format not in ("csv", "tsv", "movielens", "recbole"):
+        return table
+    mask = None
+    for name in (used.user_id, used.item_id):
+        column = table.column(name)
+        if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
+            return table  # numbers only: the header's words cannot be in it
+        same = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(column), name), False)
+        mask = same if mask is None else pc.and_(mask, same)
+    bad = mask.to_numpy(zero_copy_only=False)
+    if not bad.any():
+        return table
+    rows = np.flatnonzero(bad)
+    lines = lines_of(src, layout, [int(r) for r in rows[:5]])
+    shown = ", ".join(str(line) for line in lines) + (", …" if len(rows) > 5 else "")
+    where = f"line{'s' if len(rows) > 1 else ''} {shown}"
+    report.notes.append(f"The header line is repeated at {where} (files joined together?).")
+    _drop(report, keep, bad, "repeated_header")
+    blank = pa.array(bad)
+    columns = [
+        pc.if_else(blank, pa.scalar(None, col.type), col) if pa.types.is_string(col.type) else col
+        for col in table.columns
+    ]
+    return pa.Table.from_arrays(columns, names=table.column_names)
+
+
+_CONTROL = r"[\x00-\x1f\x7f]"
+_CONTROL_NAMES = {0: "a NUL byte", 9: "a tab", 10: "a line break", 13: "a carriage return"}
+
+
+def _refuse_control(src, layout, ids: pa.ChunkedArray, column: str, what: str) -> None:
+    """Ids must be printable: a NUL or other control character inside one is refused."""
+    bad = pc.fill_null(pc.match_substring_regex(ids, _CONTROL), False)
+    if not pc.any(bad).as_py():
+        return
+    flags = bad.to_numpy(zero_copy_only=False)
+    row = int(np.flatnonzero(flags)[0])
+    value = ids[row].as_py()
+    char = next(ch for ch in value if ord(ch) < 32 or ord(ch) == 127)
+    name = _CONTROL_NAMES.get(ord(char), f"the control character U+{ord(char):04X}")
+    raise IngestError(
+        f"the {what} {value!r} holds {name}",
+        file=src.name,
+        row=line_of(src, layout, row),
+        column=column,
+        hint=f"the values of this column must be printable text; remove the character "
+        f"({plural(int(flags.sum()), 'row')} with one)",
+    )
 
 
 def _drop(report: IngestReport, keep: np.ndarray, bad: np.ndarray, reason: str) -> None:
@@ -155,11 +215,22 @@ def _raise_bad(src, layout, name, what, series: pd.Series, bad: np.ndarray) -> N
 
 
 def _timestamps(
-    src: Source, layout: Layout, table: pa.Table, name: str, report: IngestReport
+    src: Source,
+    layout: Layout,
+    table: pa.Table,
+    name: str,
+    report: IngestReport,
+    date_format: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Unix seconds (int64) and a missing mask; numbers in ms/us/ns are scaled to seconds."""
+    """Unix seconds (int64) and a missing mask; numbers in ms/us/ns are scaled to seconds.
+
+    With `date_format` the column's text is read with that one format.
+    """
     column = table.column(name)
     kind = column.type
+    if date_format is not None:
+        text = pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
+        return _parse_dates(src, layout, text, name, report, date_format)
     if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
         secs = pc.cast(pc.cast(column, pa.timestamp("s"), safe=False), pa.int64())
         missing = secs.is_null().to_numpy(zero_copy_only=False)
@@ -172,7 +243,7 @@ def _timestamps(
         try:
             numeric = pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
         except pa.ArrowInvalid:
-            return _parse_dates(src, layout, text, name, report)
+            return _parse_dates(src, layout, text, name, report, None)
     missing = ~np.isfinite(numeric)
     top = np.abs(numeric[~missing]).max() if (~missing).any() else 0.0
     for limit, scale, unit in ((1e17, 1e9, "nanoseconds"), (1e14, 1e6, "microseconds"),
@@ -184,32 +255,25 @@ def _timestamps(
     return np.where(missing, 0, np.floor(np.nan_to_num(numeric))).astype(np.int64), missing
 
 
-def _parse_dates(src, layout, text: pa.ChunkedArray, name: str, report) -> tuple:
-    try:
-        secs = pc.cast(pc.cast(text, pa.timestamp("s")), pa.int64())
-        missing = secs.is_null().to_numpy(zero_copy_only=False)
-        report.notes.append("Dates were read as UTC and converted to unix seconds.")
-        return pc.fill_null(secs, 0).to_numpy().astype(np.int64), missing
-    except pa.ArrowInvalid:
-        pass
-    series = text.to_pandas()
-    parsed = pd.to_datetime(series, utc=True, errors="coerce", format="ISO8601")
-    if (parsed.isna() & series.notna()).any():
-        parsed = pd.to_datetime(series, utc=True, errors="coerce", format="mixed")
-    bad = (parsed.isna() & series.notna()).to_numpy()
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise IngestError(
-            f"the timestamp '{series.iloc[row]}' is neither a number nor a date",
-            file=src.name,
-            row=line_of(src, layout, row),
-            column=name,
-            hint="use unix seconds or dates like 2024-05-31 12:00:00; fix or remove the line",
-        )
-    missing = parsed.isna().to_numpy()
-    values = parsed.dt.tz_convert(None).to_numpy(dtype="datetime64[s]").astype(np.int64)
-    report.notes.append("Dates were read as UTC and converted to unix seconds.")
-    return np.where(missing, 0, values), missing
+def _parse_dates(src, layout, text: pa.ChunkedArray, name: str, report, date_format) -> tuple:
+    """Text dates with one format for the column (core/data/ingest/dates.py)."""
+    if date_format is None:
+        try:  # ISO 8601 in Arrow: the fast path
+            secs = pc.cast(pc.cast(text, pa.timestamp("s")), pa.int64())
+            missing = secs.is_null().to_numpy(zero_copy_only=False)
+            report.notes.append("Dates were read as UTC and converted to unix seconds.")
+            return pc.fill_null(secs, 0).to_numpy().astype(np.int64), missing
+        except pa.ArrowInvalid:
+            pass
+    values, missing, note = parse_text_dates(
+        text.to_pandas(),
+        file=src.name,
+        column=name,
+        line=lambda row: line_of(src, layout, row),
+        date_format=date_format,
+    )
+    report.notes.append(note)
+    return values, missing
 
 
 def _frame(out: dict, keep: np.ndarray) -> pd.DataFrame:

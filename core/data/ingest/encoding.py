@@ -36,7 +36,7 @@ from typing import BinaryIO
 from core.errors import IngestError
 
 CHUNK_BYTES = 1 << 20
-PREVIEW_BYTES = 8 << 20  # decompressed bytes a preview may read at most
+PREVIEW_BYTES = 4 << 20  # decompressed bytes a preview may read at most
 RATIO_FREE_BYTES = 64 << 20  # output below this is never called a bomb
 MAX_RATIO = 100  # decompressed / compressed above this (past RATIO_FREE_BYTES) is refused
 SAMPLE_BYTES = 64 << 10  # non-ASCII lines handed to charset-normalizer

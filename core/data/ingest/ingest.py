@@ -88,6 +88,8 @@ def load_interactions(
         _check_min_rating(src, used, min_rating, columns)
     wanted = [c for c in dict.fromkeys(used.source_to_canonical())]
     strings = tuple(c for c in (used.user_id, used.item_id, used.scenario) if c)
+    if date_format is not None and used.timestamp:
+        strings += (used.timestamp,)  # the text as written, for the given format
     if table is None:
         table = read_table(src, layout, columns=wanted, string_columns=strings)
     else:

@@ -151,19 +151,22 @@ def _preview(
     cut = len(head) > PREVIEW_BYTES
     head = head[:PREVIEW_BYTES]
     verdict = judge([head], src.name, complete=not cut)
-    decoder = codecs.getincrementaldecoder(verdict.encoding)(errors="replace")
-    text = decoder.decode(head, final=not cut).lstrip("\ufeff")
+    if verdict.encoding == "utf-8":  # the usual case: no copy through str
+        data, newline = head.removeprefix(codecs.BOM_UTF8), b"\n"
+    else:
+        decoder = codecs.getincrementaldecoder(verdict.encoding)(errors="replace")
+        data, newline = decoder.decode(head, final=not cut).lstrip("\ufeff"), "\n"
     if cut:
-        end = text.rfind("\n")
-        if end < 0 or (layout.format == "jsonl" and text.lstrip()[:1] == "["):
+        end = data.rfind(newline)
+        if end < 0 or (layout.format == "jsonl" and data.lstrip()[:1] in ("[", b"[")):
             raise IngestError(
                 f"the file has no line break in its first {PREVIEW_BYTES >> 20} MiB, so it "
                 "cannot be previewed",
                 file=src.name,
                 hint="choose a table with one row per line (CSV, TSV or JSON lines)",
             )
-        text = text[: end + 1]
-    small = Source(src.name, data=text.encode("utf-8"), plain=True)
+        data = data[: end + 1]
+    small = Source(src.name, data=data if isinstance(data, bytes) else data.encode(), plain=True)
     notes = layout.notes + ([verdict.note] if verdict.note else [])
     view = dataclasses.replace(layout, encoding="utf-8", notes=notes, checked=True)
     layout.notes[:] = notes

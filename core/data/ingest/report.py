@@ -13,6 +13,7 @@ from core.data.ingest.formats import plural
 from core.data.schema import ColumnMapping
 
 _REASONS = {
+    "repeated_header": "repeated the header line",
     "missing_user_id": "had no user id",
     "missing_item_id": "had no item id",
     "missing_rating": "had no rating",
