@@ -65,6 +65,17 @@ def data_dirs_note(folders: Sequence[Path]) -> str:
     )
 
 
+def name_taken(name: str, free: str, just_now: bool = False) -> str:
+    """Said when the chosen dataset name is taken (`just_now`: by another session, after the
+    page was drawn): pick the free name or replace on purpose."""
+    when = "was just created by someone else" if just_now else "already exists"
+    return (
+        f"A dataset named '{md(name)}' {when}; its runs were trained on it. Type another "
+        f"name (for example '{md(free)}') or tick 'Replace the existing dataset' to overwrite "
+        "it on purpose."
+    )
+
+
 def ingest_message(lines: Sequence[str]) -> str:
     """The ingest report as one Markdown message: the first line, then the rest as a list
     (each line shown as written: it names files, columns and values from the upload)."""

@@ -7,6 +7,7 @@ import functools
 import streamlit as st
 
 from core.eval import compare as C
+from core.names import export_name
 from core.runs.export import export_recs
 from core.runs.store import RunStore, workspace_home
 from dashboard import cache, shell, widgets
@@ -149,7 +150,7 @@ def _downloads(store, chosen: list[str], labels: dict, k: int, metric: str, base
         col.download_button(
             f"Recommendations ({fmt.upper()})", key=f"compare_dl_{fmt}", mime=mime,
             data=functools.partial(export_recs, store, run_id, fmt), on_click="ignore",
-            file_name=f"{run_id}-recommendations.{fmt}",
+            file_name=export_name(run_id, "recommendations", fmt),  # checked: no '/', '..'
         )  # fmt: skip
     st.download_button(
         "Comparison report (HTML, opens offline)", key="compare_dl_html", type="primary",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.data.dataset import list_datasets
+from core.data.dataset import DatasetExistsError, free_name, list_datasets
 from core.data.ingest.ingest import FORMATS, ingest
 from core.data.schema import ColumnMapping
 from core.runs.store import workspace_home
@@ -75,12 +75,23 @@ def _add_dataset(home: Path) -> None:
     st.write(f"**Preview** — the first rows as read (*{detected}*), before any cleaning:")
     st.dataframe(raw, hide_index=True)
     mapping, min_rating = _mapping(list(raw.columns), detected)
-    name = st.text_input("Dataset name", value=VD.dataset_name(filename), key=f"name_{filename}")
+    # the default is a name no stored dataset has (ratings, ratings-2, …); two sessions that
+    # pick the same name anyway are told by ingest, which never replaces unless asked
+    default = free_name(home, VD.dataset_name(filename))
+    name = st.text_input("Dataset name", value=default, key=f"name_{filename}").strip()
+    replace, taken = False, name in list_datasets(home)
+    if taken:
+        st.warning(VD.name_taken(name, free_name(home, name)))
+        replace = st.checkbox(f"Replace the existing dataset '{md(name)}'", key=f"replace_{name}")
     if st.button("Create dataset", type="primary"):
-        dataset, report = ingest(
-            source, items=items, users=users, name=name, format=fmt, mapping=mapping,
-            min_rating=min_rating, home=home,
-        )  # fmt: skip
+        try:
+            dataset, report = ingest(
+                source, items=items, users=users, name=name, format=fmt, mapping=mapping,
+                min_rating=min_rating, replace=replace, home=home,
+            )  # fmt: skip
+        except DatasetExistsError:  # taken (or, when not shown taken, by another session since)
+            st.error(VD.name_taken(name, free_name(home, name), just_now=not taken))
+            return
         st.session_state[_REPORT] = [f"Created dataset '{dataset.name}'.", *report.lines()]
         shell.set_active_dataset(dataset.name)
         st.rerun()

@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 from core.eval import compare as C
 from core.runs.pipeline import new_run, train_run
 from core.runs.store import RunStore
+from dashboard.text import md
 from tests import workspace_runs
 from tests.helpers import plotly_values as _values
 
@@ -129,7 +130,7 @@ def test_runs_on_different_splits_are_not_comparable(runs, home):
     assert not at.exception
     (warning,) = [w.value for w in at.warning]
     assert warning.startswith("These runs cannot be compared: Runs ")
-    assert "differ in split ('loo' vs 'random')" in warning
+    assert md("differ in split ('loo' vs 'random')") in warning
     assert len(at.dataframe) == 0
 
 

@@ -12,6 +12,7 @@ from core.data.dataset import Dataset, list_datasets
 from core.data.ingest.ingest import ingest
 from core.data.schema import ColumnMapping
 from core.errors import IngestError
+from dashboard import views_data as VD
 from dashboard.text import md
 
 APP = "../dashboard/app.py"
@@ -183,3 +184,68 @@ def test_server_path_previews_twenty_rows_and_ingests(home, planted_dataset, tmp
     assert at.success[0].value.startswith(md("Created dataset 'events'."))
     stored = Dataset.load(home, "events")
     assert (stored.n_users, stored.n_items, len(stored.interactions)) == (7, 50, 50)
+
+
+EVENTS = "user_id,item_id\n" + "".join(f"u{i % 5},i{i % 9}\n" for i in range(40))
+
+
+def _upload(at: AppTest, name: str, text: str) -> AppTest:
+    at.file_uploader(key="upload_main").set_value((name, text.encode(), "text/csv"))
+    return at.run()
+
+
+def test_upload_default_name_never_takes_a_stored_one(home, planted_dataset):
+    """Issue 11: the default name of an upload is free ('planted' is stored: 'planted-2')."""
+    planted_dataset.save(home)
+    at = _upload(_app().run(), "planted.csv", EVENTS)
+    assert not at.exception and not at.error and not at.warning
+    assert _by_label(at.text_input, "Dataset name").value == "planted-2"
+    at = _create(at)
+    assert not at.exception and not at.error
+    assert list_datasets(home) == ["planted", "planted-2"]
+    assert len(Dataset.load(home, "planted").interactions) == len(planted_dataset.interactions)
+
+
+def test_a_taken_name_is_said_and_replaced_only_when_ticked(home, planted_dataset):
+    planted_dataset.save(home)
+    at = _upload(_app().run(), "events.csv", EVENTS)
+    _by_label(at.text_input, "Dataset name").set_value("planted")
+    at.run()
+    taken = md("planted")
+    assert [w.value for w in at.warning] == [VD.name_taken("planted", "planted-2")]
+    assert VD.name_taken("planted", "planted-2") == (
+        f"A dataset named '{taken}' already exists; its runs were trained on it. Type another "
+        f"name (for example '{md('planted-2')}') or tick 'Replace the existing dataset' to "
+        "overwrite it on purpose."
+    )
+    box = _by_label(at.checkbox, f"Replace the existing dataset '{taken}'")
+    assert box.value is False
+    at = _create(at)  # not ticked: refused, nothing changes
+    assert not at.exception
+    assert [e.value for e in at.error] == [VD.name_taken("planted", "planted-2")]
+    assert len(Dataset.load(home, "planted").interactions) == len(planted_dataset.interactions)
+    _by_label(at.checkbox, f"Replace the existing dataset '{taken}'").check()
+    at = _create(at.run())
+    assert not at.exception and not at.error
+    stored = Dataset.load(home, "planted")
+    assert (stored.n_users, stored.n_items) == (5, 9)  # replaced on purpose
+    assert list_datasets(home) == ["planted"]
+
+
+def test_two_sessions_uploading_the_same_file_do_not_overwrite(home, planted_dataset):
+    """Two browser sessions, same file name, same default: the second is refused."""
+    planted_dataset.save(home)
+    first = _upload(_app().run(), "events.csv", EVENTS)
+    second = _upload(_app().run(), "events.csv", "user_id,item_id\nx1,y1\nx2,y2\n")
+    assert _by_label(first.text_input, "Dataset name").value == "events"
+    assert _by_label(second.text_input, "Dataset name").value == "events"
+    first = _create(first)
+    assert not first.exception and not first.error
+    second = _create(second)
+    assert not second.exception
+    # the click's rerun already sees the first session's dataset: refused, with the choice
+    assert [e.value for e in second.error] == [VD.name_taken("events", "events-2")]
+    assert [w.value for w in second.warning] == [VD.name_taken("events", "events-2")]
+    assert list_datasets(home) == ["events", "planted"]
+    stored = Dataset.load(home, "events")
+    assert (stored.n_users, stored.n_items) == (5, 9)  # the first session's data

@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 from core.data.dataset import Dataset
 from core.runs.pipeline import new_run, train_run
 from core.runs.store import RunStore
+from dashboard.text import md
 
 THEMES = ["Apple pie recipe", "Whale documentary"]  # one per planted block
 
@@ -119,7 +120,7 @@ def test_runs_without_embeddings_and_without_item_text(home, planted_dataset):
     assert not at.get("plotly_chart")
     at.selectbox(key="items_source").set_value(pop).run()
     assert not at.exception
-    assert "neither item embeddings nor item-item similarities" in at.info[0].value
+    assert md("neither item embeddings nor item-item similarities") in at.info[0].value
 
 
 def test_hybrid_run_retrieves_items_for_a_user_through_the_index(titled_home):
