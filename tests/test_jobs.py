@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from functools import partial
 
@@ -12,11 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core import train
 from core.data import schema as S
 from core.data.dataset import Dataset
 from core.data.split import split
-from core.errors import RecScopeError
-from core.runs import jobs
+from core.errors import CancelledError, RecScopeError
+from core.runs import jobs, liveness
 from core.runs import scenario_runs as sr
 from core.runs.pipeline import new_run
 from core.runs.store import RunStore
@@ -171,3 +173,55 @@ def test_scenario_names_never_become_paths(home):
     for bad in ("../x", "..", "a/b", ""):
         with pytest.raises(RecScopeError, match="not a run id"):
             store.folder(bad)
+
+
+def test_job_process_claims_the_run_beats_and_turns_sigterm_into_the_cancel_flag(
+    store, monkeypatch
+):
+    monkeypatch.setattr(liveness, "HEARTBEAT_S", 0.05)
+    run_id = store.new_run({"model": "pop", "dataset": "planted"})
+    handler = signal.getsignal(signal.SIGTERM)
+    with jobs.job_process(store, run_id):
+        record = store.read(run_id)
+        assert (record["pid"], record["pid_start"]) == (
+            os.getpid(),
+            liveness.process_start(os.getpid()),
+        )
+        first = record["heartbeat_at"]
+        time.sleep(0.4)
+        assert store.read(run_id)["heartbeat_at"] > first
+        jobs.log.warning("stage one done")
+        os.kill(os.getpid(), signal.SIGTERM)  # what Cancel sends: only a flag is set
+        assert train.cancel_requested()
+        with pytest.raises(CancelledError):
+            train.raise_if_cancelled("at a boundary")
+    # the body ended without an outcome: never left "running" by this living process
+    record = store.read(run_id)
+    assert record["status"] == "failed" and "without recording how" in record["error"]
+    assert signal.getsignal(signal.SIGTERM) is handler and not train.cancel_requested()
+    log = (store.folder(run_id) / "job.log").read_text()
+    assert "WARNING core.runs.jobs: stage one done" in log
+
+
+def test_a_claimed_run_refuses_a_second_process_and_a_cancelled_one_never_starts(store):
+    run_id = store.new_run({"model": "pop", "dataset": "planted"})
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        store.update(
+            run_id,
+            status="running",
+            pid=proc.pid,
+            pid_start=liveness.process_start(proc.pid),
+            host=liveness.host_name(),
+        )
+        with pytest.raises(RecScopeError, match=f"is already running in process {proc.pid}"):
+            with jobs.job_process(store, run_id):
+                pass
+    finally:
+        proc.kill()
+        proc.wait()
+    other = store.new_run({"model": "pop", "dataset": "planted"})
+    assert jobs.cancel_job(store, other)["status"] == "cancelled"  # queued, no process
+    with pytest.raises(CancelledError, match=f"Run {other} was cancelled before it started"):
+        with jobs.job_process(store, other):
+            pass

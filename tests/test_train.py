@@ -110,3 +110,23 @@ def test_negatives_avoid_known_items():
     # each retry keeps a known draw with p = 0.9, so about 0.9**4 = 66% remain after 3
     assert (cleaned != 9).float().mean() < 0.75
     assert int(cleaned.min()) >= 0 and int(cleaned.max()) <= 9
+
+
+def test_the_process_cancel_flag_stops_training_at_a_batch_boundary(planted_split):
+    """Issue 11: a job's SIGTERM only sets this flag; the loop raises at its next batch."""
+    from core import train
+
+    events = []
+    train.request_cancel()
+    try:
+        assert train.cancel_requested()
+        with pytest.raises(CancelledError, match="cancelled at epoch 1; nothing saved"):
+            _bpr().fit(planted_split.train, planted_split.valid, progress=events.append)
+        with pytest.raises(CancelledError, match="^Cancelled while waiting; nothing saved.$"):
+            train.raise_if_cancelled("while waiting")
+    finally:
+        train.clear_cancel()
+    assert events == [] and not train.cancel_requested()
+    train.raise_if_cancelled()  # cleared: no error
+    model = _bpr(epochs=1).fit(planted_split.train, planted_split.valid, cancel=lambda: False)
+    assert model.train_result_.epochs_run == 1

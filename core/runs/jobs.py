@@ -107,6 +107,7 @@ def job_process(store: RunStore, run_id: str) -> Iterator[None]:
     finally:
         stop.set()
         beat.join(timeout=liveness.HEARTBEAT_S + 5)
+        _never_left_running(store, run_id)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
         if handler is not None:
@@ -272,15 +273,30 @@ def _claim(store: RunStore, run_id: str) -> None:
                 f"Run {run_id} is already {record['status']} in process {record['pid']}; "
                 "cancel it first or start a new run."
             )
-        record.update(me, heartbeat_at=now_iso())
+        record.update(me, heartbeat_at=now_iso("milliseconds"))
 
 
 def _heartbeat(store: RunStore, run_id: str, stop: threading.Event) -> None:
     while not stop.wait(liveness.HEARTBEAT_S):
         try:
-            store.update(run_id, heartbeat_at=now_iso())
+            store.update(run_id, heartbeat_at=now_iso("milliseconds"))
         except (OSError, RecScopeError) as err:  # disk full, folder deleted: keep working
             log.debug("heartbeat of %s not written: %s", run_id, err)
+
+
+def _never_left_running(store: RunStore, run_id: str) -> None:
+    """A job body that ended without an outcome (a bug, or an error the record could not
+    take) must not stay "running" while this process lives on (an in-process caller)."""
+    try:
+        with store.edit(run_id) as record:
+            if record.get("status") in ACTIVE:
+                record.update(
+                    status="failed",
+                    error="The job ended without recording how; see its log (job.log).",
+                    finished_at=now_iso(),
+                )
+    except (OSError, RecScopeError) as err:
+        log.warning("could not end the record of %s: %s", run_id, err)
 
 
 def _on_sigterm(signum, frame) -> None:

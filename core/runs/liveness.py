@@ -84,7 +84,8 @@ def stop_message(record: dict, why: str, tail: str) -> str:
 
 
 def log_tail(path: Path) -> str:
-    """The last `error:` line of a job log, else its last non-empty line (prefix dropped)."""
+    """The last error line of a job log (the CLI's `error:` or a logged ERROR), else its last
+    non-empty line; the logging prefix is dropped."""
     try:
         with open(path, "rb") as handle:  # only the end: logs of long runs grow
             handle.seek(max(0, os.fstat(handle.fileno()).st_size - 16_384))
@@ -92,7 +93,7 @@ def log_tail(path: Path) -> str:
     except OSError:
         return ""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith("error:")]
+    errors = [ln for ln in lines if ln.startswith(("error:", "ERROR "))]
     last = (errors or lines[-1:] or [""])[-1]
     return _LOG_PREFIX.sub("", last.removeprefix("error: "))
 

@@ -283,6 +283,8 @@ def _record_end(store: RunStore, run_id: str, **changes) -> None:
         store.update(run_id, finished_at=now_iso(), **changes)
     except (OSError, RecScopeError) as err:  # disk full, record unreadable: the error stands
         log.warning("could not record the end of run %s: %s", run_id, err)
+        if changes.get("error"):  # the log keeps it: job.log's last error line is shown
+            log.error("%s", changes["error"])
 
 
 def _mark_gone(record: dict, folder: Path) -> None:
