@@ -37,10 +37,19 @@ def excel_available() -> bool:
     return importlib.util.find_spec("openpyxl") is not None
 
 
-# Formats a person may choose; "excel" only where openpyxl is installed.
-FORMATS = ("auto", "csv", "tsv", "parquet", "jsonl", "movielens", "recbole") + (
-    ("excel",) if excel_available() else ()
-)
+def offered_formats() -> tuple[str, ...]:
+    """The formats a person may choose here: "excel" only where openpyxl is installed."""
+    base = ("auto", "csv", "tsv", "parquet", "jsonl", "movielens", "recbole")
+    return base + (("excel",) if excel_available() else ())
+
+
+def upload_types() -> list[str]:
+    """File name endings an upload widget should accept here (xlsx only with openpyxl)."""
+    types = ["csv", "tsv", "txt", "dat", "data", "parquet", "jsonl", "json", "inter", "gz"]
+    return types + (["xlsx"] if excel_available() else [])
+
+
+FORMATS = offered_formats()
 EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 HEAD_BYTES = 1 << 16
 _DELIMITERS = (",", "\t", ";", "|", " ")
@@ -194,7 +203,7 @@ def sniff(src: Source, format: str = "auto", role: str = "interactions") -> Layo
     """Decide the layout from the file name and the first 64 KiB of content."""
     if format == "excel" or src.suffix in EXCEL_SUFFIXES:
         _require_excel(src)
-    if format not in FORMATS:
+    if format not in FORMATS and format != "excel":
         raise IngestError(
             f"unknown format '{format}'",
             file=src.name,
