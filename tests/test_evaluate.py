@@ -252,8 +252,12 @@ def test_bad_part_and_cutoffs(tiny):
     model = FixedScores(scores).fit(parts.train)
     with pytest.raises(ParameterError, match="'train'"):
         evaluate(model, parts, "train")
-    with pytest.raises(ParameterError, match="positive whole numbers"):
+    with pytest.raises(ParameterError) as caught:
         evaluate(model, parts, "test", ks=(0, 5))
+    assert str(caught.value) == "Cut-offs k must be positive whole numbers; got (0, 5)."
+    with pytest.raises(ParameterError) as caught:  # above the catalogue (6 items; 20 allowed)
+        evaluate(model, parts, "test", ks=(5, 30))
+    assert str(caught.value) == "k must be between 1 and 20 (the number of items is 6); got 30."
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

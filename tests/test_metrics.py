@@ -186,6 +186,33 @@ def test_intra_list_diversity_embeddings_and_categories():
     assert math.isnan(M.intra_list_diversity(top, categories=cats, valid=one).item())
 
 
+@pytest.mark.parametrize("kind", ["embeddings", "categories"])
+def test_intra_list_diversity_equals_the_pairwise_definition(kind):
+    """The O(U K d) form equals the mean over all pairs (issue 11: no (U, K, K) tensor)."""
+    gen = torch.Generator().manual_seed(3)
+    top = torch.randint(0, 40, (9, 12), generator=gen)
+    valid = torch.rand(9, 12, generator=gen) > 0.3
+    valid[0] = False  # an empty list
+    valid[1, 1:] = False  # one item: no pair
+    emb = torch.randn(40, 6, generator=gen)
+    emb[5] = 0.0  # a zero vector has cosine 0 with everything
+    cats = torch.randint(-1, 4, (40,), generator=gen)  # -1: missing, one shared group
+    option = {"embeddings": emb} if kind == "embeddings" else {"categories": cats}
+    got = M.intra_list_diversity(top, valid=valid, **option)
+    for u in range(9):
+        idx = top[u][valid[u]].tolist()
+        pairs = [(a, b) for i, a in enumerate(idx) for b in idx[i + 1 :]]
+        if not pairs:
+            assert math.isnan(got[u].item())
+            continue
+        if kind == "embeddings":
+            unit = torch.nn.functional.normalize(emb.double(), dim=1)
+            values = [1.0 - float(unit[a] @ unit[b]) for a, b in pairs]
+        else:
+            values = [float(cats[a] != cats[b]) for a, b in pairs]
+        assert got[u].item() == pytest.approx(sum(values) / len(values), abs=1e-6)
+
+
 @pytest.mark.parametrize("n_pos", [1, 3, 9])  # both the comparison path and the sort path
 def test_positive_rank_counts_match_brute_force_with_ties(n_pos):
     gen = torch.Generator().manual_seed(n_pos)

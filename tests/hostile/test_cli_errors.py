@@ -168,3 +168,26 @@ def test_usage_errors_are_one_line_exit_2(home, capsys, argv, line):
 def test_help_still_exits_0(capsys):
     code, out, err = cli(capsys, "train", "--help")
     assert code == 0 and out.startswith("usage: recscope train") and err == ""
+
+
+def test_disk_full_while_saving_a_model_is_one_sentence_and_a_failed_run(
+    monkeypatch, home, tmp_path, capsys, planted_dataset
+):
+    """A real `recscope train` whose model write hits ENOSPC: exit 2, one line, run 'failed'."""
+    from core.models import base
+    from core.runs.store import RunStore
+
+    planted_dataset.save(home)
+
+    def full(obj, handle, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(getattr(handle, "name", "")))
+
+    monkeypatch.setattr(base.torch, "save", full)
+    code, out, err = cli(capsys, "train", "--dataset", "planted", "--model", "pop", "--json")
+    assert (code, out) == (2, "")
+    # the run store's own sentence (core.runs.store), naming the file being written
+    assert err.startswith("error: Training failed: could not write ") and err.count("\n") == 1
+    assert err.endswith("weights.pt because the disk is full; free some space and run it again.\n")
+    [record] = RunStore(home).list()
+    assert record["status"] == "failed"
+    assert not list(home.glob("runs/*/model/weights.pt"))
