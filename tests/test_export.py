@@ -82,3 +82,19 @@ def test_html_report_is_self_contained_with_runs_tables_and_plots(toy):
     assert "Accuracy on the test split" in page  # drawn by the page's own chart functions
     with pytest.raises(ParameterError, match="not in these runs"):
         html_report(store, [pop, ease], metric="bogus@10")
+
+
+def test_export_of_a_run_whose_dataset_was_replaced_is_refused(toy, home):
+    """Same sizes, other ids: the stored codes would silently name the new data's items."""
+    from core.runs.pipeline import DatasetChangedError
+
+    store, pop, _ = toy
+    fingerprint = Dataset.load(home, "toy").fingerprint
+    store.update(pop, dataset_fingerprint=fingerprint)
+    assert recs_table(store, pop)["item_id"].iloc[0] == "i1"
+    inter = pd.DataFrame(
+        {"user_id": ["a", "b", "c"] * 4, "item_id": [f"j{j}" for j in range(12)], "timestamp": 1}
+    )
+    Dataset.from_frames("toy", inter).save(home, replace=True)
+    with pytest.raises(DatasetChangedError, match="before it was replaced"):
+        recs_table(store, pop)

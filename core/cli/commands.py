@@ -72,6 +72,7 @@ def cmd_ingest_sample(args) -> dict:
         items=SAMPLE_DIR / "items.csv",
         users=SAMPLE_DIR / "users.csv",
         name="sample",
+        replace=args.force,
         home=home,
     )
     return {"dataset": dataset.name, "created": True, "n_interactions": len(dataset.interactions)}

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from core.data import schema as S
-from core.data.dataset import Dataset
 from core.errors import ParameterError
+from core.runs.pipeline import run_dataset
 
 FORMATS = ("csv", "parquet")
 #: first characters that make Excel, LibreOffice or Sheets evaluate a cell
@@ -28,7 +28,7 @@ def recs_table(store, run_id: str, k: int | None = None) -> pd.DataFrame:
     recs = pd.read_parquet(store.folder(run_id) / "recs.parquet")
     if k is not None:
         recs = recs[recs["rank"] <= int(k)]
-    ds = Dataset.load(store.home, record["dataset"])
+    ds = run_dataset(store, record)  # refuses a dataset replaced since the run
     items = recs[S.ITEM].to_numpy()
     table = pd.DataFrame(
         {
