@@ -16,6 +16,7 @@ from plotly.subplots import make_subplots
 
 from core.eval.beyond import ACTIVITY_LABELS
 from dashboard.charts import ACCENT, HEIGHT, _layout
+from dashboard.text import plot
 from dashboard.views import metric_label
 
 #: one colour per run, in the order the runs were picked
@@ -85,7 +86,10 @@ def segment_bars(
     if kind == "activity":  # buckets in size order, not the text order a merge leaves
         rank = {label: i for i, label in enumerate(ACTIVITY_LABELS)}
         part = part.sort_values("segment", key=lambda s: s.map(rank).fillna(len(rank)))
-    x = [f"{s}<br>{int(n):,} users" for s, n in zip(part["segment"], part["n_users"], strict=True)]
+    x = [  # a segment may be a scenario name from the data: escaped, our <br> kept
+        f"{plot(s)}<br>{int(n):,} users"
+        for s, n in zip(part["segment"], part["n_users"], strict=True)
+    ]
     fig = _grouped(x, {r: part[r].tolist() for r in run_ids}, labels)
     titles = {
         "activity": "By activity (known interactions)",
