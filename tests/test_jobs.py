@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from functools import partial
 
@@ -225,3 +226,40 @@ def test_a_claimed_run_refuses_a_second_process_and_a_cancelled_one_never_starts
     with pytest.raises(CancelledError, match=f"Run {other} was cancelled before it started"):
         with jobs.job_process(store, other):
             pass
+
+
+def test_a_second_cancel_after_the_grace_period_kills_a_stuck_job(store, monkeypatch):
+    """A job stuck outside any batch boundary: the first Cancel asks (SIGTERM, ignored
+    here), a later one kills it, and the next read says cancelled."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, time; signal.signal(15, signal.SIG_IGN); "
+            "print('ready', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        run_id = store.new_run({"model": "pop", "dataset": "planted"})
+        store.update(
+            run_id,
+            status="running",
+            pid=proc.pid,
+            pid_start=liveness.process_start(proc.pid),
+            host=liveness.host_name(),
+        )
+        assert jobs.cancel_job(store, run_id)["cancel_requested"] is True
+        time.sleep(0.3)
+        assert proc.poll() is None and store.read(run_id)["status"] == "running"
+        monkeypatch.setattr(jobs, "FORCE_AFTER_S", 0.0)
+        jobs.cancel_job(store, run_id)
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        proc.kill()
+        proc.wait()
+    record = store.read(run_id)
+    assert record["status"] == "cancelled" and record["finished_at"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from core.errors import RecScopeError
@@ -52,3 +54,39 @@ def test_results_live_in_the_run_folder_and_run_ids_are_checked(home):
             store.read(bad)
     with pytest.raises(RecScopeError, match="kind 'nope' is unknown"):
         store.new_run({"kind": "nope"})
+
+
+def test_threads_updating_one_record_lose_no_key(home):
+    """The heartbeat thread and the job's own writes share run.json: every key survives."""
+    store = RunStore(home)
+    run_id = store.new_run({"model": "pop", "dataset": "d"})
+
+    def write(tag: str) -> None:
+        for i in range(100):
+            store.update(run_id, **{f"{tag}{i}": i})
+
+    threads = [threading.Thread(target=write, args=(tag,)) for tag in "xyz"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    record = store.read(run_id)
+    assert sum(1 for k in record if k[0] in "xyz" and k[1:].isdigit()) == 300
+
+
+def test_edit_is_check_and_set_and_writes_only_changes(home):
+    store = RunStore(home)
+    run_id = store.new_run({"model": "pop", "dataset": "d"})
+    path = store.folder(run_id) / "run.json"
+    before = path.stat().st_mtime_ns
+    with store.edit(run_id) as record:
+        assert record["status"] == "queued"
+    assert path.stat().st_mtime_ns == before and "updated_at" not in read_json(path)
+    with pytest.raises(KeyError):
+        with store.edit(run_id) as record:
+            record["status"] = "running"
+            raise KeyError("the body failed")
+    assert store.read(run_id)["status"] == "queued"  # nothing written
+    with store.edit(run_id) as record:
+        record["status"] = "running"
+    assert read_json(path)["status"] == "running" and read_json(path)["updated_at"]
