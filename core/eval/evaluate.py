@@ -112,7 +112,9 @@ def evaluate(
     same history whose items are excluded. `batch_size` (users per batch) defaults to what
     keeps one batch's scores and sort buffers within MEMORY_BUDGET_BYTES. `seed` seeds the
     tie rule of `core.eval.ranking`; None uses the split's seed (the run's seed), which is
-    what the stored recommendation lists use too.
+    what the stored recommendation lists use too. A cut-off k above the catalogue (other
+    than the standard KS) or above what LIST_BUDGET_BYTES holds for the scored users is a
+    ParameterError naming the bound.
     """
     if part not in _EXCLUDED:
         raise ParameterError(f"Evaluation part '{part}' is unknown; use 'valid' or 'test'.")
