@@ -19,7 +19,7 @@ import core.data.ingest.encoding as encoding
 import core.data.ingest.read as reader
 from core.data.dataset import list_datasets
 from core.data.ingest.formats import excel_available, offered_formats, upload_types
-from core.data.ingest.ingest import ingest, load_interactions, read_raw
+from core.data.ingest.ingest import ingest, load_interactions, load_items, read_raw
 from core.errors import IngestError
 
 PAD = "1,2,plain\n" * 8000  # 80 KB of ASCII: what follows lies past the 64 KiB head
@@ -180,6 +180,21 @@ def test_nul_bytes_in_ids_are_refused_with_the_row_also_after_64k():
         "file esc.csv, row 3, column 'scenario': the scenario 'ho\\x1bme' holds the control "
         "character U+001B"
     )
+
+
+def test_control_characters_in_item_table_ids_are_refused():
+    data = b"item_id,title\nA,Alien\nB\x07,Brazil\n"
+    with pytest.raises(IngestError) as info:
+        load_items((data, "items.csv"))
+    assert str(info.value) == (
+        "file items.csv, row 3, column 'item_id': the item id 'B\\x07' holds a control "
+        "character — ids must be printable text; remove the character (1 row with one)."
+    )
+
+
+def test_date_format_without_a_timestamp_column_says_so():
+    _, report = load_interactions((b"user,item\n1,2\n", "plain.csv"), date_format="%d/%m/%Y")
+    assert report.notes == ["The date format %d/%m/%Y was not used: no timestamp column."]
 
 
 # ---------------------------------------------------------------- compression

@@ -59,6 +59,8 @@ def clean(
         stamps, missing = _timestamps(src, layout, table, used.timestamp, report, date_format)
         _drop(report, keep, missing, "missing_timestamp")
         out[S.TIMESTAMP] = stamps
+    elif date_format is not None:
+        report.notes.append(f"The date format {date_format} was not used: no timestamp column.")
     if used.scenario:
         scen = _ids(table.column(used.scenario))
         _refuse_control(src, layout, scen, used.scenario, "scenario")
