@@ -22,7 +22,7 @@ from core.errors import CancelledError, RecScopeError
 from core.runs import jobs, liveness
 from core.runs import scenario_runs as sr
 from core.runs.pipeline import new_run
-from core.runs.store import RunStore
+from core.runs.store import RunStore, now_iso
 from core.scenarios.strategies import compare_strategies
 from tests.helpers import hold_cpu
 
@@ -263,3 +263,31 @@ def test_a_second_cancel_after_the_grace_period_kills_a_stuck_job(store, monkeyp
         proc.wait()
     record = store.read(run_id)
     assert record["status"] == "cancelled" and record["finished_at"]
+
+
+def test_a_job_on_another_host_is_cancelled_through_its_record(store, monkeypatch):
+    """A shared workspace: the pid is another machine's, so nothing here is signalled; the
+    job's heartbeat reads the request and sets its own cancel flag."""
+    sleeper = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        run_id = store.new_run({"model": "pop", "dataset": "planted"})
+        store.update(
+            run_id, status="running", pid=sleeper.pid, host="elsewhere", heartbeat_at=now_iso()
+        )
+        assert jobs.cancel_job(store, run_id)["cancel_requested"] is True
+        time.sleep(0.2)
+        assert sleeper.poll() is None  # not signalled
+        assert store.read(run_id)["status"] == "running"  # its heartbeat is fresh
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    monkeypatch.setattr(liveness, "HEARTBEAT_S", 0.05)
+    mine = store.new_run({"model": "pop", "dataset": "planted"})
+    with jobs.job_process(store, mine):
+        store.update(mine, cancel_requested=True)  # what cancel_job on the other host wrote
+        deadline = time.monotonic() + 5
+        while not train.cancel_requested() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert train.cancel_requested()
+        store.update(mine, status="cancelled")
+    assert not train.cancel_requested()

@@ -192,15 +192,17 @@ def cancel_job(store: RunStore, run_id: str) -> dict:
     finished with its metrics. A live process gets SIGTERM and marks itself cancelled at the
     next batch or stage boundary (a Cancel FORCE_AFTER_S after the first one sends SIGKILL,
     and the next status read says cancelled). A run without a live process is cancelled
-    here. Only a job that leads its own session (one `start_job` launched) is signalled as
+    here. A job on another host (a shared workspace) sees the request at its next heartbeat.
+    Only a job that leads its own session (one `start_job` launched) is signalled as
     a group; a `recscope train` typed in a shell is signalled alone, never the shell's group.
     """
     with store.edit(run_id) as record:
         if record.get("status") not in ACTIVE:
             return record
         if liveness.gone(record) is None and record.get("pid"):
-            force = _asked_before(record, FORCE_AFTER_S)
-            _signal(int(record["pid"]), signal.SIGKILL if force else signal.SIGTERM)
+            if record.get("host") in (None, liveness.host_name()):  # a pid means nothing elsewhere
+                force = _asked_before(record, FORCE_AFTER_S)
+                _signal(int(record["pid"]), signal.SIGKILL if force else signal.SIGTERM)
             record["cancel_requested"] = True
             record.setdefault("cancel_requested_at", now_iso())
         else:
@@ -277,11 +279,15 @@ def _claim(store: RunStore, run_id: str) -> None:
 
 
 def _heartbeat(store: RunStore, run_id: str, stop: threading.Event) -> None:
+    """Rewrite heartbeat_at; a cancel asked in the record (no signal reached us) is obeyed."""
     while not stop.wait(liveness.HEARTBEAT_S):
         try:
-            store.update(run_id, heartbeat_at=now_iso("milliseconds"))
+            record = store.update(run_id, heartbeat_at=now_iso("milliseconds"))
         except (OSError, RecScopeError) as err:  # disk full, folder deleted: keep working
             log.debug("heartbeat of %s not written: %s", run_id, err)
+            continue
+        if record.get("cancel_requested"):
+            request_cancel()
 
 
 def _never_left_running(store: RunStore, run_id: str) -> None:

@@ -63,9 +63,8 @@ def gone(record: dict, now: datetime | None = None) -> str | None:
         created = _parse(record.get("created_at"))
         old = created is not None and (now - created).total_seconds() > UNCLAIMED_S
         return "never started" if old else None
-    return (
-        None if _alive(int(pid), record.get("pid_start"), record.get("run_id", "")) else ("stopped")
-    )
+    alive = _alive(int(pid), record.get("pid_start"), record.get("run_id", ""))
+    return None if alive else "stopped"
 
 
 def stop_message(record: dict, why: str, tail: str) -> str:
@@ -76,11 +75,9 @@ def stop_message(record: dict, why: str, tail: str) -> str:
             f"The {label} run was never picked up by a process; start it again from its page "
             "or with `recscope train`."
         )
-    return (
-        f"The {label} process stopped unexpectedly: {tail}"
-        if tail
-        else (f"The {label} process stopped unexpectedly; its log is empty.")
-    )
+    if not tail:
+        return f"The {label} process stopped unexpectedly; its log is empty."
+    return f"The {label} process stopped unexpectedly: {tail}"
 
 
 def log_tail(path: Path) -> str:
