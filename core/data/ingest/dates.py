@@ -80,16 +80,19 @@ def parse_text_dates(
             f"the timestamp '{uniques[bad]}' is not a number like the other values",
             "the column holds unix times (seconds since 1970); fix or remove the line",
         )
-    fitting = _fitting(uniques)
+    tried: dict[str, pd.Series] = {}  # full parses, kept: a long column costs each once
+    fitting = _fitting(uniques, tried)
     if not fitting:
         _refuse_misfit(uniques, refuse)
     chosen, twin = fitting[0]
     shown = "ISO 8601" if chosen == "ISO8601" else chosen
     note = f"Dates in column '{column}' were read with the format {shown}, as UTC."
-    if twin is not None:
+    parsed = tried.get(chosen)
+    if parsed is None:
         parsed = _parse(uniques, chosen)
+    if twin is not None:
         if any(fmt == twin for fmt, _ in fitting):
-            other = _parse(uniques, twin)
+            other = tried[twin] if twin in tried else _parse(uniques, twin)
             differ = np.flatnonzero((parsed != other).to_numpy())
             if len(differ):
                 value = uniques[int(differ[0])]
@@ -106,13 +109,13 @@ def parse_text_dates(
                 )
         else:
             order = "day first" if chosen.startswith("%d") else "month first"
-            misfit = uniques[int(np.flatnonzero(_parse(uniques, twin).isna().to_numpy())[0])]
+            other = tried[twin] if twin in tried else _parse(uniques, twin)
+            misfit = uniques[int(np.flatnonzero(other.isna().to_numpy())[0])]
             note = (
                 f"Dates in column '{column}' were read {order} ({chosen}), as UTC: the other "
                 f"order does not fit '{misfit}'."
             )
-        return _seconds(parsed, codes) + (note,)
-    return _seconds(_parse(uniques, chosen), codes) + (note,)
+    return _seconds(parsed, codes) + (note,)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -122,13 +125,23 @@ def _parse(values: pd.Series, fmt: str) -> pd.Series:
     return pd.to_datetime(values, format=fmt, errors="coerce", utc=True)
 
 
-def _fitting(uniques: pd.Series) -> list[tuple[str, str | None]]:
-    """The candidates that read every distinct value (tried on a sample first)."""
+def _fitting(uniques: pd.Series, tried: dict) -> list[tuple[str, str | None]]:
+    """The candidates that read every distinct value (tried on a sample first).
+
+    The parses of every value are left in `tried` (format -> parsed), fitting or not.
+    """
     sample = uniques[:_SAMPLE]
-    first = [c for c in CANDIDATES if _parse(sample, c[0]).notna().all()]
-    if len(uniques) <= _SAMPLE:
-        return first
-    return [c for c in first if _parse(uniques, c[0]).notna().all()]
+    survivors = []
+    for fmt, twin in CANDIDATES:
+        parsed = _parse(sample, fmt)
+        if parsed.notna().all():
+            survivors.append((fmt, twin))
+            if len(uniques) <= _SAMPLE:
+                tried[fmt] = parsed
+    if len(uniques) > _SAMPLE:
+        for fmt, _ in survivors:
+            tried[fmt] = _parse(uniques, fmt)
+    return [(fmt, twin) for fmt, twin in survivors if tried[fmt].notna().all()]
 
 
 def _refuse_misfit(uniques: pd.Series, refuse: Callable) -> None:
