@@ -7,6 +7,7 @@ test's tmp folder).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -15,6 +16,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,10 +47,17 @@ pytestmark = [
 @pytest.fixture
 def server(tmp_path):
     """A Streamlit server on a fresh workspace; yields (base url, workspace path)."""
+    with _serve(tmp_path) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def _serve(tmp_path, env: dict | None = None, args: tuple = ()):
+    """Run `streamlit run dashboard/app.py` on a free port until the block ends."""
     home = tmp_path / "workspace"
     port = _free_port()
     log = open(tmp_path / "streamlit.log", "w")  # noqa: SIM115 - closed below
-    env = {**os.environ, "RECSCOPE_HOME": str(home)}
+    env = {**os.environ, "RECSCOPE_HOME": str(home), **(env or {})}
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -60,6 +69,7 @@ def server(tmp_path):
             f"--server.port={port}",
             "--browser.gatherUsageStats=false",
             "--client.toolbarMode=viewer",
+            *args,
         ],
         cwd=ROOT,
         env=env,
@@ -79,6 +89,51 @@ def server(tmp_path):
         log.close()
         text = (tmp_path / "streamlit.log").read_text()
         assert "Traceback" not in text, text[-3000:]
+
+
+def test_shared_server_asks_for_the_password(tmp_path):
+    """Issue 11: with sharing on (every interface) the pages ask for the login; a wrong
+    password sees no data and is told so; the right one opens the Data page."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from core.data.dataset import Dataset
+    from dashboard import auth
+
+    secret = tmp_path / "secret.txt"  # outside the repository, as `make share` expects
+    secret.write_text("open sesame 42\n")
+    rows = [(f"u{u}", f"i{(u + k) % 7}", k) for u in range(12) for k in range(4)]
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+    Dataset.from_frames("zz_private_sales", frame).save(tmp_path / "workspace")
+    env = {auth.PASSWORD_FILE_ENV: str(secret)}
+    env.pop(auth.PASSWORD_ENV, None)
+    shots = Path(os.environ.get("RECSCOPE_SCREENSHOTS") or tmp_path / "shots")
+    shots.mkdir(parents=True, exist_ok=True)
+    with _serve(tmp_path, env, ("--server.address=0.0.0.0",)) as (url, _home):
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.set_default_timeout(60_000)
+            for path in ("/", "/runs?dataset=zz_private_sales"):  # no page skips the gate
+                page.goto(url + path)
+                _settle(page, "RecScope")
+                expect(page.get_by_label("Password", exact=True)).to_be_visible()
+                body = page.locator("body").inner_text()
+                assert "zz_private_sales" not in body and "Profile of" not in body
+                assert page.locator('[data-testid="stSidebarNav"]').count() == 0
+            _shot(page, shots / "login.png")
+            page.get_by_label("Password", exact=True).fill("open sesame 41")
+            page.get_by_role("button", name="Log in").click()
+            expect(page.get_by_text(auth.WRONG)).to_be_visible()
+            _settle(page, "RecScope")
+            assert "zz_private_sales" not in page.locator("body").inner_text()
+            _shot(page, shots / "login_wrong.png")
+            page.get_by_label("Password", exact=True).fill("open sesame 42")
+            page.get_by_role("button", name="Log in").click()
+            _settle(page, "Data")
+            expect(page.get_by_text("Profile of 'zz_private_sales'")).to_be_visible()
+            _no_errors(page)
+            _shot(page, shots / "data_after_login.png")
+            browser.close()
 
 
 def test_walk_through_data_and_runs(server, tmp_path):
