@@ -57,9 +57,14 @@ def numbered(base: str, n: int) -> str:
     return check_dataset_name(base[: DATASET_MAX - len(suffix)].rstrip("-_.") + suffix)
 
 
+def is_run_id(text: object) -> bool:
+    """True if `text` can name a run folder (what `check_run_id` accepts)."""
+    return isinstance(text, str) and _RUN_ID.fullmatch(text) is not None and ".." not in text
+
+
 def check_run_id(run_id: object) -> str:
     """`run_id` if it can name a run folder (no separators, no '..'), else a clear error."""
-    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id) or ".." in run_id:
+    if not is_run_id(run_id):
         raise RecScopeError(
             f"'{shown(run_id)}' is not a run id; run ids are letters, digits, '_', '-' and "
             "'.' as `recscope runs` lists them."

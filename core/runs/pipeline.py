@@ -31,6 +31,7 @@ from core.models.base import RecommenderBase
 from core.protocols import ProgressEvent
 from core.runs.store import RunStore, now_iso, recording_outcome
 from core.storage import write_parquet
+from core.train import raise_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -212,12 +213,15 @@ def _train(store: RunStore, run_id: str, record: dict, progress) -> dict:
     started = time.perf_counter()
     model.fit(parts.train, parts.valid, progress=on_progress)
     fit_s = time.perf_counter() - started
+    # a Cancel during a closed-form fit or the evaluation is acted on between the phases
+    raise_if_cancelled("after fitting")
     model.save(store.model_dir(run_id))
 
     started = time.perf_counter()
     valid = evaluate(model, parts, "valid", beyond=False)
     test = evaluate(model, parts, "test")
     eval_s = time.perf_counter() - started
+    raise_if_cancelled("after evaluating")
     _save_tables(store.folder(run_id), dataset, model, test, seed=parts.seed)
     return store.update(
         run_id,

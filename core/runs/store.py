@@ -23,7 +23,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import secrets
 import time
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from core.errors import CancelledError, RecScopeError
+from core.names import check_kind, check_run_id, is_run_id
 from core.runs import liveness
 from core.storage import file_lock, os_error_sentence, read_json, sweep_stale, write_json
 
@@ -40,7 +40,6 @@ STATUSES = ("queued", "running", "finished", "failed", "cancelled")
 TRAIN = "train"
 KINDS = (TRAIN, "leaderboard", "transfer")
 RESULT = "result.json"
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 RECORD = "run.json"
 LOCK = ".run.lock"
 #: how often (at most) one process sweeps a workspace's stale temp files
@@ -72,8 +71,7 @@ class RunStore:
 
     def new_run(self, record: dict) -> str:
         """Create a run folder and its first record; returns the new run id."""
-        if kind_of(record) not in KINDS:
-            raise RecScopeError(f"Job kind '{record['kind']}' is unknown; use one of {KINDS}.")
+        check_kind(kind_of(record), KINDS)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         prefix = record.get("model") if kind_of(record) == TRAIN else record["kind"]
         run_id = f"{prefix or 'run'}-{stamp}-{secrets.token_hex(3)}"
@@ -189,7 +187,7 @@ class RunStore:
         """
         records = []
         for folder in self.root.iterdir():
-            if not (folder / RECORD).exists() or not _RUN_ID.match(folder.name):
+            if not (folder / RECORD).exists() or not is_run_id(folder.name):
                 continue
             try:
                 record = self.refresh(self._load(folder))
@@ -226,16 +224,6 @@ class RunStore:
             raise RecScopeError(_unreadable(folder, why))
         record.setdefault("run_id", folder.name)
         return record
-
-
-def check_run_id(run_id: str) -> str:
-    """`run_id` if it can name a run folder (no separators, no '..'), else a clear error."""
-    if not _RUN_ID.match(run_id or "") or ".." in run_id:
-        raise RecScopeError(
-            f"'{run_id}' is not a run id; run ids are letters, digits, '_', '-' and '.' as "
-            "`recscope runs` lists them."
-        )
-    return run_id
 
 
 def _created_key(record: dict) -> datetime:

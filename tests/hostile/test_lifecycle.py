@@ -371,3 +371,31 @@ def test_stale_temp_files_are_swept_when_the_workspace_opens(home):
     left = sorted(p.name for p in folder.iterdir() if p.name != ".run.lock")
     assert left == [".recs.parquet.x9.tmp", "notes.tmp", "run.json"]
     assert read_json(folder / "run.json")["run_id"] == run_id
+
+
+def test_a_cancel_during_a_closed_form_fit_ends_cancelled_without_a_model(
+    home, dataset, monkeypatch
+):
+    """EASE has no batches: the cancel flag is read between fit, evaluation and the tables."""
+    from core import train
+    from core.models.ease import EASE
+    from core.runs.pipeline import new_run, train_run
+
+    fit = EASE.fit
+
+    def fit_then_cancel(self, *args, **kwargs):
+        out = fit(self, *args, **kwargs)
+        train.request_cancel()  # what SIGTERM does, arriving mid-fit
+        return out
+
+    monkeypatch.setattr(EASE, "fit", fit_then_cancel)
+    store = RunStore(home)
+    run_id = new_run(store, dataset, "ease")
+    try:
+        record = train_run(store, run_id)
+    finally:
+        train.clear_cancel()
+    assert record["status"] == "cancelled"
+    assert record["metrics"] == {}
+    assert not (store.folder(run_id) / "model").exists()
+    assert not (store.folder(run_id) / "recs.parquet").exists()

@@ -196,11 +196,6 @@ def test_cli_run_id_arguments_are_refused(home, tmp_path, capsys, command):
         assert _outside(tmp_path, home) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core/runs/store.py check_run_id (H2) uses re.match with '$', which lets a "
-    "trailing newline through; it should call core.names.check_run_id",
-)
 def test_cli_run_id_with_a_trailing_newline_is_refused(home, capsys):
     code, err = _cli(capsys, "evaluate", "pop-1\n")
     assert code == 2
