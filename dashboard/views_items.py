@@ -77,7 +77,7 @@ def card_facts(facts: pd.DataFrame, code: int) -> list[tuple[str, str, None]]:
     row = facts.iloc[code]
     rank = f"{popularity_rank(facts, code):,} of {len(facts):,}"
     return [
-        ("Category", str(row[S.CATEGORY]), None),
+        ("Category", md(row[S.CATEGORY]), None),  # st.metric renders Markdown
         ("Interactions", f"{int(row['popularity']):,}", None),
         ("Popularity rank", rank, None),
     ]

@@ -181,7 +181,7 @@ def profile_facts(seg: pd.Series, n_held: int) -> list[tuple[str, str, str | Non
         ("Known interactions", f"{int(seg['n_known']):,}", "Train + validation."),
         ("Held out for testing", f"{n_held:,}", None),
         ("Activity bucket", str(seg["activity"]), str(seg["cold_user"])),
-        ("Main scenario", str(seg["scenario"] or "—"), None),
+        ("Main scenario", md(seg["scenario"] or "—"), None),  # st.metric renders Markdown
     ]
 
 

@@ -18,7 +18,7 @@ from core.runs.store import RunStore
 from core.storage import write_parquet
 from dashboard import charts_compare, views_data, views_items
 from dashboard.report import html_report
-from dashboard.text import md, plot
+from dashboard.text import WORD_JOINER, md, plot
 from tests.helpers import fake_run
 
 HOSTILE = "**bold** $x^2$ <b>x</b> https://evil.example [link](http://x)"
@@ -26,11 +26,13 @@ SCENARIO = "<i>web</i> :red[alarm] www.evil.example"
 
 
 def test_md_escapes_every_markdown_construct():
+    j = WORD_JOINER  # GFM autolinks decoded text: '://', 'www.' and '@' get a word joiner
     assert md(HOSTILE) == (
-        r"\*\*bold\*\* \$x^2\$ \<b\>x\<\/b\> https\:\/\/evil\.example "
-        r"\[link\]\(http\:\/\/x\)"
+        rf"\*\*bold\*\* \$x^2\$ \<b\>x\<\/b\> https\:\/\/{j}evil\.example "
+        rf"\[link\]\(http\:\/\/{j}x\)"
     )
-    assert md(SCENARIO) == r"\<i\>web\<\/i\> \:red\[alarm\] www\.evil\.example"
+    assert md(SCENARIO) == rf"\<i\>web\<\/i\> \:red\[alarm\] w{j}ww\.evil\.example"
+    assert md("mail a@b.co") == rf"mail a\@{j}b\.co"
     # a line break cannot start a heading, a list or a quote; control characters go too
     assert md("a\n# b\r\n- c\x00\x1b> d") == r"a \# b \- c \> d"
     assert md(42) == "42"
@@ -96,6 +98,8 @@ def test_items_page_shows_titles_and_scenarios_as_typed(hostile_home):
     title = shown.split("  ·  ")[0]
     assert title.startswith(HOSTILE)
     assert at.subheader[0].value == md(title)
+    shown_facts = {m.label: m.value for m in at.metric}
+    assert shown_facts["Category"] == md("<b>cat</b> $y$")  # st.metric renders Markdown too
     line = next(m.value for m in at.markdown if m.value.startswith("Item id"))
     assert md(SCENARIO) in line and SCENARIO not in line
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
