@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 from core.data.dataset import Dataset, list_datasets
 from core.errors import RecScopeError
 from dashboard import auth
+from dashboard.text import md
 
 APP = "../dashboard/app.py"
 SECRET = "correct horse battery staple"
@@ -130,8 +131,10 @@ def test_unreadable_password_file_is_a_sentence(home, tmp_path, monkeypatch, add
     monkeypatch.setenv(auth.PASSWORD_FILE_ENV, str(missing))
     at = AppTest.from_file(APP, default_timeout=120).run()
     assert [e.value for e in at.error] == [
-        f"The password file RECSCOPE_PASSWORD_FILE='{missing}' cannot be read "
-        "(FileNotFoundError); point it at a readable UTF-8 text file."
+        md(
+            f"The password file RECSCOPE_PASSWORD_FILE='{missing}' cannot be read "
+            "(FileNotFoundError); point it at a readable UTF-8 text file."
+        )
     ]
     assert list_datasets(home) == []
 

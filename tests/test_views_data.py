@@ -56,9 +56,9 @@ def test_ingest_message_and_profile_notes():
     )
     # names and values from the file are shown as written, never as Markdown or a link
     shown = VD.ingest_message(["Created dataset '**x**'.", "Read rows from [a](http://x)."])
-    assert (
-        shown
-        == "Created dataset '\\*\\*x\\*\\*'\\.\n\n- Read rows from \\[a\\]\\(http\\:\\/\\/x\\)\\."
+    assert shown == (
+        "Created dataset '\\*\\*x\\*\\*'\\.\n\n"
+        "- Read rows from \\[a\\]\\(http\\:\\/\\/\u2060x\\)\\."  # a word joiner: no autolink
     )
     counts = SimpleNamespace(active_items=1500, items=1862)
     assert VD.sparsity_note(counts).endswith("1,500 of 1,862 items have interactions.")
