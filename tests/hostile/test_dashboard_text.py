@@ -138,3 +138,30 @@ def test_html_report_escapes_a_hostile_segment(home):
         "ndcg@10",
     )
     assert list(figure.data[0].x) == ["&lt;script&gt;alert(1)&lt;/script&gt;<br>2 users"]
+
+
+def _user_page() -> None:
+    import streamlit as st
+
+    from dashboard import shell
+    from pages import user
+
+    st.session_state[shell.DATASET_KEY] = "hostile"
+    user.render()
+
+
+def test_user_page_shows_ids_titles_and_scenarios_as_typed(hostile_home):
+    from core.runs.pipeline import new_run, train_run
+
+    store = RunStore(hostile_home)
+    assert train_run(store, new_run(store, "hostile", "ease"))["status"] == "finished"
+    at = AppTest.from_function(_user_page, default_timeout=180).run()
+    assert not at.exception and not at.error
+    user_id = at.text_input(key="user_id").value
+    assert at.subheader[0].value == f"User {md(user_id)}"
+    shown_facts = {m.label: m.value for m in at.metric}
+    assert shown_facts["Main scenario"] == md(SCENARIO)
+    sentence = next(m.value for m in at.markdown if " scores “" in m.value)
+    assert md(HOSTILE) in sentence and HOSTILE not in sentence
+    specs = json.dumps([json.loads(c.proto.spec) for c in at.get("plotly_chart")])
+    assert "<b>x</b>" not in specs and "&lt;b&gt;x&lt;/b&gt;" in specs
