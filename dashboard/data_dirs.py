@@ -4,7 +4,8 @@ A visitor types a path; the server reads it. So a path is read only when, after 
 every link, it lies inside a configured data folder: the workspace, the shipped
 sample_data/, and any folder listed in RECSCOPE_DATA_DIRS (os.pathsep-separated, e.g.
 `RECSCOPE_DATA_DIRS=/data/logs:/srv/shared`). Every server-path read of the dashboard goes
-through `allowed_path` (the main, item and user tables, the preview and the ingest).
+through `allowed_path` (the main, item and user tables, the preview and the ingest), and
+`check_companions` checks the item/user tables ingest would pick up beside the main file.
 """
 
 from __future__ import annotations
@@ -51,3 +52,15 @@ def allowed_path(text: str, home: Path) -> Path:
             f"add its folder to {DATA_DIRS_ENV} when starting the server."
         )
     return resolved
+
+
+def check_companions(source: Path, home: Path, items: object, users: object) -> None:
+    """Refuse (as `allowed_path` does) an item/user table that ingest would read from beside
+    `source` (core.data.ingest.columns.find_companions) when it lies outside the data
+    folders, e.g. an items.csv beside interactions.csv that links elsewhere."""
+    from core.data.ingest.columns import find_companions
+
+    given = {"items": items, "users": users}
+    for role, found in find_companions(source).items():
+        if found is not None and given[role] is None:
+            allowed_path(str(found), home)

@@ -12,7 +12,7 @@ from core.data.schema import ColumnMapping
 from core.runs.store import workspace_home
 from dashboard import cache, charts, shell, widgets
 from dashboard import views_data as VD
-from dashboard.data_dirs import allowed_path, data_dirs
+from dashboard.data_dirs import allowed_path, check_companions, data_dirs
 from dashboard.text import md
 
 MAIN_TYPES = ["csv", "tsv", "txt", "dat", "data", "parquet", "jsonl", "json", "inter", "xlsx", "gz"]
@@ -70,6 +70,7 @@ def _add_dataset(home: Path) -> None:
     if isinstance(source, tuple):
         raw, detected = cache.raw_table(*source, format=fmt, limit=PREVIEW_ROWS)
     else:
+        check_companions(source, home, items, users)
         raw, detected = cache.raw_path(home, source, format=fmt, limit=PREVIEW_ROWS)
     filename = source[1] if isinstance(source, tuple) else source.name
     st.write(f"**Preview** — the first rows as read (*{detected}*), before any cleaning:")

@@ -14,7 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.errors import RecScopeError
-from dashboard.data_dirs import SAMPLE_DIR, allowed_path, data_dirs
+from dashboard.data_dirs import SAMPLE_DIR, allowed_path, check_companions, data_dirs
 from dashboard.text import md
 
 APP = "../../dashboard/app.py"
@@ -130,3 +130,22 @@ def test_data_page_previews_a_file_inside(home, monkeypatch):
     assert not at.exception and not at.error
     preview = at.dataframe[0].value
     assert preview.to_dict("list") == {"user_id": ["u1", "u2"], "item_id": ["i1", "i2"]}
+
+
+def test_a_companion_table_linking_outside_is_refused(home, outside, monkeypatch):
+    """ingest reads items.csv beside interactions.csv by itself: that one is checked too."""
+    monkeypatch.delenv("RECSCOPE_DATA_DIRS", raising=False)
+    main = home / "interactions.csv"
+    main.write_text("user_id,item_id\nu1,i1\n")
+    check_companions(main, home, None, None)  # no companions: fine
+    (home / "items.csv").symlink_to(outside / ".env")
+    with pytest.raises(RecScopeError) as err:
+        check_companions(main, home, None, None)
+    assert str(err.value) == refusal(str(home / "items.csv"), home)
+    check_companions(main, home, home / "mine.csv", None)  # an item table given: not used
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    next(r for r in at.radio if r.label == "Source").set_value("Path on the server").run()
+    at.text_input(key="path_main").set_value(str(main)).run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [md(refusal(str(home / "items.csv"), home))]
+    assert not [b for b in at.button if b.label == "Create dataset"]
