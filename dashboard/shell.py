@@ -15,7 +15,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.data.dataset import dataset_summary, list_datasets
+from core.data.dataset import DatasetExistsError, dataset_summary, list_datasets
 from core.errors import RecScopeError
 from dashboard.text import md
 
@@ -114,7 +114,12 @@ def ensure_sample(home: Path) -> str | None:
             for key in ("items", "users")
             if (SAMPLE_DIR / f"{key}.csv").exists()
         }
-        dataset, _ = ingest(SAMPLE_DIR / "interactions.csv", name=SAMPLE_NAME, home=home, **side)
+        try:
+            dataset, _ = ingest(
+                SAMPLE_DIR / "interactions.csv", name=SAMPLE_NAME, home=home, **side
+            )
+        except DatasetExistsError:  # another process (a second server, the CLI) was first
+            return None
         log.info("Ingested the sample data into %s", home)
         return (
             f"Loaded the shipped sample data as dataset '{SAMPLE_NAME}' "

@@ -7,6 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from core.data.dataset import DatasetExistsError, free_name, list_datasets
+from core.data.ingest.formats import upload_types
 from core.data.ingest.ingest import FORMATS, ingest
 from core.data.schema import ColumnMapping
 from core.runs.store import workspace_home
@@ -15,7 +16,7 @@ from dashboard import views_data as VD
 from dashboard.data_dirs import allowed_path, check_companions, data_dirs
 from dashboard.text import md
 
-MAIN_TYPES = ["csv", "tsv", "txt", "dat", "data", "parquet", "jsonl", "json", "inter", "xlsx", "gz"]
+MAIN_TYPES = upload_types()  # .xlsx only where openpyxl is installed
 SIDE_TYPES = [*MAIN_TYPES, "item", "user"]
 PREVIEW_ROWS = 20
 _REPORT = "_recscope_ingest_report"
@@ -75,7 +76,9 @@ def _add_dataset(home: Path) -> None:
     filename = source[1] if isinstance(source, tuple) else source.name
     st.write(f"**Preview** — the first rows as read (*{detected}*), before any cleaning:")
     st.dataframe(raw, hide_index=True)
-    mapping, min_rating = _mapping(list(raw.columns), detected)
+    for note in raw.attrs.get("notes", []):  # how the file was decoded, when it was a guess
+        st.caption(md(note))
+    mapping, min_rating, date_format = _mapping(list(raw.columns), detected)
     # the default is a name no stored dataset has (ratings, ratings-2, …); two sessions that
     # pick the same name anyway are told by ingest, which never replaces unless asked
     default = free_name(home, VD.dataset_name(filename))
@@ -88,7 +91,7 @@ def _add_dataset(home: Path) -> None:
         try:
             dataset, report = ingest(
                 source, items=items, users=users, name=name, format=fmt, mapping=mapping,
-                min_rating=min_rating, replace=replace, home=home,
+                min_rating=min_rating, date_format=date_format, replace=replace, home=home,
             )  # fmt: skip
         except DatasetExistsError:  # taken (or, when not shown taken, by another session since)
             st.error(VD.name_taken(name, free_name(home, name), just_now=not taken))
@@ -98,8 +101,9 @@ def _add_dataset(home: Path) -> None:
         st.rerun()
 
 
-def _mapping(columns: list[str], detected: str) -> tuple[ColumnMapping, float | None]:
-    """Selectboxes per canonical field, defaulting to what ingest would infer."""
+def _mapping(columns: list[str], detected: str) -> tuple[ColumnMapping, float | None, str | None]:
+    """Selectboxes per canonical field, defaulting to what ingest would infer; the minimum
+    rating and the timestamp format (None: detected) where those columns are chosen."""
     guess, options, index = VD.mapping_defaults(columns, detected)
     sig = abs(hash(tuple(columns)))  # a new file's columns start from fresh defaults
     st.write("**Columns** — which column holds what:")
@@ -108,15 +112,22 @@ def _mapping(columns: list[str], detected: str) -> tuple[ColumnMapping, float | 
         for col, (field, label) in zip(st.columns(len(VD.FIELDS)), VD.FIELDS.items(), strict=True)
     }
     mapping = VD.chosen_mapping(chosen, guess)
+    date_format = None
+    if chosen["timestamp"] != VD.NONE:
+        date_format = st.text_input(
+            "Timestamp format (optional)", key=f"date_format_{sig}", placeholder="%d/%m/%Y",
+            help="Leave empty to detect it. Needed when every date reads both day-first and "
+            "month-first (01/06/2024): strftime codes such as %d/%m/%Y or %m/%d/%Y.",
+        ).strip() or None  # fmt: skip
     if chosen["rating"] == VD.NONE:
-        return mapping, None
+        return mapping, None, date_format
     min_rating = st.number_input(
         "Keep only ratings of at least (optional)", value=None, step=0.5,
         key=f"min_rating_{sig}",
         help="For explicit ratings: e.g. 4 keeps 4-5 star ratings as 'liked'. "
         "Leave empty to keep every rating.",
     )  # fmt: skip
-    return mapping, min_rating
+    return mapping, min_rating, date_format
 
 
 def _profile(home: Path, name: str) -> None:

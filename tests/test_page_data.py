@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -249,3 +250,40 @@ def test_two_sessions_uploading_the_same_file_do_not_overwrite(home, planted_dat
     assert list_datasets(home) == ["events", "planted"]
     stored = Dataset.load(home, "events")
     assert (stored.n_users, stored.n_items) == (5, 9)  # the first session's data
+
+
+AMBIGUOUS = "user_id,item_id,when\n" + "".join(
+    f"u{i % 4},i{i},0{1 + i % 9}/0{1 + i % 7}/2024\n" for i in range(20)
+)
+
+
+def test_ambiguous_dates_are_refused_then_read_with_the_format_typed(home, planted_dataset):
+    """Issue 11: every date reads both ways: the sentence, then the page's format field."""
+    planted_dataset.save(home)
+    at = _upload(_app().run(), "dates.csv", AMBIGUOUS)
+    _by_label(at.selectbox, "Time column").set_value("when")
+    at = _create(at.run())
+    assert not at.exception
+    shown = at.error[0].value.replace("\\", "")  # the page escapes Markdown in messages
+    assert len(at.error) == 1 and "--date-format %d/%m/%Y (day first)" in shown
+    assert list_datasets(home) == ["planted"]
+    _by_label(at.text_input, "Timestamp format (optional)").set_value("%d/%m/%Y")
+    at = _create(at.run())
+    assert not at.exception and not at.error
+    stored = Dataset.load(home, "dates")
+    first = stored.interactions["timestamp"].min()
+    assert first == int(pd.Timestamp("2024-01-01").timestamp())  # 01/01: day 1 of January
+    # day-first the latest is 07/07/2024 (rows 6): month-first it would be in September
+    last = stored.interactions["timestamp"].max()
+    assert last == int(pd.Timestamp("2024-07-07").timestamp())
+
+
+def test_a_guessed_encoding_is_noted_under_the_preview(home, planted_dataset):
+    planted_dataset.save(home)
+    text = "user_id,item_id\n" + "".join(f"u{i},caf\xe9{i}\n" for i in range(10))
+    at = _app().run()
+    at.file_uploader(key="upload_main").set_value(("latin.csv", text.encode("cp1252"), "text/csv"))
+    at.run()
+    assert not at.exception and not at.error
+    notes = [c.value for c in at.caption if "The file is not UTF\\-8" in c.value]
+    assert notes, [c.value for c in at.caption]
