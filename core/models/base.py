@@ -74,6 +74,8 @@ POSITIVE = Range(low=0, low_open=True)
 AT_LEAST_ONE = Range(low=1)
 NON_NEGATIVE = Range(low=0)
 FRACTION = Range(low=0, high=1, high_open=True)  # dropout-like: 0 <= p < 1
+#: vector sizes: past a few thousand a model only fills memory (dim=10**8 asked for 400 GB)
+DIMENSION = Range(low=1, high=4096)
 
 
 class RecommenderBase:

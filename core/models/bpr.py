@@ -22,7 +22,7 @@ from torch import nn
 from core.data.dataset import Interactions
 from core.models._foldin import current_history, ridge_fold_in
 from core.models._neural import LOOP_HELP, NeuralRecommender
-from core.models.base import AT_LEAST_ONE, NON_NEGATIVE, Range
+from core.models.base import AT_LEAST_ONE, DIMENSION, NON_NEGATIVE, Range
 from core.train import bpr_loss, known_keys, pair_tensors, sample_negatives
 
 
@@ -31,7 +31,7 @@ class BPRMF(NeuralRecommender):
 
     name: ClassVar[str] = "bpr"
     PARAM_RANGES: ClassVar[dict[str, Range]] = {
-        "dim": AT_LEAST_ONE,
+        "dim": DIMENSION,
         "reg": NON_NEGATIVE,
         "negatives": AT_LEAST_ONE,
     }

@@ -54,7 +54,7 @@ from core.models._features import (
 from core.models._hybrid_explain import TwoTowerExplanations
 from core.models._neural import LOOP_HELP, NeuralRecommender
 from core.models._two_towers import TwoTowers
-from core.models.base import AT_LEAST_ONE, FRACTION, Range
+from core.models.base import AT_LEAST_ONE, DIMENSION, FRACTION, Range
 from core.train import SOFTMAX_LOSSES, sampled_softmax, sampled_softmax_loss
 
 _MATCH_CELLS = 1 << 25  # (user, history item, candidate) cells per block when scoring
@@ -66,7 +66,8 @@ class HybridTwoTower(TwoTowerExplanations, NeuralRecommender):
 
     name: ClassVar[str] = "hybrid"
     PARAM_RANGES: ClassVar[dict[str, Range]] = {
-        **dict.fromkeys(("dim", "max_len", "negatives"), AT_LEAST_ONE),
+        **dict.fromkeys(("max_len", "negatives"), AT_LEAST_ONE),
+        "dim": DIMENSION,
         "dropout": FRACTION,
         "id_dropout": FRACTION,
         "loss": Range(choices=SOFTMAX_LOSSES),

@@ -25,7 +25,7 @@ from torch import nn
 from core.data.dataset import Interactions
 from core.models._foldin import current_history, history_matrix
 from core.models._neural import LOOP_HELP, NeuralRecommender
-from core.models.base import AT_LEAST_ONE, NON_NEGATIVE, Range
+from core.models.base import AT_LEAST_ONE, DIMENSION, NON_NEGATIVE, Range
 from core.train import bpr_loss, known_keys, pair_tensors, sample_negatives
 
 
@@ -34,7 +34,7 @@ class LightGCN(NeuralRecommender):
 
     name: ClassVar[str] = "lightgcn"
     PARAM_RANGES: ClassVar[dict[str, Range]] = {
-        "dim": AT_LEAST_ONE,
+        "dim": DIMENSION,
         "layers": NON_NEGATIVE,
         "reg": NON_NEGATIVE,
         "negatives": AT_LEAST_ONE,

@@ -55,7 +55,7 @@ from core.errors import ParameterError
 from core.models._neural import LOOP_HELP, NeuralRecommender
 from core.models._scenario_explain import ScenarioExplanations
 from core.models._scenario_net import ScenarioNet
-from core.models.base import AT_LEAST_ONE, FRACTION, Range, as_codes
+from core.models.base import AT_LEAST_ONE, DIMENSION, FRACTION, Range, as_codes
 
 TOPOLOGIES = ("star", "mmoe")
 SAMPLED_ITEMS = 50_000  # above this catalogue size the loss samples shared negatives
@@ -66,7 +66,14 @@ class MultiScenario(ScenarioExplanations, NeuralRecommender):
 
     name: ClassVar[str] = "multiscenario"
     PARAM_RANGES: ClassVar[dict[str, Range]] = {
-        **dict.fromkeys(("dim", "experts", "negatives", "interest_dim"), AT_LEAST_ONE),
+        **dict.fromkeys(("experts", "negatives"), AT_LEAST_ONE),
+        **dict.fromkeys(
+            (
+                "dim",
+                "interest_dim",
+            ),
+            DIMENSION,
+        ),
         "dropout": FRACTION,
         "scenario_dropout": FRACTION,
         "topology": Range(choices=TOPOLOGIES),

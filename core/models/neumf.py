@@ -21,7 +21,7 @@ from torch import nn
 from core.data.dataset import Interactions
 from core.models._foldin import current_history, ridge_fold_in
 from core.models._neural import LOOP_HELP, NeuralRecommender
-from core.models.base import AT_LEAST_ONE, FRACTION, Range
+from core.models.base import AT_LEAST_ONE, DIMENSION, FRACTION, Range
 from core.train import known_keys, pair_tensors, sample_negatives
 
 _SCORE_BLOCK = 1 << 20  # user x item pairs per MLP block when scoring
@@ -32,7 +32,7 @@ class NeuMF(NeuralRecommender):
 
     name: ClassVar[str] = "neumf"
     PARAM_RANGES: ClassVar[dict[str, Range]] = {
-        "dim": AT_LEAST_ONE,
+        "dim": DIMENSION,
         "layers": AT_LEAST_ONE,
         "negatives": AT_LEAST_ONE,
         "dropout": FRACTION,

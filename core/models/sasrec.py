@@ -33,7 +33,7 @@ from core.data import schema as S
 from core.data.dataset import Interactions
 from core.errors import ParameterError
 from core.models._neural import LOOP_HELP, NeuralRecommender
-from core.models.base import AT_LEAST_ONE, FRACTION, Range
+from core.models.base import AT_LEAST_ONE, DIMENSION, FRACTION, Range
 from core.train import SOFTMAX_LOSSES, sampled_softmax, sampled_softmax_loss
 
 
@@ -42,7 +42,8 @@ class SASRec(NeuralRecommender):
 
     name: ClassVar[str] = "sasrec"
     PARAM_RANGES: ClassVar[dict[str, Range]] = {
-        **dict.fromkeys(("dim", "max_len", "layers", "heads", "negatives"), AT_LEAST_ONE),
+        **dict.fromkeys(("max_len", "layers", "heads", "negatives"), AT_LEAST_ONE),
+        "dim": DIMENSION,
         "dropout": FRACTION,
         "loss": Range(choices=SOFTMAX_LOSSES),
     }

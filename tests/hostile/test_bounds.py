@@ -235,11 +235,15 @@ PARAM_PROBES = [
     ),
     (
         ["--model", "bpr", "--param", "dim=true"],
-        "Parameter 'dim' must be a whole number of at least 1; got True.",
+        "Parameter 'dim' must be a whole number in [1, 4096]; got True.",
     ),
     (
         ["--model", "bpr", "--param", "dim=12.5"],
-        "Parameter 'dim' must be a whole number of at least 1; got 12.5.",
+        "Parameter 'dim' must be a whole number in [1, 4096]; got 12.5.",
+    ),
+    (  # a vector size that would only fill memory (400 GB of item vectors)
+        ["--model", "bpr", "--param", "dim=100000000"],
+        "Parameter 'dim' must be a whole number in [1, 4096]; got 100000000.",
     ),
     (
         ["--model", "itemknn", "--param", "k=0"],
