@@ -123,14 +123,14 @@ def test_shared_server_asks_for_the_password(tmp_path):
             _shot(page, shots / "login.png")
             page.get_by_label("Password", exact=True).fill("open sesame 41")
             page.get_by_role("button", name="Log in").click()
-            expect(page.get_by_text(auth.WRONG)).to_be_visible()
+            expect(page.get_by_text(auth.WRONG)).to_be_visible(timeout=60_000)
             _settle(page, "RecScope")
             assert "zz_private_sales" not in page.locator("body").inner_text()
             _shot(page, shots / "login_wrong.png")
             page.get_by_label("Password", exact=True).fill("open sesame 42")
             page.get_by_role("button", name="Log in").click()
             _settle(page, "Data")
-            expect(page.get_by_text("Profile of 'zz_private_sales'")).to_be_visible()
+            expect(page.get_by_text("Profile of 'zz_private_sales'")).to_be_visible(timeout=60_000)
             _no_errors(page)
             _shot(page, shots / "data_after_login.png")
             browser.close()
@@ -212,7 +212,9 @@ def _settle(page, heading: str) -> None:
     """Wait until the page's title is shown and Streamlit has finished running the script."""
     from playwright.sync_api import expect
 
-    expect(page.get_by_role("heading", name=heading, exact=True).first).to_be_visible()
+    # a first start on a loaded 2-core machine takes well over expect's 5 s default
+    title = page.get_by_role("heading", name=heading, exact=True).first
+    expect(title).to_be_visible(timeout=60_000)
     status = page.locator('[data-testid="stStatusWidget"]')
     for _ in range(2):  # a rerun can start right after the first one ends
         page.wait_for_timeout(500)
