@@ -6,11 +6,14 @@ sample_data/, and any folder listed in RECSCOPE_DATA_DIRS (os.pathsep-separated,
 `RECSCOPE_DATA_DIRS=/data/logs:/srv/shared`). Every server-path read of the dashboard goes
 through `allowed_path` (the main, item and user tables, the preview and the ingest), and
 `check_companions` checks the item/user tables ingest would pick up beside the main file.
+A relative path is looked up inside each data folder, then in the folder the server was
+started in, and the file found must still lie inside a data folder.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from core.errors import RecScopeError
@@ -40,10 +43,10 @@ def allowed_path(text: str, home: Path) -> Path:
             f"The path {raw!r} is not a file path; type the path of a file on the server."
         )
     path = Path(raw).expanduser()
-    if not path.is_absolute():
-        path = Path(home) / path  # relative paths are read from the workspace
-    resolved = path.resolve()
     folders = data_dirs(home)
+    if not path.is_absolute():
+        path = _relative(path, raw, folders)
+    resolved = path.resolve()
     if not any(resolved.is_relative_to(folder) for folder in folders):
         listed = ", ".join(str(f) for f in folders)
         raise RecScopeError(
@@ -52,6 +55,20 @@ def allowed_path(text: str, home: Path) -> Path:
             f"add its folder to {DATA_DIRS_ENV} when starting the server."
         )
     return resolved
+
+
+def _relative(path: Path, raw: str, folders: Sequence[Path]) -> Path:
+    """A relative path as the user meant it: inside each data folder in turn, else from the
+    folder the server was started in ('sample_data/x.csv' from the repository); the caller
+    still checks that the one found lies inside a data folder."""
+    for base in (*folders, Path.cwd()):
+        if (base / path).exists():
+            return base / path
+    listed = ", ".join(str(f) for f in folders)
+    raise RecScopeError(
+        f"There is no file '{raw}' inside the data folders ({listed}) or the folder the server "
+        "was started in; check the spelling or type the full path."
+    )
 
 
 def check_companions(source: Path, home: Path, items: object, users: object) -> None:

@@ -66,6 +66,25 @@ def test_dot_dot_out_of_a_data_folder_is_refused(home, outside, monkeypatch):
     _refused(f"{SAMPLE_DIR}/../README.md", home)
 
 
+def test_relative_paths_are_found_in_the_data_folders_or_the_server_folder(home, monkeypatch):
+    """'interactions.csv' is the sample's; 'sample_data/x' from the repository is read too."""
+    monkeypatch.delenv("RECSCOPE_DATA_DIRS", raising=False)
+    monkeypatch.chdir(SAMPLE_DIR.parent)
+    sample = (SAMPLE_DIR / "interactions.csv").resolve()
+    assert allowed_path("interactions.csv", home) == sample
+    assert allowed_path("sample_data/interactions.csv", home) == sample
+    (home / "mine.csv").write_text("user_id,item_id\nu,i\n")
+    assert allowed_path("mine.csv", home) == (home / "mine.csv").resolve()
+    _refused("Makefile", home)  # in the server's folder, but not a data folder
+    with pytest.raises(RecScopeError) as err:
+        allowed_path("nope.csv", home)
+    assert str(err.value) == (
+        f"There is no file 'nope.csv' inside the data folders ({home.resolve()}, "
+        f"{SAMPLE_DIR.resolve()}) or the folder the server was started in; check the spelling "
+        "or type the full path."
+    )
+
+
 def test_symlink_inside_pointing_outside_is_refused(home, outside, monkeypatch):
     monkeypatch.delenv("RECSCOPE_DATA_DIRS", raising=False)
     (home / "innocent.csv").symlink_to(outside / ".env")
