@@ -17,6 +17,7 @@ import pytest
 
 import core.data.ingest.encoding as encoding
 import core.data.ingest.read as reader
+from core.cli import main
 from core.data.dataset import list_datasets
 from core.data.ingest.formats import excel_available, offered_formats, upload_types
 from core.data.ingest.ingest import ingest, load_interactions, load_items, read_raw
@@ -150,6 +151,35 @@ def test_epoch_numbers_and_iso_8601_keep_working():
     data = b"user,item,date\n1,a,2024-05-31T00:00:00+02:00\n2,b,2024-06-01 00:00:00Z\n"
     frame, _ = load_interactions((data, "iso.csv"))
     assert frame.timestamp.tolist() == [1717113600 - 7200, 1717200000]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "reason"),
+    [
+        ("%Q", "%Q is not a strftime code"),
+        ("%d/%m/%Y %Q", "%Q is not a strftime code"),
+        ("%", "it ends with a lone %"),
+        ("abc", "it holds no strftime code"),
+        ("mixed", "it holds no strftime code"),  # pandas' row-by-row guess: not let in
+    ],
+)
+def test_a_bad_date_format_is_one_sentence_exit_2_before_the_read(
+    fmt, reason, tmp_path, home, capsys
+):
+    path = tmp_path / "d.csv"
+    path.write_bytes(b"user,item,date\n1,a,01/02/2024\n")
+    assert main(["ingest", str(path), "--date-format", fmt]) == 2
+    assert capsys.readouterr().err == (
+        f"error: file {path}, column 'date': the date format '{fmt}' is not valid ({reason}) — "
+        "use strftime codes such as %d/%m/%Y.\n"
+    )
+    assert list_datasets(home) == []
+    with pytest.raises(IngestError) as info:  # the Data page's ingest(date_format=...)
+        ingest(path, date_format=fmt, home=home)
+    assert str(info.value) == (
+        f"file {path}, column 'date': the date format '{fmt}' is not valid ({reason}) — use "
+        "strftime codes such as %d/%m/%Y."
+    )
 
 
 # ---------------------------------------------------------------- rows and ids

@@ -5,7 +5,9 @@ Reading each value on its own (pandas ``format="mixed"``) turns ``31/05/2024, 01
 format that fits every value:
 
 - a column of numbers (one bad value aside) is unix time, and the bad value is named;
-- ``date_format`` given: that format, and the first value that does not fit it is named;
+- ``date_format`` given: that format (refused up front when it is not a valid strftime
+  format or holds no code at all, e.g. ``%Q``, ``%`` or ``abc``), and the first value that
+  does not fit it is named;
 - otherwise the known formats that fit every value: ISO 8601 first; when both day-first and
   month-first fit and some value reads differently under the two, the column is refused
   with both readings of it and the ``--date-format`` hint; when only one order fits it is
@@ -37,6 +39,47 @@ for _time in _TIMES:
         CANDIDATES += [(_day + _time, _month + _time), (_month + _time, _day + _time)]
     CANDIDATES += [(_other + _time, None) for _other in _OTHERS]
 _SAMPLE = 64
+FORMAT_HINT = "use strftime codes such as %d/%m/%Y"
+
+
+def check_date_format(date_format: str, *, file: str, column: str) -> None:
+    """Refuse a `date_format` no value could fit: a bad or stray code, or no code at all.
+
+    Run before the read, so a typing slip is one sentence, not a failure on every row (or,
+    from pandas, a ValueError). pandas' own readings ``ISO8601`` and ``mixed`` hold no
+    code and are refused too: ``mixed`` would guess row by row.
+    """
+    reason = _format_problem(date_format)
+    if reason is not None:
+        raise IngestError(
+            f"the date format '{date_format}' is not valid ({reason})",
+            file=file,
+            column=column,
+            hint=FORMAT_HINT,
+        )
+
+
+def _format_problem(date_format: str) -> str | None:
+    codes = 0
+    at = 0
+    while (at := date_format.find("%", at)) >= 0:
+        code = date_format[at : at + 2]
+        if len(code) < 2:
+            return "it ends with a lone %"
+        if code != "%%":
+            try:
+                _parse(pd.Series(["x"], dtype=object), code)
+            except ValueError:
+                return f"{code} is not a strftime code"
+            codes += 1
+        at += 2
+    if codes == 0:
+        return "it holds no strftime code"
+    try:
+        _parse(pd.Series(["x"], dtype=object), date_format)
+    except ValueError as err:  # a combination pandas refuses
+        return str(err).rstrip(".")
+    return None
 
 
 def parse_text_dates(
@@ -60,6 +103,7 @@ def parse_text_dates(
         raise IngestError(problem, file=file, row=line(row), column=column, hint=hint)
 
     if date_format is not None:
+        check_date_format(date_format, file=file, column=column)
         parsed = _parse(uniques, date_format)
         if parsed.isna().any():
             bad = int(np.flatnonzero(parsed.isna().to_numpy())[0])

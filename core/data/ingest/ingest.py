@@ -29,6 +29,7 @@ from core.data.ingest.columns import (
     load_items,
     load_users,
 )
+from core.data.ingest.dates import check_date_format
 from core.data.ingest.formats import FORMATS, Layout, Source, plural, sniff, to_source
 from core.data.ingest.read import parquet_error, read_table
 from core.data.ingest.report import IngestReport
@@ -89,6 +90,7 @@ def load_interactions(
     wanted = [c for c in dict.fromkeys(used.source_to_canonical())]
     strings = tuple(c for c in (used.user_id, used.item_id, used.scenario) if c)
     if date_format is not None and used.timestamp:
+        check_date_format(date_format, file=src.name, column=used.timestamp)  # before the read
         strings += (used.timestamp,)  # the text as written, for the given format
     if table is None:
         table = read_table(src, layout, columns=wanted, string_columns=strings)
