@@ -16,19 +16,20 @@ import pandas as pd
 import streamlit as st
 
 from core.data import profile
-from core.data.dataset import Dataset, datasets_dir
+from core.data.dataset import Dataset
+from core.data.stored import dataset_dir
 from core.runs.store import RunStore
 from dashboard.data_dirs import allowed_path
 
 
 def dataset(home: Path, name: str) -> Dataset:
     """The stored dataset `name`, loaded once per version on disk (shared, read-only)."""
-    return _dataset(str(home), name, _mtime(datasets_dir(home) / name / "dataset.json"))
+    return _dataset(str(home), name, _stamp(home, name))
 
 
 def profile_tables(home: Path, name: str) -> dict:
     """Everything the Data page's profile draws, computed once per dataset version."""
-    return _profile(str(home), name, _mtime(datasets_dir(home) / name / "dataset.json"))
+    return _profile(str(home), name, _stamp(home, name))
 
 
 def raw_table(
@@ -97,19 +98,19 @@ def run_index(home: Path, run_id: str):
 
 def text_index(home: Path, name: str):
     """The Faiss index over a dataset's item-text embeddings (core.retrieval.similar.text_index)."""
-    return _text_index(str(home), name, _mtime(datasets_dir(home) / name / "dataset.json"))
+    return _text_index(str(home), name, _stamp(home, name))
 
 
 def item_map(home: Path, name: str, run_id: str | None) -> tuple[pd.DataFrame, str]:
     """The 2-D map table of a run's item embeddings (run_id None: the item texts)."""
     path = RunStore(home).folder(run_id) / "run.json" if run_id else None
-    stamp = _mtime(path) if path else _mtime(datasets_dir(home) / name / "dataset.json")
+    stamp = _mtime(path) if path else _stamp(home, name)
     return _item_map(str(home), name, run_id, stamp)
 
 
 def item_facts(home: Path, name: str) -> pd.DataFrame:
     """Per item: code, id, title, category, popularity, main scenario."""
-    return _item_facts(str(home), name, _mtime(datasets_dir(home) / name / "dataset.json"))
+    return _item_facts(str(home), name, _stamp(home, name))
 
 
 def scenario_recs(home: Path, run_id: str) -> pd.DataFrame | None:
@@ -237,7 +238,7 @@ def _item_map(home: str, name: str, run_id: str | None, mtime: int) -> tuple[pd.
     else:
         from core.data.text import item_text_embeddings
 
-        ds = _dataset(home, name, _mtime(datasets_dir(Path(home)) / name / "dataset.json"))
+        ds = _dataset(home, name, _stamp(home, name))
         vectors = item_text_embeddings(ds)
     return embedding_map(vectors, ds)
 
@@ -254,6 +255,11 @@ def _scenario_recs(home: str, run_id: str, stamp: tuple) -> pd.DataFrame | None:
     from core.runs.scenario_runs import recommendations
 
     return recommendations(RunStore(home), run_id)
+
+
+def _stamp(home: str | Path, name: str) -> int:
+    """The cache key of dataset `name`: its record's mtime (the name is checked first)."""
+    return _mtime(dataset_dir(Path(home), name) / "dataset.json")
 
 
 def _mtime(path: Path) -> int:
