@@ -19,8 +19,8 @@ import core.data.ingest.encoding as encoding
 import core.data.ingest.read as reader
 from core.cli import main
 from core.data.dataset import list_datasets
-from core.data.ingest.formats import excel_available, offered_formats, upload_types
-from core.data.ingest.ingest import ingest, load_interactions, load_items, read_raw
+from core.data.ingest.formats import excel_available, offered_formats, to_source, upload_types
+from core.data.ingest.ingest import ingest, load_interactions, load_items, load_users, read_raw
 from core.errors import IngestError
 
 PAD = "1,2,plain\n" * 8000  # 80 KB of ASCII: what follows lies past the 64 KiB head
@@ -217,8 +217,16 @@ def test_control_characters_in_item_table_ids_are_refused():
     with pytest.raises(IngestError) as info:
         load_items((data, "items.csv"))
     assert str(info.value) == (
-        "file items.csv, row 3, column 'item_id': the item id 'B\\x07' holds a control "
-        "character — ids must be printable text; remove the character (1 row with one)."
+        "file items.csv, row 3, column 'item_id': the item id 'B\\x07' holds the control "
+        "character U+0007 — the values of this column must be printable text; remove the "
+        "character (1 row with one)."
+    )  # the interactions' sentence: one check for both (clean.refuse_control)
+    data = b"user_id,age\n7,30\n8\x00,41\n9\x00,52\n"
+    with pytest.raises(IngestError) as info:
+        load_users((data, "users.csv"))
+    assert str(info.value) == (
+        "file users.csv, row 3, column 'user_id': the user id '8\\x00' holds a NUL byte — the "
+        "values of this column must be printable text; remove the character (2 rows with one)."
     )
 
 
@@ -300,6 +308,9 @@ def test_excel_is_not_offered_or_accepted_without_openpyxl(monkeypatch, tmp_path
     )
     with pytest.raises(IngestError) as info:
         read_raw(path, limit=20)
+    assert str(info.value) == sentence
+    with pytest.raises(IngestError) as info:  # the reader's own check: the same refusal
+        reader._read_excel(to_source(path), None)
     assert str(info.value) == sentence
     ok = tmp_path / "ok.csv"
     ok.write_bytes(b"user,item\n1,2\n")

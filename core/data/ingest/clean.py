@@ -40,7 +40,7 @@ def clean(
     table = _drop_header_lines(src, layout, table, used, keep, report)
     for key in (S.USER_ID, S.ITEM_ID):
         ids = _ids(table.column(getattr(used, key)))
-        _refuse_control(src, layout, ids, getattr(used, key), key.replace("_", " "))
+        refuse_control(src, layout, ids, getattr(used, key), key.replace("_", " "))
         missing = ids.is_null().to_numpy(zero_copy_only=False)
         if missing.all():
             raise IngestError(
@@ -63,7 +63,7 @@ def clean(
         report.notes.append(f"The date format {date_format} was not used: no timestamp column.")
     if used.scenario:
         scen = _ids(table.column(used.scenario))
-        _refuse_control(src, layout, scen, used.scenario, "scenario")
+        refuse_control(src, layout, scen, used.scenario, "scenario")
         if scen.null_count:
             report.notes.append(
                 f"{plural(scen.null_count, 'row')} without a scenario got 'unknown'."
@@ -139,8 +139,14 @@ _CONTROL = r"[\x00-\x1f\x7f]"
 _CONTROL_NAMES = {0: "a NUL byte", 9: "a tab", 10: "a line break", 13: "a carriage return"}
 
 
-def _refuse_control(src, layout, ids: pa.ChunkedArray, column: str, what: str) -> None:
-    """Ids must be printable: a NUL or other control character inside one is refused."""
+def refuse_control(
+    src: Source, layout: Layout, ids: pa.Array | pa.ChunkedArray, column: str, what: str
+) -> None:
+    """Ids must be printable: a NUL or other control character inside one is refused.
+
+    The one check (and sentence) for the interactions' ids and scenarios and the item/user
+    tables' ids (columns.py); `what` names the value ('user id', 'scenario').
+    """
     bad = pc.fill_null(pc.match_substring_regex(ids, _CONTROL), False)
     if not pc.any(bad).as_py():
         return

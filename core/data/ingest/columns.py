@@ -12,10 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from core.data import schema as S
+from core.data.ingest.clean import refuse_control
 from core.data.ingest.formats import plural, sniff, to_source
-from core.data.ingest.read import line_of, read_table
+from core.data.ingest.read import read_table
 from core.data.schema import ColumnMapping
 from core.errors import IngestError
 
@@ -219,17 +221,7 @@ def _read_side(source, format: str, role: str, key: str) -> tuple[pd.DataFrame, 
     if pd.api.types.is_float_dtype(ids) and (ids.dropna() % 1 == 0).all():
         ids = ids.astype("Int64")
     ids = ids.astype("string").str.strip()
-    control = ids.str.contains(r"[\x00-\x1f\x7f]", regex=True).fillna(False).to_numpy(bool)
-    if control.any():
-        row = int(np.flatnonzero(control)[0])
-        raise IngestError(
-            f"the {role[:-1]} id {ids.iloc[row]!r} holds a control character",
-            file=src.name,
-            row=line_of(src, layout, row),
-            column=id_col,
-            hint=f"ids must be printable text; remove the character "
-            f"({plural(int(control.sum()), 'row')} with one)",
-        )
+    refuse_control(src, layout, pa.array(ids, type=pa.string()), id_col, f"{role[:-1]} id")
     frame = frame.drop(columns=[id_col])
     frame.insert(0, key, ids)
     missing = frame[key].isna() | (frame[key] == "")
