@@ -202,7 +202,7 @@ def to_source(source: str | Path | tuple[bytes, str]) -> Source:
 def sniff(src: Source, format: str = "auto", role: str = "interactions") -> Layout:
     """Decide the layout from the file name and the first 64 KiB of content."""
     if format == "excel" or src.suffix in EXCEL_SUFFIXES:
-        _require_excel(src)
+        require_excel(src)
     if format not in FORMATS and format != "excel":
         raise IngestError(
             f"unknown format '{format}'",
@@ -247,7 +247,8 @@ def _magic(path: Path | None) -> bytes:
         return handle.read(2)
 
 
-def _require_excel(src: Source) -> None:
+def require_excel(src: Source) -> None:
+    """The one refusal of an Excel workbook where openpyxl is not installed (sniff, read)."""
     if not excel_available():
         raise IngestError(
             "reading Excel workbooks needs the openpyxl package, which is not installed",

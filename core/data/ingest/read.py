@@ -24,7 +24,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from core.data.ingest.encoding import PREVIEW_BYTES, judge
-from core.data.ingest.formats import Layout, Source, clean_names
+from core.data.ingest.formats import Layout, Source, clean_names, require_excel
 from core.errors import IngestError
 
 BLOCK_BYTES = 1 << 24  # pyarrow CSV block; column types are guessed from the first one
@@ -313,14 +313,7 @@ def _first_bad_json(data: bytes) -> tuple[int | None, str]:
 
 
 def _read_excel(src: Source, columns: list[str] | None) -> pa.Table:
-    try:
-        import openpyxl  # noqa: F401
-    except ImportError as exc:
-        raise IngestError(
-            "reading Excel workbooks needs the openpyxl package, which is not installed",
-            file=src.name,
-            hint="install it (pip install openpyxl) or save the sheet as CSV (File > Save As)",
-        ) from exc
+    require_excel(src)
     handle = io.BytesIO(src.raw_bytes())
     try:
         frame = pd.read_excel(handle, sheet_name=0, dtype=object)
