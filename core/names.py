@@ -4,9 +4,8 @@ A name a person typed or a file supplied (a dataset name, a run id, a job kind, 
 file name) becomes at most one path component, and only after it passed its rule: a
 `re.fullmatch` over a short alphabet without separators, so '..', '/', NUL, a trailing
 newline or a 300-character name is refused with one sentence that states the rule. Free
-text that must key a file (a scenario name) is never used as it is: `safe_key` maps it to
-a short slug plus a hash of the whole text, which cannot climb out of a folder and does
-not collide for two different texts.
+text from the data (a scenario name, a title) never becomes a path at all: the files of a
+run or a dataset have fixed names, and a scenario name is only a value inside them.
 
 Messages quote the name as `shown` writes it: control characters escaped and long names
 cut, so a refusal stays one line.
@@ -14,7 +13,6 @@ cut, so a refusal stays one line.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterable
 
@@ -89,17 +87,6 @@ def export_name(run_id: str, what: str, ext: str) -> str:
             "'_', '-' and '.' with a short lower-case extension."
         )
     return name
-
-
-def safe_key(text: object) -> str:
-    """A file-name-safe key for free text (a scenario name): slug + 10 hex of its SHA-256.
-
-    '../../x' -> 'x-<hash>'; two texts with the same slug ('a/b', 'a b') get different keys.
-    """
-    raw = str(text)
-    slug = _UNSAFE.sub("-", raw).strip("-_.")[:40] or "key"
-    digest = hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:10]
-    return f"{slug}-{digest}"
 
 
 def shown(value: object, limit: int = 40) -> str:
