@@ -36,7 +36,7 @@ from core.device import pick_device
 from core.errors import CancelledError, RecScopeError
 from core.runs import liveness
 from core.runs.liveness import ACTIVE
-from core.runs.store import RunStore, kind_of, now_iso, recording_outcome
+from core.runs.store import RunStore, kind_of, now_iso, recording_outcome, refuse_unless_queued
 from core.train import clear_cancel, raise_if_cancelled, request_cancel
 
 log = logging.getLogger(__name__)
@@ -265,16 +265,23 @@ def progress_summary(record: dict, events: list[dict]) -> dict:
 
 
 def _claim(store: RunStore, run_id: str) -> None:
+    """Take a queued run for this process. A run is started once: one that another live
+    process holds, or that is running, finished, failed or cancelled, is refused (a failed
+    run is not retried in place; its record and results stay as they are)."""
     me = liveness.this_process()
+    store.read(run_id)  # a run whose process is gone is marked failed before it is judged
     with store.edit(run_id) as record:
-        if record.get("status") == "cancelled" or record.get("cancel_requested"):
-            raise CancelledError(f"Run {run_id} was cancelled before it started.")
+        status = record.get("status")
         other = record.get("pid") and record.get("pid") != me["pid"]
-        if other and record.get("status") in ACTIVE and liveness.gone(record) is None:
+        if other and status in ACTIVE and liveness.gone(record) is None:
             raise RecScopeError(
-                f"Run {run_id} is already {record['status']} in process {record['pid']}; "
+                f"Run {run_id} is already {status} in process {record['pid']}; "
                 "cancel it first or start a new run."
             )
+        cancelled = status == "cancelled" or (status == "queued" and record.get("cancel_requested"))
+        if cancelled and not record.get("started_at"):
+            raise CancelledError(f"Run {run_id} was cancelled before it started.")
+        refuse_unless_queued(record)
         record.update(me, heartbeat_at=now_iso("milliseconds"))
 
 

@@ -29,7 +29,7 @@ from core.eval.evaluate import KS, EvalResult, evaluate
 from core.models import make_model, model_class
 from core.models.base import RecommenderBase
 from core.protocols import ProgressEvent
-from core.runs.store import RunStore, now_iso, recording_outcome
+from core.runs.store import RunStore, now_iso, recording_outcome, refuse_unless_queued
 from core.storage import write_parquet
 from core.train import raise_if_cancelled
 
@@ -105,8 +105,10 @@ def train_run(store: RunStore, run_id: str, progress: Callable[[dict], None] | N
     Status moves queued -> running -> finished | failed | cancelled; the record is
     updated atomically at each step, so a reader always sees a whole record.
     """
-    record = store.read(run_id)
-    store.update(run_id, status="running", started_at=now_iso())
+    store.read(run_id)  # a run whose process is gone is marked failed before it is judged
+    with store.edit(run_id) as record:  # check-and-set: only a queued run starts
+        refuse_unless_queued(record)
+        record.update(status="running", started_at=now_iso())
     with recording_outcome(store, run_id, "Training"):
         return _train(store, run_id, record, progress)
     return store.read(run_id)  # cancelled

@@ -266,6 +266,17 @@ def recording_outcome(store: RunStore, run_id: str, what: str) -> Iterator[None]
         raise RecScopeError(message) from err
 
 
+def refuse_unless_queued(record: dict) -> None:
+    """A RecScopeError unless `record` is queued: a run is started once, and a finished,
+    failed or cancelled one is never trained (or computed) again in place."""
+    status = record.get("status")
+    if status != "queued":
+        raise RecScopeError(
+            f"Run {record.get('run_id')} is already {status}; a run is started only once, "
+            "so start a new run instead."
+        )
+
+
 def _record_end(store: RunStore, run_id: str, **changes) -> None:
     try:
         store.update(run_id, finished_at=now_iso(), **changes)

@@ -399,3 +399,50 @@ def test_a_cancel_during_a_closed_form_fit_ends_cancelled_without_a_model(
     assert record["metrics"] == {}
     assert not (store.folder(run_id) / "model").exists()
     assert not (store.folder(run_id) / "recs.parquet").exists()
+
+
+def test_a_finished_run_is_not_retrained_in_place(home, dataset, capsys):
+    """`recscope train --run-id <finished run>` is refused; model, metrics and times stay."""
+    capsys.readouterr()
+    assert main(["train", "--dataset", dataset, "--model", "pop", "--json"]) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    store = RunStore(home)
+    before = read_json(store.folder(run_id) / "run.json")
+    model = {p.name: p.read_bytes() for p in store.model_dir(run_id).iterdir()}
+    assert before["status"] == "finished" and before["metrics"]
+    assert main(["train", "--run-id", run_id, "--json"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: Run {run_id} is already finished; a run is started only once, so start a "
+        "new run instead."
+    )
+    assert read_json(store.folder(run_id) / "run.json") == before
+    assert {p.name: p.read_bytes() for p in store.model_dir(run_id).iterdir()} == model
+
+
+def test_a_failed_or_running_run_is_not_restarted_and_scenario_jobs_neither(home):
+    from core.runs.pipeline import train_run
+
+    store = RunStore(home)
+    failed = store.new_run({"model": "pop", "dataset": "d"})
+    store.update(failed, status="failed", error="boom", finished_at="2024-01-01T00:00:00+00:00")
+    before = store.read(failed)
+    sentence = f"Run {failed} is already failed; a run is started only once, so start a new run"
+    with pytest.raises(RecScopeError, match=re.escape(sentence)):
+        train_run(store, failed)  # in-process callers too
+    with pytest.raises(RecScopeError, match=re.escape(sentence)):
+        with jobs.job_process(store, failed):
+            pass
+    assert store.read(failed) == before
+    board = store.new_run({"kind": "leaderboard", "dataset": "d"})
+    store.update(board, status="finished", finished_at="2024-01-01T00:00:00+00:00")
+    store.write_result(board, {"rows": [1]})
+    before = store.read(board)
+    with pytest.raises(RecScopeError, match=f"Run {board} is already finished"):
+        jobs.run_job(store, board, "leaderboard", lambda stage: {"rows": [2]})
+    assert store.read(board) == before and store.result(board) == {"rows": [1]}
+    # a run cancelled while training (it had started) is refused the same way
+    stopped = store.new_run({"model": "pop", "dataset": "d"})
+    store.update(stopped, status="cancelled", started_at="2024-01-01T00:00:00+00:00")
+    with pytest.raises(RecScopeError, match=f"Run {stopped} is already cancelled"):
+        with jobs.job_process(store, stopped):
+            pass
