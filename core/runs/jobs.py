@@ -335,8 +335,14 @@ def _log_to_job_log(path: Path) -> logging.Handler | None:
 
 
 def _signal(pid: int, sig: int) -> None:
-    """Signal a job: its whole group if it leads its own session, else the process alone."""
-    with contextlib.suppress(ProcessLookupError):
+    """Signal a job: its whole group if it leads its own session, else the process alone.
+
+    Never pid 0 or 1 (or below): 0 and negatives address groups, 1 is init. A process gone
+    meanwhile, or one this user may not signal, is left alone."""
+    if pid <= 1:
+        log.warning("not signalling pid %s", pid)
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         try:
             leader = os.getsid(pid) == pid
         except OSError:

@@ -118,14 +118,14 @@ def _alive(pid: int, start: str | None, run_id: str) -> bool:
 
 
 def _legacy_alive(pid: int, run_id: str) -> bool:
-    """Records written before pid_start: the command line names the run, or the process
-    leads its own session (a launched job between fork and exec)."""
+    """Records written before pid_start: alive only while the pid's command line names the
+    run. (Any session leader holding a reused pid is not the job: `start_job` records
+    pid_start for the child it forks, so no record of a live job lacks it.)"""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        leader = os.getpgid(pid) == pid
     except OSError:
         return False
-    return (bool(run_id) and run_id in cmdline) or leader
+    return bool(run_id) and run_id in cmdline
 
 
 @cache

@@ -446,3 +446,52 @@ def test_a_failed_or_running_run_is_not_restarted_and_scenario_jobs_neither(home
     with pytest.raises(RecScopeError, match=f"Run {stopped} is already cancelled"):
         with jobs.job_process(store, stopped):
             pass
+
+
+def test_a_legacy_record_holding_a_strangers_session_leader_pid_is_not_the_job(home):
+    """Records without pid_start (the old code's "running" ones): a reused pid held by some
+    session leader (`setsid sleep 30`) is not the job: read says failed, Cancel signals
+    nothing. A process whose command line names the run still counts as alive."""
+    store = RunStore(home)
+    stranger = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        assert os.getsid(stranger.pid) == stranger.pid  # it leads its own session
+        legacy = {"status": "running", "pid": stranger.pid, "host": liveness.host_name()}
+        read_one = store.new_run({"model": "bpr", "dataset": "d"})
+        store.update(read_one, **legacy)
+        record = store.read(read_one)
+        assert record["status"] == "failed"
+        assert record["error"] == "The training process stopped unexpectedly; its log is empty."
+        cancelled = store.new_run({"model": "bpr", "dataset": "d"})
+        store.update(cancelled, **legacy)
+        assert jobs.cancel_job(store, cancelled)["status"] == "cancelled"
+        assert jobs.cancel_job(store, cancelled)["status"] == "cancelled"
+        time.sleep(0.2)
+        assert stranger.poll() is None  # never signalled
+    finally:
+        stranger.kill()
+        stranger.wait()
+    named = store.new_run({"model": "bpr", "dataset": "d"})
+    job = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", named])
+    try:
+        store.update(named, status="running", pid=job.pid, host=liveness.host_name())
+        assert store.read(named)["status"] == "running"
+    finally:
+        job.kill()
+        job.wait()
+
+
+def test_cancel_never_signals_pid_1_or_below_and_survives_a_foreign_process(monkeypatch):
+    sent = []
+    monkeypatch.setattr(jobs.os, "kill", lambda pid, sig: sent.append(("kill", pid, sig)))
+    monkeypatch.setattr(jobs.os, "killpg", lambda pid, sig: sent.append(("killpg", pid, sig)))
+    for pid in (1, 0, -5):
+        jobs._signal(pid, signal.SIGTERM)
+    assert sent == []
+
+    def refused(pid, sig):
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(jobs.os, "kill", refused)
+    monkeypatch.setattr(jobs.os, "getsid", lambda pid: pid + 1)  # not a session leader
+    jobs._signal(424242, signal.SIGTERM)  # another user's process: no exception
