@@ -202,7 +202,8 @@ def cancel_job(store: RunStore, run_id: str) -> dict:
         if liveness.gone(record) is None and record.get("pid"):
             if record.get("host") in (None, liveness.host_name()):  # a pid means nothing elsewhere
                 force = _asked_before(record, FORCE_AFTER_S)
-                _signal(int(record["pid"]), signal.SIGKILL if force else signal.SIGTERM)
+                # a live local record's pid passed liveness.is_pid
+                _signal(record["pid"], signal.SIGKILL if force else signal.SIGTERM)
             record["cancel_requested"] = True
             record.setdefault("cancel_requested_at", now_iso())
         else:

@@ -59,12 +59,19 @@ def gone(record: dict, now: datetime | None = None) -> str | None:
         beat = _parse(record.get("heartbeat_at")) or _parse(record.get("created_at"))
         return "stopped" if beat and (now - beat).total_seconds() > STALE_S else None
     pid = record.get("pid")
-    if not pid:
+    if pid is None:
         created = _parse(record.get("created_at"))
         old = created is not None and (now - created).total_seconds() > UNCLAIMED_S
         return "never started" if old else None
-    alive = _alive(int(pid), record.get("pid_start"), record.get("run_id", ""))
+    if not is_pid(pid):  # a hand-edited or damaged record names no process
+        return "stopped"
+    alive = _alive(pid, record.get("pid_start"), str(record.get("run_id", "")))
     return None if alive else "stopped"
+
+
+def is_pid(value: object) -> bool:
+    """A process id a record may hold: a positive int (not a bool, text or a list)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def stop_message(record: dict, why: str, tail: str) -> str:

@@ -495,3 +495,20 @@ def test_cancel_never_signals_pid_1_or_below_and_survives_a_foreign_process(monk
     monkeypatch.setattr(jobs.os, "kill", refused)
     monkeypatch.setattr(jobs.os, "getsid", lambda pid: pid + 1)  # not a session leader
     jobs._signal(424242, signal.SIGTERM)  # another user's process: no exception
+
+
+@pytest.mark.parametrize("pid", ["abc", [123], -5, 0, True, 12.0, "123"])
+def test_a_malformed_pid_reads_as_stopped_and_never_breaks_the_runs_list(home, capsys, pid):
+    store = RunStore(home)
+    fine = store.new_run({"model": "bpr", "dataset": "d"})
+    store.update(fine, status="finished", metrics={"test": {"ndcg@10": 0.5}})
+    bad = store.new_run({"model": "bpr", "dataset": "d"})
+    store.update(bad, status="running", pid=pid, host=liveness.host_name())
+    runs = {run["run_id"]: run for run in _runs_json(capsys)}
+    assert runs[fine]["status"] == "finished"
+    assert runs[bad]["status"] == "failed"
+    record = store.read(bad)
+    assert record["error"] == "The training process stopped unexpectedly; its log is empty."
+    other = store.new_run({"model": "bpr", "dataset": "d"})
+    store.update(other, status="running", pid=pid, host=liveness.host_name())
+    assert jobs.cancel_job(store, other)["status"] == "cancelled"  # nothing to signal
