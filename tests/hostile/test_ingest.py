@@ -315,3 +315,41 @@ def test_excel_is_not_offered_or_accepted_without_openpyxl(monkeypatch, tmp_path
     ok = tmp_path / "ok.csv"
     ok.write_bytes(b"user,item\n1,2\n")
     assert refused(ok, format="excel") == sentence.replace(str(path), str(ok))
+
+
+def test_movielens_u_item_is_latin1_as_documented_not_a_guess(tmp_path, home):
+    folder = tmp_path / "ml-100k"
+    folder.mkdir()
+    (folder / "u.data").write_bytes(b"1\t1\t5\t881250949\n2\t6\t4\t881250951\n")
+    titles = [
+        "Misérables, Les (1995)",
+        "Café Society (1995)",
+        "Amélie (2001)",
+        "Déjà Vu (1997)",
+        "À bout de souffle (1960)",
+        "Niño (1999)",
+    ]  # charset-normalizer guesses cp1257 for these: 'Ą bout de souffle', 'Nińo'
+    genres = "|".join("0" * 19)
+    (folder / "u.item").write_bytes(
+        "".join(
+            f"{i}|{t}|01-Jan-1995||http://x|{genres}\n" for i, t in enumerate(titles, 1)
+        ).encode("latin-1")
+    )
+    dataset, report = ingest(folder / "u.data", home=home)
+    assert dataset.items.title.tolist() == titles
+    assert report.notes == [
+        "Used the items table u.item found beside it.",
+        f"{folder / 'u.item'}: The file is not UTF-8: it was read as Latin-1, the encoding "
+        "MovieLens documents for its 100K files (u.data, u.item, u.user); the first line with "
+        "non-ASCII bytes is line 1: '1|Misérables, Les (1995)|01-Jan-1995||http://x|0|0|0|0|0|"
+        "0|0'.",
+        "Item table u.item: 6 items with item_id, title, text, category, release_date, "
+        "video_release_date, imdb_url, genres.",
+    ]
+    renamed = folder / "films.txt"  # recognised by its layout (pipes, no header), not its name
+    renamed.write_bytes((folder / "u.item").read_bytes())
+    items = load_items(renamed, format="movielens")
+    assert items.title.tolist() == titles
+    assert items.attrs["notes"][0].startswith(
+        f"{renamed}: The file is not UTF-8: it was read as Latin-1, the encoding MovieLens "
+    )

@@ -14,6 +14,10 @@ The encoding rule (issue 11):
   charset-normalizer guesses which from the lines that hold such bytes (cp1252 first among
   equally plausible guesses: it is what Western spreadsheets export), the guess is checked
   against the whole file and reported in the ingest notes with the first such line.
+- A layout that documents its one-byte encoding (MovieLens 100K's u.data, u.item, u.user:
+  Latin-1) is read with it, not guessed, when the file is not UTF-8 (noted too): a guess
+  from a few accented titles can land on cp1257 and turn 'Niño' into 'Nińo'. Every byte
+  is Latin-1, so the mixed-encodings refusal does not apply to it.
 - Previews decide the same way from the bytes they show.
 
 Gzip sources are read as streams. A preview decompresses at most ``PREVIEW_BYTES``; a full
@@ -64,11 +68,18 @@ class Verdict:
     note: str | None = None
 
 
-def judge(chunks: Iterable[bytes], name: str, *, complete: bool = True) -> Verdict:
+def judge(
+    chunks: Iterable[bytes],
+    name: str,
+    *,
+    complete: bool = True,
+    documented: tuple[str, str] | None = None,
+) -> Verdict:
     """Decide the encoding of the stream `chunks` (all of it) by the rule in the docstring.
 
     `complete=False` says the bytes stop before the end of the file (a preview or the
-    sniffed head): a character cut at the end is then not held against it.
+    sniffed head): a character cut at the end is then not held against it. `documented`
+    is (codec, who documents it) for a layout whose one-byte encoding is known.
     """
     chunks = iter(chunks)
     first = next(chunks, b"")
@@ -81,12 +92,14 @@ def judge(chunks: Iterable[bytes], name: str, *, complete: bool = True) -> Verdi
     if wide is not None:
         _check_decodes(_chain(first, chunks), wide, name, wide.upper(), complete)
         return Verdict(wide, f"Read as {wide.upper()}: every other byte is zero, and no mark.")
-    return _utf8_or_legacy(_chain(first, chunks), name, complete)
+    return _utf8_or_legacy(_chain(first, chunks), name, complete, documented)
 
 
-def decode_head(head: bytes, name: str, *, complete: bool) -> tuple[str, Verdict]:
+def decode_head(
+    head: bytes, name: str, *, complete: bool, documented: tuple[str, str] | None = None
+) -> tuple[str, Verdict]:
     """The sniffed head as text (no BOM) and its verdict; refuses binary content."""
-    verdict = judge([head], name, complete=complete)
+    verdict = judge([head], name, complete=complete, documented=documented)
     decoder = codecs.getincrementaldecoder(verdict.encoding)(errors="replace")
     text = decoder.decode(head, final=complete)
     control = sum(1 for ch in text if ord(ch) < 32 and ch not in "\t\n\r\f")
@@ -197,7 +210,9 @@ def _utf16_without_bom(first: bytes) -> str | None:
     return None
 
 
-def _utf8_or_legacy(chunks: Iterable[bytes], name: str, complete: bool) -> Verdict:
+def _utf8_or_legacy(
+    chunks: Iterable[bytes], name: str, complete: bool, documented: tuple[str, str] | None
+) -> Verdict:
     decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
     lines, multibyte, first_bad, bad_byte = 0, None, None, 0
     sample: list[bytes] = []
@@ -227,6 +242,15 @@ def _utf8_or_legacy(chunks: Iterable[bytes], name: str, complete: bool) -> Verdi
             first_bad, bad_byte = lines + 1, ord(_ESCAPED.search(tail).group()) - 0xDC00
     if first_bad is None:
         return Verdict("utf-8")
+    if documented is not None:
+        codec, source = documented
+        label = {"iso8859-1": "Latin-1"}.get(codec, codec)
+        example = sample[0].decode(codec, errors="replace").strip()[:60] if sample else ""
+        return Verdict(
+            codec,
+            f"The file is not UTF-8: it was read as {label}, the encoding {source}; the "
+            f"first line with non-ASCII bytes is line {first_bad}: '{example}'.",
+        )
     if multibyte is not None:
         raise IngestError(
             f"this line holds a byte that is not UTF-8 (0x{bad_byte:02X}) while line "

@@ -80,6 +80,8 @@ _ML_NAMES = {
     "users.dat": ("users", "::"),
 }
 _ML_100K_SPLIT = re.compile(r"^u[1-5a-b]\.(base|test)$")
+# The MovieLens 100K README: u.data, u.item and u.user are Latin-1 (tab and pipe layouts).
+ML_100K_ENCODING = ("iso8859-1", "MovieLens documents for its 100K files (u.data, u.item, u.user)")
 
 
 @dataclass
@@ -164,6 +166,8 @@ class Layout:
     sample: list[str] = field(default_factory=list)  # first lines, for hints
     notes: list[str] = field(default_factory=list)  # for the ingest report (encoding guesses)
     checked: bool = False  # the whole stream was judged (encoding, compression)
+    # (codec, who documents it): the one-byte encoding used, not guessed, when not UTF-8
+    documented: tuple[str, str] | None = None
 
 
 def plural(count: int, word: str) -> str:
@@ -230,7 +234,12 @@ def sniff(src: Source, format: str = "auto", role: str = "interactions") -> Layo
                 hint="unzip it and choose the interactions file inside",
             )
         return Layout("excel", description="Excel workbook (first sheet)")
-    text, verdict = decode_head(head, src.name, complete=len(head) < HEAD_BYTES)
+    _, delim = _ML_NAMES.get(src.filename, ("", None))
+    ml_100k = delim in ("\t", "|") or bool(_ML_100K_SPLIT.match(src.filename))
+    documented = ML_100K_ENCODING if ml_100k else None  # by name: before the head is judged
+    text, verdict = decode_head(
+        head, src.name, complete=len(head) < HEAD_BYTES, documented=documented
+    )
     if format == "jsonl" or src.suffix in (".jsonl", ".ndjson", ".json"):
         return Layout("jsonl", description="JSON lines", encoding=verdict.encoding)
     layout = _sniff_text(src, text, format, role)
@@ -274,8 +283,9 @@ def _sniff_text(src: Source, text: str, format: str, role: str) -> Layout:
     if format == "movielens" or all("::" in ln for ln in sample):
         if all("::" in ln for ln in sample):
             return _movielens(sample, "::", role, encoding, name)
-        if format == "movielens" and not _has_header(sample, "\t"):
-            return _movielens(sample, "\t" if "\t" in sample[0] else "|", role, encoding, name)
+        delim = "\t" if "\t" in sample[0] else "|"
+        if format == "movielens" and not _has_header(sample, delim):  # was: tab, also for pipes
+            return _movielens(sample, delim, role, encoding, name)
     if format == "tsv":
         delim = "\t"
     else:
@@ -301,8 +311,12 @@ def _movielens(lines: list[str], delim: str, role: str, encoding: str, name: str
         names = names[:width] + [f"column_{i + 1}" for i in range(len(names), width)]
     kind = {"\t": "tab", "|": "pipe", "::": "'::'"}[delim]
     desc = f"MovieLens {name or role} ({kind}-separated, no header)"
-    # MovieLens .dat and u.item are Latin-1 and never quote their fields.
-    return Layout("movielens", names, delim, False, encoding, False, desc)
+    # MovieLens never quotes its fields; the 100K files (tab, pipe) are Latin-1, which is
+    # used rather than guessed when a file is not UTF-8 (the .dat files are left to judge).
+    documented = ML_100K_ENCODING if delim in ("\t", "|") else None
+    layout = Layout("movielens", names, delim, False, encoding, False, desc)
+    layout.documented = documented
+    return layout
 
 
 def _recbole(src: Source, first: list[str], encoding: str) -> Layout:

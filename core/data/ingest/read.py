@@ -64,7 +64,7 @@ def prepare(src: Source, layout: Layout) -> None:
     """Judge the whole stream once: its encoding (noted when guessed), its compression."""
     if layout.checked or layout.format in ("parquet", "excel"):
         return
-    verdict = judge(src.chunks(), src.name)
+    verdict = judge(src.chunks(), src.name, documented=layout.documented)
     layout.encoding = verdict.encoding
     if verdict.note:
         layout.notes.append(verdict.note)
@@ -150,7 +150,7 @@ def _preview(
     head = src.raw_bytes(PREVIEW_BYTES + 1)
     cut = len(head) > PREVIEW_BYTES
     head = head[:PREVIEW_BYTES]
-    verdict = judge([head], src.name, complete=not cut)
+    verdict = judge([head], src.name, complete=not cut, documented=layout.documented)
     if verdict.encoding == "utf-8":  # the usual case: no copy through str
         data, newline = head.removeprefix(codecs.BOM_UTF8), b"\n"
     else:
