@@ -133,21 +133,42 @@ def sweep_stale(folders: Iterable[Path], max_age_s: float = STALE_AFTER_S) -> in
     return removed
 
 
-def os_error_sentence(err: OSError, what: str) -> str:
-    """One sentence for an I/O error of `what` ("Training"): what could not be written, why,
-    and how to fix it."""
-    target = err.filename or "a file in the workspace"
-    if err.errno in (errno.ENOSPC, errno.EDQUOT):
-        return (
-            f"{what} failed: could not write {target} because the disk is full; free some "
-            "space and run it again."
-        )
-    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return (
-            f"{what} failed: could not write {target} (permission denied); make the "
-            "workspace folder writable and run it again."
-        )
-    return f"{what} failed: could not write {target} ({err.strerror or err})."
+#: errno -> (what happened, what to do): the one table behind every I/O error sentence
+OS_SENTENCES: dict[int, tuple[str, str]] = {
+    errno.ENOSPC: ("no space left on the device", "free some disk space and run it again"),
+    errno.EDQUOT: ("the disk quota is exceeded", "free some disk space and run it again"),
+    errno.EACCES: ("permission denied", "check the permissions or choose another path"),
+    errno.EPERM: ("operation not permitted", "check the permissions or choose another path"),
+    errno.EROFS: ("the file system is read-only", "choose a writable path (RECSCOPE_HOME)"),
+    errno.ENOENT: ("no such file or folder", "check the path"),
+    errno.EISDIR: ("it is a folder, not a file", "give the path of a file"),
+    errno.ENOTDIR: ("a part of the path is not a folder", "check the path"),
+    errno.EEXIST: ("it already exists", "choose another name or remove it first"),
+    errno.EMFILE: ("too many open files", "close other programs or raise the limit (ulimit -n)"),
+    errno.ENAMETOOLONG: ("the name is too long", "choose a shorter name"),
+}
+
+
+def os_error_sentence(err: OSError, what: str | None = None) -> str:
+    """One sentence for an I/O error: the path (both, for a rename), what happened, the fix.
+
+    Without `what` (the CLI): "/x/run.json: no space left on the device; free some disk
+    space and run it again." With `what` ("Training", a job that failed on it): "Training
+    failed: could not write /x/run.json (no space left on the device); free …".
+    """
+    happened, fix = OS_SENTENCES.get(err.errno, (None, None))
+    if happened is None:
+        happened = " ".join(str(err.strerror or str(err) or type(err).__name__).split())
+        happened = happened.rstrip(".")
+        happened = happened[:1].lower() + happened[1:]
+        fix = "check the path and the disk, then run it again"
+    path = f"{err.filename} -> {err.filename2}" if err.filename2 else err.filename
+    if what is not None:
+        target = path or "a file in the workspace"
+        return f"{what} failed: could not write {target} ({happened}); {fix}."
+    if path:
+        return f"{path}: {happened}; {fix}."
+    return f"{happened[:1].upper()}{happened[1:]}; {fix}."
 
 
 def _newest_mtime(entry: Path) -> float:

@@ -90,3 +90,29 @@ def test_edit_is_check_and_set_and_writes_only_changes(home):
     with store.edit(run_id) as record:
         record["status"] = "running"
     assert read_json(path)["status"] == "running" and read_json(path)["updated_at"]
+
+
+def test_one_io_error_sentence_for_the_cli_and_for_a_failed_job():
+    """core.storage.os_error_sentence is the only errno table: the CLI's form and a job's."""
+    import errno
+
+    from core.cli import error_sentence
+    from core.storage import os_error_sentence
+
+    full = OSError(errno.ENOSPC, "No space left on device", "/w/run.json")
+    assert error_sentence(full) == (
+        "/w/run.json: no space left on the device; free some disk space and run it again.",
+        2,
+    )
+    assert os_error_sentence(full, "Training") == (
+        "Training failed: could not write /w/run.json (no space left on the device); free "
+        "some disk space and run it again."
+    )
+    odd = OSError(errno.EXDEV, "Invalid cross-device link.")
+    assert os_error_sentence(odd, "The job") == (
+        "The job failed: could not write a file in the workspace (invalid cross-device link); "
+        "check the path and the disk, then run it again."
+    )
+    assert os_error_sentence(odd) == (
+        "Invalid cross-device link; check the path and the disk, then run it again."
+    )

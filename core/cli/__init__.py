@@ -18,7 +18,6 @@ RECSCOPE_DEBUG=1 to see one). Exit codes:
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -27,24 +26,10 @@ import zlib
 
 from core.cli.parser import build_parser
 from core.errors import RecScopeError
+from core.storage import os_error_sentence
 
 EXIT_USAGE = 2
 EXIT_BUG = 1
-
-#: errno -> (what happened, what to do); the path is put in front when the error has one
-_OS_SENTENCES: dict[int, tuple[str, str]] = {
-    errno.ENOSPC: ("no space left on the device", "free some disk space and run it again"),
-    errno.EDQUOT: ("the disk quota is exceeded", "free some disk space and run it again"),
-    errno.EACCES: ("permission denied", "check the permissions or choose another path"),
-    errno.EPERM: ("operation not permitted", "check the permissions or choose another path"),
-    errno.EROFS: ("the file system is read-only", "choose a writable path (RECSCOPE_HOME)"),
-    errno.ENOENT: ("no such file or folder", "check the path"),
-    errno.EISDIR: ("it is a folder, not a file", "give the path of a file"),
-    errno.ENOTDIR: ("a part of the path is not a folder", "check the path"),
-    errno.EEXIST: ("it already exists", "choose another name or remove it first"),
-    errno.EMFILE: ("too many open files", "close other programs or raise the limit (ulimit -n)"),
-    errno.ENAMETOOLONG: ("the name is too long", "choose a shorter name"),
-}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,7 +75,7 @@ def error_sentence(err: BaseException, input_path: str | None = None) -> tuple[s
             EXIT_USAGE,
         )
     if isinstance(err, OSError):
-        return _os_sentence(err), EXIT_USAGE
+        return os_error_sentence(err), EXIT_USAGE
     if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
         detail = _one_line(str(err)).split(". ")[0].rstrip(".")
         return (
@@ -100,20 +85,6 @@ def error_sentence(err: BaseException, input_path: str | None = None) -> tuple[s
         )
     text = _one_line(f"unexpected {type(err).__name__}: {err}").rstrip(".")
     return f"{text}. Set RECSCOPE_DEBUG=1 to see the traceback.", EXIT_BUG
-
-
-def _os_sentence(err: OSError) -> str:
-    path = err.filename
-    what, fix = _OS_SENTENCES.get(err.errno, (None, None))
-    if what is None:
-        what = _one_line(err.strerror or str(err) or type(err).__name__).rstrip(".")
-        what = what[:1].lower() + what[1:]
-        fix = "check the path and the disk, then run it again"
-    if err.filename2:
-        path = f"{err.filename} -> {err.filename2}"
-    subject = f"{path}: " if path else ""
-    text = f"{subject}{what}; {fix}."
-    return text if path else text[:1].upper() + text[1:]
 
 
 def _is_corrupt_stream(err: BaseException) -> bool:

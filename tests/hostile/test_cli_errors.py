@@ -187,7 +187,9 @@ def test_disk_full_while_saving_a_model_is_one_sentence_and_a_failed_run(
     assert (code, out) == (2, "")
     # the run store's own sentence (core.runs.store), naming the file being written
     assert err.startswith("error: Training failed: could not write ") and err.count("\n") == 1
-    assert err.endswith("weights.pt because the disk is full; free some space and run it again.\n")
+    assert err.endswith(
+        "weights.pt (no space left on the device); free some disk space and run it again.\n"
+    )
     [record] = RunStore(home).list()
     assert record["status"] == "failed"
     assert not list(home.glob("runs/*/model/weights.pt"))

@@ -281,8 +281,8 @@ def test_a_full_disk_fails_the_run_with_one_sentence(home, dataset, capsys, monk
     (record,) = RunStore(home).list()
     folder = RunStore(home).folder(record["run_id"])
     expected = (
-        f"Training failed: could not write {folder / 'model' / 'weights.pt'} because the disk "
-        "is full; free some space and run it again."
+        f"Training failed: could not write {folder / 'model' / 'weights.pt'} (no space left on "
+        "the device); free some disk space and run it again."
     )
     assert code == 2 and err[-1] == f"error: {expected}"
     assert not any(line.startswith("Traceback") for line in err)
@@ -300,8 +300,8 @@ def test_a_permission_error_fails_the_run_with_one_sentence(home, dataset, capsy
     monkeypatch.setattr(pipeline, "_save_tables", refused)
     code = main(["train", "--dataset", "tiny", "--model", "pop", "--json"])
     expected = (
-        "Training failed: could not write /x/recs.parquet (permission denied); make the "
-        "workspace folder writable and run it again."
+        "Training failed: could not write /x/recs.parquet (permission denied); check the "
+        "permissions or choose another path."
     )
     assert code == 2 and capsys.readouterr().err.strip().splitlines()[-1] == f"error: {expected}"
     (record,) = RunStore(home).list()
@@ -337,8 +337,8 @@ def test_a_record_the_full_disk_refuses_never_stays_running(home, dataset):
     store = RunStore(home)
     run_id = json.loads((next(store.root.iterdir()) / "run.json").read_text())["run_id"]
     sentence = (
-        f"Training failed: could not write {store.root / run_id / 'run.json'} because the disk "
-        "is full; free some space and run it again."
+        f"Training failed: could not write {store.root / run_id / 'run.json'} (no space left "
+        "on the device); free some disk space and run it again."
     )
     assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == f"error: {sentence}"
     assert read_json(store.root / run_id / "run.json")["status"] == "running"  # on disk
