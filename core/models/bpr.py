@@ -23,6 +23,7 @@ from core.data.dataset import Interactions
 from core.models._foldin import current_history, ridge_fold_in
 from core.models._neural import LOOP_HELP, NeuralRecommender
 from core.models.base import AT_LEAST_ONE, DIMENSION, NON_NEGATIVE, Range
+from core.models.space import L2_PENALTY, LEARNING_RATE, Param, int_param
 from core.train import bpr_loss, known_keys, pair_tensors, sample_negatives
 
 
@@ -42,6 +43,14 @@ class BPRMF(NeuralRecommender):
         "reg": "L2 penalty on the vectors of each batch (per example).",
         "negatives": "Sampled non-interacted items contrasted with each positive pair.",
         **LOOP_HELP,
+    }
+
+    #: what the tuner searches (core.models.space); reg's default 0 is tried as it is
+    SEARCH_SPACE: ClassVar[dict[str, Param]] = {
+        "dim": int_param(16, 256, log=True),
+        "lr": LEARNING_RATE,
+        "reg": L2_PENALTY,
+        "negatives": int_param(1, 16, log=True),
     }
 
     def __init__(

@@ -31,6 +31,7 @@ from core.errors import RecScopeError
 from core.eval.evaluate import ranking_metric
 from core.models.base import Range
 from core.models.itemknn import ItemItemModel
+from core.models.space import Param, float_param
 from core.protocols import ProgressEvent, ProgressFn
 
 #: largest catalogue EASE accepts: the solve holds three dense n x n matrices at once, in
@@ -53,6 +54,10 @@ class EASE(ItemItemModel):
         "values give smoother, more popularity-like recommendations.",
         "device_choice": "Where the matrix is solved and scores computed: auto, cpu or cuda.",
     }
+
+    #: what the tuner searches (core.models.space); the default 'auto' (the best of L2_GRID
+    #: on validation) is the first trial, as it is
+    SEARCH_SPACE: ClassVar[dict[str, Param]] = {"l2": float_param(1.0, 1e5, log=True)}
 
     def __init__(self, l2: float | str = "auto", device_choice: str | None = None) -> None:
         self.l2 = l2

@@ -28,6 +28,7 @@ from core.data.dataset import Interactions
 from core.errors import UnknownIdError
 from core.models._foldin import history_matrix
 from core.models.base import AT_LEAST_ONE, NON_NEGATIVE, Range, RecommenderBase, as_codes
+from core.models.space import Param, float_param, int_param
 from core.protocols import ProgressFn
 
 #: above this many items, W is stored sparse (CSR) instead of dense
@@ -187,6 +188,12 @@ class ItemKNN(ItemItemModel):
         "fewer = more specific).",
         "shrink": "Damps similarities between rarely seen items (0 = plain cosine).",
         "device_choice": "Where scores are computed: auto, cpu or cuda.",
+    }
+
+    #: what the tuner searches (core.models.space)
+    SEARCH_SPACE: ClassVar[dict[str, Param]] = {
+        "k": int_param(10, 1000, log=True),
+        "shrink": float_param(0.0, 500.0),
     }
 
     def __init__(self, k: int = 50, shrink: float = 0.0, device_choice: str | None = None) -> None:

@@ -22,6 +22,7 @@ from core.data.dataset import Interactions
 from core.models._foldin import current_history, ridge_fold_in
 from core.models._neural import LOOP_HELP, NeuralRecommender
 from core.models.base import AT_LEAST_ONE, DIMENSION, FRACTION, Range
+from core.models.space import LEARNING_RATE, Param, float_param, int_param
 from core.train import known_keys, pair_tensors, sample_negatives
 
 _SCORE_BLOCK = 1 << 20  # user x item pairs per MLP block when scoring
@@ -46,6 +47,14 @@ class NeuMF(NeuralRecommender):
     }
     #: quick settings for the shared protocol suite's tiny planted data (1.6k pairs)
     SUITE_PARAMS: ClassVar[dict] = {"epochs": 30, "batch_size": 256, "lr": 0.01}
+
+    #: what the tuner searches (core.models.space)
+    SEARCH_SPACE: ClassVar[dict[str, Param]] = {
+        "dim": int_param(8, 128, log=True),
+        "layers": int_param(1, 4),
+        "dropout": float_param(0.0, 0.5),
+        "lr": LEARNING_RATE,
+    }
 
     def __init__(
         self,

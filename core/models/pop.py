@@ -22,6 +22,7 @@ from core.data.dataset import Interactions
 from core.errors import RecScopeError
 from core.models.base import NON_NEGATIVE, Range, RecommenderBase, as_codes
 from core.models.itemknn import check_codes
+from core.models.space import Param
 from core.protocols import ProgressFn
 
 
@@ -36,6 +37,9 @@ class Popularity(RecommenderBase):
         "device_choice": "Where scores are computed: auto, cpu or cuda (auto picks the GPU "
         "when there is one).",
     }
+
+    #: nothing worth tuning: the ranking is the item counts (shrinkage only damps ratings)
+    SEARCH_SPACE: ClassVar[dict[str, Param]] = {}
 
     def __init__(self, shrinkage: float = 10.0, device_choice: str | None = None) -> None:
         self.shrinkage = shrinkage

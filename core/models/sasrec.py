@@ -34,6 +34,7 @@ from core.data.dataset import Interactions
 from core.errors import ParameterError
 from core.models._neural import LOOP_HELP, NeuralRecommender
 from core.models.base import AT_LEAST_ONE, DIMENSION, FRACTION, Range
+from core.models.space import Param, choice, float_param, int_param
 from core.train import SOFTMAX_LOSSES, sampled_softmax, sampled_softmax_loss
 
 
@@ -56,6 +57,17 @@ class SASRec(NeuralRecommender):
         "loss": "auto, full (softmax over every item) or sampled (softmax over negatives).",
         "negatives": "Items sampled per batch for the sampled softmax.",
         **LOOP_HELP,
+    }
+
+    #: what the tuner searches (core.models.space); every dim choice is divisible by every
+    #: heads choice
+    SEARCH_SPACE: ClassVar[dict[str, Param]] = {
+        "dim": choice(16, 32, 64, 128),
+        "layers": int_param(1, 4),
+        "heads": choice(1, 2, 4),
+        "dropout": float_param(0.0, 0.5),
+        "lr": float_param(1e-4, 1e-2, log=True),
+        "max_len": int_param(10, 200, log=True),
     }
 
     def __init__(
