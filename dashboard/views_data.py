@@ -5,7 +5,6 @@ Pure functions (no Streamlit), so what the page decides and says is tested here.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -48,12 +47,6 @@ def chosen_mapping(chosen: Mapping[str, str], guess: ColumnMapping) -> ColumnMap
     picked = {k: (NO_COLUMN if v == NONE else v) for k, v in chosen.items()}
     weight = guess.weight if guess.weight and guess.weight not in picked.values() else NO_COLUMN
     return ColumnMapping(**picked, weight=weight, extra=guess.extra)
-
-
-def dataset_name(filename: str) -> str:
-    """A valid dataset name from a file name: 'ratings (1).csv' -> 'ratings_1'."""
-    stem = Path(filename).name.split(".")[0]
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("_.-")[:64] or "dataset"
 
 
 def data_dirs_note(folders: Sequence[Path]) -> str:

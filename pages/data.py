@@ -8,7 +8,7 @@ import streamlit as st
 
 from core.data.dataset import DatasetExistsError, free_name, list_datasets
 from core.data.ingest.formats import upload_types
-from core.data.ingest.ingest import FORMATS, ingest
+from core.data.ingest.ingest import FORMATS, ingest, name_for_file
 from core.data.schema import ColumnMapping
 from core.runs.store import workspace_home
 from dashboard import cache, charts, shell, widgets
@@ -81,7 +81,7 @@ def _add_dataset(home: Path) -> None:
     mapping, min_rating, date_format = _mapping(list(raw.columns), detected)
     # the default is a name no stored dataset has (ratings, ratings-2, …); two sessions that
     # pick the same name anyway are told by ingest, which never replaces unless asked
-    default = free_name(home, VD.dataset_name(filename))
+    default = free_name(home, name_for_file(filename))
     name = st.text_input("Dataset name", value=default, key=f"name_{filename}").strip()
     replace, taken = False, name in list_datasets(home)
     if taken:

@@ -100,7 +100,7 @@ def test_upload_map_and_create(home, planted_dataset, tmp_path):
     _by_label(at.selectbox, "Time column").set_value("when")
     _by_label(at.selectbox, "Scenario column").set_value("device")
     at.run()
-    assert _by_label(at.text_input, "Dataset name").value == "my_ratings"
+    assert _by_label(at.text_input, "Dataset name").value == "my-ratings"
     _by_label(at.number_input, "Keep only ratings of at least (optional)").set_value(2.0)
     at = _create(at)
     assert not at.exception and not at.error
@@ -117,11 +117,11 @@ def test_upload_map_and_create(home, planted_dataset, tmp_path):
     )
     lines = report.lines()
     assert any("no user id" in line for line in lines)  # the report explains the drop
-    expected = [md("Created dataset 'my_ratings'."), "", *(f"- {md(line)}" for line in lines)]
+    expected = [md("Created dataset 'my-ratings'."), "", *(f"- {md(line)}" for line in lines)]
     assert at.success[0].value == "\n".join(expected)
-    assert at.sidebar.selectbox(key="dataset").value == "my_ratings"
-    assert at.header[0].value == f"Profile of '{md('my_ratings')}'"
-    stored = Dataset.load(home, "my_ratings")
+    assert at.sidebar.selectbox(key="dataset").value == "my-ratings"
+    assert at.header[0].value == f"Profile of '{md('my-ratings')}'"
+    stored = Dataset.load(home, "my-ratings")
     assert sorted(stored.scenarios) == ["app", "web"]
     # kept: u1-m1 (5), u1-m2 (2), u2-m1 (4, collapsed); u3-m3 (1) is below 2
     assert len(stored.interactions) == 3

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from core.data.ingest.columns import NO_COLUMN
+from core.data.ingest.ingest import name_for_file
 from dashboard import views_data as VD
 
 
@@ -38,7 +39,7 @@ def test_chosen_mapping_leaves_out_none_and_keeps_an_unused_weight():
 @pytest.mark.parametrize(
     "filename, name",
     [
-        ("ratings (1).csv", "ratings_1"),
+        ("ratings (1).csv", "ratings-1"),
         ("/data/u.data", "u"),
         ("ml-100k.inter", "ml-100k"),
         ("...csv", "dataset"),
@@ -46,7 +47,7 @@ def test_chosen_mapping_leaves_out_none_and_keeps_an_unused_weight():
     ],
 )
 def test_dataset_name_from_a_file_name(filename, name):
-    assert VD.dataset_name(filename) == name
+    assert name_for_file(filename) == name  # the page suggests what ingest would name it
 
 
 def test_ingest_message_and_profile_notes():

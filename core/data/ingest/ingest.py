@@ -39,6 +39,7 @@ from core.errors import IngestError
 from core.names import dataset_name_from
 
 __all__ = [
+    "name_for_file",
     "FORMATS",
     "IngestReport",
     "find_companions",
@@ -187,13 +188,20 @@ def ingest(
 
 def derive_name(src: Source) -> str:
     """A dataset name from the file name ('ml-100k' for ml-100k/u.data)."""
-    stem = Path(src.name).name
+    return name_for_file(src.name, src.path)
+
+
+def name_for_file(filename: str, path: Path | None = None) -> str:
+    """The dataset name a file suggests: its name without data suffixes ('ratings (1).csv'
+    -> 'ratings-1'); a generic name ('u.data', 'ratings.csv') takes the name of the folder
+    at `path` when the file is on disk. The CLI, ingest and the Data page all use this."""
+    stem = Path(filename).name
     for suffix in (".gz", ".csv", ".tsv", ".txt", ".dat", ".data", ".inter", ".parquet",
                    ".jsonl", ".json", ".xlsx", ".base"):  # fmt: skip
         stem = stem.removesuffix(suffix)
     generic = {"u", "ratings", "interactions", "inter", "data", "events", "train", ""}
-    if stem.lower() in generic and src.path is not None and src.path.parent.name:
-        stem = src.path.resolve().parent.name
+    if stem.lower() in generic and path is not None and path.parent.name:
+        stem = path.resolve().parent.name
     return dataset_name_from(stem)
 
 
