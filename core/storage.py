@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -81,6 +82,22 @@ def file_lock(path: Path, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
             f"{path} stayed locked by another process for {timeout:.0f} s; try again, or "
             "stop the process that holds it."
         ) from err
+
+
+def is_locked(path: Path) -> bool:
+    """True while another process or thread holds the lock file `path` (never waits)."""
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return True
+    lock.release()
+    return False
+
+
+def now_iso(timespec: str = "seconds") -> str:
+    """The current UTC time as ISO 8601 text (whole seconds unless asked otherwise)."""
+    return datetime.now(timezone.utc).isoformat(timespec=timespec)
 
 
 @contextmanager

@@ -22,8 +22,9 @@ from core.errors import CancelledError, RecScopeError
 from core.runs import jobs, liveness
 from core.runs import scenario_runs as sr
 from core.runs.pipeline import new_run
-from core.runs.store import RunStore, now_iso
+from core.runs.store import RunStore
 from core.scenarios.strategies import compare_strategies
+from core.storage import now_iso
 from tests.helpers import hold_cpu
 
 FAST = {"epochs": 1, "batch_size": 256}

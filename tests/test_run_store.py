@@ -116,3 +116,31 @@ def test_one_io_error_sentence_for_the_cli_and_for_a_failed_job():
     assert os_error_sentence(odd) == (
         "Invalid cross-device link; check the path and the disk, then run it again."
     )
+
+
+def test_is_locked_tells_a_held_lock_and_a_dataset_being_ingested_keeps_its_name(home):
+    import threading
+
+    from core.data import stored
+    from core.storage import file_lock, is_locked
+
+    lock = home / ".x.lock"
+    assert not is_locked(lock)
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with stored.name_lock(home, "movies"), file_lock(lock):
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(10)
+        assert is_locked(lock)
+        assert stored.free_name(home, "movies") == "movies-2"  # an ingest holds 'movies'
+    finally:
+        release.set()
+        holder.join(10)
+    assert not is_locked(lock)
+    assert stored.free_name(home, "movies") == "movies"  # a lock file alone is no dataset

@@ -19,11 +19,11 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from filelock import FileLock
-
 from core.errors import RecScopeError
 from core.names import check_dataset_name, dataset_name_from, is_dataset_name, numbered
-from core.storage import file_lock, read_json
+
+# now_iso stays importable from here: core.data.dataset stamps ingested_at with it
+from core.storage import file_lock, is_locked, now_iso, read_json  # noqa: F401
 
 META = "dataset.json"
 #: the stored tables, in the order they are hashed
@@ -127,19 +127,9 @@ def ingested_on(folder: Path, meta: dict | None = None) -> str:
     return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 def _busy(home: Path, name: str) -> bool:
     """True while another writer holds `name`'s lock (an ingest under it is under way)."""
-    lock = FileLock(_lock_path(home, name))
-    try:
-        lock.acquire(timeout=0)
-    except TimeoutError:
-        return True
-    lock.release()
-    return False
+    return is_locked(_lock_path(home, name))
 
 
 def _lock_path(home: Path, name: str) -> Path:

@@ -36,7 +36,8 @@ from core.device import pick_device
 from core.errors import CancelledError, RecScopeError
 from core.runs import liveness
 from core.runs.liveness import ACTIVE
-from core.runs.store import RunStore, kind_of, now_iso, recording_outcome, refuse_unless_queued
+from core.runs.store import RunStore, kind_of, recording_outcome, refuse_unless_queued
+from core.storage import now_iso
 from core.train import clear_cancel, raise_if_cancelled, request_cancel
 
 log = logging.getLogger(__name__)

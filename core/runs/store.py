@@ -32,13 +32,20 @@ from pathlib import Path
 from core.errors import CancelledError, RecScopeError
 from core.names import check_kind, check_run_id, is_run_id
 from core.runs import liveness
-from core.storage import file_lock, os_error_sentence, read_json, sweep_stale, write_json
+from core.storage import (
+    file_lock,
+    now_iso,
+    os_error_sentence,
+    read_json,
+    sweep_stale,
+    write_json,
+)
 
 log = logging.getLogger(__name__)
 
 STATUSES = ("queued", "running", "finished", "failed", "cancelled")
 TRAIN = "train"
-KINDS = (TRAIN, "leaderboard", "transfer")
+KINDS = (TRAIN, "leaderboard", "transfer", "tune")
 RESULT = "result.json"
 RECORD = "run.json"
 LOCK = ".run.lock"
@@ -344,8 +351,3 @@ def _sweep(home: Path) -> None:
     removed = sweep_stale(folders)
     if removed:
         log.info("removed %d stale temp files under %s", removed, home)
-
-
-def now_iso(timespec: str = "seconds") -> str:
-    """The current UTC time as ISO 8601 text (whole seconds unless asked otherwise)."""
-    return datetime.now(timezone.utc).isoformat(timespec=timespec)
