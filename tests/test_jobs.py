@@ -292,3 +292,24 @@ def test_a_job_on_another_host_is_cancelled_through_its_record(store, monkeypatc
         assert train.cancel_requested()
         store.update(mine, status="cancelled")
     assert not train.cancel_requested()
+
+
+def test_latest_job_refreshes_each_record_once_and_a_dead_one_reads_failed(store, monkeypatch):
+    """`store.list` refreshes every record; latest_job adds no second pass."""
+    for _ in range(3):
+        store.new_run({"kind": "leaderboard", "dataset": "planted", "params": {"k": 10}})
+    dead = store.new_run({"kind": "leaderboard", "dataset": "planted", "params": {"k": 10}})
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    store.update(
+        dead, status="running", pid=proc.pid, pid_start="boot:1", host=liveness.host_name()
+    )
+    calls = []
+    real = RunStore.refresh
+    monkeypatch.setattr(
+        RunStore, "refresh", lambda self, r: calls.append(r["run_id"]) or real(self, r)
+    )
+    record = jobs.latest_job(store, "planted", "leaderboard", k=10)
+    assert record["run_id"] == dead and record["status"] == "failed"
+    assert sorted(calls) == sorted(r.name for r in store.root.iterdir())  # once each
+    assert jobs.latest_job(store, "planted", "leaderboard", finished=True, k=10) is None

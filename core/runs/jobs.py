@@ -60,18 +60,18 @@ def start_job(store: RunStore, run_id: str) -> int:
     """Launch the run's `recscope <kind> --run-id RUN` detached; returns its pid."""
     folder = store.folder(run_id)
     command = COMMANDS[kind_of(store.read(run_id))]
-    log = open(folder / "job.log", "ab")  # noqa: SIM115 - handed to the child process
+    job_log = open(folder / "job.log", "ab")  # noqa: SIM115 - handed to the child process
     env = {**os.environ, "RECSCOPE_HOME": str(store.home), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "core.cli", *command, "--run-id", run_id, "--json"],
-        stdout=log,
+        stdout=job_log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         cwd=Path(__file__).resolve().parents[2],
         env=env,
         start_new_session=True,  # not killed with the app; its own process group
     )
-    log.close()
+    job_log.close()
     start = liveness.process_start(proc.pid)
     store.update(
         run_id,
@@ -213,14 +213,16 @@ def cancel_job(store: RunStore, run_id: str) -> dict:
 
 
 def refresh(store: RunStore, record: dict) -> dict:
-    """The record with its status refreshed; `RunStore.read`/`list` already do this."""
+    """`RunStore.refresh`, kept for the pages that call it; a record from `RunStore.read` or
+    `list` is already refreshed and needs no second one."""
     return store.refresh(record)
 
 
 def latest_job(
     store: RunStore, dataset: str, kind: str, *, finished: bool = False, **params
 ) -> dict | None:
-    """The newest `kind` job on `dataset` whose params include `params` (refreshed), or None.
+    """The newest `kind` job on `dataset` whose params include `params` (refreshed, by
+    `RunStore.list`), or None.
 
     finished=True: the newest one that finished, i.e. the one whose result to show.
     """
@@ -228,7 +230,6 @@ def latest_job(
         mine = record.get("params") or {}
         if not all(mine.get(key) == value for key, value in params.items()):
             continue
-        record = refresh(store, record)
         if not finished or record.get("status") == "finished":
             return record
     return None
