@@ -87,13 +87,14 @@ def start_job(store: RunStore, run_id: str) -> int:
 def job_process(store: RunStore, run_id: str) -> Iterator[None]:
     """Run a job's work in this process: claim the record, beat, log, and cancel on SIGTERM.
 
-    Claiming writes pid, pid_start and host under the record's lock; a run that was
-    cancelled before this process got to it raises `CancelledError`, and one that another
-    live process already runs raises a RecScopeError. A daemon thread rewrites heartbeat_at
-    every HEARTBEAT_S seconds. SIGTERM only sets the cancel flag (checked at batch and stage
-    boundaries), so no exception ever starts inside a file write. Log records go to the
-    run's job.log too, unless stdout already is that file (a job `start_job` launched).
-    Everything is undone on the way out, so in-process callers keep their own handlers.
+    Claiming writes pid, pid_start and host under the record's lock; a run that was cancelled
+    before this process got to it raises `CancelledError`; one that another live process already
+    runs, or that is not queued (running, finished, failed, cancelled: a run is started once),
+    raises a RecScopeError and is left as it is. A daemon thread rewrites heartbeat_at every
+    HEARTBEAT_S seconds. SIGTERM only sets the cancel flag (checked at batch and stage
+    boundaries), so no exception ever starts inside a file write. Log records go to the run's
+    job.log too, unless stdout already is that file (a job `start_job` launched). Everything is
+    undone on the way out, so in-process callers keep their own handlers.
     """
     _claim(store, run_id)
     stop = threading.Event()
