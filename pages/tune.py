@@ -1,0 +1,186 @@
+"""Tune page: search a model's hyperparameters under a budget and watch the trials arrive.
+
+A study is a background job of the one job system (`core.runs.tuning`, kind "tune"): the
+page starts, cancels and resumes it, and draws the trials and Optuna's figures from the
+study database in the workspace, so a reload or a second browser session sees the same
+study. When the budget is spent the best parameters are trained as an ordinary run.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import streamlit as st
+
+from core.data.split import METHODS
+from core.errors import RecScopeError
+from core.runs import jobs, tuning
+from core.runs.store import RunStore, workspace_home
+from dashboard import charts_tune as C
+from dashboard import shell
+from dashboard import views_tune as V
+from dashboard.job_panel import POLL_S, job_controls
+from dashboard.text import md
+from dashboard.views_train import SPLITS
+
+KIND = "tune"
+RESUMABLE = ("finished", "cancelled", "failed")
+
+
+def render() -> None:
+    st.title("Tune")
+    st.caption(
+        "Search a model's hyperparameters on the active dataset within a time or trial budget. "
+        "Trials are scored on the validation split only; unpromising ones are stopped early. "
+        "The first trial uses the defaults, so the best is never worse than them on validation."
+    )
+    name = shell.active_dataset()
+    if not name:
+        st.info("Add a dataset on the Data page first.")
+        return
+    store = RunStore(workspace_home())
+    newest = jobs.latest_job(store, name, KIND)
+    budget = _form(store, name, newest)
+    if newest is None:
+        st.info(f"No study on {md(name)} yet: pick a model and a budget, then press Start.")
+        return
+    _study(store, name, newest, budget)
+
+
+def _form(store: RunStore, name: str, newest: dict | None) -> dict:
+    """The study settings and the Start button; returns the budget (for Resume too)."""
+    models = tuning.tunable_models()
+    left, mid, right = st.columns(3)
+    model = left.selectbox("Model", models, key="tune_model")
+    space = tuning.SPACES.get(model) or {}
+    if space:
+        searched = "; ".join(f"{name} {param.describe()}" for name, param in space.items())
+        left.caption(md(f"Searches {searched}."))
+    split = mid.selectbox("Split", METHODS, format_func=SPLITS.get, key="tune_split")
+    seed = mid.number_input("Seed", 0, 2**31 - 1, 42, key="tune_seed")
+    minutes = right.number_input(
+        "Minutes", 0.0, 24 * 60.0, 10.0, step=1.0, key="tune_minutes",
+        help="Wall-clock budget; 0 means no time limit (then set a number of trials).",
+    )  # fmt: skip
+    trials = right.number_input(
+        "Trials", 0, 10_000, 0, key="tune_trials",
+        help="At most this many trials; 0 means no limit (then set minutes).",
+    )  # fmt: skip
+    device = left.selectbox(
+        "Device", ["auto", "cpu", "cuda"], key="tune_device", help="auto: the GPU if any."
+    )
+    budget = V.budget_args(minutes, trials)
+    start = partial(
+        tuning.new_tune, store, name, model, split_method=split, seed=int(seed), device=device,
+        **budget,
+    )  # fmt: skip
+    job_controls(store, newest, "Start tuning", "tune_start", start, primary=True)
+    return budget
+
+
+def _study(store: RunStore, name: str, record: dict, budget: dict) -> None:
+    st.subheader("Study")
+    st.caption(md(V.study_heading(record)))
+    if record.get("status") in RESUMABLE:
+        _resume(store, name, record, budget)
+    if record.get("status") in jobs.ACTIVE:
+        _live(store, record["run_id"])
+    else:
+        _trials(store, record["run_id"])
+    if record.get("status") == "finished":
+        _outcome(store, record)
+
+
+def _resume(store: RunStore, name: str, record: dict, budget: dict) -> None:
+    p = record.get("params") or {}
+    label = f"Resume this study for {V.budget_phrase(budget['budget_s'], budget['n_trials'])}"
+    if not st.button(label, key="tune_resume", help="Continues the same study with new trials."):
+        return
+    try:
+        run_id = tuning.new_tune(
+            store, name, p["model"], split_method=p.get("split", "loo"),
+            seed=int(p.get("seed", 42)), device=record.get("device_request", "auto"),
+            resume=p.get("study") or record["run_id"], **budget,
+        )  # fmt: skip
+        jobs.start_job(store, run_id)
+    except RecScopeError as err:
+        st.error(md(err))
+    else:
+        st.rerun()
+
+
+def _trials(store: RunStore, run_id: str) -> None:
+    """The trials table and the figures, from the study database (works while it runs)."""
+    try:
+        frame = tuning.trials_frame(store, run_id)
+    except RecScopeError as err:
+        st.info(md(err))
+        return
+    note = V.no_result_note(frame)
+    if not frame.empty:
+        number = st.column_config.NumberColumn
+        config = {V.METRIC: number(V.METRIC, format="%.4f"), "seconds": number(format="%.1f")}
+        st.markdown(f"**Trials** · {md(V.progress_line({}, frame))}")
+        st.dataframe(V.trials_table(frame), hide_index=True, column_config=config, key="tune_tab")
+    if note:
+        st.info(note)
+    if frame.empty or V.trial_counts(frame).get("finished", 0) == 0:
+        return
+    _figures(tuning.load_study(store, run_id), len(frame))
+
+
+def _figures(study, n: int) -> None:
+    left, right = st.columns(2)
+    for column, which in ((left, "history"), (right, "importance")):
+        _figure(column, which, study, n)
+    tabs = st.tabs(["Slice", "Parallel coordinates", "Per-epoch curves"])
+    for tab, which in zip(tabs, ("slice", "parallel", "curves"), strict=True):
+        _figure(tab, which, study, n)
+
+
+def _figure(where, which: str, study, n: int) -> None:
+    fig, note = C.ALL[which](study)
+    with where:
+        if fig is None:
+            st.caption(note)
+        else:
+            st.plotly_chart(fig, width="stretch", key=f"tune_fig_{which}_{n}")
+
+
+@st.fragment(run_every=POLL_S)
+def _live(store: RunStore, run_id: str) -> None:
+    """The trials and figures of a running study, redrawn every few seconds."""
+    _trials(store, run_id)
+
+
+def _outcome(store: RunStore, record: dict) -> None:
+    result = store.result(record["run_id"])
+    model = (record.get("params") or {}).get("model") or record.get("model") or ""
+    if not result:
+        st.info("The study finished but its result is missing; resume it to train the best.")
+        return
+    st.subheader("Result")
+    st.markdown(md(V.best_sentence(result)))
+    left, right = st.columns([1, 2])
+    with left:
+        st.markdown("**Best parameters**")
+        params = (result.get("best") or {}).get("params") or {}
+        if params:
+            st.dataframe(V.params_table(params), hide_index=True, key="tune_best_params")
+        else:
+            st.caption("The defaults were best.")
+    with right:
+        run_id = result.get("run_id")
+        if run_id:
+            st.markdown(f"**Trained with the best parameters** · run `{run_id}`")
+            config = {c: st.column_config.NumberColumn(format="%.4f") for c in ("ndcg@10",)}
+            table = V.test_metrics_table(result.get("metrics") or {})
+            st.dataframe(table, hide_index=True, column_config=config, key="tune_best_test")
+            st.markdown(
+                "It is an ordinary run: [compare it on the Compare page](./compare) with a "
+                f"{md(model)} run trained with the defaults on the same split "
+                "and seed (the Train page makes one)."
+            )
+    st.caption(md(V.budget_sentence(result)))
+    if result.get("unexplored"):
+        st.caption(md(result["unexplored"]))

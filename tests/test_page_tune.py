@@ -1,0 +1,345 @@
+"""Tune page (issue 12) through AppTest: no study yet, Start makes a queued tune job, a
+finished study's trials, figures and best run, a running study redrawn live, Resume, a
+second session seeing the same study, and a sentence (never a traceback) for a study with
+no trials, only failed trials or a missing database."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+
+import optuna
+import pandas as pd
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from core.runs import jobs, liveness
+from core.runs.store import RunStore
+from dashboard import views_tune as V
+from dashboard.text import WORD_JOINER
+
+try:
+    from core.runs import tuning
+except ImportError:  # until core.runs.tuning lands (issue 12, T1): a fake of its contract
+    tuning = None
+
+
+def _page(dataset: str | None = None) -> None:
+    import streamlit as st
+
+    from dashboard import shell
+    from pages import tune
+
+    if dataset:
+        st.session_state[shell.DATASET_KEY] = dataset
+    tune.render()
+
+
+def _app(dataset: str | None = "planted") -> AppTest:
+    return AppTest.from_function(_page, kwargs={"dataset": dataset}, default_timeout=120)
+
+
+def _texts(at: AppTest) -> str:
+    kinds = ("info", "warning", "error", "caption", "markdown")
+    text = "\n".join(str(e.value) for kind in kinds for e in getattr(at, kind))
+    # shown strings go through dashboard.text.md: backslash escapes, a word joiner after '@'
+    return text.replace("\\", "").replace(WORD_JOINER, "")
+
+
+def _table(at: AppTest, column: str) -> pd.DataFrame:
+    """The first table on the page with `column` (AppTest's dataframes carry no key)."""
+    return next(df.value for df in at.dataframe if column in df.value.columns)
+
+
+def _figures(at: AppTest) -> dict[str, dict]:
+    """The page's Plotly figures by title (AppTest keeps each one's JSON spec)."""
+    specs = [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
+    return {s["layout"]["title"]["text"]: s for s in specs}
+
+
+def _study(store: RunStore, model: str = "ease", n_trials: int = 5, **kw) -> str:
+    """A finished study run in this process (what `recscope tune --run-id` does)."""
+    run_id = tuning.new_tune(store, "planted", model, n_trials=n_trials, budget_s=None, **kw)
+    jobs.run_job(store, run_id, "tune", lambda stage: tuning.run_tune(store, run_id, stage))
+    return run_id
+
+
+@pytest.fixture(autouse=True)
+def _kinds(monkeypatch):
+    if FAKE:
+        _install_fake(monkeypatch)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def planted_home(home, planted_dataset):
+    planted_dataset.save(home)
+    return home
+
+
+def test_without_dataset_asks_for_one(home):
+    at = _app(None).run()
+    assert not at.exception and at.info[0].value == "Add a dataset on the Data page first."
+
+
+def test_no_study_yet_says_so_and_offers_the_tunable_models(planted_home):
+    at = _app().run()
+    assert not at.exception
+    assert at.info[0].value == (
+        "No study on planted yet: pick a model and a budget, then press Start."
+    )
+    assert list(at.selectbox(key="tune_model").options) == tuning.tunable_models()
+    assert "pop" not in tuning.tunable_models()
+    assert at.button(key="tune_start").label == "Start tuning"
+    at.selectbox(key="tune_model").set_value("ease").run()
+    assert "Searches l2 1–100000 (log)." in _texts(at)
+    assert len(at.dataframe) == 0 and not at.get("plotly_chart")
+
+
+def test_start_creates_a_queued_tune_job(planted_home, monkeypatch):
+    started = []
+    monkeypatch.setattr(jobs, "start_job", lambda store, run_id: started.append(run_id) or 0)
+    at = _app().run()
+    at.selectbox(key="tune_model").set_value("ease")
+    at.number_input(key="tune_minutes").set_value(0.0)
+    at.number_input(key="tune_trials").set_value(7)
+    at.button(key="tune_start").click().run()
+    assert not at.exception
+    (record,) = [RunStore(planted_home).read(r) for r in started]
+    assert (record["kind"], record["dataset"], record["status"]) == ("tune", "planted", "queued")
+    p = record["params"]
+    assert (p["model"], p["n_trials"], p["budget_s"], p["split"]) == ("ease", 7, None, "loo")
+    assert p["study"] == record["run_id"]
+
+
+def test_start_without_any_budget_is_one_sentence(planted_home, monkeypatch):
+    monkeypatch.setattr(jobs, "start_job", lambda store, run_id: pytest.fail("started"))
+    at = _app().run()
+    at.number_input(key="tune_minutes").set_value(0.0)
+    at.button(key="tune_start").click().run()
+    assert not at.exception
+    assert len(at.error) == 1 and "budget" in at.error[0].value
+    assert RunStore(planted_home).list("planted", kind="tune") == []
+
+
+def test_finished_study_shows_trials_figures_best_run_and_budget(planted_home):
+    store = RunStore(planted_home)
+    run_id = _study(store, n_trials=5)
+    result = store.result(run_id)
+    at = _app().run()
+    assert not at.exception, at.exception
+    table = _table(at, "trial")
+    assert len(table) == 5 and list(table["trial"]) == [4, 3, 2, 1, 0]  # newest first
+    assert {"state", V.METRIC, "seconds", "l2"} <= set(table.columns)
+    assert table[V.METRIC].max() == pytest.approx(result["best"]["valid_ndcg@10"])
+    figures = _figures(at)
+    history = figures["Validation NDCG@10 of each trial, and the best so far"]
+    traces = {t["name"]: t for t in history["data"]}
+    assert {"valid NDCG@10", "Best Value"} <= set(traces)  # the trials and the best so far
+    assert len(traces["valid NDCG@10"]["y"]) == result["n_trials"] - result["n_pruned"]
+    assert max(traces["Best Value"]["y"]) == pytest.approx(result["best"]["valid_ndcg@10"])
+    assert "Which parameters mattered (fANOVA importance)" in figures
+    assert "Validation NDCG@10 against each parameter" in figures
+    text = _texts(at)
+    assert V.best_sentence(result) in text
+    assert f"run `{result['run_id']}`" in text
+    test_table = _table(at, "ndcg@10")
+    assert test_table["ndcg@10"].iloc[0] == pytest.approx(result["metrics"]["test"]["ndcg@10"])
+    best_run = store.read(result["run_id"])
+    assert best_run["status"] == "finished" and best_run.get("tuned_from") == run_id
+    assert "Budget 5 trials: used" in text and "the number of trials was reached" in text
+    assert at.button(key="tune_resume").label == "Resume this study for 10 min"
+
+
+def test_second_session_and_resume_continue_the_same_study(planted_home, monkeypatch):
+    store = RunStore(planted_home)
+    first = _study(store, n_trials=3)
+    one, two = _app().run(), _app().run()  # two browser sessions
+    for at in (one, two):
+        assert not at.exception
+        assert len(_table(at, "trial")) == 3
+        assert f"Study {first}: ease" in _texts(at)
+    started = []
+    monkeypatch.setattr(jobs, "start_job", lambda store, run_id: started.append(run_id) or 0)
+    one.number_input(key="tune_minutes").set_value(0.0)
+    one.number_input(key="tune_trials").set_value(2).run()
+    one.button(key="tune_resume").click().run()
+    assert not one.exception
+    (second,) = started
+    assert store.read(second)["params"]["study"] == first
+    jobs.run_job(store, second, "tune", lambda stage: tuning.run_tune(store, second, stage))
+    at = _app().run()  # a reload finds the newest job of the study: 3 + 2 trials
+    assert not at.exception
+    assert len(_table(at, "trial")) == 5
+    assert f"Study {first} (resumed as run {second})" in _texts(at)
+
+
+def test_a_running_study_shows_its_trials_live_and_a_cancel_button(planted_home):
+    store = RunStore(planted_home)
+    first = _study(store, n_trials=3)
+    second = tuning.new_tune(store, "planted", "ease", n_trials=3, budget_s=None, resume=first)
+    store.append_progress(second, {"stage": "trial 4/6 · best 0.1234", "step": 3, "steps": 6})
+    proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        pid_start = liveness.process_start(proc.pid)
+        store.update(second, status="running", pid=proc.pid, pid_start=pid_start)
+        at = _app().run()
+        assert not at.exception
+        assert at.button(key="tune_start").disabled
+        assert "trial 4/6 · best 0.1234" in str(at.get("progress")[0].proto)
+        assert at.button(key=f"cancel_{second}").label == "Cancel"
+        assert len(_table(at, "trial")) == 3  # the finished trials, live
+        assert "Validation NDCG@10 of each trial, and the best so far" in _figures(at)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_study_without_trials_says_so(planted_home):
+    store = RunStore(planted_home)
+    run_id = tuning.new_tune(store, "planted", "ease", n_trials=3, budget_s=None)
+    store.update(run_id, status="cancelled")
+    at = _app().run()
+    assert not at.exception
+    text = _texts(at)
+    assert "The last run was cancelled." in text
+    assert not at.get("plotly_chart")
+    assert at.button(key="tune_resume").label.startswith("Resume this study")
+
+
+def test_no_result_notes():
+    def frame(*states):
+        return pd.DataFrame(
+            {"number": range(len(states)), "state": states, "value": 0.1, "duration_s": 1.0}
+        )
+
+    assert V.no_result_note(frame()) == "No trial has been recorded in this study yet."
+    assert V.no_result_note(frame("FAIL", "FAIL")) == (
+        "All 2 trials failed, so there is no best parameter set; the job log in the run folder "
+        "says why."
+    )
+    assert V.no_result_note(frame("RUNNING")).startswith("No trial has finished yet")
+    assert V.no_result_note(frame("COMPLETE", "PRUNED")) is None
+
+
+def test_importances_need_two_finished_trials_that_differ():
+    from dashboard import charts_tune as C
+
+    study = optuna.create_study(direction="maximize")
+    assert C.importance(study) == (None, "Parameter importances need at least two finished trials.")
+    assert C.history(study)[0] is None
+    for _ in range(2):
+        study.enqueue_trial({"k": 5})
+        study.optimize(lambda t: t.suggest_int("k", 1, 10) / 10, n_trials=1)
+    fig, note = C.importance(study)
+    assert fig is None and note.startswith("Parameter importances need parameters that took")
+    study.optimize(lambda t: t.suggest_int("k", 1, 10) / 10, n_trials=3)
+    fig, note = C.importance(study)
+    assert note is None and fig.layout.title.text == C.TITLES["importance"]
+    fig, _ = C.history(study)
+    assert len(fig.data[0].y) == 5
+
+
+# --- a stand-in for core.runs.tuning's contract, used only while the real one is missing ---
+
+FAKE = tuning is None
+
+
+def _install_fake(monkeypatch) -> None:
+    import sys
+    import types
+
+    import core.runs
+    from core.models import make_model
+    from core.runs import store as store_mod
+
+    global tuning
+    fake = types.ModuleType("core.runs.tuning")
+    fake.SPACES = {m: make_model(m).SEARCH_SPACE for m in ("ease", "itemknn")}
+    fake.tunable_models = lambda: list(fake.SPACES)
+    fake.new_tune, fake.run_tune = _fake_new_tune, _fake_run_tune
+    fake.load_study, fake.trials_frame = _fake_load_study, _fake_trials_frame
+    monkeypatch.setitem(sys.modules, "core.runs.tuning", fake)
+    monkeypatch.setattr(core.runs, "tuning", fake, raising=False)
+    monkeypatch.setattr(store_mod, "KINDS", (*store_mod.KINDS, "tune"))
+    monkeypatch.setitem(jobs.COMMANDS, "tune", ("tune",))
+    sys.modules.pop("pages.tune", None)
+    tuning = fake
+
+
+def _fake_new_tune(store, dataset, model, *, split_method="loo", seed=42, budget_s=600,
+                   n_trials=None, device="auto", resume=None):  # fmt: skip
+    from core.data.dataset import Dataset
+    from core.errors import RecScopeError
+
+    Dataset.load(store.home, dataset)
+    if not budget_s and not n_trials:
+        raise RecScopeError("Give a budget: minutes, a number of trials, or both.")
+    params = {"model": model, "split": split_method, "seed": seed, "budget_s": budget_s,
+              "n_trials": n_trials, "study": resume}  # fmt: skip
+    run_id = store.new_run({"kind": "tune", "dataset": dataset, "params": params})
+    if resume is None:
+        store.update(run_id, params={**params, "study": run_id})
+    return run_id
+
+
+def _storage(store):
+    (store.home / "tuning").mkdir(exist_ok=True)
+    return f"sqlite:///{store.home / 'tuning' / 'studies.db'}"
+
+
+def _fake_load_study(store, run_id):
+    name = store.read(run_id)["params"]["study"]
+    return optuna.load_study(study_name=name, storage=_storage(store))
+
+
+def _fake_trials_frame(store, run_id):
+    from core.errors import RecScopeError
+
+    try:
+        study = _fake_load_study(store, run_id)
+    except KeyError:
+        raise RecScopeError("This study has no trials yet.") from None
+    rows = [{"number": t.number, "state": t.state.name, "value": t.value,
+             "duration_s": t.duration.total_seconds() if t.duration else None, **t.params}
+            for t in study.get_trials(deepcopy=False)]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _fake_run_tune(store, run_id, stage):
+    from core.runs.pipeline import new_run, train_run
+
+    record = store.read(run_id)
+    p = record["params"]
+    study = optuna.create_study(
+        study_name=p["study"], storage=_storage(store), direction="maximize",
+        load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=p["seed"]),
+    )  # fmt: skip
+    if not study.trials:
+        study.enqueue_trial({"l2": 500.0})
+
+    def objective(trial):
+        l2 = trial.suggest_float("l2", 1.0, 1e5, log=True)
+        for epoch in range(3):
+            trial.report(0.1 * epoch, epoch)
+        return 0.3 - abs(math.log10(l2) - 2.5) / 10
+
+    study.optimize(objective, n_trials=p["n_trials"])
+    best = study.best_trial
+    best_run = new_run(store, record["dataset"], "ease", params=best.params)
+    store.update(best_run, tuned_from=p["study"])
+    trained = train_run(store, best_run)
+    return {
+        "study": p["study"], "n_trials": len(study.trials), "n_pruned": 0, "n_failed": 0,
+        "best": {"params": best.params, "valid_ndcg@10": best.value, "trial": best.number},
+        "default": {"valid_ndcg@10": study.trials[0].value}, "run_id": best_run,
+        "metrics": {"test": trained["metrics"]["test"]},
+        "budget": {"budget_s": p["budget_s"], "n_trials": p["n_trials"], "elapsed_s": 3.0,
+                   "stopped_by": "trials"},
+        "unexplored": "Only a small part of the l2 range was tried.",
+    }  # fmt: skip
