@@ -49,7 +49,7 @@ def job_controls(
 
 @st.fragment(run_every=POLL_S)
 def _poll(store: RunStore, run_id: str) -> None:
-    record = jobs.refresh(store, store.read(run_id))
+    record = store.read(run_id)  # refreshed: a dead process reads as failed
     if record.get("status") not in jobs.ACTIVE:
         st.rerun()  # the whole page redraws with the result
     summary = jobs.stage_summary(record, store.progress(run_id))

@@ -84,10 +84,8 @@ def _form(store: RunStore, name: str) -> None:
 def _live(store: RunStore, name: str) -> None:
     """Active runs of this dataset and the ones this session started, refreshed every 2 s."""
     mine = set(st.session_state.get(STARTED, []))
-    records = [
-        jobs.refresh(store, r)
-        for r in store.list(dataset=name)
-        if r.get("status") in jobs.ACTIVE or r["run_id"] in mine
+    records = [  # store.list refreshes every active record
+        r for r in store.list(dataset=name) if r.get("status") in jobs.ACTIVE or r["run_id"] in mine
     ]
     if not records:
         st.caption("No training in progress for this dataset.")

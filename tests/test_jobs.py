@@ -33,7 +33,7 @@ FAST = {"epochs": 1, "batch_size": 256}
 def wait_for(store: RunStore, run_id: str, statuses: tuple[str, ...], timeout: float = 180):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        record = jobs.refresh(store, store.read(run_id))
+        record = store.read(run_id)
         if record["status"] in statuses:
             return record
         time.sleep(0.3)
@@ -74,7 +74,7 @@ def test_second_job_on_a_busy_device_queues_then_cancels(store):
 def test_refresh_marks_a_vanished_process_failed(store):
     run_id = new_run(store, "planted", "pop", device="cpu")
     store.update(run_id, status="running", pid=999_999_999)
-    record = jobs.refresh(store, store.read(run_id))
+    record = store.read(run_id)
     assert record["status"] == "failed"
     assert record["error"].startswith("The training process stopped unexpectedly")
 

@@ -5,6 +5,7 @@ and the buttons launch jobs through the one job launcher."""
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -145,8 +146,12 @@ def test_a_running_job_shows_its_stage_and_disables_its_button(home):
     store = RunStore(home)
     run_id = sr.new_leaderboard(store, "multi")
     store.append_progress(run_id, {"stage": "Training pooled (2 of 3)", "step": 3, "steps": 9})
-    # a live process in its own session stands in for the job's process
-    proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    # a live process in its own session, naming the run as a job's command line does,
+    # stands in for the job's process
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "--run-id", run_id],
+        start_new_session=True,
+    )
     try:
         store.update(run_id, status="running", pid=proc.pid)
         at = _app("multi").run()
@@ -158,7 +163,7 @@ def test_a_running_job_shows_its_stage_and_disables_its_button(home):
     finally:
         proc.kill()
         proc.wait()
-    assert jobs.refresh(store, store.read(run_id))["status"] == "failed"  # its process died
+    assert store.read(run_id)["status"] == "failed"  # its process died
 
 
 @pytest.fixture(autouse=True)

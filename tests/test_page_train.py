@@ -29,7 +29,7 @@ def _app(dataset: str | None = "planted") -> AppTest:
 def _wait(store: RunStore, run_ids: list[str], timeout: float = 180) -> list[dict]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        records = [jobs.refresh(store, store.read(r)) for r in run_ids]
+        records = [store.read(r) for r in run_ids]
         if all(r["status"] not in jobs.ACTIVE for r in records):
             return records
         time.sleep(0.5)

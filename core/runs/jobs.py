@@ -213,12 +213,6 @@ def cancel_job(store: RunStore, run_id: str) -> dict:
     return record
 
 
-def refresh(store: RunStore, record: dict) -> dict:
-    """`RunStore.refresh`, kept for the pages that call it; a record from `RunStore.read` or
-    `list` is already refreshed and needs no second one."""
-    return store.refresh(record)
-
-
 def latest_job(
     store: RunStore, dataset: str, kind: str, *, finished: bool = False, **params
 ) -> dict | None:
