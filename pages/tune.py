@@ -14,7 +14,7 @@ import streamlit as st
 
 from core.data.split import METHODS
 from core.errors import RecScopeError
-from core.runs import jobs, tuning
+from core.runs import jobs, tuning, tuning_space
 from core.runs.store import RunStore, workspace_home
 from dashboard import charts_tune as C
 from dashboard import shell
@@ -25,6 +25,7 @@ from dashboard.views_train import SPLITS
 
 KIND = "tune"
 RESUMABLE = ("finished", "cancelled", "failed")
+FIGURES = "tune_figures"  # session key: (run id and trial states, the figures drawn for them)
 
 
 def render() -> None:
@@ -52,7 +53,7 @@ def _form(store: RunStore, name: str, newest: dict | None) -> dict:
     models = tuning.tunable_models()
     left, mid, right = st.columns(3)
     model = left.selectbox("Model", models, key="tune_model")
-    space = tuning.SPACES.get(model) or {}
+    space = tuning_space.SPACES.get(model) or {}
     if space:
         searched = "; ".join(f"{name} {param.describe()}" for name, param in space.items())
         left.caption(md(f"Searches {searched}."))
@@ -74,7 +75,8 @@ def _form(store: RunStore, name: str, newest: dict | None) -> dict:
         tuning.new_tune, store, name, model, split_method=split, seed=int(seed), device=device,
         **budget,
     )  # fmt: skip
-    job_controls(store, newest, "Start tuning", "tune_start", start, primary=True)
+    label = "Start tuning" if newest is None else "Start a new study"
+    job_controls(store, newest, label, "tune_start", start, primary=True)
     return budget
 
 
@@ -126,20 +128,33 @@ def _trials(store: RunStore, run_id: str) -> None:
         st.info(note)
     if frame.empty or V.trial_counts(frame).get("finished", 0) == 0:
         return
-    _figures(tuning.load_study(store, run_id), len(frame))
+    _figures(store, run_id, frame)
 
 
-def _figures(study, n: int) -> None:
+def _figures(store: RunStore, run_id: str, frame) -> None:
+    figures = _drawn(store, run_id, frame)
     left, right = st.columns(2)
     for column, which in ((left, "history"), (right, "importance")):
-        _figure(column, which, study, n)
+        _figure(column, which, figures, len(frame))
     tabs = st.tabs(["Slice", "Parallel coordinates", "Per-epoch curves"])
     for tab, which in zip(tabs, ("slice", "parallel", "curves"), strict=True):
-        _figure(tab, which, study, n)
+        _figure(tab, which, figures, len(frame))
 
 
-def _figure(where, which: str, study, n: int) -> None:
-    fig, note = C.ALL[which](study)
+def _drawn(store: RunStore, run_id: str, frame) -> dict:
+    """Every figure of the study, redrawn only when a trial changed state (the live view
+    polls every few seconds; fANOVA importances refit a forest each time)."""
+    seen = tuple(zip(frame["number"], frame["state"].astype(str), strict=True))
+    memo = st.session_state.get(FIGURES)
+    if memo is None or memo[0] != (run_id, seen):
+        study = tuning.load_study(store, run_id)
+        memo = ((run_id, seen), {which: draw(study) for which, draw in C.ALL.items()})
+        st.session_state[FIGURES] = memo
+    return memo[1]
+
+
+def _figure(where, which: str, figures: dict, n: int) -> None:
+    fig, note = figures[which]
     with where:
         if fig is None:
             st.caption(note)

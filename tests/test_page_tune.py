@@ -208,8 +208,41 @@ def test_a_study_without_trials_says_so(planted_home):
     assert not at.exception
     text = _texts(at)
     assert "The last run was cancelled." in text
+    assert "No trial has finished yet; figures appear after the first one." in text
     assert not at.get("plotly_chart")
     assert at.button(key="tune_resume").label.startswith("Resume this study")
+
+
+def test_a_study_whose_trials_all_failed_says_so(planted_home):
+    store = RunStore(planted_home)
+    run_id = tuning.new_tune(store, "planted", "ease", n_trials=2, budget_s=None)
+    study = tuning.load_study(store, run_id)
+    for _ in range(2):
+        study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)
+    store.update(run_id, status="failed", error="The last 2 trials failed, so tuning stopped.")
+    at = _app().run()
+    assert not at.exception
+    assert list(_table(at, "trial")["state"]) == ["failed", "failed"]
+    assert (
+        "All 2 trials failed, so there is no best parameter set; the job log in the run folder "
+        "says why." in [e.value for e in at.info]
+    )
+    assert "The last run failed: The last 2 trials failed" in _texts(at)
+    assert not at.get("plotly_chart")
+
+
+def test_a_missing_study_database_is_one_sentence(planted_home, monkeypatch):
+    store = RunStore(planted_home)
+    run_id = _study(store, n_trials=2)
+    (planted_home / "tuning" / "studies.db").unlink()
+    if not FAKE:  # what an app restart does: no storage engine kept from before
+        monkeypatch.setattr(tuning, "_STORAGES", {})
+    at = _app().run()
+    assert not at.exception
+    (note,) = [e.value for e in at.info if "Study" in e.value]
+    assert note.replace("\\", "").startswith(f"Study {run_id} is not in ")
+    assert "start a new study" in note
+    assert not at.get("plotly_chart") and at.button(key="tune_resume")
 
 
 def test_no_result_notes():
