@@ -223,6 +223,35 @@ def cmd_scenarios_leaderboard(args) -> dict:
     return {"run_id": run_id, "status": record["status"], **(store.result(run_id) or {})}
 
 
+def cmd_tune(args) -> dict:
+    """Tune a model (a new study, or `--resume STUDY`), then train the best parameters as a
+    run; prints the study's result with `job_id` (this tuning job) and `run_id` (the run)."""
+    from core.runs.store import RunStore
+    from core.runs.tuning import DEFAULT_BUDGET_S, new_tune, run_tune
+
+    store = RunStore(_home())
+    run_id = args.run_id
+    if not run_id:
+        budget = args.budget
+        if budget is None and args.trials is None:
+            budget = DEFAULT_BUDGET_S
+        run_id = new_tune(
+            store,
+            args.dataset,
+            args.model,
+            split_method=args.split,
+            seed=args.seed,
+            budget_s=budget,
+            n_trials=args.trials,
+            device=args.device,
+            resume=args.resume,
+            epochs=args.epochs,
+            params=_parse_params(args.param),
+        )
+    record = _run_job(store, run_id, "tune", partial(run_tune, store, run_id))
+    return {"job_id": run_id, "status": record["status"], **(store.result(run_id) or {})}
+
+
 def cmd_runs(args) -> dict:
     from core.runs.store import RunStore
 

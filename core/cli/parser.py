@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from core.cli.commands import (
     cmd_datasets,
@@ -16,6 +17,7 @@ from core.cli.commands import (
     cmd_similar,
     cmd_train,
     cmd_transfer,
+    cmd_tune,
 )
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -137,6 +139,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-param", action="append", default=[], metavar="KEY=VALUE")
     _job_options(p)
 
+    what = "Tune a model's hyperparameters under a time or trial budget (an Optuna study)."
+    p = command("tune", cmd_tune, what)
+    p.add_argument("--dataset")
+    p.add_argument("--model", choices=list(_REGISTRY))
+    p.add_argument("--split", default="loo", choices=METHODS)
+    p.add_argument("--budget", type=budget_seconds, help="wall time: 600, 600s, 10m or 1h")
+    p.add_argument("--trials", type=positive_int, help="number of trials (this job's)")
+    p.add_argument("--epochs", type=positive_int, help="most epochs of each neural trial")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="fixed")
+    p.add_argument("--resume", metavar="STUDY", help="continue this study (its first run id)")
+    p.add_argument("--seed", type=non_negative_int, default=42)
+    p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument("--run-id", help="run an already created (queued) tuning job")
+
     p = command("runs", cmd_runs, "List runs and jobs (every kind unless --kind), newest first.")
     p.add_argument("--dataset")
     p.add_argument("--kind", choices=KINDS, help="only jobs of this kind")
@@ -149,6 +165,21 @@ def _job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=positive_int, help="epochs of the multiscenario model")
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--run-id", help="run an already created (queued) job of this kind")
+
+
+def budget_seconds(text: str) -> float:
+    """An argparse type: a wall-clock budget, '600' or '600s' (seconds), '10m', '1.5h'."""
+    match = _BUDGET.fullmatch(text.strip().lower())
+    seconds = float(match[1]) * _UNITS[match[2] or "s"] if match else 0.0
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time budget; use seconds above 0 (600), 600s, 10m or 1h"
+        )
+    return seconds
+
+
+_BUDGET = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h)?")
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def _whole(text: str, low: int) -> int:

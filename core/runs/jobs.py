@@ -47,6 +47,7 @@ COMMANDS = {
     "train": ("train",),
     "leaderboard": ("scenarios", "leaderboard"),
     "transfer": ("transfer",),
+    "tune": ("tune",),
 }
 #: a second Cancel this long after the first one stops the process with SIGKILL
 FORCE_AFTER_S = 15.0

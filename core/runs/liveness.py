@@ -23,7 +23,12 @@ STALE_S = 60.0
 #: an active record that no process has claimed (no pid) for this long was never started
 UNCLAIMED_S = 600.0
 #: how an error message names the process of each kind
-LABELS = {"train": "training", "leaderboard": "leaderboard", "transfer": "transfer"}
+LABELS = {
+    "train": "training",
+    "leaderboard": "leaderboard",
+    "transfer": "transfer",
+    "tune": "tuning",
+}
 _LOG_PREFIX = re.compile(r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+: ")
 
 
