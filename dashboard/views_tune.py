@@ -65,6 +65,9 @@ def trials_table(frame: pd.DataFrame) -> pd.DataFrame:
         return frame
     view = frame.sort_values("number", ascending=False).copy()
     view["state"] = view["state"].map(lambda s: STATES.get(str(s).upper(), str(s).lower()))
+    for column in view.columns.drop(["number", "state", "value", "duration_s"], errors="ignore"):
+        if view[column].dtype == object:  # e.g. EASE's default l2 'auto' beside numbers
+            view[column] = view[column].map(lambda v: None if v is None else _number(v))
     return view.rename(
         columns={"number": "trial", "value": METRIC, "duration_s": "seconds"}
     ).reset_index(drop=True)

@@ -19,12 +19,13 @@ from core.runs.store import RunStore, workspace_home
 from dashboard import charts_tune as C
 from dashboard import shell
 from dashboard import views_tune as V
-from dashboard.job_panel import POLL_S, job_controls
+from dashboard.job_panel import POLL_S
 from dashboard.text import md
 from dashboard.views_train import SPLITS
 
 KIND = "tune"
 RESUMABLE = ("finished", "cancelled", "failed")
+TABLE_HEIGHT = 320  # px: about eight trials, the rest scroll
 FIGURES = "tune_figures"  # session key: (run id and trial states, the figures drawn for them)
 
 
@@ -60,7 +61,7 @@ def _form(store: RunStore, name: str, newest: dict | None) -> dict:
     split = mid.selectbox("Split", METHODS, format_func=SPLITS.get, key="tune_split")
     seed = mid.number_input("Seed", 0, 2**31 - 1, 42, key="tune_seed")
     minutes = right.number_input(
-        "Minutes", 0.0, 24 * 60.0, 10.0, step=1.0, key="tune_minutes",
+        "Minutes", 0.0, 24 * 60.0, 10.0, step=1.0, format="%g", key="tune_minutes",
         help="Wall-clock budget; 0 means no time limit (then set a number of trials).",
     )  # fmt: skip
     trials = right.number_input(
@@ -75,22 +76,53 @@ def _form(store: RunStore, name: str, newest: dict | None) -> dict:
         tuning.new_tune, store, name, model, split_method=split, seed=int(seed), device=device,
         **budget,
     )  # fmt: skip
-    label = "Start tuning" if newest is None else "Start a new study"
-    job_controls(store, newest, label, "tune_start", start, primary=True)
+    _start_button(store, newest, start)
     return budget
+
+
+def _start_button(store: RunStore, newest: dict | None, create) -> None:
+    """Start a study (`create()` makes its job record); says how the last job ended."""
+    status = (newest or {}).get("status")
+    label = "Start tuning" if newest is None else "Start a new study"
+    disabled = status in jobs.ACTIVE
+    if st.button(label, type="primary", disabled=disabled, key="tune_start"):
+        try:
+            jobs.start_job(store, create())
+        except RecScopeError as err:
+            st.error(md(err))
+        else:
+            st.rerun()
+    if status == "failed":
+        st.error(f"The last tuning job failed: {md(newest.get('error') or 'no message')}")
+    elif status == "cancelled":
+        st.caption("The last tuning job was cancelled; its finished trials are kept.")
 
 
 def _study(store: RunStore, name: str, record: dict, budget: dict) -> None:
     st.subheader("Study")
+    if record.get("status") in jobs.ACTIVE:
+        _live(store, record["run_id"])
+        return
     st.caption(md(V.study_heading(record)))
     if record.get("status") in RESUMABLE:
         _resume(store, name, record, budget)
-    if record.get("status") in jobs.ACTIVE:
-        _live(store, record["run_id"])
-    else:
-        _trials(store, record["run_id"])
     if record.get("status") == "finished":
         _outcome(store, record)
+    _trials(store, record["run_id"])
+
+
+@st.fragment(run_every=POLL_S)
+def _live(store: RunStore, run_id: str) -> None:
+    """A running study: its stage, Cancel, the trials and figures, redrawn every few seconds."""
+    record = store.read(run_id)
+    if record.get("status") not in jobs.ACTIVE:
+        st.rerun()  # the whole page redraws with the result
+    st.caption(md(V.study_heading(record)))
+    summary = jobs.stage_summary(record, store.progress(run_id))
+    st.progress(summary["fraction"], text=md(summary["stage"] or "Starting…"))
+    if st.button("Cancel", key=f"cancel_{run_id}", help="The running trial ends; none is lost."):
+        jobs.cancel_job(store, run_id)
+    _trials(store, run_id)
 
 
 def _resume(store: RunStore, name: str, record: dict, budget: dict) -> None:
@@ -123,7 +155,9 @@ def _trials(store: RunStore, run_id: str) -> None:
         number = st.column_config.NumberColumn
         config = {V.METRIC: number(V.METRIC, format="%.4f"), "seconds": number(format="%.1f")}
         st.markdown(f"**Trials** · {md(V.progress_line({}, frame))}")
-        st.dataframe(V.trials_table(frame), hide_index=True, column_config=config, key="tune_tab")
+        table = V.trials_table(frame)
+        height = min(36 * (len(table) + 1) + 2, TABLE_HEIGHT)
+        st.dataframe(table, hide_index=True, column_config=config, height=height, key="tune_tab")
     if note:
         st.info(note)
     if frame.empty or V.trial_counts(frame).get("finished", 0) == 0:
@@ -160,12 +194,6 @@ def _figure(where, which: str, figures: dict, n: int) -> None:
             st.caption(note)
         else:
             st.plotly_chart(fig, width="stretch", key=f"tune_fig_{which}_{n}")
-
-
-@st.fragment(run_every=POLL_S)
-def _live(store: RunStore, run_id: str) -> None:
-    """The trials and figures of a running study, redrawn every few seconds."""
-    _trials(store, run_id)
 
 
 def _outcome(store: RunStore, record: dict) -> None:

@@ -191,7 +191,8 @@ def test_a_running_study_shows_its_trials_live_and_a_cancel_button(planted_home)
         at = _app().run()
         assert not at.exception
         assert at.button(key="tune_start").disabled
-        assert "trial 4/6 · best 0.1234" in str(at.get("progress")[0].proto)
+        bar = at.get("progress")[0].proto
+        assert bar.text.replace("\\", "") == "trial 4/6 · best 0.1234" and bar.value == 50
         assert at.button(key=f"cancel_{second}").label == "Cancel"
         assert len(_table(at, "trial")) == 3  # the finished trials, live
         assert "Validation NDCG@10 of each trial, and the best so far" in _figures(at)
@@ -207,7 +208,7 @@ def test_a_study_without_trials_says_so(planted_home):
     at = _app().run()
     assert not at.exception
     text = _texts(at)
-    assert "The last run was cancelled." in text
+    assert "The last tuning job was cancelled; its finished trials are kept." in text
     assert "No trial has finished yet; figures appear after the first one." in text
     assert not at.get("plotly_chart")
     assert at.button(key="tune_resume").label.startswith("Resume this study")
@@ -227,7 +228,7 @@ def test_a_study_whose_trials_all_failed_says_so(planted_home):
         "All 2 trials failed, so there is no best parameter set; the job log in the run folder "
         "says why." in [e.value for e in at.info]
     )
-    assert "The last run failed: The last 2 trials failed" in _texts(at)
+    assert "The last tuning job failed: The last 2 trials failed" in _texts(at)
     assert not at.get("plotly_chart")
 
 
