@@ -20,7 +20,7 @@ import streamlit as st  # noqa: E402
 
 from core.runs.store import workspace_home  # noqa: E402
 from dashboard import auth, shell  # noqa: E402
-from pages import compare, data, items, runs, scenarios, train, user  # noqa: E402
+from pages import compare, data, items, runs, scenarios, train, tune, user  # noqa: E402
 
 # One line per page: (render function, title, URL path, icon). The first one opens first.
 PAGES = [
@@ -31,6 +31,7 @@ PAGES = [
     (user.render, "User explorer", "user", ":material/person_search:"),
     (items.render, "Items", "items", ":material/category:"),
     (scenarios.render, "Scenarios", "scenarios", ":material/hub:"),
+    (tune.render, "Tune", "tune", ":material/tune:"),
 ]
 
 

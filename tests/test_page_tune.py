@@ -6,7 +6,6 @@ no trials, only failed trials or a missing database."""
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 
 import optuna
@@ -15,15 +14,10 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from core.runs import jobs, liveness
+from core.runs import jobs, liveness, tuning
 from core.runs.store import RunStore
 from dashboard import views_tune as V
 from dashboard.text import WORD_JOINER
-
-try:
-    from core.runs import tuning
-except ImportError:  # until core.runs.tuning lands (issue 12, T1): a fake of its contract
-    tuning = None
 
 
 def _page(dataset: str | None = None) -> None:
@@ -67,9 +61,7 @@ def _study(store: RunStore, model: str = "ease", n_trials: int = 5, **kw) -> str
 
 
 @pytest.fixture(autouse=True)
-def _kinds(monkeypatch):
-    if FAKE:
-        _install_fake(monkeypatch)
+def _one_thread():
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -136,6 +128,7 @@ def test_finished_study_shows_trials_figures_best_run_and_budget(planted_home):
     table = _table(at, "trial")
     assert len(table) == 5 and list(table["trial"]) == [4, 3, 2, 1, 0]  # newest first
     assert {"state", V.METRIC, "seconds", "l2"} <= set(table.columns)
+    assert table["l2"].iloc[-1] == "auto"  # trial 0 runs EASE's defaults, shown as text
     assert table[V.METRIC].max() == pytest.approx(result["best"]["valid_ndcg@10"])
     figures = _figures(at)
     history = figures["Validation NDCG@10 of each trial, and the best so far"]
@@ -236,8 +229,7 @@ def test_a_missing_study_database_is_one_sentence(planted_home, monkeypatch):
     store = RunStore(planted_home)
     run_id = _study(store, n_trials=2)
     (planted_home / "tuning" / "studies.db").unlink()
-    if not FAKE:  # what an app restart does: no storage engine kept from before
-        monkeypatch.setattr(tuning, "_STORAGES", {})
+    monkeypatch.setattr(tuning, "_STORAGES", {})  # as after an app restart: no engine kept
     at = _app().run()
     assert not at.exception
     (note,) = [e.value for e in at.info if "Study" in e.value]
@@ -277,103 +269,3 @@ def test_importances_need_two_finished_trials_that_differ():
     assert note is None and fig.layout.title.text == C.TITLES["importance"]
     fig, _ = C.history(study)
     assert len(fig.data[0].y) == 5
-
-
-# --- a stand-in for core.runs.tuning's contract, used only while the real one is missing ---
-
-FAKE = tuning is None
-
-
-def _install_fake(monkeypatch) -> None:
-    import sys
-    import types
-
-    import core.runs
-    from core.models import make_model
-    from core.runs import store as store_mod
-
-    global tuning
-    fake = types.ModuleType("core.runs.tuning")
-    fake.SPACES = {m: make_model(m).SEARCH_SPACE for m in ("ease", "itemknn")}
-    fake.tunable_models = lambda: list(fake.SPACES)
-    fake.new_tune, fake.run_tune = _fake_new_tune, _fake_run_tune
-    fake.load_study, fake.trials_frame = _fake_load_study, _fake_trials_frame
-    monkeypatch.setitem(sys.modules, "core.runs.tuning", fake)
-    monkeypatch.setattr(core.runs, "tuning", fake, raising=False)
-    monkeypatch.setattr(store_mod, "KINDS", (*store_mod.KINDS, "tune"))
-    monkeypatch.setitem(jobs.COMMANDS, "tune", ("tune",))
-    sys.modules.pop("pages.tune", None)
-    tuning = fake
-
-
-def _fake_new_tune(store, dataset, model, *, split_method="loo", seed=42, budget_s=600,
-                   n_trials=None, device="auto", resume=None):  # fmt: skip
-    from core.data.dataset import Dataset
-    from core.errors import RecScopeError
-
-    Dataset.load(store.home, dataset)
-    if not budget_s and not n_trials:
-        raise RecScopeError("Give a budget: minutes, a number of trials, or both.")
-    params = {"model": model, "split": split_method, "seed": seed, "budget_s": budget_s,
-              "n_trials": n_trials, "study": resume}  # fmt: skip
-    run_id = store.new_run({"kind": "tune", "dataset": dataset, "params": params})
-    if resume is None:
-        store.update(run_id, params={**params, "study": run_id})
-    return run_id
-
-
-def _storage(store):
-    (store.home / "tuning").mkdir(exist_ok=True)
-    return f"sqlite:///{store.home / 'tuning' / 'studies.db'}"
-
-
-def _fake_load_study(store, run_id):
-    name = store.read(run_id)["params"]["study"]
-    return optuna.load_study(study_name=name, storage=_storage(store))
-
-
-def _fake_trials_frame(store, run_id):
-    from core.errors import RecScopeError
-
-    try:
-        study = _fake_load_study(store, run_id)
-    except KeyError:
-        raise RecScopeError("This study has no trials yet.") from None
-    rows = [{"number": t.number, "state": t.state.name, "value": t.value,
-             "duration_s": t.duration.total_seconds() if t.duration else None, **t.params}
-            for t in study.get_trials(deepcopy=False)]  # fmt: skip
-    return pd.DataFrame(rows)
-
-
-def _fake_run_tune(store, run_id, stage):
-    from core.runs.pipeline import new_run, train_run
-
-    record = store.read(run_id)
-    p = record["params"]
-    study = optuna.create_study(
-        study_name=p["study"], storage=_storage(store), direction="maximize",
-        load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=p["seed"]),
-    )  # fmt: skip
-    if not study.trials:
-        study.enqueue_trial({"l2": 500.0})
-
-    def objective(trial):
-        l2 = trial.suggest_float("l2", 1.0, 1e5, log=True)
-        for epoch in range(3):
-            trial.report(0.1 * epoch, epoch)
-        return 0.3 - abs(math.log10(l2) - 2.5) / 10
-
-    study.optimize(objective, n_trials=p["n_trials"])
-    best = study.best_trial
-    best_run = new_run(store, record["dataset"], "ease", params=best.params)
-    store.update(best_run, tuned_from=p["study"])
-    trained = train_run(store, best_run)
-    return {
-        "study": p["study"], "n_trials": len(study.trials), "n_pruned": 0, "n_failed": 0,
-        "best": {"params": best.params, "valid_ndcg@10": best.value, "trial": best.number},
-        "default": {"valid_ndcg@10": study.trials[0].value}, "run_id": best_run,
-        "metrics": {"test": trained["metrics"]["test"]},
-        "budget": {"budget_s": p["budget_s"], "n_trials": p["n_trials"], "elapsed_s": 3.0,
-                   "stopped_by": "trials"},
-        "unexplored": "Only a small part of the l2 range was tried.",
-    }  # fmt: skip
