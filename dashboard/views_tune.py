@@ -11,6 +11,8 @@ from collections.abc import Mapping
 
 import pandas as pd
 
+from dashboard.views_train import HEADLINE
+
 METRIC = "valid NDCG@10"
 #: trial states as a person reads them (Optuna's names: COMPLETE, PRUNED, FAIL, RUNNING…)
 STATES = {
@@ -133,12 +135,11 @@ def params_table(params: Mapping) -> pd.DataFrame:
     return pd.DataFrame({"parameter": list(params), "value": [_number(v) for v in params.values()]})
 
 
-def test_metrics_table(metrics: Mapping) -> pd.DataFrame:
-    """The best run's test metrics as one row, headline metrics first."""
+def best_test_table(metrics: Mapping) -> pd.DataFrame:
+    """The best run's headline test metrics (the Train page's) as one row; all of them are
+    on the Runs page."""
     test = dict((metrics or {}).get("test") or {})
-    order = [m for m in ("ndcg@10", "recall@10", "hit@10", "mrr@10") if m in test]
-    order += sorted(m for m in test if m not in order)
-    return pd.DataFrame([{m: test[m] for m in order}])
+    return pd.DataFrame([{m: test[m] for m in HEADLINE if m in test}])
 
 
 def progress_line(record: Mapping, frame: pd.DataFrame) -> str:

@@ -106,8 +106,12 @@ def _study(store: RunStore, name: str, record: dict, budget: dict) -> None:
     st.caption(md(V.study_heading(record)))
     if record.get("status") in RESUMABLE:
         _resume(store, name, record, budget)
-    if record.get("status") == "finished":
-        _outcome(store, record)
+    study = (record.get("params") or {}).get("study") or record["run_id"]
+    done = jobs.latest_job(store, name, KIND, finished=True, study=study)
+    if done is not None:
+        if done["run_id"] != record["run_id"]:
+            st.caption(f"The result of this study's last finished job, {done['run_id']}:")
+        _outcome(store, done)
     _trials(store, record["run_id"])
 
 
@@ -170,6 +174,7 @@ def _figures(store: RunStore, run_id: str, frame) -> None:
     left, right = st.columns(2)
     for column, which in ((left, "history"), (right, "importance")):
         _figure(column, which, figures, len(frame))
+    left.caption("Trials stopped early are not drawn here; the per-epoch curves show them.")
     tabs = st.tabs(["Slice", "Parallel coordinates", "Per-epoch curves"])
     for tab, which in zip(tabs, ("slice", "parallel", "curves"), strict=True):
         _figure(tab, which, figures, len(frame))
@@ -216,13 +221,13 @@ def _outcome(store: RunStore, record: dict) -> None:
         run_id = result.get("run_id")
         if run_id:
             st.markdown(f"**Trained with the best parameters** · run `{run_id}`")
-            config = {c: st.column_config.NumberColumn(format="%.4f") for c in ("ndcg@10",)}
-            table = V.test_metrics_table(result.get("metrics") or {})
+            table = V.best_test_table(result.get("metrics") or {})
+            config = {c: st.column_config.NumberColumn(format="%.4f") for c in table.columns}
             st.dataframe(table, hide_index=True, column_config=config, key="tune_best_test")
             st.markdown(
                 "It is an ordinary run: [compare it on the Compare page](./compare) with a "
                 f"{md(model)} run trained with the defaults on the same split "
-                "and seed (the Train page makes one)."
+                "and seed (the Train page makes one). Every metric: [the Runs page](./runs)."
             )
     st.caption(md(V.budget_sentence(result)))
     if result.get("unexplored"):

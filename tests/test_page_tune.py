@@ -207,6 +207,23 @@ def test_a_study_without_trials_says_so(planted_home):
     assert at.button(key="tune_resume").label.startswith("Resume this study")
 
 
+def test_a_cancelled_resume_still_shows_the_study_result(planted_home):
+    store = RunStore(planted_home)
+    first = _study(store, n_trials=2)
+    second = tuning.new_tune(store, "planted", "ease", n_trials=2, budget_s=None, resume=first)
+    store.update(second, status="cancelled")
+    at = _app().run()
+    assert not at.exception
+    text = _texts(at)
+    assert "The last tuning job was cancelled; its finished trials are kept." in text
+    assert f"The result of this study's last finished job, {first}:" in text
+    best_run = store.result(first)["run_id"]
+    assert f"run `{best_run}`" in text
+    assert list(_table(at, "ndcg@10").columns) == [
+        "ndcg@10", "recall@10", "hit@10", "mrr@10", "coverage@10", "novelty@10"
+    ]  # fmt: skip
+
+
 def test_a_study_whose_trials_all_failed_says_so(planted_home):
     store = RunStore(planted_home)
     run_id = tuning.new_tune(store, "planted", "ease", n_trials=2, budget_s=None)
