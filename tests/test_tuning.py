@@ -4,6 +4,7 @@ budgeted, cancellable, resumable, selected on validation only, best trained as a
 from __future__ import annotations
 
 import json
+import time
 
 import optuna
 import pytest
@@ -258,3 +259,21 @@ def test_budget_text_in_seconds():
 def _pairs(part) -> set:
     frame = part.frame
     return set(zip(frame["user_code"].tolist(), frame["item_code"].tolist(), strict=True))
+
+
+def test_a_detached_tuning_job_runs_through_the_one_job_system(store):
+    from core.runs import jobs
+
+    job = tuning.new_tune(store, "planted", "ease", device="cpu", budget_s=None, n_trials=2)
+    assert jobs.COMMANDS[store.read(job)["kind"]] == ("tune",)
+    jobs.start_job(store, job)
+    deadline = time.monotonic() + 120
+    while store.read(job)["status"] in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.3)
+    record = store.read(job)
+    assert record["status"] == "finished", record.get("error")
+    result = store.result(job)
+    assert result["n_trials"] == 2 and store.read(result["run_id"])["status"] == "finished"
+    stages = [e["stage"] for e in store.progress(job) if e.get("stage")]
+    assert stages[:2] == ["trial 1/2", f"trial 2/2 · best {result['default']['valid_ndcg@10']:.4f}"]
+    assert stages[-1].startswith("Training the best parameters (trial ")
