@@ -15,7 +15,7 @@ from core.cli import main
 from core.data.split import split
 from core.errors import ParameterError, RecScopeError
 from core.eval import evaluate as evaluate_mod
-from core.runs import tuning
+from core.runs import tuning, tuning_study
 from core.runs.jobs import run_job
 from core.runs.store import RunStore
 
@@ -26,7 +26,7 @@ BPR = {"batch_size": 256}
 @pytest.fixture
 def store(home, planted_dataset, monkeypatch) -> RunStore:
     planted_dataset.save(home)
-    monkeypatch.setattr(tuning, "_STORAGES", {})  # each test opens its own database
+    monkeypatch.setattr(tuning_study, "_STORAGES", {})  # each test opens its own database
     return RunStore(home)
 
 
@@ -39,8 +39,8 @@ def tune(store: RunStore, model: str, **options) -> tuple[str, dict]:
 
 
 def test_tuned_best_is_no_worse_than_the_defaults_and_the_pruner_stopped_trials(store, monkeypatch):
-    monkeypatch.setattr(tuning, "PRUNE_STARTUP_TRIALS", 2)
-    monkeypatch.setattr(tuning, "PRUNE_WARMUP_EPOCHS", 1)
+    monkeypatch.setattr(tuning_study, "PRUNE_STARTUP_TRIALS", 2)
+    monkeypatch.setattr(tuning_study, "PRUNE_WARMUP_EPOCHS", 1)
     job, record = tune(store, "bpr", n_trials=6, epochs=4, params=BPR)
     assert record["status"] == "finished", record.get("error")
     result = store.result(job)
@@ -104,7 +104,7 @@ def test_study_survives_a_new_store_and_resume_continues_it(store, home, monkeyp
         "stopped_by": "trials",
     }
     # another process: a new store, a new database connection
-    monkeypatch.setattr(tuning, "_STORAGES", {})
+    monkeypatch.setattr(tuning_study, "_STORAGES", {})
     again = tuning.load_study(RunStore(home), job)
     assert [t.number for t in again.trials] == [0, 1, 2]
     assert all(t.state == TrialState.COMPLETE for t in again.trials)
@@ -152,7 +152,7 @@ def test_cancel_during_a_trial_keeps_it_and_the_study(store, home, monkeypatch):
     job, record = tune(store, "bpr", n_trials=4, epochs=4, params=BPR)
     assert record["status"] == "cancelled"
     assert store.result(job) is None
-    monkeypatch.setattr(tuning, "_STORAGES", {})
+    monkeypatch.setattr(tuning_study, "_STORAGES", {})
     trials = tuning.load_study(RunStore(home), job).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.PRUNED]
     assert trials[1].user_attrs["stopped"] == "cancelled"

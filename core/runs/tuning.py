@@ -24,7 +24,8 @@ metrics, shown on Runs and Compare like any run.
 
 Only one job tunes a study at a time (`new_tune` refuses a second), so a trial left
 "running" in the database when a job starts belonged to a process that died: it is marked
-failed.
+failed. The search spaces are `core.runs.tuning_space`; the database and the body of one
+trial are `core.runs.tuning_study`.
 """
 
 from __future__ import annotations
@@ -33,18 +34,15 @@ import logging
 import math
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import optuna
 import pandas as pd
-from optuna.trial import Trial, TrialState
+from optuna.trial import TrialState
 
 from core.data.dataset import Dataset, Interactions
 from core.data.split import METHODS, split
-from core.errors import CancelledError, ParameterError, RecScopeError
-from core.eval.evaluate import ranking_metric
+from core.errors import ParameterError, RecScopeError
 from core.models import make_model, model_class
-from core.protocols import ProgressEvent
 from core.runs import liveness
 from core.runs.jobs import Stage, job_record
 from core.runs.liveness import ACTIVE
@@ -52,13 +50,20 @@ from core.runs.pipeline import model_params, new_run, run_dataset, train_run
 from core.runs.store import RunStore
 from core.runs.tuning_space import (
     DEFAULTS_ATTR,
-    FIXED_ATTR,
     enqueue_defaults,
     search_space,
-    suggest,
     trial_params,
     tunable_models,
     unexplored,
+)
+from core.runs.tuning_study import (
+    ERROR_ATTR,
+    METRIC,
+    STUDIES_DB,
+    fail_orphans,
+    open_study,
+    run_trial,
+    storage,
 )
 from core.storage import now_iso
 from core.train import raise_if_cancelled
@@ -66,24 +71,10 @@ from core.train import raise_if_cancelled
 log = logging.getLogger(__name__)
 
 TUNE = "tune"
-STUDIES_DB = Path("tuning") / "studies.db"
-METRIC = "valid_ndcg@10"
 #: the time budget when none (and no trial count) is given
 DEFAULT_BUDGET_S = 600.0
-#: MedianPruner: trials that run before any is pruned, and epochs before one may be
-PRUNE_STARTUP_TRIALS = 3
-PRUNE_WARMUP_EPOCHS = 2
-#: TPE samples at random for this many trials before it models the good ones
-TPE_STARTUP_TRIALS = 8
 #: a study whose trials fail this many times in a row stops with the last error
 MAX_FAILURES_IN_A_ROW = 5
-#: how long a read or write waits for SQLite's lock held by another process
-SQLITE_TIMEOUT_S = 30
-#: user attribute: why a trial stopped early besides the pruner (time budget, cancel, crash)
-STOPPED_ATTR = "stopped"
-ERROR_ATTR = "error"
-
-_STORAGES: dict[str, optuna.storages.RDBStorage] = {}
 
 __all__ = [
     "load_study",
@@ -93,10 +84,6 @@ __all__ = [
     "trials_frame",
     "tunable_models",
 ]
-
-
-class _OutOfTime(Exception):
-    """The time budget ran out during a trial (raised from the progress callback)."""
 
 
 def new_tune(
@@ -168,7 +155,7 @@ def new_tune(
     if resume is None:
         try:
             study = optuna.create_study(
-                study_name=run_id, storage=_storage(store.home), direction="maximize"
+                study_name=run_id, storage=storage(store.home), direction="maximize"
             )
             attrs = {"dataset": dataset, "fingerprint": ds.fingerprint, **settings}
             for key in ("model", "split", "seed", "epochs", "fixed", "dataset", "fingerprint"):
@@ -225,8 +212,8 @@ def run_tune(store: RunStore, run_id: str, stage: Stage) -> dict:
     base = model_params(
         model, fixed, epochs=p.get("epochs"), device=record.get("device_request"), seed=p["seed"]
     )
-    study = _open_study(store, name, seed=int(p["seed"]))
-    _fail_orphans(study)
+    study = open_study(store, name, seed=int(p["seed"]))
+    fail_orphans(study)
 
     budget_s, n_trials = p.get("budget_s"), p.get("n_trials")
     started = time.monotonic()
@@ -241,7 +228,7 @@ def run_tune(store: RunStore, run_id: str, stage: Stage) -> dict:
         else:
             stage(*_progress(study, done, n_trials, time.monotonic() - started, budget_s))
             trial = study.ask()
-            ok = _run_trial(study, trial, model, searched, base, tuning_parts, deadline)
+            ok = run_trial(study, trial, model, searched, base, tuning_parts, deadline)
             done += 1
             failures = 0 if ok else failures + 1
             if failures >= MAX_FAILURES_IN_A_ROW:
@@ -293,7 +280,7 @@ def load_study(store: RunStore, run_id: str) -> optuna.Study:
     call while the job runs."""
     name = study_name(store, run_id)
     try:
-        return optuna.load_study(study_name=name, storage=_storage(store.home))
+        return optuna.load_study(study_name=name, storage=storage(store.home))
     except KeyError:
         raise RecScopeError(
             f"Study {name} is not in {store.home / STUDIES_DB}; its database was removed or "
@@ -331,60 +318,6 @@ def trials_frame(store: RunStore, run_id: str) -> pd.DataFrame:
 # -- helpers --------------------------------------------------------------------------
 
 
-def _run_trial(study, trial: Trial, model, searched, base, parts, deadline) -> bool:
-    """Fit and score one trial and tell the study how it ended; False if it failed."""
-    is_defaults = bool(trial.user_attrs.get(DEFAULTS_ATTR))
-    fixed_now = trial.user_attrs.get(FIXED_ATTR, {})
-    params = {k: suggest(trial, k, v) for k, v in searched.items() if k not in fixed_now}
-    tick = time.perf_counter()
-    reported = []
-
-    def on_progress(event: ProgressEvent) -> None:
-        if event.valid_metric is None:
-            return
-        reported.append(event.epoch)
-        trial.report(float(event.valid_metric), int(event.epoch))
-        if deadline is not None and not is_defaults and time.monotonic() >= deadline:
-            raise _OutOfTime
-        if not is_defaults and trial.should_prune():
-            raise optuna.TrialPruned
-
-    try:
-        fitted = make_model(model, **{**base, **fixed_now, **params})
-        fitted.fit(parts.train, parts.valid, progress=on_progress)
-        raise_if_cancelled(f"during trial {trial.number}")
-        fitted.set_history(parts.known_for("valid"))
-        value = ranking_metric(fitted, parts.valid, parts.known_for("valid"), k=10, seed=parts.seed)
-    except optuna.TrialPruned:
-        study.tell(trial, state=TrialState.PRUNED)
-        _log(trial, "pruned", tick)
-        return True
-    except _OutOfTime:
-        trial.set_user_attr(STOPPED_ATTR, "time budget")
-        study.tell(trial, state=TrialState.PRUNED)
-        _log(trial, "stopped by the time budget", tick)
-        return True
-    except CancelledError:
-        trial.set_user_attr(STOPPED_ATTR, "cancelled")
-        study.tell(trial, state=TrialState.PRUNED if reported else TrialState.FAIL)
-        _log(trial, "cancelled", tick)
-        raise
-    except Exception as err:  # one bad combination (or OOM) must not end the study
-        sentence = str(err) if isinstance(err, RecScopeError) else f"{type(err).__name__}: {err}"
-        log.warning("trial %d failed: %s", trial.number, sentence)
-        trial.set_user_attr(ERROR_ATTR, sentence)
-        study.tell(trial, state=TrialState.FAIL)
-        if is_defaults:
-            raise RecScopeError(
-                f"The trial with the defaults of model '{model}' failed, so tuning stopped: "
-                f"{sentence.rstrip('.')}."
-            ) from err
-        return False
-    study.tell(trial, value)
-    _log(trial, f"{METRIC} {value:.4f}", tick)
-    return True
-
-
 def _train_best(store: RunStore, record: dict, params: dict, study: str) -> dict:
     """Train `params` as an ordinary run in this process (the job holds the device lock)."""
     p = record["params"]
@@ -411,36 +344,11 @@ def _train_best(store: RunStore, record: dict, params: dict, study: str) -> dict
     return done
 
 
-def _open_study(store: RunStore, name: str, *, seed: int) -> optuna.Study:
-    """The study with this job's sampler and pruner (neither is stored in the database).
-
-    The sampler's seed moves on with the trials already run, so a resumed study does not
-    draw the first session's random trials again.
-    """
-    storage = _storage(store.home)
-    try:
-        n_before = len(storage.get_all_trials(storage.get_study_id_from_name(name)))
-    except KeyError:
-        raise RecScopeError(f"Study {name} is not in {store.home / STUDIES_DB}.") from None
-    sampler = optuna.samplers.TPESampler(seed=seed + n_before, n_startup_trials=TPE_STARTUP_TRIALS)
-    pruner = optuna.pruners.MedianPruner(
-        n_startup_trials=PRUNE_STARTUP_TRIALS, n_warmup_steps=PRUNE_WARMUP_EPOCHS
-    )
-    return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
-
-
-def _fail_orphans(study: optuna.Study) -> None:
-    """Trials left running by a job whose process died are failed (one job per study)."""
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_user_attr(t._trial_id, STOPPED_ATTR, "its process ended")
-        study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
-
-
 def _resumable(store: RunStore, name: str) -> dict:
     """The settings of study `name`, which no live job may be tuning now."""
-    storage = _storage(store.home)
+    db = storage(store.home)
     try:
-        attrs = storage.get_study_user_attrs(storage.get_study_id_from_name(name))
+        attrs = db.get_study_user_attrs(db.get_study_id_from_name(name))
     except KeyError:
         raise RecScopeError(
             f"There is no study named '{name}'; `recscope runs --kind tune` lists the tuning "
@@ -453,17 +361,6 @@ def _resumable(store: RunStore, name: str) -> dict:
                 "for it to end or cancel it, then resume."
             )
     return attrs
-
-
-def _storage(home: Path) -> optuna.storages.RDBStorage:
-    path = Path(home) / STUDIES_DB
-    key = str(path.resolve())
-    if key not in _STORAGES:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _STORAGES[key] = optuna.storages.RDBStorage(
-            f"sqlite:///{path}", engine_kwargs={"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
-        )
-    return _STORAGES[key]
 
 
 def _progress(study, done: int, n_trials, elapsed: float, budget_s) -> tuple[str, int, int]:
@@ -493,9 +390,3 @@ def _empty(part: Interactions) -> Interactions:
 
 def _number(trial) -> int | None:
     return None if trial is None else trial.number
-
-
-def _log(trial: Trial, outcome: str, tick: float) -> None:
-    log.info(
-        "trial %d %s (%.1fs) %s", trial.number, outcome, time.perf_counter() - tick, trial.params
-    )
