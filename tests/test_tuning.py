@@ -277,3 +277,30 @@ def test_a_detached_tuning_job_runs_through_the_one_job_system(store):
     stages = [e["stage"] for e in store.progress(job) if e.get("stage")]
     assert stages[:2] == ["trial 1/2", f"trial 2/2 · best {result['default']['valid_ndcg@10']:.4f}"]
     assert stages[-1].startswith("Training the best parameters (trial ")
+
+
+def test_cancel_of_a_detached_job_mid_trial_while_another_session_reads_the_study(store, home):
+    from core.runs import jobs
+
+    long_trials = {**BPR, "patience": 1000}  # no early stop: each trial runs all its epochs
+    job = tuning.new_tune(
+        store, "planted", "bpr", device="cpu", budget_s=None, n_trials=3, epochs=500,
+        params=long_trials,
+    )  # fmt: skip
+    jobs.start_job(store, job)
+    deadline = time.monotonic() + 120
+    reader = RunStore(home)  # a second session: its own store, reading while the job runs
+    while time.monotonic() < deadline:
+        frame = tuning.trials_frame(reader, job)
+        epochs = tuning.load_study(reader, job).trials[0].intermediate_values
+        if len(epochs) >= 2:
+            break
+        time.sleep(0.3)
+    assert frame.loc[0, "state"] == "running" and len(epochs) >= 2
+    jobs.cancel_job(store, job)
+    while store.read(job)["status"] in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert store.read(job)["status"] == "cancelled"
+    trial = tuning.load_study(reader, job).trials[0]
+    assert trial.state == TrialState.PRUNED and trial.user_attrs["stopped"] == "cancelled"
+    assert tuning.trials_frame(reader, job)["state"].tolist() == ["pruned"]
