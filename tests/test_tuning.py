@@ -235,6 +235,13 @@ def test_cli_prints_the_result_and_refuses_a_bad_budget(store, capsys):
         "2 trials searched 1 parameter"
     )
 
+    code = main(["tune", "--resume", result["study"], "--trials", "1", "--json"])
+    out, err = capsys.readouterr()
+    resumed = json.loads(out)
+    assert code == 0, err
+    assert resumed["study"] == result["study"] and resumed["job_id"] != result["job_id"]
+    assert resumed["n_trials"] == 3 and resumed["budget"]["trials_run"] == 1
+
     code = main(["tune", "--dataset", "planted", "--model", "ease", "--budget", "10 minutes?"])
     out, err = capsys.readouterr()
     assert code == 2 and out == ""
