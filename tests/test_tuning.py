@@ -311,3 +311,21 @@ def test_cancel_of_a_detached_job_mid_trial_while_another_session_reads_the_stud
     trial = tuning.load_study(reader, job).trials[0]
     assert trial.state == TrialState.PRUNED and trial.user_attrs["stopped"] == "cancelled"
     assert tuning.trials_frame(reader, job)["state"].tolist() == ["pruned"]
+
+
+def test_a_trial_running_when_the_time_is_up_stops_at_its_next_epoch(store, monkeypatch):
+    real = tuning.run_trial
+
+    def out_of_time_in_trial_1(study, trial, *args):
+        if trial.number == 1:  # the budget runs out while trial 1 trains
+            args = (*args[:-1], time.monotonic() - 1)
+        return real(study, trial, *args)
+
+    monkeypatch.setattr(tuning, "run_trial", out_of_time_in_trial_1)
+    job, record = tune(store, "bpr", n_trials=2, epochs=3, params=BPR)
+    assert record["status"] == "finished", record.get("error")
+    trials = tuning.load_study(store, job).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.PRUNED]
+    assert trials[1].user_attrs["stopped"] == "time budget"
+    assert list(trials[1].intermediate_values) == [1]  # stopped after its first epoch
+    assert len(trials[0].intermediate_values) == 3  # the defaults always run to the end
