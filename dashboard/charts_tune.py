@@ -61,7 +61,14 @@ def importance(study: optuna.Study) -> Figure:
         )
     except (ValueError, RuntimeError) as err:  # e.g. all trials scored the same
         log.info("no parameter importances: %s", err)
-        return None, "Parameter importances cannot be computed from these trials yet."
+        fig = None
+    if fig is None or not fig.data:  # Optuna uses only trials that set every parameter
+        return None, (
+            "Parameter importances cannot be computed from these trials yet: they need at "
+            "least two finished trials that set the same parameters (the defaults trial may "
+            "leave some at their built-in value)."
+        )
+    fig.update_traces(textposition="auto")  # Optuna's labels sit outside and get clipped
     return _titled(fig, "importance"), None
 
 

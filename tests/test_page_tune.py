@@ -14,7 +14,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from core.runs import jobs, liveness, tuning
+from core.runs import jobs, liveness, tuning, tuning_study
 from core.runs.store import RunStore
 from dashboard import views_tune as V
 from dashboard.text import WORD_JOINER
@@ -121,14 +121,14 @@ def test_start_without_any_budget_is_one_sentence(planted_home, monkeypatch):
 
 def test_finished_study_shows_trials_figures_best_run_and_budget(planted_home):
     store = RunStore(planted_home)
-    run_id = _study(store, n_trials=5)
+    run_id = _study(store, "itemknn", n_trials=5)
     result = store.result(run_id)
     at = _app().run()
     assert not at.exception, at.exception
     table = _table(at, "trial")
     assert len(table) == 5 and list(table["trial"]) == [4, 3, 2, 1, 0]  # newest first
-    assert {"state", V.METRIC, "seconds", "l2"} <= set(table.columns)
-    assert table["l2"].iloc[-1] == "auto"  # trial 0 runs EASE's defaults, shown as text
+    assert {"state", V.METRIC, "seconds", "k", "shrink"} <= set(table.columns)
+    assert (table["k"].iloc[-1], table["shrink"].iloc[-1]) == (50, 0.0)  # trial 0: defaults
     assert table[V.METRIC].max() == pytest.approx(result["best"]["valid_ndcg@10"])
     figures = _figures(at)
     history = figures["Validation NDCG@10 of each trial, and the best so far"]
@@ -136,7 +136,8 @@ def test_finished_study_shows_trials_figures_best_run_and_budget(planted_home):
     assert {"valid NDCG@10", "Best Value"} <= set(traces)  # the trials and the best so far
     assert len(traces["valid NDCG@10"]["y"]) == result["n_trials"] - result["n_pruned"]
     assert max(traces["Best Value"]["y"]) == pytest.approx(result["best"]["valid_ndcg@10"])
-    assert "Which parameters mattered (fANOVA importance)" in figures
+    (bars,) = figures["Which parameters mattered (fANOVA importance)"]["data"]
+    assert sorted(bars["y"]) == ["k", "shrink"]
     assert "Validation NDCG@10 against each parameter" in figures
     text = _texts(at)
     assert V.best_sentence(result) in text
@@ -156,7 +157,9 @@ def test_second_session_and_resume_continue_the_same_study(planted_home, monkeyp
     for at in (one, two):
         assert not at.exception
         assert len(_table(at, "trial")) == 3
+        assert _table(at, "trial")["l2"].iloc[-1] == "auto"  # EASE's default l2, as text
         assert f"Study {first}: ease" in _texts(at)
+        assert "Parameter importances cannot be computed" in _texts(at)
     started = []
     monkeypatch.setattr(jobs, "start_job", lambda store, run_id: started.append(run_id) or 0)
     one.number_input(key="tune_minutes").set_value(0.0)
@@ -246,7 +249,7 @@ def test_a_missing_study_database_is_one_sentence(planted_home, monkeypatch):
     store = RunStore(planted_home)
     run_id = _study(store, n_trials=2)
     (planted_home / "tuning" / "studies.db").unlink()
-    monkeypatch.setattr(tuning, "_STORAGES", {})  # as after an app restart: no engine kept
+    monkeypatch.setattr(tuning_study, "_STORAGES", {})  # as after an app restart: no engine
     at = _app().run()
     assert not at.exception
     (note,) = [e.value for e in at.info if "Study" in e.value]
@@ -286,3 +289,15 @@ def test_importances_need_two_finished_trials_that_differ():
     assert note is None and fig.layout.title.text == C.TITLES["importance"]
     fig, _ = C.history(study)
     assert len(fig.data[0].y) == 5
+
+
+def test_importances_of_trials_that_set_different_parameters_are_a_sentence():
+    """EASE's defaults trial keeps l2='auto' (not a searched value): Optuna then draws an
+    empty importance chart from two searched trials; the page says why instead."""
+    from dashboard import charts_tune as C
+
+    study = optuna.create_study(direction="maximize")
+    study.optimize(lambda t: 0.2, n_trials=1)
+    study.optimize(lambda t: t.suggest_float("l2", 1, 1e5, log=True) / 1e5, n_trials=2)
+    fig, note = C.importance(study)
+    assert fig is None and note.startswith("Parameter importances cannot be computed")
