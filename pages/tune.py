@@ -52,14 +52,20 @@ def render() -> None:
 def _form(store: RunStore, name: str, newest: dict | None) -> dict:
     """The study settings and the Start button; returns the budget (for Resume too)."""
     models = tuning.tunable_models()
+    last = (newest or {}).get("params") or {}  # a new session starts from the newest study
     left, mid, right = st.columns(3)
-    model = left.selectbox("Model", models, key="tune_model")
+    model = left.selectbox(
+        "Model", models, index=_index(models, last.get("model")), key="tune_model"
+    )
     space = tuning_space.SPACES.get(model) or {}
     if space:
         searched = "; ".join(f"{name} {param.describe()}" for name, param in space.items())
         left.caption(md(f"Searches {searched}."))
-    split = mid.selectbox("Split", METHODS, format_func=SPLITS.get, key="tune_split")
-    seed = mid.number_input("Seed", 0, 2**31 - 1, 42, key="tune_seed")
+    split = mid.selectbox(
+        "Split", METHODS, index=_index(METHODS, last.get("split")), format_func=SPLITS.get,
+        key="tune_split",
+    )  # fmt: skip
+    seed = mid.number_input("Seed", 0, 2**31 - 1, int(last.get("seed", 42)), key="tune_seed")
     minutes = right.number_input(
         "Minutes", 0.0, 24 * 60.0, 10.0, step=1.0, format="%g", key="tune_minutes",
         help="Wall-clock budget; 0 means no time limit (then set a number of trials).",
@@ -232,3 +238,9 @@ def _outcome(store: RunStore, record: dict) -> None:
     st.caption(md(V.budget_sentence(result)))
     if result.get("unexplored"):
         st.caption(md(result["unexplored"]))
+
+
+def _index(options, value) -> int:
+    """Position of `value` among `options` (0 when it is not one of them)."""
+    options = list(options)
+    return options.index(value) if value in options else 0

@@ -159,6 +159,7 @@ def test_second_session_and_resume_continue_the_same_study(planted_home, monkeyp
         assert len(_table(at, "trial")) == 3
         assert _table(at, "trial")["l2"].iloc[-1] == "auto"  # EASE's default l2, as text
         assert f"Study {first}: ease" in _texts(at)
+        assert at.selectbox(key="tune_model").value == "ease"  # the form starts from the study
         assert "Parameter importances cannot be computed" in _texts(at)
     started = []
     monkeypatch.setattr(jobs, "start_job", lambda store, run_id: started.append(run_id) or 0)
