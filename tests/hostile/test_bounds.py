@@ -331,5 +331,5 @@ def test_core_new_run_refuses_before_the_record(tmp_path, workspace):
 def test_param_specs_carry_the_declared_range():
     specs = {s.name: s for s in param_specs("sasrec")}
     assert specs["dropout"].range.describe("a number") == "a number in [0, 1)"
-    assert specs["dim"].range.describe("a whole number") == "a whole number of at least 1"
+    assert specs["dim"].range.describe("a whole number") == "a whole number in [1, 4096]"
     assert specs["loss"].range.choices == ("auto", "full", "sampled")
