@@ -249,7 +249,7 @@ def test_a_study_whose_trials_all_failed_says_so(planted_home):
 def test_a_missing_study_database_is_one_sentence(planted_home, monkeypatch):
     store = RunStore(planted_home)
     run_id = _study(store, n_trials=2)
-    (planted_home / "tuning" / "studies.db").unlink()
+    (planted_home / "studies" / "studies.db").unlink()
     monkeypatch.setattr(tuning_study, "_STORAGES", {})  # as after an app restart: no engine
     at = _app().run()
     assert not at.exception

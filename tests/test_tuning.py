@@ -210,7 +210,7 @@ def test_refused_before_a_job_exists(store, model, options, sentence):
         tuning.new_tune(store, "planted", model, **options)
     assert str(err.value) == sentence
     assert store.list(kind=None) == []
-    assert not (store.home / "tuning" / "studies.db").exists()
+    assert not (store.home / "studies" / "studies.db").exists()
 
 
 def test_resume_refuses_an_unknown_study(store):

@@ -1,12 +1,12 @@
 """The one job system: every background job is a `recscope` subcommand in its own process.
 
 Kinds (run.json `kind`) and the command each runs, always with `--run-id RUN --json`:
-training (`recscope train`), the scenario leaderboard (`recscope scenarios leaderboard`) and
-the transfer experiment (`recscope transfer`). The Streamlit script thread never computes
-them. A job survives page reruns, closed tabs and app restarts because it runs in a new
-process session; its state lives only in its run folder (run.json, progress.jsonl, job.log,
-its result), so any session can read it. One job per device at a time: a job waits on a file
-lock for its device and says "queued" meanwhile.
+training (`recscope train`), the scenario leaderboard (`recscope scenarios leaderboard`),
+the transfer experiment (`recscope transfer`) and tuning (`recscope tune`, core.runs.tuning).
+The Streamlit script thread never computes them. A job survives page reruns, closed tabs
+and app restarts because it runs in a new process session; its state lives only in its run
+folder (run.json, progress.jsonl, job.log, its result), so any session can read it. One job
+per device at a time: a job waits on a file lock for its device and says "queued" meanwhile.
 
 Whoever starts a job (a page through `start_job`, a user typing `recscope train`), its
 process runs the work inside `job_process`: it records its pid (with the process start

@@ -3,7 +3,7 @@
 `new_tune` checks the request and creates a queued "tune" job (and, for a new study, the
 study itself, with the model's defaults enqueued as its first trial); `run_tune` is the job
 body that `recscope tune --run-id RUN` runs through `core.runs.jobs.run_job`, under the
-device lock. The study lives in SQLite at `<home>/tuning/studies.db` (Optuna's RDB
+device lock. The study lives in SQLite at `<home>/studies/studies.db` (Optuna's RDB
 storage), named after the first job's run id, so any process — a page reloaded, an app
 restarted, a second browser session — reads the same trials (`load_study`,
 `trials_frame`), and `new_tune(resume=STUDY)` continues it under a new job.

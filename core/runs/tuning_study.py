@@ -1,6 +1,6 @@
 """One study's database and one trial: the parts of tuning that talk to Optuna directly.
 
-`storage` opens `<home>/tuning/studies.db` (SQLite through Optuna's RDB storage, waiting up to
+`storage` opens `<home>/studies/studies.db` (SQLite through Optuna's RDB storage, waiting up to
 SQLITE_TIMEOUT_S for another process's lock); `open_study` loads a study with this job's
 TPE sampler and MedianPruner (neither lives in the database); `run_trial` fits and scores
 one trial and tells the study how it ended; `fail_orphans` fails the trials a dead process
@@ -26,7 +26,7 @@ from core.train import raise_if_cancelled
 
 log = logging.getLogger(__name__)
 
-STUDIES_DB = Path("tuning") / "studies.db"
+STUDIES_DB = Path("studies") / "studies.db"  # DESIGN.md: studies/ holds Optuna's storage
 METRIC = "valid_ndcg@10"
 #: MedianPruner: trials that finish before any is pruned, and epochs before one may be
 PRUNE_STARTUP_TRIALS = 3
