@@ -329,3 +329,21 @@ def test_a_trial_running_when_the_time_is_up_stops_at_its_next_epoch(store, monk
     assert trials[1].user_attrs["stopped"] == "time budget"
     assert list(trials[1].intermediate_values) == [1]  # stopped after its first epoch
     assert len(trials[0].intermediate_values) == 3  # the defaults always run to the end
+
+
+def test_unexplored_names_each_parameter_once_with_both_untried_ends():
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    from core.models.space import float_param, int_param
+    from core.runs.tuning_space import unexplored
+
+    space = {"lr": float_param(1e-4, 1e-1, log=True), "dim": int_param(16, 256)}
+    dists = {"lr": FloatDistribution(1e-4, 1e-1, log=True), "dim": IntDistribution(16, 256)}
+    trials = [
+        optuna.trial.create_trial(params=p, distributions=dists, value=0.1)
+        for p in ({"lr": 1e-3, "dim": 20}, {"lr": 1e-2, "dim": 250})
+    ]
+    assert unexplored(space, trials) == (
+        "2 trials searched 2 parameters; never tried: lr 0.0001–0.001 and 0.01–0.1 "
+        "(resume the study to look there)."
+    )

@@ -116,10 +116,13 @@ def unexplored(space: dict[str, Param], trials: list[FrozenTrial]) -> str:
             gaps.append(f"{name} (any value in {param.describe()})")
             continue
         low, high = min(values), max(values)
+        ends = []  # the untried stretches at either end of the range, named once
         if param.position(low) > 0.1:
-            gaps.append(f"{name} {param.low:.3g}–{low:.3g}")
+            ends.append(f"{param.low:.3g}–{low:.3g}")
         if param.position(high) < 0.9:
-            gaps.append(f"{name} {high:.3g}–{param.high:.3g}")
+            ends.append(f"{high:.3g}–{param.high:.3g}")
+        if ends:
+            gaps.append(f"{name} {' and '.join(ends)}")
     n = len(tried)
     head = (
         f"{n} trial{'' if n == 1 else 's'} searched {len(space)} "
