@@ -20,6 +20,27 @@ from dashboard.text import md
 POLL_S = 3
 
 
+def launch_button(
+    store: RunStore,
+    label: str,
+    key: str,
+    create: Callable[[], str],
+    *,
+    disabled: bool = False,
+    primary: bool = False,
+) -> None:
+    """A button that creates a job's record (`create()`) and launches it; a refusal is shown
+    as its sentence. Every page starts its jobs through this."""
+    kind = "primary" if primary else "secondary"
+    if st.button(label, disabled=disabled, key=key, type=kind):
+        try:
+            jobs.start_job(store, create())
+        except RecScopeError as err:
+            st.error(md(err))
+        else:
+            st.rerun()
+
+
 def job_controls(
     store: RunStore,
     record: dict | None,
@@ -31,14 +52,7 @@ def job_controls(
 ) -> None:
     """The button that starts a job (`create()` makes its record) and its newest job's state."""
     active = record is not None and record.get("status") in jobs.ACTIVE
-    kind = "primary" if primary else "secondary"
-    if st.button(label, disabled=active, key=key, type=kind):
-        try:
-            jobs.start_job(store, create())
-        except RecScopeError as err:
-            st.error(md(err))
-        else:
-            st.rerun()
+    launch_button(store, label, key, create, disabled=active, primary=primary)
     if active:
         _poll(store, record["run_id"])
     elif record is not None and record.get("status") == "failed":

@@ -17,7 +17,7 @@ from core.errors import RecScopeError
 from core.runs import jobs, tuning, tuning_space
 from core.runs.store import RunStore, workspace_home
 from dashboard import charts_tune as C
-from dashboard import shell
+from dashboard import job_panel, shell
 from dashboard import views_tune as V
 from dashboard.job_panel import POLL_S
 from dashboard.text import md
@@ -90,14 +90,9 @@ def _start_button(store: RunStore, newest: dict | None, create) -> None:
     """Start a study (`create()` makes its job record); says how the last job ended."""
     status = (newest or {}).get("status")
     label = "Start tuning" if newest is None else "Start a new study"
-    disabled = status in jobs.ACTIVE
-    if st.button(label, type="primary", disabled=disabled, key="tune_start"):
-        try:
-            jobs.start_job(store, create())
-        except RecScopeError as err:
-            st.error(md(err))
-        else:
-            st.rerun()
+    job_panel.launch_button(
+        store, label, "tune_start", create, disabled=status in jobs.ACTIVE, primary=True
+    )
     if status == "failed":
         st.error(f"The last tuning job failed: {md(newest.get('error') or 'no message')}")
     elif status == "cancelled":
