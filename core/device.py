@@ -1,6 +1,8 @@
 """The one place that decides the device, dtype/autocast and seeds.
 
-Order: an explicit choice, else `RECSCOPE_DEVICE`, else cuda, then mps, then cpu.
+Order: an explicit choice, else `RECSCOPE_DEVICE`, else cuda, then mps, then cpu. Under
+torchrun (core.distributed) each rank trains on its own GPU: a plain "cuda" means
+`cuda:LOCAL_RANK` (`LOCAL_RANK` is read here, and only here).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ def pick_device(choice: str | None = None) -> torch.device:
                 "or auto."
             )
         _enable_tf32()
-        return torch.device(choice)
+        return _this_ranks_gpu(torch.device(choice))
     if choice == "mps":
         if not _mps_available():
             raise ParameterError("Device 'mps' was asked for but is not available; use cpu.")
@@ -38,7 +40,7 @@ def pick_device(choice: str | None = None) -> torch.device:
         raise ParameterError(f"Device '{choice}' is unknown; use one of {', '.join(CHOICES)}.")
     if torch.cuda.is_available():
         _enable_tf32()
-        return torch.device("cuda")
+        return _this_ranks_gpu(torch.device("cuda"))
     if _mps_available():
         return torch.device("mps")
     return torch.device("cpu")
@@ -88,6 +90,25 @@ def peak_memory_mb(device: torch.device) -> float | None:
 def reset_peak_memory(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+
+
+def local_rank() -> int | None:
+    """This process's rank on its machine under torchrun (`LOCAL_RANK`), else None."""
+    text = os.environ.get("LOCAL_RANK")
+    return int(text) if text and text.isdigit() else None
+
+
+def _this_ranks_gpu(device: torch.device) -> torch.device:
+    """`cuda` (no index) under torchrun is the rank's own GPU, cuda:LOCAL_RANK."""
+    rank = local_rank()
+    if device.index is not None or rank is None:
+        return device
+    if rank >= torch.cuda.device_count():
+        raise ParameterError(
+            f"Rank {rank} of this machine has no GPU of its own ({torch.cuda.device_count()} "
+            "visible); start at most that many processes per machine (--nproc)."
+        )
+    return torch.device("cuda", rank)
 
 
 def _enable_tf32() -> None:

@@ -24,6 +24,19 @@ process-wide flag (`request_cancel`, set by a job's SIGTERM handler, core.runs.j
 checked there too, so a signal stops training at a batch boundary, never in the middle of
 an optimiser step or a file write. A `progress` callback may also raise `CancelledError`
 itself; it propagates unchanged.
+
+Distributed (under torchrun, core.distributed; nothing changes with one process): the loop
+joins the process group (gloo on CPUs, NCCL on GPUs, each rank on its own GPU) and
+wraps the loss in `DistributedDataParallel`, so the gradients are averaged over the ranks
+before every optimiser step. Each epoch's permutation is drawn from the same seed on every
+rank and split by rank (strided, padded so every rank takes the same number of steps);
+`batch_size` stays the examples per optimiser step over all ranks (each rank takes
+ceil(batch_size / world size)), so one and N processes make the same number of steps per
+epoch. Negatives are sampled per rank from seed + rank. Rank 0 alone validates, reports
+progress and keeps the best weights; its early-stopping decision, and a cancel seen on any
+rank (checked every CANCEL_EVERY batches and at the end of each epoch), are shared so every
+rank stops at the same step; at the end rank 0's weights are copied to every rank.
+Models whose loss needs the whole catalogue graph (LightGCN) replicate it on each rank.
 """
 
 from __future__ import annotations
@@ -39,6 +52,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core import distributed
 from core.data.dataset import Interactions
 from core.device import autocast, generator
 from core.errors import CancelledError
@@ -52,6 +66,8 @@ CancelFlag = threading.Event | Callable[[], bool] | None
 #: "auto" (sampled above AUTO_SAMPLED_ITEMS items, where the full softmax gets expensive)
 SOFTMAX_LOSSES = ("auto", "full", "sampled")
 AUTO_SAMPLED_ITEMS = 50_000
+#: under torchrun, the ranks agree on a cancel every this many batches (one tiny collective)
+CANCEL_EVERY = 8
 #: set when this process was asked to stop (a job's SIGTERM): every loop checks it
 _PROCESS_CANCEL = threading.Event()
 
@@ -103,6 +119,11 @@ class TrainResult:
     fit_s: float = 0.0
     samples_per_s: float | None = None
     events: list[ProgressEvent] = field(default_factory=list)
+    #: processes that trained together (1 without torchrun) and their backend (gloo, nccl)
+    world_size: int = 1
+    backend: str | None = None
+    #: samples per second of each rank's own share, in rank order (gathered to every rank)
+    rank_samples_per_s: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
@@ -111,6 +132,9 @@ class TrainResult:
             "best_metric": self.best_metric,
             "fit_s": round(self.fit_s, 3),
             "samples_per_s": self.samples_per_s,
+            "world_size": self.world_size,
+            "backend": self.backend,
+            "rank_samples_per_s": self.rank_samples_per_s,
         }
 
 
@@ -124,37 +148,50 @@ def run_training(
     progress: ProgressFn | None = None,
     cancel: CancelFlag = None,
 ) -> TrainResult:
-    """Train `model.net_` on `tensors` (all on the model's device) and return what happened."""
+    """Train `model.net_` on `tensors` (all on the model's device) and return what happened.
+
+    Under torchrun every rank calls this with the same arguments (see the module docstring);
+    `valid` and `progress` matter on rank 0 only.
+    """
     device = model.device
     net: torch.nn.Module = model.net_
     n = int(tensors[0].shape[0])
     assert all(int(t.shape[0]) == n for t in tensors), "training tensors must align"
-    gen = generator(device, config.seed)
+    here = distributed.join(device)
+    gen = generator(device, config.seed)  # the epoch permutations: the same on every rank
+    neg_gen = gen if not here.distributed else generator(device, config.seed + here.rank)
+    step = _step_fn(model, net, neg_gen, here)
+    batch_size = math.ceil(config.batch_size / here.size)  # per rank: same global batch
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     stop = _cancel_check(cancel)
-    use_valid = valid is not None and len(valid) > 0
-    result = TrainResult()
+    use_valid = here.leader and valid is not None and len(valid) > 0
+    result = TrainResult(world_size=here.size, backend=distributed.backend())
     best_state: dict[str, torch.Tensor] | None = None
     train_time = 0.0
     start = time.perf_counter()
+    share = n if not here.distributed else math.ceil(n / here.size)  # samples of this rank
 
     for epoch in range(1, config.epochs + 1):
         net.train()
         tick = time.perf_counter()
         order = torch.randperm(n, device=device, generator=gen)  # (n,)
+        if here.distributed:
+            order = distributed.shard(order, here)  # (share,)
         total = torch.zeros((), device=device)  # summed on the device: no sync per batch
-        for lo in range(0, n, config.batch_size):
-            if stop():
+        for number, lo in enumerate(range(0, share, batch_size)):
+            if _stopping(stop, here, number, device):
                 raise CancelledError(f"Training was cancelled at epoch {epoch}; nothing saved.")
-            idx = order[lo : lo + config.batch_size]
+            idx = order[lo : lo + batch_size]
             batch = tuple(t[idx] for t in tensors)
             with autocast(device):
-                loss = model._loss(batch, gen)
+                loss = step(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total += loss.detach().float() * len(idx)
-        mean_loss = float(total) / n  # one sync per epoch
+        if here.distributed:
+            total = distributed.total(total)[0]  # over every rank's share
+        mean_loss = float(total) / (share * here.size)  # one sync per epoch
         if not math.isfinite(mean_loss):
             log.warning("%s: loss became %s at epoch %d", type(model).__name__, mean_loss, epoch)
         train_time += time.perf_counter() - tick
@@ -186,18 +223,43 @@ def run_training(
             best_epoch=result.best_epoch,
             message="early stop: no improvement" if done_early else "",
         )
-        result.events.append(event)
-        if progress is not None:
-            progress(event)
+        if here.leader:
+            result.events.append(event)
+        cancelled = None
+        if progress is not None and here.leader:
+            try:
+                progress(event)
+            except CancelledError as err:
+                if not here.distributed:
+                    raise
+                cancelled = err  # raised below, once every rank knows
+        if here.distributed:
+            # rank 0's early stop and any rank's cancel end the training of every rank here
+            cancel_now = cancelled is not None or stop()
+            done_early = distributed.any_rank(done_early, device)
+            if distributed.any_rank(cancel_now, device):
+                raise cancelled or CancelledError(
+                    f"Training was cancelled at epoch {epoch}; nothing saved."
+                )
         if done_early:
             break
 
     if best_state is not None:
         net.load_state_dict(best_state)
         model._weights_changed()
+    if here.distributed:
+        distributed.broadcast_module(net)  # rank 0's (best) weights on every rank
+        model._weights_changed()
     net.eval()
     result.fit_s = time.perf_counter() - start
     result.samples_per_s = n * result.epochs_run / train_time if train_time > 0 else None
+    own = share * result.epochs_run / train_time if train_time > 0 else 0.0
+    if here.distributed:
+        result.rank_samples_per_s = [
+            round(v[0], 1) for v in distributed.gather_floats([own], device)
+        ]
+    else:
+        result.rank_samples_per_s = [round(own, 1)]
     return result
 
 
@@ -270,6 +332,51 @@ def pair_tensors(train: Interactions, device: torch.device) -> tuple[torch.Tenso
 def _validate(model, valid: Interactions, train: Interactions) -> float:
     with torch.inference_mode():
         return float(ranking_metric(model, valid, known=train, k=10))
+
+
+def _step_fn(model, net: torch.nn.Module, gen: torch.Generator, here) -> Callable:
+    """batch -> loss: the model's `_loss` itself with one process; under torchrun the same
+    loss through DistributedDataParallel, whose backward averages the gradients over ranks."""
+    if not here.distributed:
+        return lambda batch: model._loss(batch, gen)
+    from torch.nn.parallel import DistributedDataParallel
+
+    device = model.device
+    ddp = DistributedDataParallel(
+        _LossOf(model, net, gen),
+        device_ids=[device.index] if device.type == "cuda" else None,
+        # a model may leave a parameter out of some batches (a scenario head, a side tower)
+        find_unused_parameters=True,
+    )
+    return lambda batch: ddp(*batch)
+
+
+class _LossOf(torch.nn.Module):
+    """`forward(*batch)` is `model._loss(batch, gen)`, so DDP sees the loss computation.
+
+    The models' losses call submodules of `net_` (not `net_.forward`); DDP needs a module
+    whose forward runs the whole loss, and `net_` registered under it (its parameters are
+    the ones DDP all-reduces; the optimiser holds the same tensors).
+    """
+
+    def __init__(self, model, net: torch.nn.Module, gen: torch.Generator) -> None:
+        super().__init__()
+        self.net = net
+        self._model = model  # not a module: not registered
+        self._gen = gen
+
+    def forward(self, *batch: torch.Tensor) -> torch.Tensor:
+        return self._model._loss(batch, self._gen)
+
+
+def _stopping(stop: Callable[[], bool], here, number: int, device: torch.device) -> bool:
+    """Whether to stop before batch `number`: every batch with one process; under torchrun
+    every CANCEL_EVERY batches, agreed by all ranks (a rank alone must never stop)."""
+    if not here.distributed:
+        return stop()
+    if number % CANCEL_EVERY:
+        return False
+    return distributed.any_rank(stop(), device)
 
 
 def _cancel_check(cancel: CancelFlag) -> Callable[[], bool]:

@@ -94,15 +94,20 @@ def cmd_train(args) -> dict:
     """Train a run in this process: a new one, or the queued `--run-id` a page launched.
 
     Either way the process claims the run (pid, heartbeat, job.log; core.runs.jobs
-    job_process), so a `kill -9` reads as failed and Cancel on a page stops it.
+    job_process), so a `kill -9` reads as failed and Cancel on a page stops it. With
+    `--nproc N` (or a run created with nproc) this process is the launcher: it claims the run
+    and trains it on N torchrun ranks (`_launch`); a rank runs `_train_as_rank`.
     """
-    from core.device import pick_device
-    from core.runs.jobs import device_slot, job_process, job_record
-    from core.runs.pipeline import new_run, train_run
-    from core.runs.store import RunStore, recording_outcome
-    from core.train import raise_if_cancelled
+    from core import distributed
+    from core.runs.jobs import job_record
+    from core.runs.pipeline import new_run
+    from core.runs.store import RunStore
 
     store = RunStore(_home())
+    if distributed.world().distributed:
+        return _train_as_rank(store, args)
+    if args.print_torchrun:
+        return _torchrun_commands(args)
     if args.run_id:
         run_id = args.run_id
     else:
@@ -115,26 +120,150 @@ def cmd_train(args) -> dict:
             device=args.device,
             epochs=args.epochs,
             params=_parse_params(args.param),
+            nproc=args.nproc or 1,
         )
     log.info("run %s started", run_id)
     record = job_record(store, run_id, "train")
+    nproc = args.nproc or int(record.get("nproc") or 1)
+    if nproc > 1:
+        return _launch(store, run_id, record, nproc, args)
+    return _train_here(store, run_id, record, args)
+
+
+def _train_here(store, run_id: str, record: dict, args) -> dict:
+    from core.device import pick_device
+    from core.runs.jobs import device_slot, job_process
+    from core.runs.pipeline import train_run
+    from core.runs.store import recording_outcome
+    from core.train import raise_if_cancelled
+
     device = pick_device(record.get("params", {}).get("device_choice") or args.device)
-
-    def show(event: dict) -> None:
-        parts = [f"epoch {event['epoch']}/{event['epochs']}"]
-        if event.get("loss") is not None:
-            parts.append(f"loss {event['loss']:.4f}")
-        if event.get("valid_metric") is not None:
-            parts.append(f"valid {event['metric_name']} {event['valid_metric']:.4f}")
-        log.info("  ".join(parts))
-        raise_if_cancelled(f"after epoch {event['epoch']}")
-
     # outer recorder: what fails before train_run's own (the device wait, a cancel while
     # queued) still ends the record; a run is never left "running" by this process
     with job_process(store, run_id), recording_outcome(store, run_id, "Training"):
         with device_slot(store, run_id, str(device)):
             raise_if_cancelled("before training started")
-            train_run(store, run_id, progress=show)
+            train_run(store, run_id, progress=_show_epoch)
+    return _finished(store, run_id)
+
+
+def _launch(store, run_id: str, record: dict, nproc: int, args) -> dict:
+    """Train `run_id` on `nproc` torchrun ranks; this process holds the run and the devices."""
+    import contextlib
+
+    from core import distributed
+    from core.device import pick_device
+    from core.errors import CancelledError
+    from core.runs.jobs import device_slot, job_process, run_ranks
+    from core.runs.liveness import ACTIVE, log_tail
+    from core.runs.store import recording_outcome
+    from core.train import cancel_requested, raise_if_cancelled
+
+    device = pick_device(record.get("params", {}).get("device_choice") or args.device)
+    distributed.check_nproc(nproc, device)
+    keys = [f"cuda:{i}" for i in range(nproc)] if device.type == "cuda" else [str(device)]
+    with job_process(store, run_id), recording_outcome(store, run_id, "Training"):
+        with contextlib.ExitStack() as slots:
+            for key in keys:  # every GPU the ranks use, or the CPU
+                slots.enter_context(device_slot(store, run_id, key))
+            raise_if_cancelled("before training started")
+            store.update(run_id, nproc=nproc)
+            code = run_ranks(store, run_id, nproc)
+        if store.read(run_id).get("status") in ACTIVE:  # rank 0 never recorded an outcome
+            if cancel_requested():
+                raise CancelledError(f"Run {run_id} was cancelled; nothing saved.")
+            tail = log_tail(store.folder(run_id) / "job.log")
+            raise RecScopeError(
+                f"Training on {nproc} processes stopped (torchrun exit code {code}) before "
+                f"rank 0 recorded an outcome{': ' + tail if tail else '.'}"
+            )
+    record = store.read(run_id)
+    if record.get("status") == "failed":
+        raise RecScopeError(record.get("error") or f"Run {run_id} failed; see its job.log.")
+    return _finished(store, run_id)
+
+
+def _train_as_rank(store, args) -> dict:
+    """One torchrun rank: rank 0 trains, evaluates and writes the run; the others train their
+    share. A rank started by `recscope train --nproc` gets `--run-id`; ranks started by hand
+    (several machines, a shared RECSCOPE_HOME) create the run on rank 0 and share its id."""
+    from core import distributed
+    from core.device import pick_device
+    from core.runs.jobs import cancel_on_sigterm, job_process
+    from core.runs.pipeline import new_run, train_rank
+    from core.runs.store import recording_outcome
+
+    here = distributed.world()
+    distributed.die_with_parent()
+    try:
+        with cancel_on_sigterm():
+            run_id = args.run_id
+            if not run_id:
+                distributed.join(pick_device(args.device))
+                created = ""
+                if here.leader:
+                    created = new_run(
+                        store,
+                        args.dataset or _missing("--dataset"),
+                        args.model or _missing("--model"),
+                        split_method=args.split,
+                        seed=args.seed,
+                        device=args.device,
+                        epochs=args.epochs,
+                        params=_parse_params(args.param),
+                        nproc=here.size,
+                    )
+                run_id = distributed.share_text(created, pick_device(args.device))
+            if here.leader and not store.read(run_id).get("pid"):  # no launcher holds it
+                with job_process(store, run_id), recording_outcome(store, run_id, "Training"):
+                    train_rank(store, run_id, progress=_show_epoch)
+            else:
+                train_rank(store, run_id, progress=_show_epoch)
+    finally:
+        distributed.leave()
+    if not here.leader:
+        return {"run_id": run_id, "rank": here.rank, "world_size": here.size}
+    return _finished(store, run_id)
+
+
+def _torchrun_commands(args) -> dict:
+    """The commands that train this request on one machine and on several, unexecuted."""
+    import shlex
+
+    from core import distributed
+
+    nproc = args.nproc or 2
+    request = ["train", "--dataset", args.dataset or "DATASET", "--model", args.model or "MODEL"]
+    request += ["--split", args.split, "--seed", str(args.seed), "--device", args.device]
+    if args.epochs:
+        request += ["--epochs", str(args.epochs)]
+    for pair in args.param:
+        request += ["--param", pair]
+    one = ["recscope", *request, "--nproc", str(nproc), "--json"]
+    return {
+        "one_machine": shlex.join(one),
+        "several_machines": distributed.multinode_command(nproc, [*request, "--json"]),
+        "note": (
+            "Run the several-machines command on every machine with NODE_RANK=0, 1, …; "
+            "HOST is machine 0's address; RECSCOPE_HOME must be one folder every machine "
+            "shares, with the dataset ingested there."
+        ),
+    }
+
+
+def _show_epoch(event: dict) -> None:
+    from core.train import raise_if_cancelled
+
+    parts = [f"epoch {event['epoch']}/{event['epochs']}"]
+    if event.get("loss") is not None:
+        parts.append(f"loss {event['loss']:.4f}")
+    if event.get("valid_metric") is not None:
+        parts.append(f"valid {event['metric_name']} {event['valid_metric']:.4f}")
+    log.info("  ".join(parts))
+    raise_if_cancelled(f"after epoch {event['epoch']}")
+
+
+def _finished(store, run_id: str) -> dict:
     record = store.read(run_id)
     if record.get("status") == "cancelled":
         raise RecScopeError(f"Run {run_id} was cancelled.")
@@ -282,6 +411,8 @@ def _public_record(record: dict) -> dict:
     out["timings"] = record.get("timings", {})
     if record.get("counts"):  # users scored / not evaluable / without history, per part
         out["counts"] = record["counts"]
+    if record.get("distributed"):  # world size, backend, samples/s of each rank
+        out["distributed"] = record["distributed"]
     if record.get("error"):
         out["error"] = record["error"]
     return out

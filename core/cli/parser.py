@@ -93,6 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=positive_int)
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--run-id", help="train an already created (queued) run")
+    p.add_argument(
+        "--nproc",
+        type=positive_int,
+        help="train on N processes under torchrun (one per GPU; gloo CPU processes without)",
+    )
+    p.add_argument(
+        "--print-torchrun",
+        action="store_true",
+        help="print the torchrun commands for one machine and for several, and train nothing",
+    )
 
     p = command("evaluate", cmd_evaluate, "Evaluate a finished run on its test split.")
     p.add_argument("run_id")

@@ -15,6 +15,14 @@ SIGTERM into the process-wide cancel flag (core.train.request_cancel), which the
 loop and the job stages check at batch and stage boundaries. Every status read of the store
 refreshes (a dead process reads as failed, with its last log line); `cancel_job` signals
 the process of any kind, whoever started it.
+
+Training on several processes (`recscope train --nproc N`): the job's process is the
+launcher. It claims the run as above and starts torchrun (`run_ranks`), in a session of its
+own; torchrun starts the ranks, each in a session of its own too. A Cancel signals the
+launcher, which forwards SIGTERM to torchrun, which forwards it to every rank; the ranks
+agree to stop at the same batch and rank 0 marks the run cancelled. Every rank and torchrun
+itself die with their parent (core.distributed.die_with_parent), so a SIGKILL of the
+launcher leaves no orphan rank.
 """
 
 from __future__ import annotations
@@ -32,13 +40,14 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
+from core import distributed
 from core.device import pick_device
 from core.errors import CancelledError, RecScopeError
 from core.runs import liveness
 from core.runs.liveness import ACTIVE
 from core.runs.store import RunStore, kind_of, recording_outcome, refuse_unless_queued
 from core.storage import now_iso
-from core.train import clear_cancel, raise_if_cancelled, request_cancel
+from core.train import cancel_requested, clear_cancel, raise_if_cancelled, request_cancel
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +62,8 @@ COMMANDS = {
 FORCE_AFTER_S = 15.0
 #: how often a job that waits for its device looks at the cancel flag
 QUEUE_POLL_S = 0.2
+#: torchrun gives its ranks 30 s to stop after SIGTERM; past this, the launcher kills it
+TORCHRUN_GRACE_S = 30.0 + FORCE_AFTER_S
 #: `stage(text, step, steps)`: what a job body reports as it goes
 Stage = Callable[[str, int, int], None]
 
@@ -82,6 +93,62 @@ def start_job(store: RunStore, run_id: str) -> int:
         job_started_at=now_iso(),
     )
     return proc.pid
+
+
+def run_ranks(store: RunStore, run_id: str, nproc: int) -> int:
+    """Train run `run_id` on `nproc` processes under torchrun and wait; torchrun's exit code.
+
+    The ranks write their logs to this process's stderr (a job's job.log), never to stdout,
+    which carries the one JSON document. This process's cancel flag (SIGTERM, or a Cancel
+    its heartbeat read in the record) is forwarded once as SIGTERM to torchrun, which passes
+    it to every rank; one that is still there FORCE_AFTER_S after torchrun's own grace
+    period is killed, and the ranks with it.
+    """
+    command = distributed.torchrun_command(nproc, ["train", "--run-id", run_id, "--json"])
+    env = {**os.environ, "RECSCOPE_HOME": str(store.home), "PYTHONUNBUFFERED": "1"}
+    log.info("starting %d ranks: %s", nproc, " ".join(command[1:]))
+    try:
+        out = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stderr: the run's own log
+        out = None
+    job_log = open(store.folder(run_id) / "job.log", "ab") if out is None else None  # noqa: SIM115
+    proc = subprocess.Popen(
+        command,
+        stdout=out if job_log is None else job_log,
+        stdin=subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        start_new_session=True,  # a Cancel reaches torchrun once: from here
+        preexec_fn=distributed.die_with_parent,  # noqa: PLW1509 - only calls prctl
+    )
+    if job_log is not None:
+        job_log.close()
+    forwarded = None
+    while True:
+        try:
+            return proc.wait(timeout=QUEUE_POLL_S)
+        except subprocess.TimeoutExpired:
+            pass
+        if cancel_requested() and forwarded is None:
+            log.info("cancel: stopping the %d ranks of %s", nproc, run_id)
+            proc.send_signal(signal.SIGTERM)
+            forwarded = time.monotonic()
+        elif forwarded is not None and time.monotonic() - forwarded > TORCHRUN_GRACE_S:
+            proc.kill()
+
+
+@contextlib.contextmanager
+def cancel_on_sigterm() -> Iterator[None]:
+    """Within: SIGTERM only sets the process-wide cancel flag (a torchrun rank's handler)."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        clear_cancel()
 
 
 @contextlib.contextmanager

@@ -3,6 +3,11 @@
 The CLI (`recscope train`), background jobs and the benchmarks all go through
 `train_run`, so a run made anywhere has the same record, files and metrics.
 
+Under torchrun (`recscope train --nproc N`, core.distributed) every rank calls `train_rank`:
+rank 0 runs `train_run` (it alone writes the record, progress, model and tables), the other
+ranks fit the same model on their share of the batches and write nothing. A closed-form
+model is not data-parallel: it is fitted once, on rank 0, and the record says so.
+
 A run records the fingerprint of the dataset it was made on (`dataset_fingerprint`); a run
 whose dataset was replaced since is refused with one sentence (`run_dataset`,
 `check_dataset`) instead of being trained, loaded or queried on data it never saw.
@@ -20,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from core import device as dev
+from core import distributed
 from core.data import schema as S
 from core.data.dataset import Dataset
 from core.data.split import Split, split
@@ -81,8 +87,12 @@ def new_run(
     device: str | None = None,
     epochs: int | None = None,
     params: dict | None = None,
+    nproc: int = 1,
 ) -> str:
-    """Validate the request and create a queued run record; returns its id."""
+    """Validate the request and create a queued run record; returns its id.
+
+    `nproc` > 1: the job trains on that many processes under torchrun (core.runs.jobs).
+    """
     ds = Dataset.load(store.home, dataset)  # fails early and clearly on an unknown dataset
     merged = model_params(model, params, epochs=epochs, device=device, seed=seed)
     make_model(model, **merged)  # unknown or bad parameters fail before a run exists
@@ -95,6 +105,7 @@ def new_run(
             "seed": seed,
             "params": merged,
             "device_request": device or "auto",
+            **({"nproc": int(nproc)} if nproc > 1 else {}),
         }
     )
 
@@ -112,6 +123,36 @@ def train_run(store: RunStore, run_id: str, progress: Callable[[dict], None] | N
     with recording_outcome(store, run_id, "Training"):
         return _train(store, run_id, record, progress)
     return store.read(run_id)  # cancelled
+
+
+def train_rank(
+    store: RunStore, run_id: str, progress: Callable[[dict], None] | None = None
+) -> dict | None:
+    """This torchrun rank's part of run `run_id`: rank 0 trains, evaluates and writes
+    (`train_run`, its record returned); any other rank trains its share and returns None."""
+    here = distributed.world()
+    if here.leader:
+        return train_run(store, run_id, progress)
+    record = store.read(run_id)
+    dataset = run_dataset(store, record, verb="queued", fix="start a new run on the new data")
+    parts = split(dataset, record["split"], int(record["seed"]))
+    model = make_model(record["model"], **record.get("params", {}))
+    if not model.trains_with_loop:
+        log.info("rank %d: %s", here.rank, closed_form_note(record["model"], here.size))
+        return None
+    dev.seed_everything(int(record["seed"]))
+    model.fit(parts.train, None)  # rank 0 validates and decides when to stop
+    log.info("rank %d of %d finished its share of run %s", here.rank, here.size, run_id)
+    return None
+
+
+def closed_form_note(model: str, world_size: int) -> str:
+    """The sentence a closed-form run under torchrun records and logs."""
+    return (
+        f"{model} is fitted in closed form, not by the epoch loop, so it is not data-parallel: "
+        f"it was fitted once, on rank 0, and the other {world_size - 1} process(es) had "
+        "nothing to do."
+    )
 
 
 def load_run(store: RunStore, run_id: str, device: str | None = None) -> LoadedRun:
@@ -227,6 +268,7 @@ def _train(store: RunStore, run_id: str, record: dict, progress) -> dict:
     _save_tables(store.folder(run_id), dataset, model, test, seed=parts.seed)
     return store.update(
         run_id,
+        **_distributed_facts(model),
         status="finished",
         finished_at=now_iso(),
         metrics={"valid": valid.metrics, "test": test.metrics},
@@ -244,6 +286,26 @@ def _train(store: RunStore, run_id: str, record: dict, progress) -> dict:
             "test": len(parts.test),
         },
     )
+
+
+def _distributed_facts(model) -> dict:
+    """What the record says about processes: `distributed` {world_size, backend,
+    rank_samples_per_s} for a loop-trained model, a note for a closed-form one under torchrun,
+    nothing for a one-process closed-form fit."""
+    here = distributed.world()
+    if model.trains_with_loop:
+        trained = model.train_result_
+        facts = {
+            "world_size": trained.world_size,
+            "backend": trained.backend,
+            "rank_samples_per_s": trained.rank_samples_per_s,
+        }
+        return {"distributed": facts}
+    if here.distributed:
+        note = closed_form_note(model.name, here.size)
+        log.info("%s", note)
+        return {"distributed": {"world_size": 1, "backend": None, "note": note}}
+    return {}
 
 
 def _save_tables(folder: Path, dataset: Dataset, model, test: EvalResult, *, seed: int) -> None:
@@ -282,6 +344,8 @@ __all__ = [
     "model_params",
     "new_run",
     "recommendations_table",
+    "closed_form_note",
     "run_dataset",
+    "train_rank",
     "train_run",
 ]
