@@ -7,13 +7,17 @@ import functools
 import streamlit as st
 
 from core.eval import compare as C
+from core.eval import interest as I
 from core.names import export_name
 from core.runs.export import export_recs
 from core.runs.store import RunStore, workspace_home
-from dashboard import cache, shell, widgets
+from dashboard import cache, interest_panel, shell, widgets
 from dashboard import charts_compare as charts
+from dashboard import charts_interest as charts_interest
 from dashboard import views as V
+from dashboard import views_interest as VI
 from dashboard.report import html_report
+from dashboard.text import md
 
 KS = (5, 10, 20)
 NO_DATASET = "No dataset yet — add one on the Data page, then train at least two models."
@@ -57,6 +61,8 @@ def render() -> None:
     metric, baseline = _paired_section(home, records, labels, k)
     _segments(home, chosen, labels, metric)
     _beyond(records, board, groups["beyond"], labels, k)
+    with shell.guard("measuring calibration"):
+        _calibration(home, store, dataset, chosen, labels, k)
     st.subheader("How similar are the lists?")
     left, _ = st.columns([3, 2])
     widgets.chart(left, charts.overlap_heatmap(cache.overlap(home, tuple(chosen), k), labels, k))
@@ -135,6 +141,41 @@ def _beyond(records: list, board, beyond: list[str], labels: dict, k: int) -> No
         "one list are. Avg popularity and long-tail share measure popularity bias; Gini, how "
         "unevenly recommendations are spread over items."
     )
+
+
+def _calibration(home, store, dataset: str, chosen: list[str], labels: dict, k: int) -> None:
+    st.subheader("Do the lists match the users' interests?")
+    usable, notes = VI.usable_runs(store, dataset, chosen)
+    for note in notes:
+        st.caption(md(note))
+    if not usable:
+        return
+    recent = st.number_input(
+        "Recent window (interactions)", min_value=1, max_value=interest_panel.MAX_WINDOW,
+        value=I.RECENT, step=1, key="compare_recent",
+        help="How many of each user's newest known interactions count as recent interests.",
+    )  # fmt: skip
+    try:
+        table, ref = interest_panel.calibration(home, [r["run_id"] for r in usable], k, recent)
+    except I.NoCategoriesError as err:
+        st.info(str(err))
+        return
+    left, right = st.columns([2, 3])
+    config = {
+        "run": st.column_config.TextColumn("Run"),
+        "kl_held_out": st.column_config.NumberColumn("KL to held-out ↓", format="%.3f"),
+        "kl_history": st.column_config.NumberColumn("KL to history ↓", format="%.3f"),
+        "closer_recent": st.column_config.NumberColumn("Closer to recent", format="percent"),
+        "closer_long_term": st.column_config.NumberColumn("Closer to long-term", format="percent"),
+        "n_users": st.column_config.NumberColumn("Users"),
+    }
+    left.dataframe(
+        VI.calibration_view(table, labels), hide_index=True, width="stretch",
+        column_config=config, key="compare_calibration",
+    )  # fmt: skip
+    widgets.chart(right, charts_interest.calibration_bars(table, labels, k))
+    st.caption(VI.calibration_caption(k))
+    st.caption(VI.reference_sentence(ref, recent))
 
 
 def _downloads(store, chosen: list[str], labels: dict, k: int, metric: str, baseline: str) -> None:

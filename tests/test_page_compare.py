@@ -6,10 +6,14 @@ import json
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.data.dataset import Dataset
+from core.data.split import split
 from core.eval import compare as C
+from core.eval import interest as I
 from core.runs.pipeline import new_run, train_run
 from core.runs.store import RunStore
 from dashboard.text import md
@@ -138,3 +142,41 @@ def test_without_dataset_says_to_add_one(home):
     at = _app(dataset=None).run()
     assert not at.exception
     assert at.info[0].value.startswith("No dataset yet — add one on the Data page")
+
+
+def test_calibration_section_matches_core_and_ease_beats_pop(runs, home):
+    """Issue 14 item 4: per-model KL of the top-K category mix to the held-out and history
+    mixes, the numbers core computes from the stored lists; EASE is far better calibrated."""
+    at = _app().run()
+    assert not at.exception and not at.error
+    assert "Do the lists match the users' interests?" in [s.value for s in at.subheader]
+    (table,) = [d.value for d in at.dataframe if "kl_held_out" in d.value.columns]
+    assert table["run"].tolist() == ["ease", "pop"]  # the page's order: best NDCG@10 first
+    ds = Dataset.load(home, "sample")
+    profiles = I.interest_profiles(ds, split(ds, "loo", 42), recent=10)
+    lists = {m: pd.read_parquet(home / "runs" / r / "recs.parquet") for m, r in runs.items()}
+    core = I.calibration_table(profiles, lists, 10).set_index("run_id").loc[["ease", "pop"]]
+    for column in ("kl_held_out", "kl_history", "closer_recent", "closer_long_term"):
+        assert table[column].tolist() == pytest.approx(core[column].tolist())
+    assert table["n_users"].tolist() == [250, 250]
+    ease, pop = table.set_index("run").loc["ease"], table.set_index("run").loc["pop"]
+    assert pop["kl_held_out"] - ease["kl_held_out"] > 1.0
+    assert pop["kl_history"] - ease["kl_history"] > 1.0
+    figs = {_title(f): f for f in _figures(at)}
+    bars = figs["Calibration of the top-10 category mix (KL, lower is better)"]["data"]
+    assert [b["name"] for b in bars] == ["KL to held-out shares", "KL to history shares (Steck)"]
+    assert _values(bars[0]["y"]) == pytest.approx(core["kl_held_out"].tolist())
+    captions = [c.value for c in at.caption]
+    (formula,) = [c for c in captions if c.startswith("How well each model's top-10")]
+    assert "q̃ = (1 − α)·q + α·p and α = 0.01 (Steck, RecSys 2018)" in formula
+    assert "lower is better" in formula
+    ref = I.reference_kl(profiles)
+    assert (
+        f"a list with exactly each user's long-term mix would score {ref['long_term']:.3f}"
+        in " ".join(captions)
+    )
+    # a longer recent window moves the recent-vs-long-term columns, not the KLs
+    at.number_input(key="compare_recent").set_value(30).run()
+    (wider,) = [d.value for d in at.dataframe if "kl_held_out" in d.value.columns]
+    assert wider["kl_held_out"].tolist() == pytest.approx(table["kl_held_out"].tolist())
+    assert wider["closer_recent"].tolist() != pytest.approx(table["closer_recent"].tolist())
