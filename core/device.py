@@ -46,6 +46,11 @@ def pick_device(choice: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def gpu_count() -> int:
+    """How many CUDA GPUs this process sees (0 without CUDA): `--nproc` on all of them."""
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 def describe(device: torch.device) -> dict:
     """What a person should see about the device: kind, name, memory."""
     if device.type == "cuda":

@@ -24,6 +24,13 @@ def device_note(info: Mapping) -> tuple[bool, str]:
     return False, f"No GPU found: models train on the {info['name']}. Small data trains fine."
 
 
+def all_gpus_label(gpus: int) -> str | None:
+    """The "all GPUs" choice when more than one GPU is visible (else None: nothing to offer)."""
+    if gpus < 2:
+        return None
+    return f"All {gpus} GPUs: one process per GPU (torchrun), for the neural models"
+
+
 def param_value(text: str) -> float | str:
     """A text hyperparameter as typed: a number when it reads as one (EASE's l2 '250' is
     250.0), else the stripped text ('auto')."""
@@ -40,11 +47,15 @@ def progress_text(record: Mapping, summary: Mapping) -> str:
         return record.get("message") or "Queued — waiting to start."
     if status == "finished":
         fit = record.get("timings", {}).get("fit_s")
-        return f"Finished in {fit:.1f} s of training." if fit is not None else "Finished."
+        world = int((record.get("distributed") or {}).get("world_size") or 1)
+        on = f" on {world} processes" if world > 1 else ""
+        return f"Finished in {fit:.1f} s of training{on}." if fit is not None else "Finished."
     if status in ("failed", "cancelled"):
         return status.capitalize() + "."
     epochs = summary["epochs"]
     parts = [f"Epoch {summary['epoch']} of at most {epochs}" if epochs else "Fitting"]
+    if int(record.get("nproc") or 1) > 1:
+        parts.append(f"on {record['nproc']} processes")
     if summary["loss"] is not None:
         parts.append(f"loss {summary['loss']:.4f}")
     if summary["best_metric"] is not None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core import device as devices
 from core.data.split import METHODS
 from core.device import describe, pick_device
 from core.errors import RecScopeError
-from core.models import DESCRIPTIONS, available
+from core.models import DESCRIPTIONS, available, model_class
 from core.runs import jobs
 from core.runs.pipeline import new_run
 from core.runs.store import RunStore, workspace_home
@@ -58,6 +59,13 @@ def _form(store: RunStore, name: str) -> None:
         device = st.selectbox(
             "Device", ["auto", "cpu", "cuda"], key="train_device", help="auto: the GPU if any."
         )
+        gpus = devices.gpu_count()
+        label = VT.all_gpus_label(gpus) if device != "cpu" else None
+        all_gpus = label is not None and st.checkbox(
+            label,
+            key="train_all_gpus",
+            help="Closed-form models (pop, itemknn, ease) are fitted once either way.",
+        )
     params = {model: widgets.param_inputs(model) for model in models}
     if st.button("Start training", type="primary", disabled=not models, key="train_start"):
         started = st.session_state.setdefault(STARTED, [])
@@ -71,6 +79,7 @@ def _form(store: RunStore, name: str) -> None:
                     seed=int(seed),
                     device=device,
                     params=params[model],
+                    nproc=gpus if all_gpus and model_class(model).trains_with_loop else 1,
                 )
             except RecScopeError as err:
                 st.error(f"{model}: {md(err)}")

@@ -82,3 +82,28 @@ def test_running_job_shows_and_cancels(home, planted_dataset):
         assert not at.exception
         record = _wait(store, [run_id], timeout=90)[0]
     assert record["status"] == "cancelled"
+
+
+def test_all_gpus_is_offered_past_one_gpu_and_reaches_the_neural_runs(
+    home, planted_dataset, monkeypatch
+):
+    """Issue 13: with more than one GPU visible, "all GPUs" trains a neural model on every one
+    (nproc in its record, for the launcher); a closed-form model still runs once."""
+    planted_dataset.save(home)
+    store = RunStore(home)
+    monkeypatch.setattr("core.device.gpu_count", lambda: 1)
+    at = _app().run()
+    assert not at.exception and not at.checkbox  # one GPU: nothing to offer
+    monkeypatch.setattr("core.device.gpu_count", lambda: 4)
+    monkeypatch.setattr(jobs, "start_job", lambda store, run_id: 0)  # no GPUs here to use
+    at = _app().run()
+    box = at.checkbox(key="train_all_gpus")
+    assert box.label == "All 4 GPUs: one process per GPU (torchrun), for the neural models"
+    at.multiselect(key="train_models").set_value(["pop", "bpr"])
+    box.check().run()
+    at.button(key="train_start").click().run()
+    assert not at.exception
+    records = {store.read(r)["model"]: store.read(r) for r in at.session_state["train_started"]}
+    assert records["bpr"]["nproc"] == 4 and "nproc" not in records["pop"]
+    at.selectbox(key="train_device").set_value("cpu").run()
+    assert not at.checkbox  # CPU processes are for the CLI (--nproc), not this choice

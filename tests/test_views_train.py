@@ -53,3 +53,21 @@ def test_results_table_has_the_headline_metrics():
     assert list(table.columns) == ["model", "run", *VT.HEADLINE, "fit (s)"]
     assert table.loc[0, ["model", "run", "ndcg@10", "fit (s)"]].tolist() == ["ease", "r1", 0.3, 1.5]
     assert table.loc[1, ["hit@10", "fit (s)"]].isna().all()
+
+
+def test_all_gpus_is_offered_only_past_one_gpu():
+    assert VT.all_gpus_label(0) is None and VT.all_gpus_label(1) is None
+    assert VT.all_gpus_label(4) == (
+        "All 4 GPUs: one process per GPU (torchrun), for the neural models"
+    )
+
+
+def test_progress_text_of_a_run_on_several_processes():
+    running = {"status": "running", "nproc": 2}
+    assert VT.progress_text(running, _summary(loss=0.5)) == (
+        "Epoch 3 of at most 20 · on 2 processes · loss 0.5000"
+    )
+    done = {"status": "finished", "timings": {"fit_s": 3.25}, "distributed": {"world_size": 2}}
+    assert VT.progress_text(done, _summary()) == "Finished in 3.2 s of training on 2 processes."
+    one = {"status": "finished", "timings": {"fit_s": 3.25}, "distributed": {"world_size": 1}}
+    assert VT.progress_text(one, _summary()) == "Finished in 3.2 s of training."
