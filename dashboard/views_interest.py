@@ -127,8 +127,8 @@ def held_out_sentence(shares: pd.DataFrame) -> str:
     held = shares["held_out"].fillna(0)
     to_recent = 0.5 * float((held - shares["recent"]).abs().sum())
     to_long = 0.5 * float((held - shares["long_term"]).abs().sum())
-    if math.isclose(to_recent, to_long, abs_tol=1e-9):
-        where = "as close to the recent interests as to the long-term ones"
+    if round(to_recent, 2) == round(to_long, 2):
+        where = "about as close to the recent interests as to the long-term ones"
     else:
         where = (
             "closer to the recent interests"
@@ -136,8 +136,8 @@ def held_out_sentence(shares: pd.DataFrame) -> str:
             else "closer to the long-term interests"
         )
     return (
-        f"The held-out test items are {where} (distance {to_recent:.3f} to recent, "
-        f"{to_long:.3f} to long-term)."
+        f"The held-out test items are {where} (distance {to_recent:.2f} to recent, "
+        f"{to_long:.2f} to long-term)."
     )
 
 

@@ -150,7 +150,7 @@ def _calibration(home, store, dataset: str, chosen: list[str], labels: dict, k: 
         st.caption(md(note))
     if not usable:
         return
-    recent = st.number_input(
+    recent = st.columns([1, 3])[0].number_input(
         "Recent window (interactions)", min_value=1, max_value=interest_panel.MAX_WINDOW,
         value=I.RECENT, step=1, key="compare_recent",
         help="How many of each user's newest known interactions count as recent interests.",
@@ -160,7 +160,6 @@ def _calibration(home, store, dataset: str, chosen: list[str], labels: dict, k: 
     except I.NoCategoriesError as err:
         st.info(str(err))
         return
-    left, right = st.columns([2, 3])
     config = {
         "run": st.column_config.TextColumn("Run"),
         "kl_held_out": st.column_config.NumberColumn("KL to held-out ↓", format="%.3f"),
@@ -169,13 +168,14 @@ def _calibration(home, store, dataset: str, chosen: list[str], labels: dict, k: 
         "closer_long_term": st.column_config.NumberColumn("Closer to long-term", format="percent"),
         "n_users": st.column_config.NumberColumn("Users"),
     }
-    left.dataframe(
+    st.dataframe(
         VI.calibration_view(table, labels), hide_index=True, width="stretch",
         column_config=config, key="compare_calibration",
     )  # fmt: skip
-    widgets.chart(right, charts_interest.calibration_bars(table, labels, k))
-    st.caption(VI.calibration_caption(k))
-    st.caption(VI.reference_sentence(ref, recent))
+    left, right = st.columns([3, 2])
+    widgets.chart(left, charts_interest.calibration_bars(table, labels, k))
+    right.caption(VI.calibration_caption(k))
+    right.caption(VI.reference_sentence(ref, recent))
 
 
 def _downloads(store, chosen: list[str], labels: dict, k: int, metric: str, baseline: str) -> None:

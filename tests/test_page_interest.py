@@ -171,6 +171,11 @@ def test_sentences():
         {"category": ["A", "B"], "long_term": [0.8, 0.2], "recent": [0.1, 0.9], "held_out": [0, 1]}
     )
     assert VI.held_out_sentence(shares) == (
-        "The held-out test items are closer to the recent interests (distance 0.100 to recent, "
-        "0.800 to long-term)."
+        "The held-out test items are closer to the recent interests (distance 0.10 to recent, "
+        "0.80 to long-term)."
+    )
+    shares["recent"] = [0.797, 0.203]  # equal at the two decimals shown
+    assert VI.held_out_sentence(shares) == (
+        "The held-out test items are about as close to the recent interests as to the long-term "
+        "ones (distance 0.80 to recent, 0.80 to long-term)."
     )
