@@ -117,6 +117,8 @@ class TrainResult:
     best_epoch: int | None = None
     best_metric: float | None = None
     fit_s: float = 0.0
+    #: of fit_s, the time spent in the epochs' batches (validation and reporting excluded)
+    train_s: float = 0.0
     samples_per_s: float | None = None
     events: list[ProgressEvent] = field(default_factory=list)
     #: processes that trained together (1 without torchrun) and their backend (gloo, nccl)
@@ -131,6 +133,7 @@ class TrainResult:
             "best_epoch": self.best_epoch,
             "best_metric": self.best_metric,
             "fit_s": round(self.fit_s, 3),
+            "train_s": round(self.train_s, 3),
             "samples_per_s": self.samples_per_s,
             "world_size": self.world_size,
             "backend": self.backend,
@@ -252,6 +255,7 @@ def run_training(
         model._weights_changed()
     net.eval()
     result.fit_s = time.perf_counter() - start
+    result.train_s = train_time
     result.samples_per_s = n * result.epochs_run / train_time if train_time > 0 else None
     own = share * result.epochs_run / train_time if train_time > 0 else 0.0
     if here.distributed:
