@@ -15,13 +15,15 @@ from dashboard.text import md
 #: one colour per model/strategy, stable across charts
 COLOURS = {
     "multiscenario": ACCENT,
+    "multiscenario_ple": "#d35400",
     "pooled": SECOND,
     "per_scenario": "#2e8b57",
     "target_only": "#2e8b57",
     "hybrid": "#8e44ad",
 }
 LABELS = {
-    "multiscenario": "One model that knows the scenario",
+    "multiscenario": "One model that knows the scenario (MMoE)",
+    "multiscenario_ple": "One model that knows the scenario (PLE)",
     "pooled": "One model for everything",
     "per_scenario": "One model per scenario",
     "target_only": "Target scenario only",
@@ -29,7 +31,8 @@ LABELS = {
 }
 #: the strategy names of the leaderboard table and the user view
 STRATEGY_NAMES = {
-    "multiscenario": "One model that knows the scenario (multiscenario)",
+    "multiscenario": "One model that knows the scenario (multiscenario, MMoE)",
+    "multiscenario_ple": "One model that knows the scenario (multiscenario, PLE)",
     "pooled": "One model for everything (pooled)",
     "per_scenario": "One model per scenario",
 }
@@ -78,6 +81,23 @@ def leaderboard_view(board: pd.DataFrame) -> pd.DataFrame:
     """The leaderboard table with the strategies' readable names."""
     names = board["strategy"].map(STRATEGY_NAMES).fillna(board["strategy"])
     return board.assign(strategy=names)
+
+
+def paired_view(paired: pd.DataFrame, baseline: str, scenarios: list[str]) -> pd.DataFrame:
+    """Strategy x scenario table of the paired differences against `baseline`.
+
+    A cell reads "+0.0123 (+0.0050 to +0.0190)": the mean per-user difference and its 95%
+    confidence interval, with " *" when it is significant after Holm's correction.
+    """
+    rows = paired[paired["baseline"] == baseline]
+    out = {}
+    for _, r in rows.iterrows():
+        cell = f"{r['mean_diff']:+.4f} ({r['ci_low']:+.4f} to {r['ci_high']:+.4f})"
+        out.setdefault(r["strategy"], {})[r["scenario"]] = cell + (" *" if r["significant"] else "")
+    order = [s for s in STRATEGY_NAMES if s in out] + [s for s in out if s not in STRATEGY_NAMES]
+    table = pd.DataFrame([{"strategy": s, **out[s]} for s in order])
+    columns = ["strategy"] + [s for s in scenarios if s in table.columns]
+    return leaderboard_view(table.reindex(columns=columns).fillna("–"))
 
 
 def transfer_view(curves: pd.DataFrame, metric: str) -> pd.DataFrame:

@@ -1,7 +1,9 @@
 """Scenarios page: one model per scenario, one for everything, or one that knows the scenario?
 
-Sizes and overlap of the scenarios, the per-scenario leaderboard of the three strategies,
-cross-scenario transfer curves, and one user's history and recommendations side by side.
+Sizes and overlap of the scenarios, the per-scenario leaderboard of the strategies (with
+both architectures of the scenario-aware model, MMoE and PLE, and paired confidence
+intervals against a chosen baseline), cross-scenario transfer curves, and one user's
+history and recommendations side by side.
 The leaderboard and transfer are background jobs of the one job system (`core.runs.jobs`,
 `core.runs.scenario_runs`): the page starts them, polls their stages and shows their results.
 """
@@ -90,7 +92,11 @@ def _leaderboard(store: RunStore, name: str, ds) -> pd.DataFrame | None:
     job_controls(store, newest, label, "sc_train", start, primary=True)
     if done is None:
         if newest is None or newest.get("status") not in jobs.ACTIVE:
-            st.info("Press the button to train the three strategies (minutes on a CPU).")
+            st.info(
+                "Press the button to train the strategies: one model per scenario, one for "
+                "everything, and the scenario-aware model with MMoE and with PLE layers "
+                "(minutes on a CPU)."
+            )
         return None
     result = store.result(done["run_id"])
     board = pd.DataFrame(result["leaderboard"])
@@ -102,9 +108,35 @@ def _leaderboard(store: RunStore, name: str, ds) -> pd.DataFrame | None:
     st.dataframe(C.leaderboard_view(board), hide_index=True, column_config=columns, key="sc_board")
     fig = C.leaderboard_bars(board, ds.scenarios, METRIC)
     st.plotly_chart(fig, width="stretch", key="sc_bars")
+    _paired(result, board, ds.scenarios)
     for note in result.get("notes", []):
         st.caption(note)
     return cache.scenario_recs(store.home, done["run_id"])
+
+
+def _paired(result: dict, board: pd.DataFrame, scenarios: list[str]) -> None:
+    """Each strategy minus a chosen baseline, per scenario, with paired 95% CIs."""
+    paired = pd.DataFrame(result.get("paired") or [])
+    if paired.empty:
+        st.caption("This leaderboard was computed before paired intervals were stored; retrain.")
+        return
+    names = [s for s in board["strategy"] if s in set(paired["baseline"])]
+    default = names.index("pooled") if "pooled" in names else 0
+    baseline = st.selectbox(
+        "Compare against",
+        names,
+        index=default,
+        format_func=lambda s: C.STRATEGY_NAMES.get(s, s),
+        key="sc_baseline",
+    )
+    st.markdown(f"**Difference in test {METRIC} against the baseline, same users**")
+    st.dataframe(C.paired_view(paired, baseline, scenarios), hide_index=True, key="sc_paired")
+    st.caption(
+        "Each cell: the mean per-user difference (strategy minus baseline) among the "
+        "scenario's test users, with its 95% bootstrap confidence interval; * marks a "
+        "difference significant after Holm's correction over the table's cells (Wilcoxon "
+        "signed-rank test)."
+    )
 
 
 def _transfer(store: RunStore, name: str, ds) -> None:

@@ -1,6 +1,8 @@
 """Multi-scenario model and strategies: the scenario input, per-scenario evaluation, the
 one-scenario / no-scenario / tiny-scenario cases, and the sample-data result (issue: the
-scenario-aware model beats one model per scenario and one pooled model)."""
+scenario-aware model beats one model per scenario and one pooled model); the PLE
+architecture (issue 14 item 6): its scenario experts, its sample-data margin over
+popularity, save/load, SHAP additivity, and the paired per-scenario comparison."""
 
 from __future__ import annotations
 
@@ -13,14 +15,20 @@ from core.data import schema as S
 from core.data.dataset import Dataset
 from core.data.split import split
 from core.errors import ParameterError
-from core.models import make_model
+from core.explain.explainer import explain
+from core.models import make_model, model_class
+from core.models._scenario_net import _PLE
+from core.runs.pipeline import LoadedRun
+from core.scenarios.paired import COLUMNS, paired_by_scenario
 from core.scenarios.strategies import (
     MIN_SCENARIO_INTERACTIONS,
     PerScenario,
+    ScenarioEval,
     compare_strategies,
     evaluate_by_scenario,
     item_overlap,
     leaderboard,
+    make_strategy,
     scenario_catalogues,
     small_scenarios,
     user_history,
@@ -144,9 +152,10 @@ def test_multiscenario_beats_per_scenario_and_pooled_on_sample(sample_dataset):
     )
     board = leaderboard(results)
     means = dict(zip(board["strategy"], board["mean"], strict=True))
-    assert board["strategy"].iloc[0] == "multiscenario", board
-    assert means["multiscenario"] > means["pooled"] + 0.02
-    assert means["multiscenario"] > means["per_scenario"] + 0.02
+    assert set(board["strategy"].iloc[:2]) == {"multiscenario", "multiscenario_ple"}, board
+    for name in ("multiscenario", "multiscenario_ple"):  # both architectures (issue 14)
+        assert means[name] > means["pooled"] + 0.02
+        assert means[name] > means["per_scenario"] + 0.02
     assert set(board.columns) >= {"articles", "shop", "video_feed", "mean", "fit_s"}
     for res in results.values():  # every scenario evaluated on its own test users
         assert (res.table["n_users"] > 500).all()
@@ -165,3 +174,106 @@ def test_whole_catalogue_never_ranks_truth_higher_than_scenario_catalogue():
         assert (a >= b - 1e-12).all()  # other scenarios' items only push the truth down
     with pytest.raises(ParameterError, match="Catalogue 'shop'"):
         evaluate_by_scenario(strategy, parts, catalogue="shop")
+
+
+# -- the PLE architecture (issue 14 item 6) ------------------------------------------------
+
+
+def test_ple_scenario_experts_reach_only_their_scenario():
+    """A scenario's own experts change that scenario's scores only; shared experts all."""
+    ds = _two_scenarios()
+    model = make_model("multiscenario", topology="ple", **FAST).fit(ds.all())
+    layer = model.net_.layer
+    assert isinstance(layer, _PLE)
+    assert tuple(layer.own_w.shape) == (2, 2, 2, 64, 64)  # levels, scenarios, experts, d, d
+    assert tuple(layer.shared_w.shape) == (2, 4, 64, 64)
+    users = np.arange(20)
+    app, web = ds.scenarios.index("app"), ds.scenarios.index("web")
+    before = {s: model.score_scenario(users, s).clone() for s in (app, web)}
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        layer.own_w[:, app] += 0.3 * torch.randn(layer.own_w[:, app].shape, generator=gen)
+    torch.testing.assert_close(model.score_scenario(users, web), before[web])
+    assert (model.score_scenario(users, app) - before[app]).abs().max() > 1e-3
+    with torch.no_grad():
+        layer.shared_w += 0.3 * torch.randn(layer.shared_w.shape, generator=gen)
+    assert (model.score_scenario(users, web) - before[web]).abs().max() > 1e-3
+
+
+def test_ple_beats_popularity_in_every_scenario_on_sample(sample_dataset):
+    """Issue 14: the second architecture beats each scenario's popularity list, paired."""
+    parts = split(sample_dataset, "loo")
+    results = compare_strategies(
+        sample_dataset,
+        parts,
+        strategies=("per_scenario", "multiscenario_ple"),
+        base="pop",
+        multiscenario_params={"epochs": 2},
+        top_k=0,
+    )
+    assert results["multiscenario_ple"].strategy == "multiscenario_ple"
+    # the strategy's model is the PLE one, whatever topology the parameters name
+    assert make_strategy("multiscenario_ple", topology="mmoe").params["topology"] == "ple"
+    paired = paired_by_scenario(results, "per_scenario")
+    assert sorted(paired["scenario"]) == ["articles", "shop", "video_feed"]
+    assert set(paired["strategy"]) == {"multiscenario_ple"}
+    assert (paired["ci_low"] > 0.15).all(), paired  # a margin, not just a sign
+    assert paired["significant"].all()
+    assert (paired["n_users"] > 500).all() and paired["n_users"].sum() == 3000
+
+
+def test_ple_save_load_keeps_scores_and_architecture(tmp_path):
+    ds = _two_scenarios()
+    params = {**FAST, "topology": "ple", "levels": 3, "scenario_experts": 1, "experts": 2}
+    model = make_model("multiscenario", **params).fit(ds.all())
+    model.save(tmp_path / "m")
+    loaded = model_class("multiscenario").load(tmp_path / "m")
+    loaded.set_history(ds.all())
+    assert (loaded.topology, loaded.levels, loaded.scenario_experts) == ("ple", 3, 1)
+    assert isinstance(loaded.net_.layer, _PLE)
+    assert tuple(loaded.net_.layer.own_w.shape[:3]) == (3, 2, 1)
+    users = np.arange(15)
+    for code in range(2):
+        torch.testing.assert_close(
+            loaded.score_scenario(users, code), model.score_scenario(users, code)
+        )
+
+
+def test_ple_shap_values_add_up_to_the_score():
+    from tests.workspace_runs import small_sample
+
+    ds = small_sample()
+    parts = split(ds, "loo", 42)
+    model = make_model("multiscenario", topology="ple", epochs=1, dim=16, device_choice="cpu").fit(
+        parts.train, parts.valid
+    )
+    model.set_history(parts.known_for("test"))
+    lr = LoadedRun({"run_id": None, "model": "multiscenario"}, ds, parts, model)
+    top, _ = model.recommend([3, 40], 2)
+    for user, item, max_history in [(3, int(top[0, 0]), 50), (40, int(top[1, 1]), 4)]:
+        exp = explain(lr, user, item, max_history=max_history)
+        assert exp.score == pytest.approx(float(model.score([user], [item])[0, 0]), abs=1e-5)
+        assert exp.total == pytest.approx(exp.score, rel=1e-4, abs=1e-5)
+        assert "scenario" in set(exp.contributions["feature"]) and not exp.notes
+
+
+def test_paired_by_scenario_gives_the_mean_difference_holm_and_users():
+    def result(name: str, values: dict[str, list[float]]) -> ScenarioEval:
+        per_user = {
+            s: pd.DataFrame({S.USER: np.arange(len(v)), "ndcg@10": v}) for s, v in values.items()
+        }
+        return ScenarioEval(name, pd.DataFrame(), per_user)
+
+    base = result("pooled", {"app": [0.0, 0.5, 1.0, 0.2], "web": [0.3, 0.3, 0.3]})
+    better = result("multiscenario_ple", {"app": [0.5, 1.0, 1.0, 0.4], "web": [0.3, 0.3, 0.3]})
+    table = paired_by_scenario({"pooled": base, "multiscenario_ple": better}, "pooled")
+    assert list(table.columns) == list(COLUMNS)
+    rows = table.set_index("scenario")
+    assert rows.loc["app", "mean_diff"] == pytest.approx(0.3)  # (0.5 + 0.5 + 0 + 0.2) / 4
+    assert rows.loc["app", "n_users"] == 4 and rows.loc["web", "n_users"] == 3
+    assert 0.0 < rows.loc["app", "ci_low"] <= 0.3 <= rows.loc["app", "ci_high"] <= 0.5
+    assert rows.loc["web", "mean_diff"] == 0.0 and rows.loc["web", "p_value"] == 1.0
+    # Holm over the two rows: the smaller p-value is doubled
+    assert rows.loc["app", "p_holm"] == pytest.approx(min(1.0, 2 * rows.loc["app", "p_value"]))
+    with pytest.raises(ParameterError, match="Baseline strategy 'ease'"):
+        paired_by_scenario({"pooled": base}, "ease")

@@ -4,6 +4,7 @@ and the buttons launch jobs through the one job launcher."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -82,6 +83,15 @@ def test_without_dataset_asks_for_one(home):
     assert not at.exception and "Data page" in at.info[0].value
 
 
+def _paired_table(at: AppTest) -> pd.DataFrame:
+    """The paired-differences table: strategy and one text column per scenario."""
+    return next(
+        df.value
+        for df in at.dataframe
+        if list(df.value.columns) == ["strategy", "app", "kiosk", "web"]
+    )
+
+
 def _run_here(store: RunStore, run_id: str, body) -> None:
     """Run a job body in this process (what `recscope … --run-id` does in the child)."""
     kind = store.read(run_id)["kind"]
@@ -93,9 +103,8 @@ def test_leaderboard_transfer_and_user_view_from_finished_jobs(home):
     _scenario_data().save(home)
     store = RunStore(home)
     fast = {"epochs": 1, "batch_size": 256}
-    _run_here(
-        store, sr.new_leaderboard(store, "multi", multiscenario_params=fast), sr.run_leaderboard
-    )
+    board_id = sr.new_leaderboard(store, "multi", multiscenario_params=fast)
+    _run_here(store, board_id, sr.run_leaderboard)
     failing = sr.new_transfer(store, "multi", "app", "kiosk", ms=(0,))
     with pytest.raises(RecScopeError, match="Only"):  # too few kiosk users: the job fails
         _run_here(store, failing, sr.run_transfer)
@@ -108,13 +117,36 @@ def test_leaderboard_transfer_and_user_view_from_finished_jobs(home):
         for df in at.dataframe
         if "Mean over scenarios" in str(df.value.columns) or "mean" in df.value.columns
     )
+    mmoe = "One model that knows the scenario (multiscenario, MMoE)"
+    ple = "One model that knows the scenario (multiscenario, PLE)"
     assert set(board["strategy"]) == {
-        "One model that knows the scenario (multiscenario)",
+        mmoe,
+        ple,
         "One model for everything (pooled)",
         "One model per scenario",
     }
     assert {"app", "kiosk", "web", "mean"} <= set(board.columns)
     assert at.button(key="sc_train").label == "Retrain"
+    # issue 14: both architectures against the pooled model, paired CIs per scenario
+    stored = pd.DataFrame(sr.result(store, board_id)["paired"])
+    paired = _paired_table(at).set_index("strategy")
+    assert at.selectbox(key="sc_baseline").value == "pooled"
+    assert set(paired.index) == {mmoe, ple, "One model per scenario"}
+    assert list(paired.columns) == ["app", "kiosk", "web"]
+    cell = re.compile(r"^[+-]\d\.\d{4} \([+-]\d\.\d{4} to [+-]\d\.\d{4}\)( \*)?$")
+    assert all(cell.match(v) for v in paired.to_numpy().ravel()), paired
+    row = stored.query("baseline == 'pooled' and strategy == 'multiscenario_ple'")
+    app = row.set_index("scenario").loc["app"]
+    assert paired.loc[ple, "app"].startswith(
+        f"{app['mean_diff']:+.4f} ({app['ci_low']:+.4f} to {app['ci_high']:+.4f})"
+    )
+    assert app["ci_low"] <= app["mean_diff"] <= app["ci_high"] and app["n_users"] > 0
+    assert "significant after Holm" in _texts(at)
+    at.selectbox(key="sc_baseline").set_value("multiscenario").run()  # PLE against MMoE
+    paired = _paired_table(at)
+    assert (
+        not at.exception and mmoe not in set(paired["strategy"]) and ple in set(paired["strategy"])
+    )
     # user view: history and recommendations per scenario side by side
     assert "Recommended next" in text
     at.selectbox(key="sc_user").set_value("u10").run()  # u10 never used the kiosk

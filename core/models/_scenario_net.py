@@ -1,4 +1,4 @@
-"""The network of the multiscenario model: embeddings, scenario layers (MMoE or STAR), logits.
+"""The network of the multiscenario model: embeddings, scenario layers (MMoE or PLE), logits.
 
 Kept apart from `core/models/multiscenario.py` (data handling, training, scoring) so each
 file reads in one sitting; see that module for the papers and the design.
@@ -23,6 +23,8 @@ class ScenarioNet(nn.Module):
         experts: int,
         dropout: float,
         interest_dim: int,
+        scenario_experts: int = 2,
+        levels: int = 2,
     ) -> None:
         super().__init__()
         self.items = nn.Embedding(n_items, dim)  # output item vectors E
@@ -34,7 +36,10 @@ class ScenarioNet(nn.Module):
         self.interest_in = nn.Linear(interest_dim, dim, bias=False)
         self.interest_weight = nn.Parameter(torch.ones(n_sc))  # per-scenario trust in it
         self.drop = nn.Dropout(dropout)
-        self.layer = _Star(n_sc, dim) if topology == "star" else _MMoE(n_sc, dim, experts)
+        if topology == "ple":
+            self.layer = _PLE(n_sc, dim, experts, scenario_experts, levels)
+        else:
+            self.layer = _MMoE(n_sc, dim, experts)
         for emb in (self.items, self.bag, self.last_s, self.scen):
             nn.init.normal_(emb.weight, std=0.05)
         for emb in (self.bag, self.last_s):
@@ -66,34 +71,6 @@ class ScenarioNet(nn.Module):
         return out + (interest @ self.interest[items].T) * self.interest_weight[scen][:, None]
 
 
-class _Star(nn.Module):
-    """Partitioned norm + FC with weight shared ⊙ per-scenario + auxiliary scenario bias."""
-
-    def __init__(self, n_sc: int, dim: int) -> None:
-        super().__init__()
-        self.norm_shared = nn.Parameter(torch.ones(2, dim))  # scale, shift (shift row 0-ed)
-        self.norm_scen = nn.Parameter(torch.ones(n_sc, 2, dim))
-        with torch.no_grad():
-            self.norm_shared[1].zero_()
-            self.norm_scen[:, 1].zero_()
-        self.w_shared = nn.Parameter(torch.randn(dim, dim) / dim**0.5)
-        self.w_scen = nn.Parameter(torch.ones(n_sc, dim, dim))
-        self.b_shared = nn.Parameter(torch.zeros(dim))
-        self.b_scen = nn.Parameter(torch.zeros(n_sc, dim))
-        self.aux = nn.Sequential(nn.Linear(n_sc, dim), nn.Tanh(), nn.Linear(dim, dim))
-        self.n_sc = n_sc
-
-    def forward(self, h: torch.Tensor, scen: torch.Tensor) -> torch.Tensor:
-        z = F.layer_norm(h, h.shape[-1:])  # (B, d)
-        scale = self.norm_shared[0] * self.norm_scen[scen, 0]  # (B, d)
-        shift = self.norm_shared[1] + self.norm_scen[scen, 1]  # (B, d)
-        z = z * scale + shift
-        w = self.w_shared * self.w_scen[scen]  # (B, d, d)
-        out = torch.bmm(w, z[:, :, None])[:, :, 0] + self.b_shared + self.b_scen[scen]  # (B, d)
-        aux = self.aux(F.one_hot(scen, self.n_sc).to(h.dtype))  # (B, d)
-        return h + F.gelu(out) + aux  # residual keeps the pooled interests
-
-
 class _MMoE(nn.Module):
     """Shared experts, a softmax gate per scenario and a linear tower per scenario."""
 
@@ -111,3 +88,46 @@ class _MMoE(nn.Module):
         gate = torch.softmax(torch.einsum("bkd,bd->bk", self.gates[scen], h), -1)  # (B, K)
         mixed = (gate[:, :, None] * outs).sum(1)  # (B, d)
         return h + torch.bmm(self.towers[scen], mixed[:, :, None])[:, :, 0]  # (B, d)
+
+
+class _PLE(nn.Module):
+    """Progressive layered extraction (Tang et al., RecSys 2020), one path per scenario.
+
+    Each of `levels` extraction levels has `shared` experts and `own` experts per scenario.
+    A request in scenario s keeps two representations: its scenario's (r_s) and the shared
+    one (r_0). At each level the scenario's experts read r_s, the shared experts read r_0;
+    the gate of scenario s (input r_s) mixes its own and the shared experts into the next
+    r_s, and below the top level a shared gate (input r_0) mixes the same experts into the
+    next r_0. The top r_s goes through the scenario's linear tower (zero-initialised, as
+    the MMoE's) and is added to the input. A request reaches its own scenario's experts
+    only, so the shared gate sees its scenario's and the shared experts (in the paper's
+    multi-task form every task's experts feed it; here one request has one scenario).
+    """
+
+    def __init__(self, n_sc: int, dim: int, shared: int, own: int, levels: int) -> None:
+        super().__init__()
+        scale = dim**-0.5
+        self.shared_w = nn.Parameter(torch.randn(levels, shared, dim, dim) * scale)
+        self.shared_b = nn.Parameter(torch.zeros(levels, shared, dim))
+        self.own_w = nn.Parameter(torch.randn(levels, n_sc, own, dim, dim) * scale)
+        self.own_b = nn.Parameter(torch.zeros(levels, n_sc, own, dim))
+        # zero gates: every level starts as the plain mean of its experts
+        self.gates = nn.Parameter(torch.zeros(levels, n_sc, own + shared, dim))
+        self.shared_gates = nn.Parameter(torch.zeros(max(levels - 1, 1), own + shared, dim))
+        self.towers = nn.Parameter(torch.zeros(n_sc, dim, dim))
+        self.levels = levels
+
+    def forward(self, h: torch.Tensor, scen: torch.Tensor) -> torch.Tensor:
+        rows = torch.arange(len(h), device=h.device)
+        r_s, r_0 = h, h  # (B, d) each
+        for level in range(self.levels):
+            own = torch.einsum("skod,bd->bsko", self.own_w[level], r_s)[rows, scen]  # (B, O, d)
+            own = F.gelu(own + self.own_b[level][scen])
+            shared = torch.einsum("kod,bd->bko", self.shared_w[level], r_0)  # (B, K, d)
+            experts = torch.cat([own, F.gelu(shared + self.shared_b[level])], 1)  # (B, O+K, d)
+            gate = torch.softmax(torch.einsum("bkd,bd->bk", self.gates[level][scen], r_s), -1)
+            if level < self.levels - 1:
+                g0 = torch.softmax(torch.einsum("kd,bd->bk", self.shared_gates[level], r_0), -1)
+                r_0 = (g0[:, :, None] * experts).sum(1)  # (B, d)
+            r_s = (gate[:, :, None] * experts).sum(1)  # (B, d)
+        return h + torch.bmm(self.towers[scen], r_s[:, :, None])[:, :, 0]  # (B, d)

@@ -3,10 +3,13 @@
 Like `core.runs.pipeline` for training, this module creates a job record (options checked
 before it exists) and holds the job bodies that `recscope scenarios leaderboard` and
 `recscope transfer` run through `core.runs.jobs.run_job`. The numbers are those of
-`core.scenarios` unchanged — the leaderboard is `compare_strategies`, the curves
-`transfer_report`; this module only stores them in the run folder: result.json, and for the
-leaderboard recs.parquet (strategy, scenario, user_code, rank, item_code). File names are
-fixed: no scenario name or other user string becomes a path.
+`core.scenarios` unchanged — the leaderboard is `compare_strategies` (both architectures of
+the multiscenario model, MMoE and PLE, beside the reference strategies) with
+`core.scenarios.paired.paired_all` (each strategy against each other one, per scenario,
+paired bootstrap CIs), the curves `transfer_report`; this module only stores them in the run
+folder: result.json, and for the leaderboard recs.parquet (strategy, scenario, user_code,
+rank, item_code). File names are fixed: no scenario name or other user string becomes a
+path.
 
 A job records its dataset's fingerprint like a training run; a job body, `result` and
 `recommendations` refuse with one sentence when that dataset was replaced since (its codes
@@ -24,6 +27,7 @@ from core.models import make_model
 from core.runs.jobs import Stage
 from core.runs.pipeline import check_dataset, model_params, run_dataset
 from core.runs.store import RunStore
+from core.scenarios.paired import paired_all
 from core.scenarios.strategies import (
     CATALOGUES,
     DEFAULT_BASE,
@@ -168,13 +172,16 @@ def leaderboard_result(
     results: dict[str, ScenarioEval], *, base: str, catalogue: str, split: str = "loo"
 ) -> dict:
     """The JSON-ready summary of `compare_strategies`: leaderboard rows, the per-scenario
-    table of each strategy, notes, and the options that produced them."""
+    table of each strategy, the paired test NDCG@10 differences of every strategy against
+    every other one per scenario (`paired`, rows of `core.scenarios.paired.COLUMNS`), notes,
+    and the options that produced them."""
     return {
         "base": base,
         "catalogue": catalogue,
         "split": split,
         "leaderboard": _records(leaderboard(results)),
         "tables": {name: _records(r.table) for name, r in results.items()},
+        "paired": _records(paired_all(results, "ndcg@10")),
         "notes": sorted({n for r in results.values() for n in r.notes}),
     }
 

@@ -8,7 +8,8 @@ model that knows the scenario? The three answers are strategies run by the same 
   a scenario gets that scenario's most popular items);
 - `pooled`: one `base` model on every interaction, ignoring the scenario;
 - `multiscenario`: the scenario-aware model (`core.models.multiscenario`), told the scenario
-  of the request.
+  of the request, with its MMoE layer; `multiscenario_ple`: the same model with its PLE
+  layer (`topology="ple"`), so the two architectures are compared on the same users.
 
 Evaluation per scenario: each scenario's test interactions are ranked against that
 scenario's catalogue (items with any interaction there; `catalogue="scenario"`) or the whole
@@ -44,7 +45,9 @@ from core.protocols import ScenarioAware
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("per_scenario", "pooled", "multiscenario")
+STRATEGIES = ("per_scenario", "pooled", "multiscenario", "multiscenario_ple")
+#: the scenario-aware strategies and the `topology` of the multiscenario model each one uses
+ARCHITECTURES = {"multiscenario": "mmoe", "multiscenario_ple": "ple"}
 CATALOGUES = ("scenario", "all")
 #: a scenario with fewer training interactions than this gets popularity, not its own model
 MIN_SCENARIO_INTERACTIONS = 50
@@ -150,10 +153,11 @@ class Pooled:
 class ScenarioModelStrategy:
     """The multiscenario model (or any `ScenarioAware` model) as a strategy."""
 
-    strategy = "multiscenario"
-
-    def __init__(self, model: str = "multiscenario", **params: Any) -> None:
+    def __init__(
+        self, model: str = "multiscenario", *, strategy: str = "multiscenario", **params: Any
+    ) -> None:
         self.model_name = model
+        self.strategy = strategy
         self.params = params
         self.notes: list[str] = []
 
@@ -182,6 +186,9 @@ def make_strategy(name: str, base: str = DEFAULT_BASE, **params: Any):
         return Pooled(base, **params)
     if name == "multiscenario":
         return ScenarioModelStrategy("multiscenario", **params)
+    if name == "multiscenario_ple":
+        params = {**params, "topology": ARCHITECTURES[name]}
+        return ScenarioModelStrategy("multiscenario", strategy=name, **params)
     raise ParameterError(f"Strategy '{name}' is unknown; use one of {', '.join(STRATEGIES)}.")
 
 
@@ -259,7 +266,10 @@ def compare_strategies(
     step = 0
     out = {}
     for i, name in enumerate(strategies, 1):
-        params = (multiscenario_params if name == "multiscenario" else base_params) or {}
+        if name in ARCHITECTURES:  # each architecture row keeps its own topology
+            params = {**(multiscenario_params or {}), "topology": ARCHITECTURES[name]}
+        else:
+            params = base_params or {}
         strategy = make_strategy(name, base, **params)
         say(f"Training {name} ({i} of {len(strategies)})", step, steps)
         tick = time.perf_counter()
