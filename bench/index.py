@@ -21,7 +21,8 @@ import faiss
 import numpy as np
 import torch
 
-from core.retrieval.index import ItemIndex, _choose_kind, _placement, recall_at_k
+from core.retrieval.index import ItemIndex, _choose_kind, layout, recall_at_k
+from core.retrieval.placement import placement
 
 
 def main() -> None:
@@ -40,7 +41,7 @@ def main() -> None:
         base, queries = _clustered(n, args.dim, max(n // 100, 10), args.batch, args.seed)
         _, truth = faiss.knn(_unit(queries), _unit(base), 10, metric=faiss.METRIC_INNER_PRODUCT)
         for device in devices:
-            backend = _placement(device)[1]
+            backend = placement(device)[1]
             auto = _choose_kind("auto", n, backend)
             for kind in args.kinds:
                 _log(f"n={n} device={device} kind={kind} ...")
@@ -68,6 +69,8 @@ def _measure(base, queries, truth, kind, device, n_single) -> dict:
         "kind": kind,
         "device": info.device,
         "backend": info.params.get("backend"),
+        "layout": layout(info),  # e.g. "2 shards over 2 GPUs"
+        "shards": info.shards,
         "build_s": info.build_s,
         "build_with_tuning_s": round(total_build, 3),
         "latency_ms_p50": round(1e3 * float(np.percentile(single, 50)), 3),

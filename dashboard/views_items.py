@@ -13,6 +13,7 @@ import pandas as pd
 
 from core.data import schema as S
 from core.data.dataset import Dataset
+from core.retrieval.index import layout
 from core.retrieval.similar import ITEM_ITEM, find_items
 from dashboard.text import md
 
@@ -103,10 +104,14 @@ def item_text(dataset: Dataset, code: int) -> str | None:
 
 
 def index_sentence(info) -> str:
-    """One line on a Faiss index (`ItemIndex.info`): kind, device, size, build time, recall."""
+    """One line on a Faiss index (`ItemIndex.info`): kind, where it lives (shards over GPUs,
+    one GPU, the CPU), size, build time, recall."""
     kind = INDEX_KINDS.get(info.type, info.type)
+    where = layout(info)
+    if info.shards > 1:
+        where += f" ({', '.join(info.devices)})"
     return (
-        f"Faiss index: {kind} on {info.device} · {info.n:,} items × {info.dim} dims · built "
+        f"Faiss index: {kind} · {where} · {info.n:,} items × {info.dim} dims · built "
         f"in {info.build_s:.2f} s · recall@{info.k} {info.recall_at_k:.3f} against exact search"
     )
 

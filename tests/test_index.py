@@ -10,15 +10,19 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+import core.retrieval.index as I
+import core.retrieval.placement as P
 from core.errors import ParameterError
 from core.retrieval.index import (
     EXACT_MAX_CPU,
     ItemIndex,
     _choose_kind,
     exact_search_torch,
+    layout,
     recall_at_k,
     retrieve,
 )
+from core.retrieval.similar import index_facts
 
 
 def _clustered(n: int, d: int, clusters: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -166,3 +170,92 @@ def test_ivf_probes_enough_lists_for_long_result_lists():
     assert index.info.params["nprobe"] * per_list < 300  # the tuned probe alone is too short
     ids, _ = index.search(queries[:20], 300)
     assert (ids >= 0).all() and all(len(set(row)) == 300 for row in ids.tolist())
+
+
+def _cpu_shards(index, shards: int):
+    """Stand-in for faiss.index_cpu_to_all_gpus(shard=True) in a faiss-cpu build, as faiss'
+    GpuCloner does it: an IndexShards of copies; a filled flat index's rows split in order
+    (successive ids), an IVF index's trained quantizer copied into each (ids kept)."""
+    flat = isinstance(index, faiss.IndexFlat)
+    assert flat or index.ntotal == 0, "the stand-in splits filled flat indexes only"
+    out = faiss.IndexShards(index.d, False, flat)
+    rows = index.reconstruct_n(0, index.ntotal) if flat else None
+    for i in range(shards):
+        part = faiss.IndexFlatIP(index.d) if flat else faiss.clone_index(index)
+        if flat and index.ntotal:
+            part.add(rows[index.ntotal * i // shards : index.ntotal * (i + 1) // shards])
+        out.add_shard(part)
+    return out
+
+
+@pytest.fixture
+def two_fake_gpus(monkeypatch):
+    """A faiss-gpu build with 2 GPUs, simulated on the CPU: torch asks for 'cuda', faiss says
+    it sees 2 GPUs, and the two GPU copies (one GPU, all GPUs sharded) are CPU indexes."""
+    monkeypatch.setattr(P, "pick_device", lambda choice=None: torch.device(choice or "cuda"))
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 2)
+    monkeypatch.setattr(P, "to_gpu", lambda index, dev: faiss.clone_index(index))
+    calls = []
+    monkeypatch.setattr(P, "to_gpus", lambda index, n: calls.append(n) or _cpu_shards(index, n))
+    exact = I.exact_search_torch  # the recall oracle: torch on the CPU instead of cuda
+    monkeypatch.setattr(I, "exact_search_torch", lambda b, q, k, dev: exact(b, q, k, "cpu"))
+    return calls
+
+
+def test_index_shards_over_two_gpus_and_searches_like_one_exact_index(two_fake_gpus, tmp_path):
+    """Issue 13 item 3: more than one faiss GPU -> one shard per GPU, same answers."""
+    rng = np.random.default_rng(8)
+    base = _unit(rng.standard_normal((3_001, 32)))  # odd size: the shards differ by one row
+    queries = _unit(rng.standard_normal((40, 32)))
+    sharded = ItemIndex.build(base)  # auto: flat on the "GPUs"
+    assert two_fake_gpus == [2]
+    assert isinstance(sharded._index, faiss.IndexShards) and sharded._index.count() == 2
+    assert [faiss.downcast_index(sharded._index.at(i)).ntotal for i in (0, 1)] == [1500, 1501]
+    ids, scores = sharded.search(queries, 10)
+    brute = np.argsort(-(queries @ base.T), axis=1)[:, :10]  # the unsharded exact answer
+    np.testing.assert_array_equal(ids, brute)
+    np.testing.assert_allclose(scores, np.take_along_axis(queries @ base.T, brute, 1), atol=1e-5)
+    assert sharded.neighbors(2_999, 3)[0].tolist() == brute_neighbours(base, 2_999, 3)
+    facts = index_facts(sharded)
+    assert facts == {
+        "type": "flat", "device": "cuda", "recall_at_k": 1.0, "backend": "faiss-gpu",
+        "devices": ["cuda:0", "cuda:1"], "shards": 2, "layout": "2 shards over 2 GPUs",
+    }  # fmt: skip
+    sharded.save(tmp_path / "idx")  # a CPU copy on disk; loaded back over both GPUs
+    again = ItemIndex.load(tmp_path / "idx")
+    assert two_fake_gpus == [2, 2] and again.info.shards == 2
+    np.testing.assert_array_equal(again.search(queries, 10)[0], brute)
+
+
+def test_sharded_ivf_sets_nprobe_on_every_shard(two_fake_gpus):
+    points, queries = _clustered(20_000, 16, 200, seed=9)
+    index = ItemIndex.build(points, kind="ivf", recall_k=10)
+    shards = [faiss.downcast_index(index._index.at(i)) for i in range(index._index.count())]
+    assert [s.ntotal for s in shards] == [10_000, 10_000]
+    assert {s.nprobe for s in shards} == {index.info.params["nprobe"]} and len(shards) == 2
+    assert index.info.recall_at_k >= 0.95 and index.info.shards == 2
+    _, truth = faiss.knn(_unit(queries), _unit(points), 10, metric=faiss.METRIC_INNER_PRODUCT)
+    assert recall_at_k(index.search(queries, 10)[0], truth) >= 0.95
+
+
+def test_placement_follows_the_gpus_faiss_sees(monkeypatch):
+    monkeypatch.setattr(P, "pick_device", lambda choice=None: torch.device(choice or "cuda"))
+    for gpus, asked, expected in [
+        (4, None, ("cuda", "faiss-gpu", 4)),  # every GPU, sharded
+        (4, "cuda:1", ("cuda", "faiss-gpu", 1)),  # one GPU named: that one alone
+        (1, None, ("cuda", "faiss-gpu", 1)),
+        (0, None, ("cuda", "torch", 0)),  # a faiss-cpu build next to a CUDA torch
+        (4, "cpu", ("cpu", "faiss-cpu", 0)),
+    ]:
+        monkeypatch.setattr(faiss, "get_num_gpus", lambda n=gpus: n)
+        dev, backend, n = P.placement(asked)
+        assert (dev.type, backend, n) == expected
+    # faiss has no GPU HNSW: an hnsw index leaves the GPUs for the CPU
+    assert P.fallback("hnsw", torch.device("cuda"), "faiss-gpu", 4)[1:] == ("faiss-cpu", 0)
+    cpu = ItemIndex.build(np.eye(4, dtype=np.float32), device="cpu").info
+    assert (cpu.shards, cpu.devices, layout(cpu)) == (1, ["cpu"], "1 CPU index")
+
+
+def brute_neighbours(base: np.ndarray, code: int, k: int) -> list[int]:
+    order = np.argsort(-(base @ base[code]))
+    return [int(i) for i in order if i != code][:k]

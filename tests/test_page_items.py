@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import faiss
 import pandas as pd
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
+import core.retrieval.placement as P
 from core.data.dataset import Dataset
 from core.runs.pipeline import new_run, train_run
 from core.runs.store import RunStore
@@ -77,7 +80,30 @@ def test_text_only_without_runs(titled_home):
     assert len(neighbours) == 10
     assert neighbours["title"].str.startswith("Whale documentary").all()  # text finds its kin
     assert len(at.get("plotly_chart")) == 1  # the map of text embeddings
-    assert any("Faiss index: exact (flat)" in c.value for c in at.caption)
+    assert any("Faiss index: exact (flat) · 1 CPU index · 60 items" in c.value for c in at.caption)
+
+
+def test_index_facts_show_the_shards_over_two_gpus(titled_home, monkeypatch):
+    """Issue 13 item 3: with two faiss GPUs (simulated on the CPU) the page names the shards."""
+    monkeypatch.setattr(P, "pick_device", lambda choice=None: torch.device(choice or "cuda"))
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 2)
+
+    def cpu_shards(index, n):  # faiss' GPU cloner splits a flat index's rows in order
+        out = faiss.IndexShards(index.d, False, True)
+        for _ in range(n):
+            out.add_shard(faiss.IndexFlatIP(index.d))
+        return out
+
+    monkeypatch.setattr(P, "to_gpus", cpu_shards)
+    at = _app().run()
+    at.text_input(key="items_query").set_value("whale").run()
+    assert not at.exception
+    notes = [c.value for c in at.caption if c.value.startswith("Faiss index")]
+    assert len(notes) == 1
+    assert notes[0].startswith(
+        "Faiss index: exact (flat) · 2 shards over 2 GPUs (cuda:0, cuda:1) · 60 items"
+    )
+    assert _table(at, 0)["title"].str.startswith("Whale documentary").all()  # same answers
 
 
 def test_run_neighbours_beside_text_neighbours_and_map(titled_home):

@@ -73,7 +73,10 @@ def test_index_neighbours_follow_the_contract_and_are_saved_once(home, monkeypat
     cos01 = VECTORS[0] @ VECTORS[1] / np.linalg.norm(VECTORS[0]) / np.linalg.norm(VECTORS[1])
     assert answer["neighbors"][0]["score"] == pytest.approx(cos01, abs=1e-5)
     assert answer["neighbors"][0]["title"] == "Green apple"
-    assert answer["index"] == {"type": "flat", "device": "cpu", "recall_at_k": 1.0}
+    assert answer["index"] == {
+        "type": "flat", "device": "cpu", "recall_at_k": 1.0, "backend": "faiss-cpu",
+        "devices": ["cpu"], "shards": 1, "layout": "1 CPU index",
+    }  # fmt: skip
     folder = RunStore(home).folder(loaded.record["run_id"]) / "index"
     assert (folder / "index.faiss").exists() and (folder / "index.json").exists()
 

@@ -89,13 +89,21 @@ def test_item_card_facts_scenarios_and_text(shop):
 
 def test_index_notes_and_neighbour_codes(shop):
     info = SimpleNamespace(type="hnsw", device="cpu", n=1862, dim=64, build_s=0.123, k=10)
-    info.recall_at_k = 0.9876
+    info.recall_at_k, info.shards, info.devices = 0.9876, 1, ["cpu"]
+    info.params = {"backend": "faiss-cpu"}
     index = SimpleNamespace(info=info)
     line = (
-        "Faiss index: HNSW on cpu · 1,862 items × 64 dims · built in 0.12 s · recall@10 0.988 "
-        "against exact search"
+        "Faiss index: HNSW · 1 CPU index · 1,862 items × 64 dims · built in 0.12 s · recall@10 "
+        "0.988 against exact search"
     )
     assert VI.index_sentence(info) == line
+    sharded = SimpleNamespace(**{**vars(info), "type": "flat", "device": "cuda", "shards": 2})
+    sharded.devices, sharded.params = ["cuda:0", "cuda:1"], {"backend": "faiss-gpu"}
+    assert VI.index_sentence(sharded).startswith(
+        "Faiss index: exact (flat) · 2 shards over 2 GPUs (cuda:0, cuda:1) · 1,862 items"
+    )
+    one_gpu = SimpleNamespace(**{**vars(sharded), "shards": 1, "devices": ["cuda:0"]})
+    assert "· 1 GPU index (cuda:0) ·" in VI.index_sentence(one_gpu)
     assert (
         VI.text_neighbours_note(index) == line + " · all-MiniLM-L6-v2 embeddings of title + text."
     )

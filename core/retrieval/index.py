@@ -7,12 +7,15 @@ lower latency at the same recall; kind="hnsw" stays available). An approximate i
 search setting (nprobe, efSearch) is tuned at build time on one item sample until recall@k
 against exact search reaches `target_recall`; recall@k is then measured on a disjoint
 sample and stored with the index. Saved as `index.faiss` (faiss.write_index) + `index.json`.
+
+Placement (core.retrieval.placement): one GPU holds the index when faiss has GPUs; when faiss
+sees more than one, the index is sharded over all of them (faiss' IndexShards, one shard per
+GPU). `IndexInfo.shards`/`devices` and `layout()` say where it lives.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 import threading
@@ -27,6 +30,7 @@ import torch
 
 from core.device import pick_device
 from core.errors import ParameterError, RecScopeError
+from core.retrieval import placement as P
 from core.storage import read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -53,6 +57,8 @@ class IndexInfo:
     recall_at_k: float  # mean recall@k of neighbors() against exact search
     k: int
     params: dict = field(default_factory=dict)  # backend, nlist/nprobe or M/ef_search, ...
+    shards: int = 1  # faiss IndexShards parts, one per GPU; 1 for an index in one place
+    devices: list = field(default_factory=list)  # e.g. ["cuda:0", "cuda:1"] or ["cpu"]
 
 
 class ItemIndex:
@@ -81,14 +87,16 @@ class ItemIndex:
         x = _as_matrix(vectors, "vectors")
         x = _normalized(x) if normalize else x
         n, d = x.shape
-        dev, backend = _placement(device)
+        dev, backend, gpus = P.placement(device)
         kind = _choose_kind(kind, n, backend)
-        dev, backend = _fallback(kind, dev, backend)
+        dev, backend, gpus = P.fallback(kind, dev, backend, gpus)
+        shards = max(1, min(gpus, n))  # never an empty shard
         params: dict = {"backend": backend, "normalized": normalize}
         start = time.perf_counter()
-        index = _build_faiss(x, kind, backend, dev, seed, params)
+        index = _build_faiss(x, kind, backend, dev, seed, params, shards)
         build_s = time.perf_counter() - start
         info = IndexInfo(kind, dev.type, n, d, round(build_s, 4), 1.0, recall_k, params)
+        info.shards, info.devices = shards, P.devices(dev, backend, shards)
         self = cls(x, index, info, dev)
         self._measure_recall(recall_k, seed, target_recall)
         log.info("built %s index over %d x %d on %s in %.2fs", kind, n, d, dev, build_s)
@@ -107,7 +115,7 @@ class ItemIndex:
         k = max(1, min(int(k), self.info.n))
         if self._index is None:
             return exact_search_torch(self._tvec, q, k, self._device)
-        if self.info.type == "ivf" and self._device.type == "cpu":
+        if self.info.type == "ivf" and self.info.params.get("backend") == "faiss-cpu":
             # probe enough lists to hold ~2k items, else a long list (retrieve) pads with -1
             per_list = self.info.n / self.info.params["nlist"]
             nprobe = int(
@@ -134,10 +142,10 @@ class ItemIndex:
         """Write `index.faiss` (a CPU copy) and `index.json` into `folder`, atomically each."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        if self._index is None:
+        if self._index is None or self.info.type == "flat":  # the vectors are the index
             cpu = faiss.IndexFlatIP(self.info.dim)
             cpu.add(self._vectors)
-        elif self._device.type == "cuda":
+        elif self.info.params.get("backend") == "faiss-gpu":  # one GPU or shards: merged
             cpu = faiss.index_gpu_to_cpu(self._index)
         else:
             cpu = self._index
@@ -166,14 +174,17 @@ class ItemIndex:
         if info.type == "ivf":
             faiss.extract_index_ivf(cpu).make_direct_map()
         vectors = np.ascontiguousarray(cpu.reconstruct_n(0, cpu.ntotal), dtype=np.float32)
-        dev, backend = _placement(device)
-        dev, backend = _fallback(info.type, dev, backend)
+        dev, backend, gpus = P.placement(device)
+        dev, backend, gpus = P.fallback(info.type, dev, backend, gpus)
+        shards = max(1, min(gpus, info.n))
         _set_search_param(cpu, info.type, info.params)
         index = None if backend == "torch" else cpu
         if backend == "faiss-gpu":
-            index = _to_gpu(cpu, dev)
+            index = P.to_gpus(cpu, shards) if shards > 1 else P.to_gpu(cpu, dev)
+            _set_search_param(index, info.type, info.params)
         info.device = dev.type
         info.params = {**info.params, "backend": backend}
+        info.shards, info.devices = shards, P.devices(dev, backend, shards)
         return cls(vectors, index, info, dev)
 
     def _measure_recall(self, k: int, seed: int, target: float) -> None:
@@ -185,6 +196,9 @@ class ItemIndex:
         start = time.perf_counter()
         n = self.info.n
         self.info.k = k = max(1, min(k, n - 1))
+        if self.info.type == "flat":
+            self.info.params.update(recall_queries=0, target_recall=target, recall_s=0.0)
+            return
         order = np.random.default_rng(seed).permutation(n)
         m = min(RECALL_QUERIES, n // 2) if self.info.type != "flat" else 0
         sample = order[: 2 * m]  # first half tunes, second half reports
@@ -211,6 +225,19 @@ class ItemIndex:
         """recall@k of neighbours of the items `sample` against their exact ones `truth`."""
         ids, scores = self.search(self._vectors[sample], k + 1)
         return recall_at_k(_drop_self(ids, scores, sample, k)[0], truth)
+
+
+def layout(info: IndexInfo) -> str:
+    """Where the index lives, in words: '2 shards over 2 GPUs', '1 GPU index (cuda:0)',
+    '1 CPU index' or 'exact torch search on mps'."""
+    backend = info.params.get("backend")
+    if backend == "faiss-gpu" and info.shards > 1:
+        return f"{info.shards} shards over {len(info.devices)} GPUs"
+    if backend == "faiss-gpu":
+        return f"1 GPU index ({', '.join(info.devices) or 'cuda'})"
+    if backend == "torch":
+        return f"exact torch search on {', '.join(info.devices) or info.device}"
+    return "1 CPU index"
 
 
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
@@ -295,23 +322,6 @@ def retrieve(
 # --- private helpers ---------------------------------------------------------------------
 
 
-def _placement(device: str | None) -> tuple[torch.device, str]:
-    """Where searches run: faiss on a GPU, torch on a GPU faiss cannot use, or faiss CPU."""
-    dev = pick_device(device)
-    if dev.type == "cuda" and faiss.get_num_gpus() > 0:
-        return dev, "faiss-gpu"
-    if dev.type != "cpu":
-        return dev, "torch"
-    return dev, "faiss-cpu"
-
-
-def _fallback(kind: str, dev: torch.device, backend: str) -> tuple[torch.device, str]:
-    """Approximate kinds need faiss, and faiss has no GPU HNSW: those run on the CPU."""
-    if (kind != "flat" and backend == "torch") or (kind == "hnsw" and backend == "faiss-gpu"):
-        return torch.device("cpu"), "faiss-cpu"
-    return dev, backend
-
-
 def _choose_kind(kind: str, n: int, backend: str) -> str:
     if kind not in KINDS:
         raise ParameterError(f"Index kind '{kind}' is unknown; use one of {', '.join(KINDS)}.")
@@ -321,8 +331,11 @@ def _choose_kind(kind: str, n: int, backend: str) -> str:
     return "flat" if n <= limit else "ivf"
 
 
-def _build_faiss(x: np.ndarray, kind: str, backend: str, dev, seed: int, params: dict):
-    """The faiss index for `kind` filled with `x` (None for the torch backend)."""
+def _build_faiss(
+    x: np.ndarray, kind: str, backend: str, dev, seed: int, params: dict, shards: int = 1
+):
+    """The faiss index for `kind` filled with `x` (None for the torch backend), split over
+    `shards` GPUs when there are more than one."""
     n, d = x.shape
     if kind == "flat":
         if backend == "torch":
@@ -334,7 +347,7 @@ def _build_faiss(x: np.ndarray, kind: str, backend: str, dev, seed: int, params:
         index.cp.seed = seed
         index.cp.max_points_per_centroid = 40  # train on <= 40 * nlist points: fast, enough
         if backend == "faiss-gpu":  # k-means on the GPU; keep a reference while it trains
-            gpu_flat = _to_gpu(faiss.IndexFlatIP(d), dev)
+            gpu_flat = P.to_gpu(faiss.IndexFlatIP(d), dev)
             index.clustering_index = gpu_flat
         index.train(x)
         params.update(nlist=nlist)
@@ -343,8 +356,8 @@ def _build_faiss(x: np.ndarray, kind: str, backend: str, dev, seed: int, params:
         index = faiss.IndexHNSWFlat(d, m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = ef
         params.update(M=m, ef_construction=ef)
-    if backend == "faiss-gpu":
-        index = _to_gpu(index, dev)
+    if backend == "faiss-gpu":  # empty (trained) on the GPUs; faiss splits the add over shards
+        index = P.to_gpus(index, shards) if shards > 1 else P.to_gpu(index, dev)
     index.add(x)
     if kind == "ivf" and backend != "faiss-gpu":
         index.make_direct_map()
@@ -352,7 +365,10 @@ def _build_faiss(x: np.ndarray, kind: str, backend: str, dev, seed: int, params:
 
 
 def _set_search_param(index, kind: str, params: dict) -> None:
-    if kind == "ivf" and "nprobe" in params:
+    if isinstance(index, faiss.IndexShards):  # the shards search; the wrapper has no nprobe
+        for i in range(index.count()):
+            _set_search_param(faiss.downcast_index(index.at(i)), kind, params)
+    elif kind == "ivf" and "nprobe" in params:
         index.nprobe = int(params["nprobe"])  # CPU IndexIVFFlat and GpuIndexIVFFlat alike
     elif kind == "hnsw" and "ef_search" in params:
         index.hnsw.efSearch = int(params["ef_search"])
@@ -384,15 +400,3 @@ def _as_matrix(values, name: str) -> np.ndarray:
 def _normalized(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return np.ascontiguousarray(x / np.where(norms > 0, norms, 1.0), dtype=np.float32)
-
-
-def _to_gpu(index, dev: torch.device):
-    """A copy of a faiss CPU index on GPU `dev`."""
-    gpu = dev.index if dev.index is not None else torch.cuda.current_device()
-    return faiss.index_cpu_to_gpu(_gpu_resources(), gpu, index)
-
-
-@functools.lru_cache(maxsize=1)
-def _gpu_resources():
-    """One set of faiss GPU resources (scratch memory, streams) per process."""
-    return faiss.StandardGpuResources()

@@ -7,7 +7,7 @@ embeddings of the items' titles and texts, saved beside the dataset's text cache
 
 Every answer follows the CLI contract of `recscope similar --json`:
 `{"item_id", "neighbors": [{"item_id", "title", "score"}, ...],
-"index": {"type", "device", "recall_at_k"}}`.
+"index": {"type", "device", "recall_at_k", ...}}` (the index facts: `index_facts`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from core.data.dataset import Dataset
 from core.errors import RecScopeError
 from core.eval.ranking import check_k
 from core.protocols import SimilarItems, UserVectors
-from core.retrieval.index import ItemIndex, retrieve
+from core.retrieval.index import ItemIndex, layout, retrieve
 
 log = logging.getLogger(__name__)
 
@@ -138,11 +138,17 @@ def find_items(
 
 
 def index_facts(index: ItemIndex) -> dict:
-    """The index facts of the CLI contract: type, device, recall_at_k."""
+    """The index facts of the CLI contract (type, device, recall_at_k) and where it lives:
+    backend, devices, shards and `layout` in words ('2 shards over 2 GPUs', '1 CPU index')."""
+    info = index.info
     return {
-        "type": index.info.type,
-        "device": index.info.device,
-        "recall_at_k": float(index.info.recall_at_k),
+        "type": info.type,
+        "device": info.device,
+        "recall_at_k": float(info.recall_at_k),
+        "backend": info.params.get("backend"),
+        "devices": list(info.devices),
+        "shards": int(info.shards),
+        "layout": layout(info),
     }
 
 
