@@ -7,13 +7,16 @@ import pandas as pd
 import streamlit as st
 
 from core.data import schema as S
+from core.explain import whatif as WI
 from core.explain.explainer import explain
 from core.runs.store import RunStore, workspace_home
 from dashboard import cache, shell, widgets
 from dashboard import charts_user as charts
 from dashboard import views as V
 from dashboard import views_user as U
+from dashboard import whatif as W
 from dashboard.text import md
+from dashboard.whatif_editor import editor
 
 KS = (5, 10, 20)
 USER_KEY = "user_id"
@@ -55,9 +58,10 @@ def render() -> None:
     held = U.held_out(first.split, code)
     _profile(first.dataset, segments.iloc[code], held)
     _history(first, code)
-    lists = _lists(loaded, labels, code, held)
+    edited = _what_if(loaded, labels, dataset, code)
+    lists = _lists(loaded, labels, code, held, edited)
     fast = U.fast_first([run.model for run in loaded.values()])
-    _explain(loaded, labels, lists, code, fast)
+    _explain(loaded, labels, lists, code, fast, edited)
     _global(home, chosen, labels, fast)
     _tradeoff(home, chosen, labels)
 
@@ -82,31 +86,62 @@ def _history(loaded, code: int) -> None:
     right.dataframe(tests, hide_index=True, width="stretch", column_config=time)
 
 
-def _lists(loaded: dict, labels: dict, code: int, held: np.ndarray) -> dict[str, pd.DataFrame]:
+def _what_if(loaded: dict, labels: dict, dataset: str, code: int) -> dict:
+    """The editor; {run_id: (recorded history, edit)} for runs that follow it, else None."""
+    first = next(iter(loaded.values()))
+    history = WI.known_history(first.split.known_for("test"), code)
+    reasons = {r: WI.reaction(run.model, code, history) for r, run in loaded.items()}
+    user_id = str(first.dataset.user_ids[code])
+    shown = [labels[r] for r in reasons]
+    edit = editor(first.dataset, dataset, user_id, history, shown, list(reasons.values()))
+    return {r: None if edit.empty or why else (history, edit) for r, why in reasons.items()}
+
+
+def _lists(
+    loaded: dict, labels: dict, code: int, held: np.ndarray, edited: dict
+) -> dict[str, pd.DataFrame]:
     st.subheader("Recommendations")
     a, b, c = st.columns([1, 2, 2])
     k = a.radio("K", KS, index=1, horizontal=True, key="user_k")
+    any_edit = any(e is not None for e in edited.values())
+    off = " Off while the history is edited." if any_edit else ""
     diversity = b.slider(
-        "Diversity weight (MMR)", 0.0, 1.0, 0.0, 0.05, key="user_div",
-        help="0 = the model's own order; higher trades relevance for less similar items.",
+        "Diversity weight (MMR)", 0.0, 1.0, 0.0, 0.05, key="user_div", disabled=any_edit,
+        help="0 = the model's own order; higher trades relevance for less similar items." + off,
     )  # fmt: skip
     novelty = c.slider(
-        "Novelty weight", 0.0, 1.0, 0.0, 0.05, key="user_nov",
-        help="0 = the model's own order; higher favours less popular items.",
+        "Novelty weight", 0.0, 1.0, 0.0, 0.05, key="user_nov", disabled=any_edit,
+        help="0 = the model's own order; higher favours less popular items." + off,
     )  # fmt: skip
+    if any_edit:
+        st.caption(
+            "What if: the lists that react follow the edited history in each model's own "
+            f"order, its items excluded; {W.NEW} marks an item that entered the list."
+        )
     lists = {}
     for col, (run_id, run) in zip(st.columns(len(loaded)), loaded.items(), strict=True):
-        lists[run_id] = U.top_list(run, code, k, diversity=diversity, novelty=novelty, held=held)
+        if edited[run_id] is None:
+            w = (0.0, 0.0) if any_edit else (diversity, novelty)
+            lists[run_id] = U.top_list(run, code, k, diversity=w[0], novelty=w[1], held=held)
+        else:
+            history, edit = edited[run_id]
+            result = WI.what_if(run.model, code, history, edit, k, seed=run.split.seed)
+            lists[run_id] = W.edited_table(run.dataset, result, held)
         heading, shown = U.list_view(lists[run_id], labels[run_id])
+        shown = W.mark_new(shown, lists[run_id])
         col.markdown(heading)
         col.dataframe(
             shown, hide_index=True, width="stretch", height=38 + 35 * len(shown),
             column_config=widgets.top_list_columns(),
         )  # fmt: skip
+        if edited[run_id] is not None:
+            col.markdown(W.changes_line(run.dataset, result))
+        elif any_edit:
+            col.caption("Not edited: this model cannot react (see the editor above).")
     return lists
 
 
-def _explain(loaded: dict, labels: dict, lists: dict, code: int, fast: int) -> None:
+def _explain(loaded: dict, labels: dict, lists: dict, code: int, fast: int, edited: dict) -> None:
     st.subheader("Why this recommendation?")
     left, right = st.columns(2)
     run_id = left.selectbox(
@@ -120,8 +155,11 @@ def _explain(loaded: dict, labels: dict, lists: dict, code: int, fast: int) -> N
         "Item", list(by_code), format_func=lambda i: U.item_option(by_code[i]),
         key="user_explain_item",
     )  # fmt: skip
+    history = None if edited[run_id] is None else WI.apply_edit(*edited[run_id])
+    if history is not None:
+        st.caption("Explained on the edited history: 'added' marks the items you added.")
     with st.spinner("Computing SHAP values…"):
-        exp = explain(loaded[run_id], code, int(item), max_history=EXPLAIN_HISTORY)
+        exp = explain(loaded[run_id], code, int(item), max_history=EXPLAIN_HISTORY, history=history)
     widgets.explanation(exp, labels[run_id], key="user")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -175,3 +176,77 @@ def test_without_runs_says_to_train(home, built):
     assert not at.exception
     assert at.info[0].value == "No finished run on 'sample' yet — train a model on the Train page."
     assert len(at.dataframe) == 0
+
+
+# -- the "what if" history editor (issue 14 item 5) ------------------------------------------
+
+
+def _list_titles(at: AppTest, index: int = 2) -> list[str]:
+    return at.dataframe[index].value["title"].tolist()
+
+
+def test_whatif_editor_add_remove_reset_change_the_list(runs, home):
+    from core.explain.whatif import HistoryEdit, known_history, what_if
+
+    loaded = load_run(RunStore(home), runs["ease"])
+    ds = loaded.dataset
+    at = _app().run()
+    user_id = at.text_input(key="user_id").value
+    code = int(ds.user_codes([user_id])[0])
+    history = known_history(loaded.split.known_for("test"), code)
+    recorded = _list_titles(at)
+    pop_before = _list_titles(at, 3)
+    # which runs react, and why pop cannot
+    assert "React to the edit: **ease**." in [m.value for m in at.markdown]
+    assert any(c.value.startswith("pop: pop scores items the same whatever") for c in at.caption)
+    # search by title, add the first match as the newest item
+    # the first new item whose addition changes EASE's top 10 (most do; item 0 does not)
+    target = next(
+        int(c)
+        for c in np.setdiff1d(np.arange(ds.n_items), history)
+        if len(what_if(loaded.model, code, history, HistoryEdit(added=(int(c),)), 10).entered)
+    )
+    title = str(ds.item_titles()[target])
+    at.text_input(key="user_whatif_search").set_value(title).run()
+    assert at.selectbox(key="user_whatif_pick").options[0].startswith(title)
+    at.selectbox(key="user_whatif_pick").set_value(target).run()
+    at.button(key="user_whatif_add").click().run()
+    assert not at.exception and not at.error
+    expected = what_if(loaded.model, code, history, HistoryEdit(added=(target,)), 10, seed=42)
+    added = at.dataframe[2].value
+    assert [t.removeprefix("🆕 ").strip() for t in added["title"]] == [
+        str(ds.item_titles()[c]) for c in expected.items
+    ]
+    assert added["title"].str.startswith("🆕").sum() == len(expected.entered) >= 1
+    assert _list_titles(at, 3) == pop_before  # pop cannot react: its list stays
+    assert f"Edited history: {len(history) + 1:,} items — added “{title}”." in [
+        m.value for m in at.markdown
+    ]
+    changes = [m.value for m in at.markdown if m.value.startswith(("🆕 Entered", "Same items"))]
+    assert len(changes) == 1
+    # remove the newest recorded item too: the list moves again
+    newest = int(history[-1])
+    at.selectbox(key="user_whatif_drop").set_value(newest).run()
+    at.button(key="user_whatif_remove").click().run()
+    both = what_if(loaded.model, code, history, HistoryEdit((target,), (newest,)), 10, seed=42)
+    titles = [t.removeprefix("🆕 ").strip() for t in _list_titles(at)]
+    assert titles == [str(ds.item_titles()[c]) for c in both.items]
+    assert titles != [t.removeprefix("🆕 ").strip() for t in added["title"]]
+    # the explanation follows the edited history: base + Σ = the edited score
+    exp_text = [m.value for m in at.markdown if "(the base value)" in m.value]
+    score = float(re.findall(r"\*\*(-?\d+\.\d{4})\*\*", exp_text[0])[0])
+    chosen = int(at.selectbox(key="user_explain_item").value)
+    rank = both.items.tolist().index(chosen)
+    assert score == pytest.approx(float(both.scores[rank]), abs=1e-4)
+    assert any(c.value.startswith("Explained on the edited history") for c in at.caption)
+    water = _figure(at, "From the base value to the score")["data"][0]
+    assert sum(_values(water["x"])[:-1]) == pytest.approx(score, abs=1e-4)
+    # the edit survives a rerun (session state keyed by dataset and user), reset drops it
+    at.run()
+    assert [t.removeprefix("🆕 ").strip() for t in _list_titles(at)] == titles
+    at.button(key="user_whatif_reset").click().run()
+    assert not at.exception
+    assert _list_titles(at) == recorded
+    assert f"Recorded history: {len(history):,} items, not edited." in [
+        m.value for m in at.markdown
+    ]

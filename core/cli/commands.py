@@ -287,6 +287,11 @@ def cmd_recommend(args) -> dict:
 
     loaded = load_run(RunStore(_home()), args.run_id, device=args.device)
     code = loaded.dataset.user_codes([args.user])
+    if args.add or args.remove:  # what if: the list of an edited history, no retraining
+        from core.explain.whatif import recommend_edited
+
+        edited = recommend_edited(loaded, args.user, args.add, args.remove, args.k)
+        return {"run_id": args.run_id, **edited}
     table = recommendations_table(loaded, code, args.k)
     return {
         "run_id": args.run_id,

@@ -114,6 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", required=True, help="user id as in the uploaded file")
     p.add_argument("-k", type=positive_int, default=10)
     p.add_argument("--device", default=None)
+    p.add_argument(
+        "--add", nargs="+", action="extend", default=[], metavar="ITEM",
+        help="what if: item ids appended to the user's history as the newest, in order",
+    )  # fmt: skip
+    p.add_argument(
+        "--remove", nargs="+", action="extend", default=[], metavar="ITEM",
+        help="what if: item ids taken out of the user's history",
+    )  # fmt: skip
 
     p = command("explain", cmd_explain, "Why a run scores an item for a user (SHAP values).")
     p.add_argument("run_id")

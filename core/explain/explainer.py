@@ -37,6 +37,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -104,17 +105,24 @@ def explain(
     method: str = "auto",
     n_permutations: int = N_PERMUTATIONS,
     seed: int = 0,
+    history: Sequence[int] | np.ndarray | None = None,
 ) -> Explanation:
     """Explain `loaded.model`'s score of `item_code` for `user_code` (a `LoadedRun`).
 
     The model's history must be train+valid (what `load_run` sets); the features come from
-    the same interactions in time order. Results are cached per (run, user, item).
+    the same interactions in time order. `history` (item codes, oldest first) explains the
+    score the user would get if that were their history instead (the "what if" editor:
+    `core.explain.whatif`); score and base value + contributions are then those of the edited
+    history. Results are cached per (run, user, item, history).
     """
     if method not in METHODS:
         raise RecScopeError(f"Explanation method '{method}' is unknown; use one of {METHODS}.")
     if int(max_history) < 1:
         raise RecScopeError(f"max_history must be at least 1; got {max_history!r}.")
+    events = None if history is None else np.asarray(history, dtype=np.int64).reshape(-1)
     key = (loaded.record.get("run_id"), int(user_code), int(item_code), int(max_history), method)
+    if events is not None:
+        key += (tuple(events.tolist()),)
     if key[0] is not None and key in _cache:
         _cache.move_to_end(key)
         return _cache[key]
@@ -122,6 +130,9 @@ def explain(
     model, ds = loaded.model, loaded.dataset
     _check_code(user_code, ds.n_users, "user")
     _check_code(item_code, ds.n_items, "item")
+    if events is not None and len(events) and not (0 <= events.min() and events.max() < ds.n_items):
+        bad = events[(events < 0) | (events >= ds.n_items)][0]
+        _check_code(int(bad), ds.n_items, "history item")
     if not isinstance(model, ExplainsHistory):
         raise RecScopeError(
             f"Model '{model.name}' cannot score a masked history, so it cannot be explained; "
@@ -131,10 +142,14 @@ def explain(
     if isinstance(model, ExplainsContext):
         context = model.explain_context(int(user_code), int(item_code))
     feats = build_features(
-        ds, loaded.split.known_for("test"), int(user_code), int(max_history), context
+        ds, loaded.split.known_for("test"), int(user_code), int(max_history), context, events
     )
     with torch.inference_mode():
-        score = float(model.score([int(user_code)], [int(item_code)]).double().cpu()[0, 0])
+        if events is None:
+            score = float(model.score([int(user_code)], [int(item_code)]).double().cpu()[0, 0])
+        else:
+            scored = model.score_histories([events], np.array([int(item_code)]), int(user_code))
+            score = float(np.asarray(scored, dtype=np.float64)[0, 0])
     n_feat = len(feats.table)
     if method == "auto":
         if isinstance(model, AdditiveHistory) and not feats.context:
@@ -145,6 +160,8 @@ def explain(
         method_used = method
     if n_feat == 0:
         base, values = score, np.zeros(0)
+    elif method_used == "closed_form" and events is not None:
+        base, values = _closed_form_edited(model, feats, int(item_code))
     elif method_used == "closed_form":
         base, values = _closed_form(model, feats, int(item_code), score)
     else:
@@ -297,6 +314,17 @@ def _closed_form(model, feats: HistoryFeatures, item: int, score: float):
         model.score_histories([np.zeros(0, np.int64)], np.array([item]), feats.user_code)[0, 0]
     )
     return base, values
+
+
+def _closed_form_edited(model, feats: HistoryFeatures, item: int):
+    """Exact Shapley values of an additive model on an explicit history: feature j's value is
+    f({j}) - f(∅) (no interaction terms), from one batch of single-feature histories."""
+    n_feat = len(feats.table)
+    masks = np.vstack([np.zeros((1, n_feat)), np.eye(n_feat)])  # (1 + M, M)
+    with torch.inference_mode():
+        out = model.score_histories(feats.histories(masks), np.array([item]), feats.user_code)
+    out = np.asarray(out, dtype=np.float64)[:, 0]  # (1 + M,)
+    return float(out[0]), out[1:] - out[0]
 
 
 def _shap_values(model, feats: HistoryFeatures, item: int, method: str, n_perm: int, seed: int):

@@ -91,14 +91,25 @@ def build_features(
     user_code: int,
     max_history: int,
     context: list[tuple] | None = None,
+    history: np.ndarray | None = None,
 ) -> HistoryFeatures:
-    """Features for `user_code`: recent distinct history items, older group, model context."""
+    """Features for `user_code`: recent distinct history items, older group, model context.
+
+    `history` (item codes, oldest first) replaces the known history (an edited one): ages
+    are then counted in items, and items the user never had are labelled 'added'.
+    """
     ordered = known.ordered  # the user's rows in time order, as the models see them
     mine = ordered[S.USER].to_numpy() == int(user_code)
     rows = ordered[mine]
     events = rows[S.ITEM].to_numpy(dtype=np.int64)
     times = rows[S.TIMESTAMP].to_numpy(dtype=np.int64)
     scen = known.ordered_scenarios[mine] if dataset.has_scenarios else None
+    had = None
+    if history is not None:
+        had = set(events.tolist())
+        scen = _edited_scenarios(dataset, events, scen, np.asarray(history, dtype=np.int64))
+        events = np.asarray(history, dtype=np.int64)
+        times = np.zeros(len(events), dtype=np.int64)
     # distinct items, most recent last occurrence first
     last_pos = pd.Series(np.arange(len(events))).groupby(events).max()
     order = last_pos.sort_values(ascending=False)
@@ -110,11 +121,13 @@ def build_features(
     titles = dataset.item_titles()
     ids = dataset.item_ids
     latest = int(times[-1]) if len(times) else 0
-    clock = _clock(latest) if dataset.has_timestamps else None
+    clock = _clock(latest) if dataset.has_timestamps and had is None else None
     records = []
     for pos, item in enumerate(recent):
         at = int(last_pos[item])
         verb = _verb(dataset, None if scen is None else int(scen[at]))
+        if had is not None and int(item) not in had:
+            verb = f"added: {verb}"
         when = _age(latest - int(times[at]), len(events) - 1 - at, clock)
         records.append(
             {
@@ -169,6 +182,23 @@ def _verb(dataset: Dataset, scenario_code: int | None) -> str:
     if scenario_code is None or not dataset.scenarios or scenario_code < 0:
         return _NEUTRAL_VERB
     return verb_for(dataset.scenarios[scenario_code])
+
+
+def _edited_scenarios(
+    dataset: Dataset, events: np.ndarray, scen: np.ndarray | None, edited: np.ndarray
+) -> np.ndarray | None:
+    """Scenario code per event of an edited history: the user's own for items they had, the
+    item's most frequent one in the data for added items (-1 when it has none)."""
+    if scen is None:
+        return None
+    own = dict(zip(events.tolist(), scen.tolist(), strict=True))  # the last occurrence wins
+    missing = [int(i) for i in edited if int(i) not in own]
+    if missing:
+        inter = dataset.interactions
+        rows = inter[inter[S.ITEM].isin(missing)]
+        modes = rows.groupby(S.ITEM)[S.SCENARIO_CODE].agg(lambda c: c.value_counts().index[0])
+        own.update({int(i): int(c) for i, c in modes.items()})
+    return np.array([own.get(int(i), -1) for i in edited], dtype=np.int64)
 
 
 def _clock(latest: int) -> int | None:
