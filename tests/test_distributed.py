@@ -19,6 +19,7 @@ import torch
 
 from core import distributed
 from core.distributed import World
+from core.errors import ParameterError
 from core.runs import jobs
 from core.runs.pipeline import closed_form_note, new_run
 from core.runs.store import RunStore
@@ -92,6 +93,33 @@ def test_the_torchrun_commands_for_one_and_several_machines():
         "torchrun --nnodes=2 --node-rank=$NODE_RANK --nproc-per-node=8 --rdzv-backend=c10d "
         "--rdzv-endpoint=h0:29500 -m core.cli train --dataset ml"
     )
+
+
+def test_print_torchrun_gives_both_commands_and_trains_nothing(home, capsys):
+    from core.cli import main
+
+    argv = ["train", "--dataset", "sample", "--model", "sasrec", "--nproc", "8"]
+    assert main([*argv, "--print-torchrun", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    request = "train --dataset sample --model sasrec --split loo --seed 42 --device auto"
+    assert printed["one_machine"] == f"recscope {request} --nproc 8 --json"
+    assert printed["several_machines"] == (
+        "torchrun --nnodes=2 --node-rank=$NODE_RANK --nproc-per-node=8 --rdzv-backend=c10d "
+        f"--rdzv-endpoint=HOST:29500 -m core.cli {request} --json"
+    )
+    assert not any((home / "runs").iterdir())  # nothing was created or trained
+
+
+def test_more_gpu_processes_than_gpus_is_one_sentence(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(ParameterError) as err:
+        distributed.check_nproc(4, torch.device("cuda"))
+    assert str(err.value) == (
+        "--nproc 4 asks for 4 GPUs but 2 are visible; use --nproc 2 or fewer, or --device cpu "
+        "to train 4 CPU processes."
+    )
+    distributed.check_nproc(4, torch.device("cpu"))  # gloo: as many CPU processes as asked
+    distributed.check_nproc(2, torch.device("cuda"))
 
 
 @pytest.mark.slow
