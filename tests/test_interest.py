@@ -19,6 +19,7 @@ import pytest
 import scipy.sparse as sp
 
 from core.data.dataset import Dataset
+from core.data.ingest.ingest import ingest
 from core.data.split import split
 from core.errors import ParameterError, RecScopeError
 from core.eval import interest as I
@@ -220,3 +221,34 @@ def test_no_categories_and_bad_settings_are_one_sentence():
     )
     with pytest.raises(ParameterError, match=r"recent must be a whole number .* got 0\."):
         I.interest_profiles(_dataset(), recent=0)
+
+
+def test_multi_category_items_through_ingest(tmp_path):
+    """What ingest keeps: RecBole's `class:token_seq` (space-separated, as ML-100k's
+    ml-100k.item) and a `genres` column split on '|' (as MovieLens' movies.csv)."""
+    (tmp_path / "rb.inter").write_text(
+        "user_id:token\titem_id:token\ttimestamp:float\n1\t1\t10\n1\t2\t20\n1\t3\t30\n"
+    )
+    (tmp_path / "rb.item").write_text(
+        "item_id:token\tmovie_title:token_seq\tclass:token_seq\n"
+        "1\tToy Story\tAnimation Children's Comedy\n2\tHeat\tAction\n3\tCasino\tCrime Drama\n"
+    )
+    home = tmp_path / "ws"
+    ds, _ = ingest(tmp_path / "rb.inter", items=tmp_path / "rb.item", name="rb", home=home)
+    weights, names, source = I.category_weights(ds.items)
+    assert names == ("Action", "Animation", "Children's", "Comedy", "Crime", "Drama")
+    rows = weights.toarray()[ds.item_codes(["1", "2", "3"])]
+    third = 1 / 3
+    expected = [[0, third, third, third, 0, 0], [1, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0.5, 0.5]]
+    assert np.allclose(rows, expected)
+    assert source.startswith("Categories come from the item table's 'class' column; 2 items")
+
+    (tmp_path / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,1,4,10\n1,2,5,20\n")
+    (tmp_path / "movies.csv").write_text(
+        "movieId,title,genres\n1,Toy Story,Animation|Children's\n2,Heat,(no genres listed)\n"
+    )
+    ds, _ = ingest(tmp_path / "ratings.csv", items=tmp_path / "movies.csv", name="ml", home=home)
+    weights, names, source = I.category_weights(ds.items)
+    assert names == ("Animation", "Children's")
+    assert weights.toarray()[ds.item_codes(["1", "2"])].tolist() == [[0.5, 0.5], [0, 0]]
+    assert source.startswith("Categories come from the item table's 'genres' column; 1 items")
