@@ -180,3 +180,21 @@ def test_calibration_section_matches_core_and_ease_beats_pop(runs, home):
     (wider,) = [d.value for d in at.dataframe if "kl_held_out" in d.value.columns]
     assert wider["kl_held_out"].tolist() == pytest.approx(table["kl_held_out"].tolist())
     assert wider["closer_recent"].tolist() != pytest.approx(table["closer_recent"].tolist())
+
+
+def test_calibration_without_item_categories_is_one_sentence(home):
+    rows = [(f"u{u}", f"i{(u + j) % 12}", j) for u in range(30) for j in range(6)]
+    inter = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+    Dataset.from_frames("plain", inter).save(home)
+    store = RunStore(home)
+    for model in ("pop", "ease"):
+        assert train_run(store, new_run(store, "plain", model))["status"] == "finished"
+    at = _app("plain").run()
+    assert not at.exception and not at.error
+    assert [i.value for i in at.info] == [
+        "The items of this dataset have no category, so there are no interest profiles; "
+        "ingest an item table with a category or genre column to see them."
+    ]
+    assert not [d for d in at.dataframe if "kl_held_out" in d.value.columns]
+    # the rest of the page is still there
+    assert "Overlap of the top-10 lists (mean Jaccard@10)" in [_title(f) for f in _figures(at)]
