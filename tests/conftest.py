@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -58,12 +59,17 @@ def sample_dataset() -> Dataset:
 
 @pytest.fixture(autouse=True)
 def _fresh_app_caches():
-    """Each test starts with empty Streamlit and explanation caches (no cross-test state)."""
-    import streamlit as st
+    """Each test starts with empty Streamlit and explanation caches (no cross-test state).
 
-    from core.explain import explainer as explain
+    A GPU machine may lack streamlit and shap (bench/gpu_check.sh): the model tests need
+    neither, so there is nothing to clear.
+    """
+    if importlib.util.find_spec("streamlit") and importlib.util.find_spec("shap"):
+        import streamlit as st
 
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    explain.clear_cache()
+        from core.explain import explainer as explain
+
+        st.cache_data.clear()
+        st.cache_resource.clear()
+        explain.clear_cache()
     yield
