@@ -227,7 +227,7 @@ def test_index_shards_over_two_gpus_and_searches_like_one_exact_index(two_fake_g
     np.testing.assert_array_equal(again.search(queries, 10)[0], brute)
 
 
-def test_sharded_ivf_sets_nprobe_on_every_shard(two_fake_gpus):
+def test_sharded_ivf_sets_nprobe_on_every_shard(two_fake_gpus, monkeypatch):
     points, queries = _clustered(20_000, 16, 200, seed=9)
     index = ItemIndex.build(points, kind="ivf", recall_k=10)
     shards = [faiss.downcast_index(index._index.at(i)) for i in range(index._index.count())]
@@ -236,6 +236,9 @@ def test_sharded_ivf_sets_nprobe_on_every_shard(two_fake_gpus):
     assert index.info.recall_at_k >= 0.95 and index.info.shards == 2
     _, truth = faiss.knn(_unit(queries), _unit(points), 10, metric=faiss.METRIC_INNER_PRODUCT)
     assert recall_at_k(index.search(queries, 10)[0], truth) >= 0.95
+    monkeypatch.setattr(I, "GPU_MAX_NPROBE", 2)  # faiss GPUs probe at most 2048 lists
+    capped = ItemIndex.build(points, kind="ivf", recall_k=10, target_recall=1.01)
+    assert capped.info.params["nprobe"] == 2 < capped.info.params["nlist"]
 
 
 def test_placement_follows_the_gpus_faiss_sees(monkeypatch):

@@ -41,6 +41,7 @@ EXACT_MAX_GPU = 5_000_000  # a GPU scans 5M x 64 floats in about a millisecond
 TARGET_RECALL = 0.98  # tuned on one sample; leaves margin for the held-out one
 RECALL_QUERIES = 500  # per sample (one to tune the search setting, one to report)
 FORMAT_VERSION = 1
+GPU_MAX_NPROBE = 2048  # faiss' GPU IVF search probes at most this many lists
 
 _gpu_lock = threading.Lock()  # faiss GPU indexes are not safe to search from two threads
 
@@ -205,8 +206,10 @@ class ItemIndex:
         base = self._tvec if self._tvec is not None else self._vectors
         truth, _ = exact_search_torch(base, self._vectors[sample], k + 1, self._device)
         truth, _ = _drop_self(truth, truth, sample, k)  # (2m, k) the oracle, scanned once
-        if self.info.type == "ivf":  # nprobe 1, 2, 4, ... up to every list
+        if self.info.type == "ivf":  # nprobe 1, 2, 4, ... up to every list (GPU: 2048 at most)
             nlist = self.info.params["nlist"]
+            if self.info.params["backend"] == "faiss-gpu":
+                nlist = min(nlist, GPU_MAX_NPROBE)
             name, steps = "nprobe", [p for p in 2 ** np.arange(11) if p < nlist] + [nlist]
         else:  # HNSW efSearch 16 ... 2048 (at least k + 1); nothing to tune for flat
             name, steps = "ef_search", [e for e in 2 ** np.arange(4, 12) if e >= k + 1]
