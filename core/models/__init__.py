@@ -18,6 +18,8 @@ _REGISTRY: dict[str, str] = {
     "neumf": "core.models.neumf:NeuMF",
     "lightgcn": "core.models.lightgcn:LightGCN",
     "sasrec": "core.models.sasrec:SASRec",
+    "bert4rec": "core.models.bert4rec:BERT4Rec",
+    "gru4rec": "core.models.gru4rec:GRU4Rec",
     "hybrid": "core.models.hybrid:HybridTwoTower",
     "multiscenario": "core.models.multiscenario:MultiScenario",
 }
@@ -31,6 +33,9 @@ DESCRIPTIONS: dict[str, str] = {
     "lightgcn": "LightGCN: graph convolution over the user-item graph (He et al., 2020).",
     "sasrec": "SASRec: Transformer self-attention over each user's recent items (Kang & "
     "McAuley, 2018).",
+    "bert4rec": "BERT4Rec: bidirectional self-attention trained by filling in hidden items "
+    "(Sun et al., 2019).",
+    "gru4rec": "GRU4Rec: a recurrent network over each user's recent items (Hidasi et al., 2016).",
     "hybrid": "Two-tower model reading item text and attributes; recommends cold items.",
     "multiscenario": "Scenario-aware model: shared layers with per-scenario experts and towers "
     "(MMoE; STAR on request).",

@@ -1,0 +1,190 @@
+"""BERT4Rec: bidirectional self-attention over the user's recent items, trained as a Cloze task.
+
+Sun et al., "BERT4Rec: Sequential Recommendation with Bidirectional Encoder Representations
+from Transformer", CIKM 2019. A Transformer without the causal mask reads the user's most
+recent `max_len` items (learned positional embeddings); training hides items behind a
+[mask] token and predicts them from both sides.
+
+Training rows: each user's history cut into windows of `max_len` items (`training_windows`);
+every window appears twice. In its Cloze copy each real position is masked with probability
+`mask_prob` (drawn afresh every batch; a row that draws no mask masks its newest item); in
+its second copy only the newest item is masked — the paper's extra samples "that only mask
+the last item", so training also sees what prediction asks. Masked positions are scored
+with softmax cross-entropy over the whole catalogue, or the sampled softmax shared with
+sasrec (`loss="sampled"`, or "auto" on a large catalogue: `core.train.sampled_softmax`).
+
+Prediction: the user's newest `max_len - 1` items followed by the [mask] token; the output
+at the mask scores the next item by a dot product with the item embeddings (tied with the
+input). History, scoring, `score_histories` and saving are shared with sasrec and gru4rec
+(`core.models._sequence`).
+
+Defaults (dim 64, 2 layers, 2 heads, inner 256, dropout 0.2, mask_prob 0.2, max_len 50 as
+RecBole's) with lr 1e-3 and patience 10; measured in bench/RESULTS.md, "BERT4Rec and GRU4Rec".
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from core.data.dataset import Interactions
+from core.errors import ParameterError
+from core.models._neural import LOOP_HELP
+from core.models._sequence import SequenceRecommender, TransformerBlock, training_windows
+from core.models.base import AT_LEAST_ONE, Range
+from core.models.space import Param, choice, float_param, int_param
+
+
+class BERT4Rec(SequenceRecommender):
+    """Bidirectional self-attention, Cloze-trained; predicts the item behind a final mask."""
+
+    name: ClassVar[str] = "bert4rec"
+    PARAM_RANGES: ClassVar[dict[str, Range]] = {
+        **dict.fromkeys(("layers", "heads", "inner"), AT_LEAST_ONE),
+        "max_len": Range(low=2),
+        "mask_prob": Range(low=0, high=1, low_open=True),
+    }
+    PARAM_HELP: ClassVar[dict[str, str]] = {
+        **SequenceRecommender.SEQUENCE_HELP,
+        "dim": "Size of item vectors and of the Transformer.",
+        "max_len": "How many recent items the model reads (the last slot is the [mask]).",
+        "layers": "Transformer blocks.",
+        "heads": "Attention heads per block (must divide dim).",
+        "inner": "Width of each block's feed-forward layer.",
+        "dropout": "Dropout on embeddings, attention and feed-forward layers.",
+        "mask_prob": "Share of items hidden behind the [mask] token in the Cloze task.",
+        **LOOP_HELP,
+    }
+
+    #: what the tuner searches (core.models.space); every dim choice is divisible by every
+    #: heads choice
+    SEARCH_SPACE: ClassVar[dict[str, Param]] = {
+        "dim": choice(16, 32, 64, 128),
+        "layers": int_param(1, 4),
+        "heads": choice(1, 2, 4),
+        "dropout": float_param(0.0, 0.5),
+        "mask_prob": float_param(0.1, 0.6),
+        "lr": float_param(1e-4, 1e-2, log=True),
+        "max_len": int_param(10, 200, log=True),
+    }
+
+    def __init__(
+        self,
+        dim: int = 64,
+        max_len: int = 50,
+        layers: int = 2,
+        heads: int = 2,
+        inner: int = 256,
+        dropout: float = 0.2,
+        mask_prob: float = 0.2,
+        loss: str = "auto",
+        negatives: int = 1024,
+        epochs: int = 200,
+        batch_size: int = 256,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        patience: int = 10,
+        eval_every: int = 1,
+        device_choice: str | None = None,
+        seed: int = 42,
+    ) -> None:
+        self.dim = dim
+        self.max_len = max_len
+        self.layers = layers
+        self.heads = heads
+        self.inner = inner
+        self.dropout = dropout
+        self.mask_prob = mask_prob
+        self.loss = loss
+        self.negatives = negatives
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.eval_every = eval_every
+        self.device_choice = device_choice
+        self.seed = seed
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        if self.dim % self.heads:
+            raise ParameterError(f"Parameter 'heads' must divide dim={self.dim}; got {self.heads}.")
+
+    # -- training ----------------------------------------------------------------------
+    def _build_net(self) -> nn.Module:
+        return _BERT4RecNet(
+            self.n_items_,
+            int(self.dim),
+            int(self.max_len),
+            int(self.layers),
+            int(self.heads),
+            int(self.inner),
+            float(self.dropout),
+        )
+
+    def _train_tensors(self, train: Interactions) -> tuple[torch.Tensor, ...]:
+        # windows of max_len items whose newest slots do not overlap (slot 0 repeats the
+        # newest item of the window before: harmless context for a bidirectional model)
+        windows = training_windows(train, int(self.max_len) - 1)  # (W, max_len), -1 = padding
+        windows[windows < 0] = self.n_items_
+        rows = torch.as_tensor(windows, device=self.device).repeat(2, 1)  # (2W, L)
+        last_only = torch.zeros(len(rows), dtype=torch.bool, device=self.device)
+        last_only[len(windows) :] = True  # the second copy masks only its newest item
+        return rows, last_only
+
+    def _loss(self, batch: tuple[torch.Tensor, ...], gen: torch.Generator) -> torch.Tensor:
+        rows, last_only = batch  # (B, L), (B,)
+        real = rows != self.n_items_
+        draw = torch.rand(rows.shape, device=self.device, generator=gen)  # (B, L)
+        masked = (draw < float(self.mask_prob)) & real & ~last_only[:, None]
+        # last-only rows, and Cloze rows that drew no mask, hide their newest item (the last
+        # slot: rows are left-padded and never empty)
+        masked[:, -1] |= ~masked.any(dim=1)
+        inputs = rows.masked_fill(masked, self.net_.mask)  # (B, L)
+        hidden = self.net_(inputs)[masked]  # (N, d)
+        return self._softmax_loss(hidden, rows[masked], gen)
+
+    # -- scoring -----------------------------------------------------------------------
+    def _last_hidden(self, seqs: torch.Tensor) -> torch.Tensor:
+        """The newest max_len - 1 items, then [mask]: the output at the mask, (B, d)."""
+        mask = torch.full_like(seqs[:, :1], self.net_.mask)  # (B, 1)
+        return self.net_(torch.cat([seqs[:, 1:], mask], dim=1))[:, -1]
+
+
+class _BERT4RecNet(nn.Module):
+    """Item + position embeddings, bidirectional blocks, BERT's output transform."""
+
+    def __init__(
+        self, n_items: int, dim: int, max_len: int, layers: int, heads: int, inner: int, p: float
+    ) -> None:
+        super().__init__()
+        self.pad, self.mask = n_items, n_items + 1
+        self.items = nn.Embedding(n_items + 2, dim, padding_idx=n_items)  # + padding, [mask]
+        self.positions = nn.Embedding(max_len, dim)
+        nn.init.normal_(self.items.weight, std=dim**-0.5)
+        nn.init.normal_(self.positions.weight, std=dim**-0.5)
+        with torch.no_grad():
+            self.items.weight[n_items].zero_()
+        self.drop = nn.Dropout(p)
+        self.blocks = nn.ModuleList(TransformerBlock(dim, heads, p, inner) for _ in range(layers))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.LayerNorm(dim))
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        """Item codes (B, L), left-padded with `pad`, [mask] allowed -> hidden (B, L, d)."""
+        length = seq.shape[1]
+        x = self.drop(self.items(seq) + self.positions.weight[-length:])  # (B, L, d)
+        mask = _bidirectional_mask(seq != self.pad)  # (B, 1, L, L)
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.head(self.norm(x))
+
+
+def _bidirectional_mask(real: torch.Tensor) -> torch.Tensor:
+    """Boolean (B, 1, L, L): every query sees every real key, and itself (so a padding query
+    has a key and no NaN row; padding outputs are never used)."""
+    eye = torch.eye(real.shape[1], dtype=torch.bool, device=real.device)
+    return (real[:, None, :] | eye)[:, None]
