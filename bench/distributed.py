@@ -10,8 +10,9 @@ through the one training loop (core.train) with a fixed number of epochs (patien
 so no early stop) and the same seed; rank 0 validates and scores the test split (full
 ranking, train+valid excluded, as bench/train.py). On the CPU (gloo) the processes share the
 machine's cores: world 1 uses every core, each of N ranks one (torchrun's OMP_NUM_THREADS=1),
-so the same cores do the work either way. Peak RSS of each rank shows what each rank
-replicates (LightGCN: the whole graph). Prints one JSON document.
+so the same cores do the work either way; `--threads 1` gives world 1 one thread too (on a
+loaded machine two intra-op threads per process can cost more than they bring). Peak RSS of
+each rank shows what each rank replicates (LightGCN: the whole graph). Prints one JSON.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         "device": args.device,
         "epochs": args.epochs,
         "seed": args.seed,
+        "threads": args.threads or None,
         "cpu_cores": os.cpu_count(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "results": results,
@@ -79,8 +81,11 @@ def _launch(args, model: str, world: int) -> dict:
             command = [sys.executable, *worker]
         else:
             command = distributed.torchrun_command(world, [])[:5] + worker
+        env = dict(os.environ)
+        if args.threads:
+            env["OMP_NUM_THREADS"] = str(args.threads)
         tick = time.perf_counter()
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
         wall = time.perf_counter() - tick
         if done.returncode != 0:
             return {"model": model, "world_size": world, "error": done.stderr[-2000:]}
@@ -100,6 +105,7 @@ def _launch(args, model: str, world: int) -> dict:
         "test_ndcg@10": round(lead["ndcg@10"], 4),
         "rank_samples_per_s": lead["rank_samples_per_s"],
         "rank_peak_rss_mb": [r["peak_rss_mb"] for r in ranks],
+        "rank_threads": [r["threads"] for r in ranks],
     }
 
 
@@ -146,6 +152,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--device", default="cpu", help="cpu (gloo) or cuda (NCCL, a GPU per rank)")
+    p.add_argument("--threads", type=int, default=0, help="OMP_NUM_THREADS of every process")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
