@@ -15,7 +15,7 @@ from dashboard.text import md
 #: one colour per model/strategy, stable across charts
 COLOURS = {
     "multiscenario": ACCENT,
-    "multiscenario_ple": "#d35400",
+    "multiscenario_ple": "#6a3d9a",  # apart from pooled's orange
     "pooled": SECOND,
     "per_scenario": "#2e8b57",
     "target_only": "#2e8b57",

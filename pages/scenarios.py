@@ -83,7 +83,8 @@ def _leaderboard(store: RunStore, name: str, ds) -> pd.DataFrame | None:
     st.caption(
         "Leave-last-out split. Each scenario's test interactions are ranked against that "
         "scenario's items; each user's training and validation items are excluded. The "
-        "reference strategies use EASE; the mean treats every scenario equally."
+        "reference strategies use EASE; the scenario-aware model is trained twice, with its MMoE "
+        "and with its PLE layers; the mean treats every scenario equally."
     )
     done = jobs.latest_job(store, name, sr.LEADERBOARD, finished=True)
     newest = jobs.latest_job(store, name, sr.LEADERBOARD)
@@ -130,7 +131,8 @@ def _paired(result: dict, board: pd.DataFrame, scenarios: list[str]) -> None:
         key="sc_baseline",
     )
     st.markdown(f"**Difference in test {METRIC} against the baseline, same users**")
-    st.dataframe(C.paired_view(paired, baseline, scenarios), hide_index=True, key="sc_paired")
+    table = C.paired_view(paired, baseline, scenarios)
+    st.dataframe(table, hide_index=True, column_config={"strategy": "Strategy"}, key="sc_paired")
     st.caption(
         "Each cell: the mean per-user difference (strategy minus baseline) among the "
         "scenario's test users, with its 95% bootstrap confidence interval; * marks a "
