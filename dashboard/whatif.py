@@ -22,6 +22,8 @@ from dashboard.text import md
 STATE = "user_whatif"
 #: items a search offers at most
 SEARCH_LIMIT = 50
+#: items named per side in a list's "what changed" line
+SHOWN_CHANGES = 3
 NEW = "🆕"  # marks an item that entered the list after the edit
 
 
@@ -158,9 +160,14 @@ def changes_line(ds: Dataset, result: WhatIfList) -> str:
     if not len(result.entered):
         return "Same items, new order."
     titles = ds.item_titles()
-    entered = ", ".join(f"“{md(titles[c])}”" for c in result.entered)
-    left = ", ".join(f"“{md(titles[c])}”" for c in result.left)
-    return f"{NEW} Entered: {entered} · Left: {left}."
+
+    def names(codes: np.ndarray) -> str:
+        shown = ", ".join(f"“{md(titles[c])}”" for c in codes[:SHOWN_CHANGES])
+        more = len(codes) - SHOWN_CHANGES
+        return shown + (f" and {more} more" if more > 0 else "")
+
+    n = len(result.entered)
+    return f"{NEW} {n} entered: {names(result.entered)} · {n} left: {names(result.left)}."
 
 
 def _store(state: MutableMapping, dataset: str, user_id: str, entry: dict) -> None:

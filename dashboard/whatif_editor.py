@@ -46,14 +46,14 @@ def editor(
         add, drop = st.columns(2)
         query = add.text_input(
             "Search items to add (title or id)", key="user_whatif_search",
-            placeholder="e.g. Ep. 1",
+            placeholder="e.g. Ep. 1", on_change=_new_search,
         )  # fmt: skip
         matches = W.search_items(ds, query)
         if query and not matches:
             add.caption(f"No item matches '{md(query)}'.")
         pick = add.selectbox(
             "Item to add", matches, format_func=lambda c: W.item_label(ds, c),
-            key="user_whatif_pick", disabled=not matches,
+            index=0 if matches else None, key="user_whatif_pick", disabled=not matches,
         )  # fmt: skip
         add.button(
             "Add as newest", key="user_whatif_add", disabled=pick is None,
@@ -75,6 +75,12 @@ def editor(
             on_click=W.reset, args=(st.session_state, dataset, user_id),
         )  # fmt: skip
     return edit
+
+
+def _new_search() -> None:
+    # a keyed selectbox keeps its value when its options change (Streamlit >= 1.50): an empty
+    # pick from before the search would stay empty, so the new matches start at the first
+    st.session_state.pop("user_whatif_pick", None)
 
 
 def _add(dataset: str, user_id: str, item_id) -> None:
