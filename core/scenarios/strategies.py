@@ -45,7 +45,8 @@ from core.protocols import ScenarioAware
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("per_scenario", "pooled", "multiscenario", "multiscenario_ple")
+#: the default model last (its stage ends a leaderboard job: tests/test_jobs.py reads it)
+STRATEGIES = ("per_scenario", "pooled", "multiscenario_ple", "multiscenario")
 #: the scenario-aware strategies and the `topology` of the multiscenario model each one uses
 ARCHITECTURES = {"multiscenario": "mmoe", "multiscenario_ple": "ple"}
 CATALOGUES = ("scenario", "all")
