@@ -217,7 +217,8 @@ def test_ple_beats_popularity_in_every_scenario_on_sample(sample_dataset):
     paired = paired_by_scenario(results, "per_scenario")
     assert sorted(paired["scenario"]) == ["articles", "shop", "video_feed"]
     assert set(paired["strategy"]) == {"multiscenario_ple"}
-    assert (paired["ci_low"] > 0.15).all(), paired  # a margin, not just a sign
+    # per-scenario popularity: NDCG@10 0.107 / 0.091 / 0.091; PLE after 2 epochs ~0.48-0.71
+    assert (paired["ci_low"] > 0.3).all(), paired  # a margin, not just a sign
     assert paired["significant"].all()
     assert (paired["n_users"] > 500).all() and paired["n_users"].sum() == 3000
 
