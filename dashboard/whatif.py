@@ -24,7 +24,9 @@ STATE = "user_whatif"
 SEARCH_LIMIT = 50
 #: items named per side in a list's "what changed" line
 SHOWN_CHANGES = 3
-NEW = "🆕"  # marks an item that entered the list after the edit
+#: marks an item that entered the list after the edit (plain text: headless Chromium here
+#: has no emoji font, and a person's browser may lack one too)
+NEW = "(new)"
 
 
 def state_key(dataset: str, user_id: str) -> str:
@@ -167,7 +169,7 @@ def changes_line(ds: Dataset, result: WhatIfList) -> str:
         return shown + (f" and {more} more" if more > 0 else "")
 
     n = len(result.entered)
-    return f"{NEW} {n} entered: {names(result.entered)} · {n} left: {names(result.left)}."
+    return f"{n} entered: {names(result.entered)} · {n} left: {names(result.left)}."
 
 
 def _store(state: MutableMapping, dataset: str, user_id: str, entry: dict) -> None:

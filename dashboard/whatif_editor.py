@@ -46,14 +46,14 @@ def editor(
         add, drop = st.columns(2)
         query = add.text_input(
             "Search items to add (title or id)", key="user_whatif_search",
-            placeholder="e.g. Ep. 1", on_change=_new_search,
+            placeholder="e.g. Ep. 1", on_change=_new_search, args=(ds,),
         )  # fmt: skip
         matches = W.search_items(ds, query)
         if query and not matches:
             add.caption(f"No item matches '{md(query)}'.")
         pick = add.selectbox(
             "Item to add", matches, format_func=lambda c: W.item_label(ds, c),
-            index=0 if matches else None, key="user_whatif_pick", disabled=not matches,
+            key="user_whatif_pick", disabled=not matches,
         )  # fmt: skip
         add.button(
             "Add as newest", key="user_whatif_add", disabled=pick is None,
@@ -77,10 +77,11 @@ def editor(
     return edit
 
 
-def _new_search() -> None:
-    # a keyed selectbox keeps its value when its options change (Streamlit >= 1.50): an empty
-    # pick from before the search would stay empty, so the new matches start at the first
-    st.session_state.pop("user_whatif_pick", None)
+def _new_search(ds: Dataset) -> None:
+    # a keyed selectbox keeps its value when its options change (Streamlit 1.67), and the
+    # browser kept showing "Choose an option": a new search picks its first match itself
+    matches = W.search_items(ds, st.session_state.get("user_whatif_search", ""))
+    st.session_state["user_whatif_pick"] = matches[0] if matches else None
 
 
 def _add(dataset: str, user_id: str, item_id) -> None:
