@@ -154,6 +154,7 @@ def test_scenario_leaderboard_is_a_job_in_the_run_store(home, capsys):
         "per_scenario",
         "pooled",
         "multiscenario",
+        "multiscenario_ple",
     }
     assert {"app", "web", "mean"} <= set(out["leaderboard"][0])
     code, runs, _ = run_cli(capsys, "runs", "--json")
