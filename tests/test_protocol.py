@@ -21,7 +21,7 @@ from core.data.split import Split, split
 from core.errors import NotFittedError, ParameterError
 from core.eval.evaluate import evaluate
 from core.models import available, make_model, model_class
-from core.protocols import Recommender
+from core.protocols import ExplainsHistory, Recommender
 from core.runs.pipeline import _save_tables
 
 MODELS = available()
@@ -320,3 +320,21 @@ def _assert_same_list(
     for r in np.flatnonzero(apart):
         assert names.get(ranked[r][0], ranked[r][0]) == other[r][0], f"{label} rank {r + 1}"
     return int(apart.sum())
+
+
+def test_full_known_history_reproduces_score(fitted, planted_split: Split) -> None:
+    """ExplainsHistory's rule: the user's full known history (time order) scores exactly as
+    `score` does, so SHAP's all-present coalition and an unedited what-if are the model."""
+    name, model = fitted
+    if not isinstance(model, ExplainsHistory):
+        pytest.skip(f"{name} does not score edited histories")
+    known = planted_split.known_for("test")
+    model.set_history(known)
+    ordered = known.ordered
+    items = np.arange(planted_split.train.n_items)
+    for user in (0, 61, 119):
+        history = ordered[ordered["user_code"] == user]["item_code"].to_numpy()
+        got = model.score_histories([history], items, user)  # (1, n_items)
+        with torch.inference_mode():
+            want = model.score([user]).double().cpu().numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6, err_msg=f"{name} u{user}")

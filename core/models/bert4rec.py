@@ -70,6 +70,15 @@ class BERT4Rec(SequenceRecommender):
         "max_len": int_param(10, 200, log=True),
     }
 
+    #: the protocol suite's settings (tests/test_protocol.py): a few hundred training rows
+    #: need smaller batches and a larger step than the defaults to learn in seconds
+    SUITE_PARAMS: ClassVar[dict[str, object]] = {
+        "epochs": 30,
+        "batch_size": 16,
+        "lr": 0.01,
+        "dropout": 0.1,
+    }
+
     def __init__(
         self,
         dim: int = 64,
