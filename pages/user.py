@@ -15,6 +15,7 @@ from dashboard import charts_user as charts
 from dashboard import views as V
 from dashboard import views_user as U
 from dashboard import whatif as W
+from dashboard.interest_panel import render_user_interests
 from dashboard.text import md
 from dashboard.whatif_editor import editor
 
@@ -62,6 +63,7 @@ def render() -> None:
     lists = _lists(loaded, labels, code, held, edited)
     fast = U.fast_first([run.model for run in loaded.values()])
     _explain(loaded, labels, lists, code, fast, edited)
+    render_user_interests(home, dataset, chosen, str(segments.iloc[code]["user_id"]))
     _global(home, chosen, labels, fast)
     _tradeoff(home, chosen, labels)
 

@@ -254,3 +254,16 @@ def test_whatif_editor_add_remove_reset_change_the_list(runs, home):
     assert f"Recorded history: {len(history):,} items, not edited." in [
         m.value for m in at.markdown
     ]
+
+
+def test_interest_profile_section_sits_on_the_explorer(runs, home):
+    """The User explorer shows the user's long-term vs recent shares and each run's list mix."""
+    at = _app().run()
+    assert not at.exception and not at.error
+    assert "Long-term and recent interests" in [s.value for s in at.subheader]
+    titles = [json.loads(e.proto.spec)["layout"]["title"]["text"] for e in at.get("plotly_chart")]
+    assert "Category shares: long-term vs recent" in titles
+    assert any(t.startswith("Category shares of each top 10") for t in titles)
+    assert "Drift (total variation)" in [m.label for m in at.metric]
+    follows = [m.value for m in at.markdown if "'s top 10 follows this user's" in m.value]
+    assert len(follows) == 2  # one sentence per chosen run (ease and pop)
