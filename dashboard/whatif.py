@@ -49,11 +49,13 @@ def add_item(state: MutableMapping, dataset: str, user_id: str, item_id: str) ->
 
 
 def remove_item(state: MutableMapping, dataset: str, user_id: str, item_id: str) -> None:
-    """Take `item_id` out of the history (an added item is simply un-added)."""
+    """Take `item_id` out of the history: un-added if it was added, and removed from the
+    recorded history too (`as_edit` drops a removal the recorded history does not hold), so
+    an item the user had, added again and then removed is gone, not back in its old place."""
     entry = stored_edit(state, dataset, user_id)
     if item_id in entry["added"]:
         entry["added"].remove(item_id)
-    elif item_id not in entry["removed"]:
+    if item_id not in entry["removed"]:
         entry["removed"].append(item_id)
     _store(state, dataset, user_id, entry)
 
@@ -159,7 +161,7 @@ def changes_line(ds: Dataset, result: WhatIfList) -> str:
     """What the edit changed in one list: 'Entered: “A”, “B” · Left: “C”, “D”.' (Markdown)."""
     if not len(result.entered) and np.array_equal(result.items, result.before):
         return "The edit changes nothing in this list."
-    if not len(result.entered):
+    if not len(result.entered) and not len(result.left):
         return "Same items, new order."
     titles = ds.item_titles()
 
@@ -168,8 +170,12 @@ def changes_line(ds: Dataset, result: WhatIfList) -> str:
         more = len(codes) - SHOWN_CHANGES
         return shown + (f" and {more} more" if more > 0 else "")
 
-    n = len(result.entered)
-    return f"{n} entered: {names(result.entered)} · {n} left: {names(result.left)}."
+    parts = []
+    if len(result.entered):
+        parts.append(f"{len(result.entered)} entered: {names(result.entered)}")
+    if len(result.left):
+        parts.append(f"{len(result.left)} left: {names(result.left)}")
+    return " · ".join(parts) + "."
 
 
 def _store(state: MutableMapping, dataset: str, user_id: str, entry: dict) -> None:
