@@ -155,6 +155,12 @@ def check_nproc(nproc: int, device: torch.device) -> None:
     """A clear error when `nproc` GPU processes are asked for but fewer GPUs are visible."""
     if device.type != "cuda" or nproc <= 1:
         return
+    if device.index is not None:  # every rank would land on that one GPU (NCCL refuses)
+        raise ParameterError(
+            f"--nproc {nproc} puts one process on each of GPUs 0..{nproc - 1}, so it cannot "
+            f"be combined with --device {device}; pass --device cuda (or hide GPUs with "
+            "CUDA_VISIBLE_DEVICES)."
+        )
     visible = torch.cuda.device_count()
     if nproc > visible:
         raise ParameterError(

@@ -120,6 +120,12 @@ def test_more_gpu_processes_than_gpus_is_one_sentence(monkeypatch):
     )
     distributed.check_nproc(4, torch.device("cpu"))  # gloo: as many CPU processes as asked
     distributed.check_nproc(2, torch.device("cuda"))
+    with pytest.raises(ParameterError) as err:
+        distributed.check_nproc(2, torch.device("cuda:1"))
+    assert str(err.value) == (
+        "--nproc 2 puts one process on each of GPUs 0..1, so it cannot be combined with "
+        "--device cuda:1; pass --device cuda (or hide GPUs with CUDA_VISIBLE_DEVICES)."
+    )
 
 
 @pytest.mark.slow

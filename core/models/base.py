@@ -234,6 +234,13 @@ class RecommenderBase:
         if device is not None and "device_choice" in params:
             params["device_choice"] = device
         model = cls(**params)
+        try:  # a run saved by an older version may hold a value this one no longer has
+            model.validate_params()
+        except RecScopeError as err:
+            raise RecScopeError(
+                f"The model in {folder} was saved with settings this version cannot rebuild "
+                f"({err}); train the run again."
+            ) from err
         model.n_users_ = int(config["n_users"])
         model.n_items_ = int(config["n_items"])
         model.device = model._resolve_device()
@@ -244,7 +251,13 @@ class RecommenderBase:
                 f"The model weights {folder / WEIGHTS_FILE} cannot be read ({err.strerror}); "
                 "train the run again."
             ) from err
-        model._set_state({k: v.to(model.device) for k, v in state.items()})
+        try:
+            model._set_state({k: v.to(model.device) for k, v in state.items()})
+        except RuntimeError as err:  # tensors of another architecture (load_state_dict)
+            raise RecScopeError(
+                f"The model weights in {folder} do not fit this version's {cls.name} "
+                "(they were saved by an older architecture); train the run again."
+            ) from err
         model.history_ = sp.csr_matrix((model.n_users_, model.n_items_), dtype=np.float32)
         return model
 
