@@ -61,8 +61,9 @@ class InterestProfiles:
     (or are empty where the user has nothing with a category).
 
     `item_weights` is (n_items, n_categories): 1/n on each of an item's n categories.
-    `held_out` is None without a split. `n_long`, `n_recent`, `n_held` (n_users,) count the
-    interactions behind each row (with or without a category).
+    `held_out` is None without a split. `n_long`, `n_recent` (n_users,) count the
+    interactions behind each row and `n_held` the distinct held-out items (with or without
+    a category).
     """
 
     categories: tuple[str, ...]
