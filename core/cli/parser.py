@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     group = sub.add_parser("scenarios", help="Scenario analyses (see its subcommands).")
     scenarios = group.add_subparsers(dest="scenarios_command", required=True)
-    what = "Per-scenario leaderboard: one model per scenario, pooled, multiscenario."
+    what = "Per-scenario leaderboard: one model per scenario, pooled, multiscenario (MMoE and PLE)."
     p = command("leaderboard", cmd_scenarios_leaderboard, what, under=scenarios)
     p.add_argument("--dataset")
     p.add_argument("--base", default="ease", choices=list(_REGISTRY), help="reference model")

@@ -38,7 +38,7 @@ DESCRIPTIONS: dict[str, str] = {
     "gru4rec": "GRU4Rec: a recurrent network over each user's recent items (Hidasi et al., 2016).",
     "hybrid": "Two-tower model reading item text and attributes; recommends cold items.",
     "multiscenario": "Scenario-aware model: shared layers with per-scenario experts and towers "
-    "(MMoE; STAR on request).",
+    "(MMoE, or PLE with topology=ple).",
 }
 
 
