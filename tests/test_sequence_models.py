@@ -132,17 +132,26 @@ def test_gru4rec_layers_and_dropout_between_them():
     assert (gru.num_layers, gru.hidden_size, gru.dropout) == (2, 12, 0.25)
 
 
+#: short training for the sample-data bar, measured (OMP_NUM_THREADS=1, loaded machine):
+#: EASE 0.4175; bert4rec 0.4621 (3 epochs at batch 256 gave only 0.03); gru4rec 0.5582
+SAMPLE_PARAMS = {
+    "bert4rec": {"epochs": 8, "lr": 0.003, "batch_size": 64},
+    "gru4rec": {"epochs": 3, "lr": 0.01},
+}
+#: required lead over the better of EASE and BPR (test NDCG@10)
+MARGIN = 0.02
+
+
 @pytest.mark.slow
 def test_sample_data_bert4rec_and_gru4rec_beat_ease_and_bpr(sample_dataset):
     """Issue 14's bar on the sample data (loo): the planted sequences (series episodes,
     accessories) make the newest item predict the next; both sequence models must beat EASE
-    and BPR (defaults) on test NDCG@10 by a margin, after a few epochs."""
+    and BPR (their defaults) on test NDCG@10 by MARGIN after a few epochs."""
     data = split(sample_dataset, "loo", seed=42)
     known = data.known_for("test")
-    short = {"bert4rec": {"epochs": SAMPLE_EPOCHS["bert4rec"]}, "gru4rec": {"epochs": 3}}
     scores, models = {}, {}
     for name in ("ease", "bpr", "bert4rec", "gru4rec"):
-        model = make_model(name, **short.get(name, {})).fit(data.train, data.valid)
+        model = make_model(name, **SAMPLE_PARAMS.get(name, {})).fit(data.train, data.valid)
         model.set_history(known)
         scores[name] = ranking_metric(model, data.test, known=known, k=10)
         models[name] = model
@@ -150,8 +159,3 @@ def test_sample_data_bert4rec_and_gru4rec_beat_ease_and_bpr(sample_dataset):
     best_baseline = max(scores["ease"], scores["bpr"])
     for name in ("bert4rec", "gru4rec"):
         assert scores[name] > best_baseline + MARGIN, scores
-
-
-#: epochs on the sample data and the margin over the better of EASE and BPR
-SAMPLE_EPOCHS = {"bert4rec": 3}
-MARGIN = 0.02
