@@ -97,7 +97,7 @@ def _not_excluded(model, parts: Split, users: np.ndarray) -> dict:
     top, _ = model.recommend(users, 10, exclude_seen=False, seed=parts.seed)  # (U, 10)
     hit = top == target[:, None]
     rank = np.where(hit.any(1), hit.argmax(1), -1)
-    gain = np.where(rank >= 0, 1.0 / np.log2(rank + 2.0), 0.0)
+    gain = np.where(rank >= 0, 1.0 / np.log2(np.maximum(rank, 0) + 2.0), 0.0)
     return {"ndcg@10": round(float(gain.mean()), 4), "hit@10": round(float((rank >= 0).mean()), 4)}
 
 
