@@ -32,9 +32,10 @@ before every optimiser step. Each epoch's permutation is drawn from the same see
 rank and split by rank (strided, padded so every rank takes the same number of steps);
 `batch_size` stays the examples per optimiser step over all ranks (each rank takes
 ceil(batch_size / world size)), so one and N processes make about the same number of steps
-per epoch (equal when the world size divides batch_size and n; a few fewer otherwise). Negatives are sampled per rank from seed + rank. Rank 0 alone validates, reports
-progress and keeps the best weights; its early-stopping decision, and a cancel seen on any
-rank (checked every CANCEL_EVERY batches and at the end of each epoch), are shared so every
+per epoch (equal when the world size divides batch_size and n; a few fewer otherwise).
+Negatives are sampled per rank from seed + rank. Rank 0 alone validates, reports progress
+and keeps the best weights; its early-stopping decision, and a cancel seen on any rank
+(checked every CANCEL_EVERY batches and at the end of each epoch), are shared so every
 rank stops at the same step; at the end rank 0's weights are copied to every rank.
 Models whose loss needs the whole catalogue graph (LightGCN) replicate it on each rank.
 """

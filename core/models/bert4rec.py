@@ -8,10 +8,11 @@ recent `max_len` items (learned positional embeddings); training hides items beh
 Training rows: each user's history cut into windows of `max_len` items (`training_windows`);
 every window appears `cloze_copies` + 1 times per epoch. In each Cloze copy each real position
 is masked with probability `mask_prob` (drawn afresh every batch; a row that draws no mask
-masks its newest item); in the last copy only the newest item is masked — the paper's extra samples "that only mask
-the last item", so training also sees what prediction asks. Masked positions are scored
-with softmax cross-entropy over the whole catalogue, or the sampled softmax shared with
-sasrec (`loss="sampled"`, or "auto" on a large catalogue: `core.train.sampled_softmax`).
+masks its newest item); in the last copy only the newest item is masked — the paper's extra
+samples "that only mask the last item", so training also sees what prediction asks. Masked
+positions are scored with softmax cross-entropy over the whole catalogue, or the sampled
+softmax shared with sasrec (`loss="sampled"`, or "auto" on a large catalogue:
+`core.train.sampled_softmax`).
 
 Prediction: the user's newest `max_len - 1` items followed by the [mask] token; the output
 at the mask scores the next item by a dot product with the item embeddings (tied with the
