@@ -100,7 +100,6 @@ def cmd_train(args) -> dict:
     """
     from core import distributed
     from core.runs.jobs import job_record
-    from core.runs.pipeline import new_run
     from core.runs.store import RunStore
 
     store = RunStore(_home())
@@ -111,17 +110,7 @@ def cmd_train(args) -> dict:
     if args.run_id:
         run_id = args.run_id
     else:
-        run_id = new_run(
-            store,
-            args.dataset or _missing("--dataset"),
-            args.model or _missing("--model"),
-            split_method=args.split,
-            seed=args.seed,
-            device=args.device,
-            epochs=args.epochs,
-            params=_parse_params(args.param),
-            nproc=args.nproc or 1,
-        )
+        run_id = _new_train_run(store, args, args.nproc or 1)
     log.info("run %s started", run_id)
     record = job_record(store, run_id, "train")
     nproc = args.nproc or int(record.get("nproc") or 1)
@@ -190,7 +179,7 @@ def _train_as_rank(store, args) -> dict:
     from core import distributed
     from core.device import pick_device
     from core.runs.jobs import cancel_on_sigterm, job_process
-    from core.runs.pipeline import new_run, train_rank
+    from core.runs.pipeline import train_rank
     from core.runs.store import recording_outcome
 
     here = distributed.world()
@@ -202,17 +191,7 @@ def _train_as_rank(store, args) -> dict:
                 distributed.join(pick_device(args.device))
                 created = ""
                 if here.leader:
-                    created = new_run(
-                        store,
-                        args.dataset or _missing("--dataset"),
-                        args.model or _missing("--model"),
-                        split_method=args.split,
-                        seed=args.seed,
-                        device=args.device,
-                        epochs=args.epochs,
-                        params=_parse_params(args.param),
-                        nproc=here.size,
-                    )
+                    created = _new_train_run(store, args, here.size)
                 run_id = distributed.share_text(created, pick_device(args.device))
             if here.leader and not store.read(run_id).get("pid"):  # no launcher holds it
                 with job_process(store, run_id), recording_outcome(store, run_id, "Training"):
@@ -435,6 +414,23 @@ def _parse_params(pairs: list[str]) -> dict:
         except json.JSONDecodeError:
             params[key] = value
     return params
+
+
+def _new_train_run(store, args, nproc: int) -> str:
+    """A queued training run from `recscope train`'s flags (the launcher's or rank 0's)."""
+    from core.runs.pipeline import new_run
+
+    return new_run(
+        store,
+        args.dataset or _missing("--dataset"),
+        args.model or _missing("--model"),
+        split_method=args.split,
+        seed=args.seed,
+        device=args.device,
+        epochs=args.epochs,
+        params=_parse_params(args.param),
+        nproc=nproc,
+    )
 
 
 def _missing(flag: str, command: str = "train"):
