@@ -154,7 +154,8 @@ def test_interrupt_exits_130(monkeypatch, home, capsys):
              "`recscope --help`.\n"),
         (["train", "--model", "nope"], "error: recscope train: argument --model: invalid "
          "choice: 'nope' (choose from 'pop', 'itemknn', 'ease', 'bpr', 'neumf', 'lightgcn', "
-         "'sasrec', 'hybrid', 'multiscenario'); see `recscope train --help`.\n"),
+         "'sasrec', 'bert4rec', 'gru4rec', 'hybrid', 'multiscenario'); see "
+         "`recscope train --help`.\n"),
         (["datasets", "--bogus"], "error: recscope: unrecognized arguments: --bogus; see "
          "`recscope --help`.\n"),
         (["recommend", "run1"], "error: recscope recommend: the following arguments are "
