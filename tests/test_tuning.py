@@ -179,13 +179,14 @@ def test_a_trial_left_running_by_a_dead_process_is_failed_on_resume(store):
             "pop",
             {},
             "Model 'pop' has no hyperparameters worth tuning (it ranks items by their counts); "
-            "train it directly, or tune one of itemknn, ease, bpr, neumf, lightgcn, sasrec.",
+            "train it directly, or tune one of itemknn, ease, bpr, neumf, lightgcn, sasrec, "
+            "bert4rec, gru4rec.",
         ),
         (
             "hybrid",
             {},
             "Model 'hybrid' declares no search space, so it cannot be tuned; tunable models are "
-            "itemknn, ease, bpr, neumf, lightgcn, sasrec.",
+            "itemknn, ease, bpr, neumf, lightgcn, sasrec, bert4rec, gru4rec.",
         ),
         (
             "ease",
