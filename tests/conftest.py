@@ -57,6 +57,25 @@ def sample_dataset() -> Dataset:
     return Dataset.from_frames("sample", inter, items, users)
 
 
+@pytest.fixture(scope="session")
+def sample_loo_baselines(sample_dataset):
+    """The sample data's loo split, its known history for the test split, and the test
+    NDCG@10 of EASE and BPR on their defaults — trained once for every test whose bar is
+    beating them (the neural and the sequence models' sample-data tests)."""
+    from core.data.split import split
+    from core.eval.evaluate import ranking_metric
+    from core.models import make_model
+
+    data = split(sample_dataset, "loo", seed=42)
+    known = data.known_for("test")
+    scores = {}
+    for name in ("ease", "bpr"):
+        model = make_model(name).fit(data.train, data.valid)
+        model.set_history(known)
+        scores[name] = ranking_metric(model, data.test, known=known, k=10)
+    return data, known, scores
+
+
 @pytest.fixture(autouse=True)
 def _fresh_app_caches():
     """Each test starts with empty Streamlit and explanation caches (no cross-test state).
