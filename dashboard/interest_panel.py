@@ -17,6 +17,7 @@ import streamlit as st
 
 from core.data.split import split
 from core.eval import interest as I
+from core.eval.compare import stored_lists
 from core.runs.store import RunStore
 from dashboard import cache, shell, widgets
 from dashboard import charts_interest as charts
@@ -138,7 +139,7 @@ def _profiles(
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _lists(home: str, run_id: str, mtime: int) -> pd.DataFrame:
-    return VI.read_lists(RunStore(home), run_id)
+    return stored_lists(RunStore(home), run_id)
 
 
 @st.cache_data(show_spinner="Measuring calibration…", max_entries=16)

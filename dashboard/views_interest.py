@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from core.data import schema as S
 from core.errors import RecScopeError
 from core.eval import interest as I
 from core.runs.pipeline import check_dataset
@@ -73,11 +72,6 @@ def usable_runs(
             continue
         records.append(record)
     return records, notes
-
-
-def read_lists(store: RunStore, run_id: str) -> pd.DataFrame:
-    """user_code, rank, item_code of a run's stored top lists (recs.parquet)."""
-    return pd.read_parquet(store.folder(run_id) / "recs.parquet", columns=[S.USER, "rank", S.ITEM])
 
 
 def drift_sentence(drift: float, n_long: int, window: int, by_time: bool) -> str:

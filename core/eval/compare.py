@@ -171,9 +171,14 @@ def overlap(store, run_ids: Sequence[str], k: int = 10) -> pd.DataFrame:
     return out
 
 
+def stored_lists(store, run_id: str) -> pd.DataFrame:
+    """user_code, rank, item_code of a run's stored top lists (recs.parquet)."""
+    return pd.read_parquet(store.folder(run_id) / "recs.parquet", columns=[S.USER, "rank", S.ITEM])
+
+
 def recs_top(store, run_id: str, k: int) -> pd.DataFrame:
     """user_code, item_code of each user's top-k stored recommendations."""
-    recs = pd.read_parquet(store.folder(run_id) / "recs.parquet", columns=[S.USER, "rank", S.ITEM])
+    recs = stored_lists(store, run_id)
     return recs.loc[recs["rank"] <= int(k), [S.USER, S.ITEM]]
 
 
