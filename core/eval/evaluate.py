@@ -277,7 +277,9 @@ def _rank(
     with torch.inference_mode():
         for start in range(0, len(users), bs):
             batch = torch.from_numpy(users[start : start + bs].astype(np.int64))
-            scores = model.score(batch)  # (B, n_items)
+            # contiguous whatever the model returns (a transposed or sliced block would break
+            # the flat exclusion below: issue 15's item-kNN crash on a 50k-item catalogue)
+            scores = model.score(batch).contiguous()  # (B, n_items)
             if known_dev is None:
                 known_dev = DeviceCsr(known_csr, scores.device)
                 truth_dev = DeviceCsr(truth_csr, scores.device)
