@@ -73,14 +73,31 @@ class SequenceRecommender(NeuralRecommender):
         batch when `sampled_` (a large catalogue).
         """
         items = self.net_.items.weight[: self.n_items_]  # (I, d)
+        bias = self._item_bias()
         if not self.sampled_:
-            return F.cross_entropy((hidden @ items.T).float(), targets)  # (N, I) logits
+            logits = hidden @ items.T  # (N, I)
+            return F.cross_entropy((logits if bias is None else logits + bias).float(), targets)
         neg = torch.randint(
             0, self.n_items_, (int(self.negatives),), device=self.device, generator=gen
         )  # (n,) shared by the batch
         pos_logit = (hidden * items[targets]).sum(-1, keepdim=True)  # (N, 1)
         neg_logit = hidden @ items[neg].T  # (N, n)
+        if bias is not None:
+            pos_logit, neg_logit = pos_logit + bias[targets, None], neg_logit + bias[neg]
         return sampled_softmax_loss(pos_logit, neg_logit, targets, neg)
+
+    def _item_bias(self) -> torch.Tensor | None:
+        """A learnt logit per item (I,) added to every score, or None (sasrec, gru4rec)."""
+        return None
+
+    def _logits(self, hidden: torch.Tensor, items: torch.Tensor | None) -> torch.Tensor:
+        """Next-item vectors (B, d) -> logits (B, I), or (B, m) for the given items."""
+        table = self.net_.items.weight[: self.n_items_]  # (I, d)
+        logits = hidden @ (table if items is None else table[items]).T
+        bias = self._item_bias()
+        if bias is None:
+            return logits
+        return logits + (bias if items is None else bias[items])
 
     def _next_item_windows(self, train: Interactions) -> tuple[torch.Tensor, ...]:
         """Training windows (W, max_len + 1) of a causal model, padding = `n_items_`."""
@@ -109,9 +126,7 @@ class SequenceRecommender(NeuralRecommender):
         users = self._users_on_device(user_codes)
         items = self._items_or_all(item_codes)
         with torch.inference_mode():
-            last = self._last_hidden(self.seqs_[users])  # (B, d)
-            table = self.net_.items.weight[: self.n_items_]  # (I, d)
-            return last @ (table if items is None else table[items]).T  # (B, I)
+            return self._logits(self._last_hidden(self.seqs_[users]), items)  # (B, I)
 
     def score_histories(
         self,
@@ -134,13 +149,11 @@ class SequenceRecommender(NeuralRecommender):
             tail = np.asarray(history, dtype=np.int64)[-length:]
             seqs[row, length - len(tail) :] = tail
         seqs_t = torch.from_numpy(seqs).to(self.device)  # (N, L)
-        table = self.net_.items.weight[: self.n_items_]
-        table = table if items is None else table[items]  # (m, d)
         with torch.inference_mode():
             out = [
-                self._last_hidden(seqs_t[lo : lo + HISTORY_BATCH]) @ table.T
+                self._logits(self._last_hidden(seqs_t[lo : lo + HISTORY_BATCH]), items)
                 for lo in range(0, len(seqs), HISTORY_BATCH)
-            ]
+            ]  # (b, m) each
         return torch.cat(out).double().cpu().numpy()  # (N, m)
 
     def item_embeddings(self) -> np.ndarray:

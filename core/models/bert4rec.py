@@ -33,15 +33,20 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
+from core.data import schema as S
 from core.data.dataset import Interactions
 from core.errors import ParameterError
 from core.models._neural import LOOP_HELP
 from core.models._sequence import SequenceRecommender, TransformerBlock, training_windows
 from core.models.base import AT_LEAST_ONE, Range
 from core.models.space import Param, choice, float_param, int_param
+
+#: training rows: non-overlapping windows, or prefixes drawn at random every batch
+ROW_KINDS = ("windows", "prefixes")
 
 
 class BERT4Rec(SequenceRecommender):
@@ -52,6 +57,7 @@ class BERT4Rec(SequenceRecommender):
         **dict.fromkeys(("layers", "heads", "inner", "cloze_copies"), AT_LEAST_ONE),
         "max_len": Range(low=2),
         "mask_prob": Range(low=0, high=1, low_open=True),
+        "rows": Range(choices=ROW_KINDS),
     }
     PARAM_HELP: ClassVar[dict[str, str]] = {
         **SequenceRecommender.SEQUENCE_HELP,
@@ -63,6 +69,9 @@ class BERT4Rec(SequenceRecommender):
         "dropout": "Dropout on embeddings, attention and feed-forward layers.",
         "mask_prob": "Share of items hidden behind the [mask] token in the Cloze task.",
         "cloze_copies": "Copies of each training window per epoch, each with fresh masks.",
+        "rows": "windows (each history cut into max_len pieces) or prefixes (random "
+        "prefixes of the histories, drawn afresh every batch).",
+        "item_bias": "Learn a score offset per item (how popular it is), as RecBole's BERT4Rec.",
         **LOOP_HELP,
     }
 
@@ -98,6 +107,8 @@ class BERT4Rec(SequenceRecommender):
         dropout: float = 0.2,
         mask_prob: float = 0.2,
         cloze_copies: int = 4,
+        rows: str = "windows",
+        item_bias: bool = False,
         loss: str = "auto",
         negatives: int = 1024,
         epochs: int = 200,
@@ -117,6 +128,8 @@ class BERT4Rec(SequenceRecommender):
         self.dropout = dropout
         self.mask_prob = mask_prob
         self.cloze_copies = cloze_copies
+        self.rows = rows
+        self.item_bias = item_bias
         self.loss = loss
         self.negatives = negatives
         self.epochs = epochs
@@ -143,6 +156,7 @@ class BERT4Rec(SequenceRecommender):
             int(self.heads),
             int(self.inner),
             float(self.dropout),
+            bool(self.item_bias),
         )
 
     def _train_tensors(self, train: Interactions) -> tuple[torch.Tensor, ...]:
@@ -151,6 +165,10 @@ class BERT4Rec(SequenceRecommender):
         windows = training_windows(train, int(self.max_len) - 1)  # (W, max_len), -1 = padding
         windows[windows < 0] = self.n_items_
         copies = int(self.cloze_copies)
+        if self.rows == "prefixes":
+            # as many rows per epoch as the windows give; each batch draws its own prefixes
+            self._prefix_source = _prefix_source(train, self.device)
+            windows = windows[:, :1]  # (W, 1): only the count matters
         rows = torch.as_tensor(windows, device=self.device).repeat(copies + 1, 1)  # (cW+W, L)
         last_only = torch.zeros(len(rows), dtype=torch.bool, device=self.device)
         last_only[copies * len(windows) :] = True  # the last copy masks only its newest item
@@ -158,6 +176,8 @@ class BERT4Rec(SequenceRecommender):
 
     def _loss(self, batch: tuple[torch.Tensor, ...], gen: torch.Generator) -> torch.Tensor:
         rows, last_only = batch  # (B, L), (B,)
+        if self.rows == "prefixes":
+            rows = self._draw_prefixes(len(rows), gen)  # (B, L)
         real = rows != self.n_items_
         draw = torch.rand(rows.shape, device=self.device, generator=gen)  # (B, L)
         masked = (draw < float(self.mask_prob)) & real & ~last_only[:, None]
@@ -167,6 +187,19 @@ class BERT4Rec(SequenceRecommender):
         inputs = rows.masked_fill(masked, self.net_.mask)  # (B, L)
         hidden = self.net_(inputs)[masked]  # (N, d)
         return self._softmax_loss(hidden, rows[masked], gen)
+
+    def _draw_prefixes(self, count: int, gen: torch.Generator) -> torch.Tensor:
+        """`count` random prefixes (count, max_len): a user's items up to a random one, newest
+        last, left-padded: RecBole's rows, one per training item, sampled."""
+        items, first, ends = self._prefix_source
+        end = ends[torch.randint(0, len(ends), (count,), device=self.device, generator=gen)]
+        back = torch.arange(int(self.max_len) - 1, -1, -1, device=self.device)  # (L,)
+        idx = end[:, None] - back  # (B, L) flat positions, oldest first
+        real = idx >= first[end][:, None]
+        return torch.where(real, items[idx.clamp(min=0)], self.n_items_)
+
+    def _item_bias(self) -> torch.Tensor | None:
+        return self.net_.bias if self.item_bias else None
 
     # -- scoring -----------------------------------------------------------------------
     def _last_hidden(self, seqs: torch.Tensor) -> torch.Tensor:
@@ -179,7 +212,15 @@ class _BERT4RecNet(nn.Module):
     """Item + position embeddings, bidirectional blocks, BERT's output transform."""
 
     def __init__(
-        self, n_items: int, dim: int, max_len: int, layers: int, heads: int, inner: int, p: float
+        self,
+        n_items: int,
+        dim: int,
+        max_len: int,
+        layers: int,
+        heads: int,
+        inner: int,
+        p: float,
+        item_bias: bool,
     ) -> None:
         super().__init__()
         self.pad, self.mask = n_items, n_items + 1
@@ -193,6 +234,9 @@ class _BERT4RecNet(nn.Module):
         self.blocks = nn.ModuleList(TransformerBlock(dim, heads, p, inner) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.LayerNorm(dim))
+        # a logit offset per item (RecBole's output_bias); absent when off, so the weights
+        # of a model without it stay as they were
+        self.bias = nn.Parameter(torch.zeros(n_items)) if item_bias else None
 
     def forward(self, seq: torch.Tensor) -> torch.Tensor:
         """Item codes (B, L), left-padded with `pad`, [mask] allowed -> hidden (B, L, d)."""
@@ -202,6 +246,18 @@ class _BERT4RecNet(nn.Module):
         for block in self.blocks:
             x = block(x, mask)
         return self.head(self.norm(x))
+
+
+def _prefix_source(train: Interactions, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Every user's items in time order, flat (N,); the flat position of each one's user's
+    first item (N,); the positions that end a prefix (every item but a user's first)."""
+    frame = train.ordered
+    users = frame[S.USER].to_numpy()
+    items = frame[S.ITEM].to_numpy().astype(np.int64)
+    starts = np.r_[0, np.flatnonzero(np.diff(users)) + 1] if len(users) else np.zeros(0, int)
+    first = np.repeat(starts, np.diff(np.r_[starts, len(users)]))  # (N,)
+    ends = np.flatnonzero(np.arange(len(users)) > first)
+    return tuple(torch.as_tensor(a, device=device) for a in (items, first, ends))
 
 
 def _bidirectional_mask(real: torch.Tensor) -> torch.Tensor:
