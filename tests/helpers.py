@@ -47,11 +47,13 @@ def fake_run(store: RunStore, model: str, metrics: dict, lists: dict, **record) 
 
 
 class hold_cpu:
-    """Hold the cpu device lock as another job would."""
+    """Hold the cpu device lock as another job would (closed_form: the lane of closed-form
+    training, core.runs.queue, which does not wait for the other one)."""
 
-    def __init__(self, store: RunStore) -> None:
+    def __init__(self, store: RunStore, closed_form: bool = False) -> None:
         (store.home / "locks").mkdir(exist_ok=True)
-        self.path = store.home / "locks" / "cpu.lock"
+        name = "cpu.closed-form.lock" if closed_form else "cpu.lock"
+        self.path = store.home / "locks" / name
 
     def __enter__(self):
         self.handle = open(self.path, "w")

@@ -3,10 +3,12 @@ survive the caller, queue per device, cancel, and read as failed when their proc
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from functools import partial
 
@@ -19,7 +21,7 @@ from core.data import schema as S
 from core.data.dataset import Dataset
 from core.data.split import split
 from core.errors import CancelledError, RecScopeError
-from core.runs import jobs, liveness
+from core.runs import jobs, liveness, queue
 from core.runs import scenario_runs as sr
 from core.runs.pipeline import new_run
 from core.runs.store import RunStore
@@ -59,13 +61,16 @@ def test_job_trains_in_the_background_and_records_metrics(store):
 
 def test_second_job_on_a_busy_device_queues_then_cancels(store):
     run_id = new_run(store, "planted", "pop", device="cpu")
-    with hold_cpu(store):
+    with hold_cpu(store, closed_form=True):
         jobs.start_job(store, run_id)
         deadline = time.monotonic() + 90
         while "cpu" not in store.read(run_id).get("message", "") and time.monotonic() < deadline:
             time.sleep(0.3)
         record = store.read(run_id)
-        assert record["status"] == "queued" and "Waiting for cpu" in record["message"]
+        assert record["status"] == "queued"
+        assert record["message"] == (
+            "1st in line for cpu (closed-form models): waiting for it to be free."
+        )
         jobs.cancel_job(store, run_id)
         record = wait_for(store, run_id, ("cancelled", "failed"), timeout=60)
     assert record["status"] == "cancelled"
@@ -316,3 +321,58 @@ def test_latest_job_refreshes_each_record_once_and_a_dead_one_reads_failed(store
     assert record["run_id"] == dead and record["status"] == "failed"
     assert sorted(calls) == sorted(r.name for r in store.root.iterdir())  # once each
     assert jobs.latest_job(store, "planted", "leaderboard", finished=True, k=10) is None
+
+
+def _queue_in_threads(store, run_ids, arrive_order, entered, release):
+    """Each run waits for the cpu in a thread of its own, started in `arrive_order`; the first
+    one to get the device holds it until `release` is set, the others leave at once."""
+
+    def job(run_id):
+        with jobs.device_slot(store, run_id, "cpu"):
+            entered.append(run_id)
+            if len(entered) == 1:
+                release.wait(30)
+
+    threads = {r: threading.Thread(target=job, args=(r,), daemon=True) for r in run_ids}
+    for run_id in arrive_order:
+        threads[run_id].start()
+        time.sleep(0.1)
+    return threads
+
+
+def test_jobs_take_the_device_in_the_order_they_were_submitted(store):
+    """Issue 16: three jobs submitted in the order A, B, C start in that order, although their
+    processes (threads here, each polling the real lock and queue) reach the device as C, B."""
+    a, b, c = (new_run(store, "planted", m, device="cpu") for m in ("lightgcn", "bpr", "neumf"))
+    for run_id in (a, b, c):
+        queue.submit(store, run_id)
+    entered, release = [], threading.Event()
+    threads = _queue_in_threads(store, [a, b, c], [a, c, b], entered, release)
+    deadline = time.monotonic() + 30
+    while "2nd" not in store.read(c).get("message", "") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert entered == [a]
+    assert store.read(c)["message"] == "2nd in line for cpu, behind lightgcn (running) and bpr."
+    assert store.read(b)["message"] == "1st in line for cpu, behind lightgcn (running)."
+    release.set()
+    for thread in threads.values():
+        thread.join(30)
+    assert entered == [a, b, c]
+    assert json.loads((store.home / "locks" / "queue.json").read_text())["tickets"] == []
+
+
+def test_closed_form_training_runs_beside_a_long_job_and_a_dead_ticket_is_dropped(store):
+    """EASE does not wait behind a neural job on the same device (its own lane); a ticket whose
+    run failed before reaching its device does not hold up the ones after it."""
+    dead = new_run(store, "planted", "bpr", device="cpu")
+    queue.submit(store, dead)  # its process never reaches the device
+    ease = new_run(store, "planted", "ease", device="cpu")
+    queue.submit(store, ease)
+    store.update(dead, status="failed", error="gone")
+    with hold_cpu(store):  # a long job holds the cpu
+        tick = time.monotonic()
+        with jobs.device_slot(store, ease, "cpu"):
+            waited = time.monotonic() - tick
+    assert waited < 5
+    assert queue.lane_of(store.read(ease), "cpu") == "cpu closed-form"
+    assert queue.lane_of(store.read(dead), "cuda") == "cuda:0"

@@ -6,7 +6,8 @@ the transfer experiment (`recscope transfer`) and tuning (`recscope tune`, core.
 The Streamlit script thread never computes them. A job survives page reruns, closed tabs
 and app restarts because it runs in a new process session; its state lives only in its run
 folder (run.json, progress.jsonl, job.log, its result), so any session can read it. One job
-per device at a time: a job waits on a file lock for its device and says "queued" meanwhile.
+per device at a time, first come first served (core.runs.queue, which also gives closed-form
+training a lane of its own): a waiting job says "queued" and its place in line meanwhile.
 
 Whoever starts a job (a page through `start_job`, a user typing `recscope train`), its
 process runs the work inside `job_process`: it records its pid (with the process start
@@ -28,7 +29,6 @@ launcher leaves no orphan rank.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import signal
@@ -43,8 +43,9 @@ from pathlib import Path
 from core import distributed
 from core.device import pick_device
 from core.errors import CancelledError, RecScopeError
-from core.runs import liveness
+from core.runs import liveness, queue
 from core.runs.liveness import ACTIVE
+from core.runs.queue import device_slot
 from core.runs.store import RunStore, kind_of, recording_outcome, refuse_unless_queued
 from core.storage import now_iso
 from core.train import cancel_requested, clear_cancel, raise_if_cancelled, request_cancel
@@ -72,6 +73,7 @@ def start_job(store: RunStore, run_id: str) -> int:
     """Launch the run's `recscope <kind> --run-id RUN` detached; returns its pid."""
     folder = store.folder(run_id)
     command = COMMANDS[kind_of(store.read(run_id))]
+    queue.submit(store, run_id)  # its place in the queue: the order of the clicks
     job_log = open(folder / "job.log", "ab")  # noqa: SIM115 - handed to the child process
     env = {**os.environ, "RECSCOPE_HOME": str(store.home), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
@@ -228,31 +230,6 @@ def job_record(store: RunStore, run_id: str, kind: str) -> dict:
             f"`recscope runs --kind {kind}` lists those."
         )
     return record
-
-
-@contextlib.contextmanager
-def device_slot(store: RunStore, run_id: str, device_key: str) -> Iterator[None]:
-    """Hold the device's lock while a job computes; others wait here and show as queued.
-
-    The wait polls, so a cancel (SIGTERM sets the flag) ends it with `CancelledError`.
-    """
-    locks = store.home / "locks"
-    locks.mkdir(exist_ok=True)
-    device_key = "cuda:0" if device_key == "cuda" else device_key  # one lock per GPU
-    with open(locks / f"{device_key.replace(':', '_')}.lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            store.update(run_id, status="queued", message=f"Waiting for {device_key} to be free.")
-            while True:
-                raise_if_cancelled(f"while waiting for {device_key}")
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    time.sleep(QUEUE_POLL_S)
-        store.update(run_id, message="")
-        yield
 
 
 def cancel_job(store: RunStore, run_id: str) -> dict:
