@@ -21,7 +21,12 @@ import torch
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """One progress report from `fit`: written as a JSON line by background jobs."""
+    """One progress report from `fit`: written as a JSON line by background jobs.
+
+    A closed-form model that tries several values of a hyperparameter instead of training
+    epochs (EASE's λ search) reports each try with `param` (its name, e.g. "λ") and
+    `param_value`; `epoch` and `epochs` then count the tries, not epochs.
+    """
 
     epoch: int
     epochs: int
@@ -33,6 +38,8 @@ class ProgressEvent:
     eta_s: float | None = None
     best_epoch: int | None = None
     message: str = ""
+    param: str | None = None
+    param_value: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

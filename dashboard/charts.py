@@ -9,6 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from dashboard.text import plot, plot_column
+from dashboard.views import LOWER_IS_BETTER, metric_label
 
 ACCENT = "#3366cc"
 SECOND = "#dc7633"
@@ -51,7 +52,9 @@ def rating_bar(dist: pd.DataFrame) -> go.Figure:
 
 
 def activity_over_time(over: pd.DataFrame) -> go.Figure:
-    """Interactions and active users per period (from `core.data.profile.activity_over_time`)."""
+    """Interactions (bars, left axis) and active users (line, right axis) per period (from
+    `core.data.profile.activity_over_time`): users are far fewer than interactions, so on
+    one axis their line would lie flat along the bottom."""
     fig = go.Figure()
     fig.add_trace(
         go.Bar(x=over["period"], y=over["interactions"], name="Interactions", marker_color=ACCENT)
@@ -63,16 +66,27 @@ def activity_over_time(over: pd.DataFrame) -> go.Figure:
             name="Active users",
             mode="lines",
             line={"color": SECOND, "width": 2},
+            yaxis="y2",
         )
     )
     dated = pd.api.types.is_datetime64_any_dtype(over["period"])
-    return _layout(
+    fig = _layout(
         fig,
         title="Activity over time",
         x="Date" if dated else "Position in the log (no dates in the data)",
-        y="Count per period",
+        y="Interactions per period",
         legend=True,
     )
+    fig.update_layout(
+        yaxis2={
+            "title": {"text": "Active users per period", "font": {"color": SECOND}},
+            "overlaying": "y",
+            "side": "right",
+            "rangemode": "tozero",
+            "showgrid": False,
+        }
+    )
+    return fig
 
 
 def scenario_users_bar(per: pd.DataFrame) -> go.Figure:
@@ -128,8 +142,11 @@ def top_items_bar(top: pd.DataFrame) -> go.Figure:
 
 
 def metric_bar(runs: pd.DataFrame, metric: str) -> go.Figure:
-    """One bar per run for a test metric; `runs` needs columns run, model and `metric`."""
-    shown = runs.dropna(subset=[metric])
+    """One bar per run for a test metric, best first (lowest first for an error metric such as
+    RMSE); `runs` needs columns run, model and `metric`."""
+    lower_better = metric.split("@")[0] in LOWER_IS_BETTER
+    shown = runs.dropna(subset=[metric]).sort_values(metric, ascending=lower_better, kind="stable")
+    label = metric_label(metric)
     fig = go.Figure(
         go.Bar(
             x=shown[metric],
@@ -139,11 +156,11 @@ def metric_bar(runs: pd.DataFrame, metric: str) -> go.Figure:
             text=[f"{v:.4f}" for v in shown[metric]],
             textposition="auto",
             customdata=shown["model"],
-            hovertemplate="%{customdata} (%{y})<br>" + metric + " = %{x:.4f}<extra></extra>",
+            hovertemplate="%{customdata} (%{y})<br>" + label + " = %{x:.4f}<extra></extra>",
         )
     )
-    fig.update_yaxes(autorange="reversed")  # newest (first) run on top
-    fig = _layout(fig, title=f"Test {metric} by run", x=metric, y="")
+    fig.update_yaxes(autorange="reversed")  # the best run on top
+    fig = _layout(fig, title=f"Test {label} by run, best first", x=label, y="")
     fig.update_layout(height=min(HEIGHT * 2, 40 * len(shown) + 120))
     return fig
 
@@ -152,7 +169,11 @@ def training_curves(events: pd.DataFrame, title: str = "Training progress") -> g
     """Loss (left axis) and validation metric (right axis) per epoch of one run.
 
     `events` are the run's progress lines: columns epoch, loss, valid_metric, metric_name.
+    Lines of a closed-form model's search (a `param` column: EASE's λ) are drawn by
+    `search_curve` instead: the x axis is then the value tried, not an epoch.
     """
+    if "param" in events and events["param"].notna().any():
+        return search_curve(events, title)
     fig = go.Figure()
     metric = str(events["metric_name"].dropna().iloc[-1]) if "metric_name" in events else "metric"
     if "loss" in events and events["loss"].notna().any():
@@ -174,12 +195,55 @@ def training_curves(events: pd.DataFrame, title: str = "Training progress") -> g
             )
         )
     fig = _layout(fig, title=title, x="Epoch", y="Loss", legend=True)
-    fig.update_xaxes(tickformat="d")  # epochs are whole numbers
+    fig.update_xaxes(**epoch_ticks(int(events["epoch"].max()) if len(events) else 1))
     fig.update_layout(
         yaxis2={"title": {"text": f"Validation {metric}"}, "overlaying": "y", "side": "right"},
         height=280,
     )
     return fig
+
+
+def search_curve(events: pd.DataFrame, title: str = "Search") -> go.Figure:
+    """The validation metric of each value a closed-form model tried (EASE's λ), log x axis.
+
+    `events`: columns param (the name, e.g. "λ"), param_value, valid_metric, metric_name."""
+    tried = events.dropna(subset=["param_value", "valid_metric"]).sort_values("param_value")
+    name = str(events["param"].dropna().iloc[-1])
+    metric = str(events["metric_name"].dropna().iloc[-1]) if "metric_name" in events else "metric"
+    best = tried.loc[tried["valid_metric"].idxmax()] if len(tried) else None
+    fig = go.Figure(
+        go.Scatter(
+            x=tried["param_value"],
+            y=tried["valid_metric"],
+            mode="lines+markers",
+            name=f"validation {metric}",
+            line={"color": SECOND},
+            hovertemplate=name + " = %{x:g}: " + metric + " %{y:.4f}<extra></extra>",
+        )
+    )
+    if best is not None:
+        fig.add_trace(
+            go.Scatter(
+                x=[best["param_value"]],
+                y=[best["valid_metric"]],
+                mode="markers",
+                name=f"best {name} so far",
+                marker={"color": ACCENT, "size": 12, "symbol": "star"},
+                hoverinfo="skip",
+            )
+        )
+    fig = _layout(fig, title=title, x=f"{name} tried (log scale)", y=f"Validation {metric}")
+    fig.update_xaxes(type="log", tickvals=tried["param_value"].tolist(), tickformat="g")
+    fig.update_layout(height=280, showlegend=True)
+    return fig
+
+
+def epoch_ticks(last_epoch: int) -> dict:
+    """X-axis settings for an epoch axis: whole-number ticks only (plotly's automatic ticks put
+    fractional steps on a short run, shown rounded as "1 2 2 3 3"), about ten at most."""
+    steps = (m * 10**e for e in range(7) for m in (1, 2, 5))  # 1, 2, 5, 10, 20, 50, ...
+    step = next(s for s in steps if last_epoch <= 10 * s)
+    return {"tickmode": "linear", "tick0": 0 if step > 1 else 1, "dtick": step, "tickformat": "d"}
 
 
 def _layout(

@@ -22,6 +22,8 @@ from optuna.visualization import (
     plot_slice,
 )
 
+from dashboard.charts import epoch_ticks
+
 log = logging.getLogger(__name__)
 
 METRIC = "valid NDCG@10"
@@ -96,7 +98,9 @@ def curves(study: optuna.Study) -> Figure:
             "nothing is stopped early)."
         )
     fig = plot_intermediate_values(study)
+    last = max(max(t.intermediate_values, default=1) for t in trials)
     fig.update_layout(yaxis_title=METRIC, xaxis_title="epoch")
+    fig.update_xaxes(**epoch_ticks(last))  # whole epochs, not plotly's "1 1 2 2"
     return _titled(fig, "curves"), None
 
 

@@ -7,6 +7,7 @@ import pandas as pd
 
 from core.data import profile
 from dashboard import charts
+from tests.helpers import plotly_values
 
 
 def test_long_tail_is_log_scaled_and_labelled(planted_dataset):
@@ -68,3 +69,59 @@ def test_metric_bar_skips_runs_without_the_metric():
     fig = charts.metric_bar(runs, "ndcg@10")
     assert list(fig.data[0].y) == ["r1"] and list(fig.data[0].x) == [0.3]
     assert fig.layout.title.text == "Test ndcg@10 by run"
+
+
+def test_epoch_axes_have_whole_number_ticks():
+    """Issue 16: a 5-epoch run's axis read "1 2 2 3 3 4 4 5 5" (fractional ticks, rounded)."""
+    events = pd.DataFrame(
+        {
+            "epoch": [1, 2, 3, 4, 5],
+            "loss": [0.9, 0.7, 0.6, 0.55, 0.5],
+            "valid_metric": [0.1, 0.2, 0.25, 0.26, 0.26],
+            "metric_name": "ndcg@10",
+        }
+    )
+    axis = charts.training_curves(events).layout.xaxis
+    assert (axis.tickmode, axis.tick0, axis.dtick, axis.tickformat) == ("linear", 1, 1, "d")
+    assert axis.title.text == "Epoch"
+    long = pd.DataFrame({"epoch": range(1, 181), "loss": 1.0, "metric_name": "ndcg@10"})
+    assert charts.training_curves(long).layout.xaxis.dtick == 20  # 0, 20, ..., 180: 10 ticks
+    assert [charts.epoch_ticks(n)["dtick"] for n in (10, 11, 50, 51, 1000)] == [1, 2, 5, 10, 100]
+
+
+def test_a_lambda_search_is_drawn_against_lambda_not_epochs():
+    """EASE's l2='auto' lines carry param "λ": the x axis is λ (log), the best one starred."""
+    tries = pd.DataFrame(
+        {
+            "epoch": [1, 2, 3],
+            "epochs": 5,
+            "valid_metric": [0.30, 0.34, 0.33],
+            "metric_name": "ndcg@10",
+            "param": "λ",
+            "param_value": [50.0, 100.0, 250.0],
+        }
+    )
+    fig = charts.training_curves(tries, title="ease")
+    assert fig.layout.xaxis.title.text == "λ tried (log scale)"
+    assert fig.layout.xaxis.type == "log" and list(fig.layout.xaxis.tickvals) == [50, 100, 250]
+    assert fig.layout.yaxis.title.text == "Validation ndcg@10"
+    line, best = fig.data
+    assert plotly_values(line.x) == [50.0, 100.0, 250.0]
+    assert plotly_values(best.x) == [100.0] and plotly_values(best.y) == [0.34]
+
+
+def test_the_tune_pages_per_epoch_curves_have_whole_number_ticks():
+    import optuna
+
+    from dashboard import charts_tune
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    for scores in ([0.1, 0.2, 0.25], [0.1, 0.15]):
+        trial = study.ask()
+        for epoch, score in enumerate(scores, start=1):
+            trial.report(score, epoch)
+        study.tell(trial, max(scores))
+    fig, note = charts_tune.curves(study)
+    assert note is None
+    assert (fig.layout.xaxis.dtick, fig.layout.xaxis.tickformat) == (1, "d")

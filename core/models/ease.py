@@ -91,7 +91,12 @@ class EASE(ItemItemModel):
             if progress:
                 progress(
                     ProgressEvent(
-                        epoch=step, epochs=len(grid), valid_metric=metric, message=f"l2={l2:g}"
+                        epoch=step,
+                        epochs=len(grid),
+                        valid_metric=metric,
+                        message=f"l2={l2:g}",
+                        param="λ",
+                        param_value=float(l2),
                     )
                 )
             if metric > best[0]:
