@@ -79,9 +79,11 @@ def _add_dataset(home: Path) -> None:
     for note in raw.attrs.get("notes", []):  # how the file was decoded, when it was a guess
         st.caption(md(note))
     mapping, min_rating, date_format = _mapping(list(raw.columns), detected)
-    # the default is a name no stored dataset has (ratings, ratings-2, …); two sessions that
-    # pick the same name anyway are told by ingest, which never replaces unless asked
-    default = free_name(home, name_for_file(filename))
+    # the default is a name no stored dataset has (ml-100k for u.data, ratings-2, …); two
+    # sessions that pick the same name anyway are told by ingest, which never replaces unless
+    # asked. A server path's folder names it too (ml-10M100K/ratings.dat), as in the CLI.
+    on_disk = None if isinstance(source, tuple) else source
+    default = free_name(home, name_for_file(filename, on_disk))
     name = st.text_input("Dataset name", value=default, key=f"name_{filename}").strip()
     replace, taken = False, name in list_datasets(home)
     if taken:

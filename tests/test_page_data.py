@@ -207,6 +207,25 @@ def test_upload_default_name_never_takes_a_stored_one(home, planted_dataset):
     assert len(Dataset.load(home, "planted").interactions) == len(planted_dataset.interactions)
 
 
+def test_upload_default_name_is_the_layouts_name(home, planted_dataset):
+    """Issue 16: u.data is MovieLens-100k's file, so its dataset is 'ml-100k' (not 'u'),
+    still free of stored names; a RecBole ml-100k.inter is 'ml-100k' too."""
+    planted_dataset.save(home)
+    u_data = "".join(
+        f"{u}\t{i}\t{1 + (u + i) % 5}\t{880000000 + u * 100 + i}\n"
+        for u in (1, 2, 3)
+        for i in range(1, 6)
+    )
+    at = _upload(_app().run(), "u.data", u_data)
+    assert not at.exception and not at.error
+    assert _by_label(at.text_input, "Dataset name").value == "ml-100k"
+    Dataset.from_frames("ml-100k", pd.DataFrame({"user_id": ["a"], "item_id": ["b"]})).save(home)
+    inter = "user_id:token\titem_id:token\n1\t2\n2\t3\n"
+    at = _upload(_app().run(), "ml-100k.inter", inter)
+    assert not at.exception and not at.error
+    assert _by_label(at.text_input, "Dataset name").value == "ml-100k-2"
+
+
 def test_a_taken_name_is_said_and_replaced_only_when_ticked(home, planted_dataset):
     planted_dataset.save(home)
     at = _upload(_app().run(), "events.csv", EVENTS)

@@ -40,7 +40,9 @@ def test_chosen_mapping_leaves_out_none_and_keeps_an_unused_weight():
     "filename, name",
     [
         ("ratings (1).csv", "ratings-1"),
-        ("/data/u.data", "u"),
+        ("/data/u.data", "ml-100k"),  # issue 16: the layout's name, not "u"
+        ("u1.base", "ml-100k"),
+        ("ratings.dat", "ml-1m"),
         ("ml-100k.inter", "ml-100k"),
         ("...csv", "dataset"),
         ("x" * 80 + ".csv", "x" * 64),

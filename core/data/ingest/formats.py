@@ -80,6 +80,8 @@ _ML_NAMES = {
     "users.dat": ("users", "::"),
 }
 _ML_100K_SPLIT = re.compile(r"^u[1-5a-b]\.(base|test)$")
+# The public data set each known file name belongs to: a dataset's default name.
+_ML_RELEASES = {"\t": "ml-100k", "|": "ml-100k", "::": "ml-1m"}
 # The MovieLens 100K README: u.data, u.item and u.user are Latin-1 (tab and pipe layouts).
 ML_100K_ENCODING = ("iso8859-1", "MovieLens documents for its 100K files (u.data, u.item, u.user)")
 
@@ -168,6 +170,18 @@ class Layout:
     checked: bool = False  # the whole stream was judged (encoding, compression)
     # (codec, who documents it): the one-byte encoding used, not guessed, when not UTF-8
     documented: tuple[str, str] | None = None
+
+
+def public_name(filename: str) -> str | None:
+    """The public data set a file name belongs to: 'u.data', 'u.item', 'u1.base' ->
+    'ml-100k'; 'ratings.dat', 'movies.dat', 'users.dat' -> 'ml-1m' (the '::' layout, as
+    ML-10M's ratings.dat also is: its folder name tells them apart when the file is on disk);
+    None for any other name."""
+    name = Path(filename).name.lower().removesuffix(".gz")
+    if _ML_100K_SPLIT.match(name):
+        return "ml-100k"
+    _, delim = _ML_NAMES.get(name, ("", None))
+    return _ML_RELEASES.get(delim)
 
 
 def plural(count: int, word: str) -> str:

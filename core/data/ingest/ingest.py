@@ -30,7 +30,15 @@ from core.data.ingest.columns import (
     load_users,
 )
 from core.data.ingest.dates import check_date_format
-from core.data.ingest.formats import FORMATS, Layout, Source, plural, sniff, to_source
+from core.data.ingest.formats import (
+    FORMATS,
+    Layout,
+    Source,
+    plural,
+    public_name,
+    sniff,
+    to_source,
+)
 from core.data.ingest.read import parquet_error, read_table
 from core.data.ingest.report import IngestReport
 from core.data.schema import ColumnMapping
@@ -194,14 +202,18 @@ def derive_name(src: Source) -> str:
 def name_for_file(filename: str, path: Path | None = None) -> str:
     """The dataset name a file suggests: its name without data suffixes ('ratings (1).csv'
     -> 'ratings-1'); a generic name ('u.data', 'ratings.csv') takes the name of the folder
-    at `path` when the file is on disk. The CLI, ingest and the Data page all use this."""
+    at `path` when the file is on disk, else the public data set its layout belongs to
+    ('u.data' -> 'ml-100k', 'ratings.dat' -> 'ml-1m'; `formats.public_name`). The CLI,
+    ingest and the Data page all use this."""
     stem = Path(filename).name
     for suffix in (".gz", ".csv", ".tsv", ".txt", ".dat", ".data", ".inter", ".parquet",
                    ".jsonl", ".json", ".xlsx", ".base"):  # fmt: skip
         stem = stem.removesuffix(suffix)
     generic = {"u", "ratings", "interactions", "inter", "data", "events", "train", ""}
-    if stem.lower() in generic and path is not None and path.parent.name:
-        stem = path.resolve().parent.name
+    known = public_name(filename)  # 'ml-100k' for u.data, u1.base, …
+    if stem.lower() in generic or known:
+        folder = path.resolve().parent.name if path is not None else ""
+        stem = folder if folder.lower() not in generic else known or stem
     return dataset_name_from(stem)
 
 
