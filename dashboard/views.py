@@ -10,6 +10,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+import pandas as pd
+
+from core.eval.beyond import COLD_MAX
 from core.eval.compare import PLAIN_METRICS
 
 #: readable names of metric families (keys are lower-case, as in run records)
@@ -109,6 +112,51 @@ def board_metrics(board_columns, k: int) -> dict[str, list[str]]:
     }
 
 
+def metrics_long(metrics: Mapping[str, Mapping]) -> pd.DataFrame:
+    """A run record's `metrics` ({"test": {...}, "valid": {...}}) as one row per metric.
+
+    Columns: metric (its whole readable label, 'MAP@10 (÷min(|T|,k), RecBole)'), test, valid
+    (NaN where that split lacks it). Rows follow ACCURACY, PLAIN_METRICS, BEYOND, then any
+    other metric by name; within a family, by K. Counts (n_users) are not metrics: left out.
+    """
+    test, valid = metrics.get("test") or {}, metrics.get("valid") or {}
+    order = {f: i for i, f in enumerate((*ACCURACY, *PLAIN_METRICS, *BEYOND))}
+
+    def rank(key: str) -> tuple:
+        family, _, k = key.partition("@")
+        return (order.get(family, len(order)), family, int(k) if k.isdigit() else 0)
+
+    keys = sorted({*test, *valid} - {"n_users"}, key=rank)
+    return pd.DataFrame(
+        {
+            "metric": [metric_label(m) for m in keys],
+            "test": [_float(test.get(m)) for m in keys],
+            "valid": [_float(valid.get(m)) for m in keys],
+        }
+    )
+
+
+def one_group_sentence(segments: pd.DataFrame, kind: str) -> str | None:
+    """A sentence instead of a one-bar-group chart: None when `kind` has several groups.
+
+    `segments` is `core.eval.compare.segment_table`. "All 943 test users are warm (>5): no
+    cold users (at most 5 known items) to compare with." for a data set without cold users.
+    """
+    part = segments[segments["segment_kind"] == kind]
+    if len(part) != 1:
+        return None
+    segment, n_users = str(part["segment"].iloc[0]), int(part["n_users"].iloc[0])
+    if kind == "cold_user":
+        cold = f"cold users (at most {COLD_MAX} known items)"
+        other = f"warm users (more than {COLD_MAX})" if segment.startswith("cold") else cold
+        return f"All {n_users:,} test users are {segment}: no {other} to compare with."
+    what = SEGMENT_KINDS.get(kind, kind.replace("_", " ")).lower()
+    return (
+        f"All {n_users:,} test users are in one {what} group ({segment}), so there is no "
+        f"breakdown by {what} to compare."
+    )
+
+
 def format_p(p: float) -> str:
     """'p < 0.001', 'p = 0.012', 'p = 0.43'."""
     if p is None or math.isnan(p):
@@ -154,3 +202,11 @@ def _digits(diff: float, low: float, high: float) -> int:
     if not mag or math.isnan(mag):
         return 2
     return int(min(6, max(2, 1 - math.floor(math.log10(mag)))))
+
+
+def _float(value) -> float:
+    """A metric value as a float; NaN when missing or not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan

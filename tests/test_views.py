@@ -248,3 +248,47 @@ def test_explanation_sentence_and_fast_first(tiny):
     pop, knn = make_model("pop").fit(parts.train), make_model("itemknn").fit(parts.train)
     assert U.fast_first([pop, knn]) == 1  # item-kNN explains in closed form
     assert U.fast_first([pop]) == 0
+
+
+def test_metrics_long_one_row_per_metric_with_whole_names():
+    """Issue 16: the Runs page's 'All metrics' rows carry whole, readable metric names."""
+    metrics = {
+        "valid": {"ndcg@10": 0.2, "ndcg@5": 0.1, "auc": 0.8, "n_users": 30},
+        "test": {"ndcg@10": 0.3, "map@10": 0.25, "precision@20": 0.05, "coverage@10": 0.4,
+                 "ndcg@5": 0.15, "auc": 0.9, "n_users": 30, "custom": 1.0},
+    }  # fmt: skip
+    table = V.metrics_long(metrics)
+    assert table["metric"].tolist() == [
+        "NDCG@5",
+        "NDCG@10",
+        "Precision@20",
+        "MAP@10 (÷min(|T|,k), RecBole)",
+        "AUC",
+        "Coverage@10",
+        "custom",
+    ]
+    assert table["test"].tolist() == [0.15, 0.3, 0.05, 0.25, 0.9, 0.4, 1.0]
+    valid = table["valid"].tolist()
+    assert valid[:2] == [0.1, 0.2] and valid[4] == 0.8
+    assert np.isnan(valid[2]) and np.isnan(valid[5])  # measured on the test split only
+    assert V.metrics_long({}).empty
+
+
+def test_one_group_sentence_replaces_a_one_group_chart():
+    """Issue 16: ML-100k has no cold users, so 'cold and warm' is one group: a sentence."""
+    table = pd.DataFrame(
+        {
+            "segment_kind": ["all", "activity", "activity", "cold_user", "scenario"],
+            "segment": ["all users", "21-50", "51+", "warm (>5)", "shop"],
+            "n_users": [943, 392, 551, 943, 943],
+        }
+    )
+    assert V.one_group_sentence(table, "activity") is None  # two groups: drawn
+    assert V.one_group_sentence(table, "cold_user") == (
+        "All 943 test users are warm (>5): no cold users (at most 5 known items) to compare with."
+    )
+    assert V.one_group_sentence(table, "scenario") == (
+        "All 943 test users are in one scenario group (shop), so there is no breakdown by "
+        "scenario to compare."
+    )
+    assert V.one_group_sentence(table, "absent") is None
