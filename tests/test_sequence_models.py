@@ -70,6 +70,27 @@ def test_bert4rec_training_rows_are_cloze_copies_then_one_that_masks_only_the_ne
     assert (inputs[~masked] == rows[~masked]).all()
 
 
+def test_bert4rec_prefix_rows_are_every_users_items_up_to_one_of_them():
+    # user 0: items 0..6, user 1: one item (no prefix), user 2: items 5, 6
+    frame = pd.DataFrame(
+        {
+            "user_code": [0] * 7 + [1] + [2, 2],
+            "item_code": list(range(7)) + [9] + [5, 6],
+            "timestamp": list(range(10)),
+        }
+    )
+    data = Interactions(frame, 3, 10)
+    model = BERT4Rec(max_len=4, dim=8, heads=1, inner=8, rows="prefixes", cloze_copies=2)
+    model._start_fit(data)
+    slots, last_only = model._train_tensors(data)
+    assert last_only.tolist() == [False] * 6 + [True] * 3  # as many rows as the windows
+    pad = 10
+    prefixes = {(pad, pad, 0, 1), (pad, 0, 1, 2), (0, 1, 2, 3), (1, 2, 3, 4), (2, 3, 4, 5)}
+    prefixes |= {(3, 4, 5, 6), (pad, pad, 5, 6)}  # never user 1's lone item, nor a mix
+    drawn = model._draw_prefixes(400, torch.Generator().manual_seed(0))
+    assert {tuple(row) for row in drawn.tolist()} == prefixes
+
+
 def test_bert4rec_mask_lets_every_real_item_see_both_sides():
     real = torch.tensor([[False, True, True]])
     mask = _bidirectional_mask(real)[0, 0]
