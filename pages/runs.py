@@ -11,7 +11,8 @@ import streamlit as st
 
 from core.data.profile import HEADLINE, runs_table
 from core.runs.store import RunStore, workspace_home
-from dashboard import charts, shell
+from dashboard import charts, shell, tables
+from dashboard import views as V
 from dashboard.text import md
 
 ALL = "All datasets"
@@ -54,7 +55,8 @@ def render() -> None:
         return
     counts = table["status"].value_counts()
     st.caption(" · ".join(f"{n} {status}" for status, n in counts.items()))
-    st.dataframe(table, hide_index=True, width="stretch", column_config=_columns())
+    shown, config = tables.readable(table, _columns())  # "—" where a run has no value yet
+    st.dataframe(shown, hide_index=True, width="stretch", column_config=config)
     finished = table.dropna(subset=[HEADLINE[0]])
     if len(finished):
         st.plotly_chart(charts.metric_bar(finished, HEADLINE[0]), width="stretch")
@@ -88,7 +90,25 @@ def _details(records: list[dict]) -> None:
                 f"**Parameters** of {md(record['model'])} (seed {md(record.get('seed', '—'))}):"
             )
             st.json(record.get("params") or {}, expanded=False)
-            st.write("**All metrics** (valid and test):")
-            st.dataframe(record.get("metrics") or {}, width="stretch")
+            st.write("**All metrics** (test and validation):")
+            _all_metrics(record.get("metrics") or {})
         if record.get("error"):
             st.error(md(record["error"]))
+
+
+def _all_metrics(metrics: dict) -> None:
+    """Every metric of a run, one row each with its whole name; "—" where a split lacks it."""
+    table = V.metrics_long(metrics)
+    config = {
+        "metric": st.column_config.TextColumn("Metric", width="large"),
+        "test": st.column_config.NumberColumn("Test", format="%.4f"),
+        "valid": st.column_config.NumberColumn("Validation", format="%.4f"),
+    }
+    shown, config = tables.readable(table, config)
+    st.dataframe(shown, hide_index=True, width="stretch", column_config=config)
+    users = (metrics.get("test") or {}).get("n_users")
+    counted = f" over {int(users):,} test users" if isinstance(users, (int, float)) else ""
+    st.caption(
+        f"Measured{counted}. Beyond-accuracy metrics (coverage, novelty, diversity, "
+        "popularity) are measured on the test split only; — marks a value a split lacks."
+    )

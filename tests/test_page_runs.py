@@ -85,9 +85,45 @@ def test_filter_by_dataset(home):
     assert at.selectbox(key="runs_dataset_filter").value == "movies"
     table = at.dataframe[0].value
     assert sorted(table["model"]) == ["bpr", "pop"]
-    assert table.loc[table["run"] == other, "ndcg@10"].item() == pytest.approx(0.1)
+    assert table.loc[table["run"] == other, "ndcg@10"].item() == "0.1000"  # text: bpr has "—"
     at.selectbox(key="runs_dataset_filter").set_value("All datasets").run()
     assert sorted(at.dataframe[0].value["dataset"]) == ["movies", "movies", "sample"]
+
+
+def test_missing_values_read_a_dash_and_all_metrics_have_whole_names(home):
+    """Issue 16: no raw "None" (a running run has no metrics yet), the bar chart puts the best
+    run first, and 'All metrics' names each metric whole ("Precision@10", not "precisio")."""
+    store = RunStore(home)
+    low = _fake_run(store, "sample", "pop", 0.1)
+    high = _fake_run(store, "sample", "ease", 0.4)
+    store.update(
+        high,
+        metrics={
+            "test": {"ndcg@10": 0.4, "recall@10": 0.5, "hit@10": 0.625, "precision@10": 0.05,
+                     "coverage@10": 0.3, "n_users": 8},
+            "valid": {"ndcg@10": 0.35, "precision@10": 0.04},
+        },
+    )  # fmt: skip
+    running = store.new_run({"dataset": "sample", "model": "bpr", "split": "loo", "seed": 1})
+    store.update(running, status="running")  # no metrics nor timings yet
+    at = _app().run()
+    assert not at.exception
+    table = at.dataframe[0].value.set_index("run")
+    assert table.loc[running, ["ndcg@10", "recall@10", "hit@10", "fit_s"]].tolist() == ["—"] * 4
+    assert table.loc[high, "ndcg@10"] == "0.4000" and table.loc[low, "fit_s"] == "2.5"
+    assert not table.isna().any(axis=None)
+    bars = json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]
+    assert list(bars["y"]) == [high, low]  # best first, the running run has no bar
+    at.selectbox(key="runs_detail").set_value(high).run()
+    metrics = at.dataframe[1].value  # test has every value: still numbers
+    assert metrics.to_dict("records") == [
+        {"metric": "NDCG@10", "test": 0.4, "valid": "0.3500"},
+        {"metric": "Recall@10", "test": 0.5, "valid": "—"},
+        {"metric": "Precision@10", "test": 0.05, "valid": "0.0400"},
+        {"metric": "Hit rate@10", "test": 0.625, "valid": "—"},
+        {"metric": "Coverage@10", "test": 0.3, "valid": "—"},
+    ]
+    assert any(c.value.startswith("Measured over 8 test users.") for c in at.caption)
 
 
 def _failing_page(kind: str) -> None:
