@@ -66,7 +66,15 @@ def test_base_plus_contributions_equals_score(runs, planted_dataset, name, max_h
         n_hist = len(
             np.unique(lr.split.known_for("test").frame.query("user_code == @user").item_code)
         )
-        assert len(exp.contributions) == min(n_hist, max_history) + (n_hist > max_history)
+        if exp.method == "closed_form":  # one feature per item; only small ones grouped
+            single = exp.contributions["item_code"].notna().sum()
+            assert single >= min(n_hist, max_history)
+            other = exp.contributions.query("feature == 'history:other'")
+            assert single + int(other["label"].str.extract(r"^(\d+)")[0].astype(int).sum()) == (
+                n_hist
+            )
+        else:
+            assert len(exp.contributions) == min(n_hist, max_history) + (n_hist > max_history)
 
 
 def test_every_model_can_score_a_masked_history():
@@ -142,12 +150,12 @@ def test_masked_scenario_is_the_mean_over_scenarios(context_runs):
 def test_ease_closed_form_equals_shap_exact_and_weights(runs, planted_dataset):
     lr = get(runs, planted_dataset, "ease")
     user, item = 10, 12
-    closed = explain(lr, user, item, max_history=7, method="closed_form")
+    closed = explain(lr, user, item, max_history=7, method="closed_form", group=False)
     exact = explain(lr, user, item, max_history=7, method="exact")
     assert closed.method == "closed_form" and exact.method == "exact"
     a = closed.contributions.set_index("feature")["value"]
-    b = exact.contributions.set_index("feature")["value"].reindex(a.index)
-    np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), atol=1e-5)
+    b = exact.contributions.query("feature != 'history:older'").set_index("feature")["value"]
+    b = b.reindex(a.index)
     assert closed.base_value == pytest.approx(0.0, abs=1e-7)
     assert exact.base_value == pytest.approx(0.0, abs=1e-6)
     # each single-item feature is that item's weight W[i, item] (the EASE formula)
@@ -155,10 +163,13 @@ def test_ease_closed_form_equals_shap_exact_and_weights(runs, planted_dataset):
     single = closed.contributions.dropna(subset=["item_code"])
     for row in single.itertuples():
         assert row.value == pytest.approx(float(weights[int(row.item_code)]), abs=1e-6)
-    older = closed.contributions.query("feature == 'history:older'")["value"].iloc[0]
-    history = lr.model.history_[user].indices
-    rest = sorted(set(history) - set(single.item_code.astype(int)))
-    assert older == pytest.approx(float(weights[rest].sum()), abs=1e-5)
+    # closed form: one feature per history item; the items the exact explainer shows one by
+    # one (the 7 most recent) have the same value in both
+    history = np.unique(lr.model.history_[user].indices)
+    assert sorted(single.item_code.astype(int)) == history.tolist()
+    both = b.dropna().index
+    assert len(both) == 7
+    np.testing.assert_allclose(a[both].to_numpy(), b[both].to_numpy(), atol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["ease", "itemknn", "bpr", "lightgcn"])
@@ -295,7 +306,7 @@ def test_explain_run_from_the_store_and_json_contract(home, planted_dataset):
 def test_global_importance_by_category_with_older_items(sample_dataset):
     """Regression: the grouped older feature has no item code (None, never NaN)."""
     lr = loaded_run(sample_dataset, "ease")
-    exp = explain(lr, 0, 1, max_history=3)
+    exp = explain(lr, 0, 1, max_history=3, method="permutation")  # recency features
     older = exp.contributions.query("feature == 'history:older'").iloc[0]
     assert older["item_code"] is None
     assert all(isinstance(c, int) for c in exp.contributions["item_code"].dropna())
@@ -304,3 +315,69 @@ def test_global_importance_by_category_with_older_items(sample_dataset):
     assert len(cats) > 0 and cats["share"].sum() == pytest.approx(1.0)
     assert set(cats.group) <= set(sample_dataset.items["category"].astype(str))
     assert "older" in set(table[table.group_kind == "position"].group)
+
+
+def test_group_small_keeps_the_large_items_and_groups_only_a_small_rest():
+    """Issue 16 point 7: grouped history items must carry < SMALL_SHARE of Σ|value| together."""
+    from core.explain.features import SMALL_SHARE, group_small
+
+    n = 40
+    table = pd.DataFrame(
+        {
+            "feature": [f"history:i{j}" for j in range(n)],
+            "kind": "history",
+            "label": [f'watched "i{j}"' for j in range(n)],
+            "item_code": pd.Series(list(range(n)), dtype=object),
+            "position": pd.Series(list(range(n)), dtype=object),
+        }
+    )
+    values = np.r_[[1.0, -0.5, 0.25], np.full(n - 3, 0.001)]  # 37 tiny ones: 2.1% of the total
+    out, got = group_small(table, values, keep=2)
+    assert len(out) == 4 and got.sum() == pytest.approx(values.sum())
+    assert out["feature"].tolist()[:3] == ["history:i0", "history:i1", "history:i2"]
+    other = out.iloc[3]
+    assert other["feature"] == "history:other" and other["item_code"] is None
+    assert other["label"].startswith("37 other items in the history")
+    assert got[3] == pytest.approx(0.037) and 0.037 / np.abs(values).sum() < SMALL_SHARE
+    # a rest that is not small stays item by item: nothing is grouped
+    flat = np.full(n, 0.1)  # each carries 2.5% of the total: over a 2% share
+    out, got = group_small(table, flat, keep=5, share=0.02)
+    assert len(out) == n and "history:other" not in set(out["feature"])
+    out, got = group_small(table, np.r_[flat[:-1], 0.0], keep=5, share=0.02)  # the 0 alone
+    assert out["label"].iloc[-1].startswith("1 other item in the history")
+
+
+def test_ease_long_history_names_the_items_that_carry_the_score():
+    """Issue 16 point 7: on ML-100k-like data a user with 250 items got one lumped feature
+    ('251 older items', +0.521 of a 0.518 score); now the largest contribution is named."""
+    rng = np.random.default_rng(3)
+    n_items = 400
+    pop = rng.zipf(1.3, n_items).astype(float)
+    pop /= pop.sum()
+    rows = []
+    for user in range(200):
+        size = 250 if user == 0 else int(rng.integers(20, 80))
+        items = rng.choice(n_items, size=size, replace=False, p=pop)
+        rows += [(f"u{user}", f"i{i}", t) for t, i in enumerate(items)]
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+    lr = loaded_run(Dataset.from_frames("ml-like", frame), "ease")
+    user = int(lr.dataset.user_codes(["u0"])[0])
+    top, _ = lr.model.recommend([user], 1)
+    item = int(top[0, 0])
+    exp = explain(lr, user, item, max_history=20)
+    table = exp.contributions
+    assert exp.method == "closed_form"
+    assert exp.total == pytest.approx(exp.score, abs=1e-5)
+    weights = lr.model.weights_[:, item].cpu().numpy()
+    history = np.unique(lr.model.history_[user].indices)
+    assert len(history) >= 240
+    biggest = int(history[np.argmax(np.abs(weights[history]))])
+    named = table.dropna(subset=["item_code"])
+    assert biggest in set(named["item_code"].astype(int))
+    first = table.iloc[0]  # the table is in |value| order: the largest item leads, by name
+    assert first["item_code"] == biggest and lr.dataset.item_titles()[biggest] in first["label"]
+    assert first["value"] == pytest.approx(float(weights[biggest]), abs=1e-6)
+    assert len(named) >= 20
+    grouped = table.query("feature == 'history:other'")["value"].abs().sum()
+    assert grouped < 0.05 * table["value"].abs().sum()
+    assert "history:older" not in set(table["feature"])

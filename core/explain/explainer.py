@@ -23,7 +23,9 @@ receives `context=[{name: value}, ...]` (one dict per history, baseline where ma
 Method, per model:
 - additive models (they have `history_contributions`: item-kNN, EASE): the exact Shapley
   value of a history item is its closed-form contribution W[i, item] (tests check this
-  against shap's ExactExplainer);
+  against shap's ExactExplainer); every history item is then its own feature, and only
+  items that together carry under 5% of Σ|value| are grouped (`features.group_small`), so
+  the items that carry the score are named, however long the history;
 - otherwise shap's ExactExplainer for at most `EXACT_MAX_FEATURES` features and its
   PermutationExplainer (antithetic permutations, fixed seed) beyond; both take an
   `Independent` masker whose single background row is "all absent".
@@ -47,7 +49,7 @@ import torch
 
 from core.data import schema as S
 from core.errors import RecScopeError
-from core.explain.features import HistoryFeatures, build_features
+from core.explain.features import HistoryFeatures, build_features, group_small
 from core.protocols import AdditiveHistory, ExplainsContext, ExplainsHistory
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,8 @@ EXACT_MAX_FEATURES = 12
 #: antithetic permutation pairs for the permutation explainer
 N_PERMUTATIONS = 10
 METHODS = ("auto", "closed_form", "exact", "permutation")
+#: build_features depth that keeps every distinct history item (closed-form explanations)
+ALL_ITEMS = 1 << 30
 #: explanations kept in memory, keyed by (run_id, user_code, item_code, max_history, method)
 _CACHE_SIZE = 512
 _cache: OrderedDict[tuple, Explanation] = OrderedDict()
@@ -106,6 +110,7 @@ def explain(
     n_permutations: int = N_PERMUTATIONS,
     seed: int = 0,
     history: Sequence[int] | np.ndarray | None = None,
+    group: bool = True,
 ) -> Explanation:
     """Explain `loaded.model`'s score of `item_code` for `user_code` (a `LoadedRun`).
 
@@ -114,13 +119,21 @@ def explain(
     score the user would get if that were their history instead (the "what if" editor:
     `core.explain.whatif`); score and base value + contributions are then those of the edited
     history. Results are cached per (run, user, item, history).
+
+    Closed-form (additive) models get one feature per history item: the `max_history`
+    largest by |value|, and more until the rest is small (`features.group_small`;
+    `group=False` keeps every item apart). The other models get the `max_history` most
+    recent items and one feature for the older ones.
     """
     if method not in METHODS:
         raise RecScopeError(f"Explanation method '{method}' is unknown; use one of {METHODS}.")
     if int(max_history) < 1:
         raise RecScopeError(f"max_history must be at least 1; got {max_history!r}.")
     events = None if history is None else np.asarray(history, dtype=np.int64).reshape(-1)
-    key = (loaded.record.get("run_id"), int(user_code), int(item_code), int(max_history), method)
+    key = (
+        loaded.record.get("run_id"), int(user_code), int(item_code), int(max_history), method,
+        bool(group),
+    )  # fmt: skip
     if events is not None:
         key += (tuple(events.tolist()),)
     if key[0] is not None and key in _cache:
@@ -141,8 +154,12 @@ def explain(
     context = None
     if isinstance(model, ExplainsContext):
         context = model.explain_context(int(user_code), int(item_code))
+    additive = isinstance(model, AdditiveHistory) and not context
+    closed = method == "closed_form" or (method == "auto" and additive)
+    # closed form: every history item its own feature (grouped after, by size, not age)
+    depth = ALL_ITEMS if closed else int(max_history)
     feats = build_features(
-        ds, loaded.split.known_for("test"), int(user_code), int(max_history), context, events
+        ds, loaded.split.known_for("test"), int(user_code), depth, context, events
     )
     with torch.inference_mode():
         if events is None:
@@ -151,11 +168,10 @@ def explain(
             scored = model.score_histories([events], np.array([int(item_code)]), int(user_code))
             score = float(np.asarray(scored, dtype=np.float64)[0, 0])
     n_feat = len(feats.table)
-    if method == "auto":
-        if isinstance(model, AdditiveHistory) and not feats.context:
-            method_used = "closed_form"
-        else:
-            method_used = "exact" if n_feat <= EXACT_MAX_FEATURES else "permutation"
+    if closed:
+        method_used = "closed_form"
+    elif method == "auto":
+        method_used = "exact" if n_feat <= EXACT_MAX_FEATURES else "permutation"
     else:
         method_used = method
     if n_feat == 0:
@@ -167,8 +183,12 @@ def explain(
     else:
         base, values = _shap_values(model, feats, int(item_code), method_used, n_permutations, seed)
     table = feats.table.copy()
+    if method_used == "closed_form" and group:
+        table, values = group_small(table, np.asarray(values, np.float64), int(max_history))
     table["value"] = values
-    table = table.reindex(table["value"].abs().sort_values(ascending=False, kind="stable").index)
+    # largest |value| first; a grouped feature ("N other items") last whatever its size
+    order = table.assign(_g=table["feature"] == "history:other", _a=-table["value"].abs())
+    table = table.reindex(order.sort_values(["_g", "_a"], kind="stable").index)
     table = table.reset_index(drop=True)[
         ["feature", "kind", "label", "value", "item_code", "position"]
     ]
@@ -257,6 +277,7 @@ def global_importance(
             max_history=max_history,
             n_permutations=n_permutations,
             seed=seed,
+            group=False,  # exact explanations: each item in its own position bucket
         )
         for r in exp.contributions.itertuples():
             mag = abs(float(r.value))

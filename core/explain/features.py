@@ -4,7 +4,9 @@ A SHAP feature is something that can be present or masked:
 
 - one feature per distinct item among the user's `max_history` most recent distinct items
   (masking it removes every interaction with that item from the history the model sees);
-- one grouped feature for all older items, when the user has more than that;
+- one grouped feature for all older items, when the user has more than that (models explained
+  in closed form instead get one feature per history item, and only the items that together
+  carry under `SMALL_SHARE` of the score's |contributions| are grouped: `group_small`);
 - context features a model declares with `explain_context(user_code, item_code)` (user and
   item attributes, scenario), each replaced by its baseline value when masked.
 
@@ -35,6 +37,9 @@ _VERBS = (
 _NEUTRAL_VERB = "interacted with"
 #: timestamps above this look like Unix seconds (after 1973), so ages are shown as durations
 _UNIX_SECONDS_MIN = 100_000_000
+#: exact explanations group history items only while they carry less than this share of
+#: the total |contribution| together (`group_small`): what is grouped cannot matter much
+SMALL_SHARE = 0.05
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,51 @@ class HistoryFeatures:
             }
             for row in cols
         ]
+
+
+def group_small(
+    table: pd.DataFrame, values: np.ndarray, keep: int, share: float = SMALL_SHARE
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Per-item history features of an exact (closed-form) explanation, small ones grouped.
+
+    The `keep` largest |values| stay individual, then more in |value| order until the
+    history items left over carry less than `share` of the history's Σ|value|; those form
+    one "N other items" feature (value = their signed sum, so base + Σ = score still holds).
+    Context rows are kept as they are. Nothing is grouped when the rest is not small.
+    """
+    history = (table["kind"] == "history").to_numpy()
+    idx = np.flatnonzero(history)
+    order = idx[np.argsort(-np.abs(values[idx]), kind="stable")]
+    mags = np.abs(values[order])
+    total = float(mags.sum())
+    # rest[j] = Σ|value| of the history items ranked after the first j
+    rest = np.concatenate([np.cumsum(mags[::-1])[::-1], [0.0]])
+    small = np.flatnonzero(rest < share * total if total > 0 else rest <= 0)
+    n_keep = max(min(int(keep), len(order)), int(small[0]) if len(small) else len(order))
+    grouped = order[n_keep:]
+    if len(grouped) == 0:
+        return table, values
+    kept = np.setdiff1d(np.arange(len(table)), grouped)  # features in their original order
+    out = table.iloc[kept].reset_index(drop=True)
+    n = len(grouped)
+    part = float(np.abs(values[grouped]).sum()) / total if total > 0 else 0.0
+    row = {
+        "feature": "history:other",
+        "kind": "history",
+        "label": f"{n} other item{'s' if n != 1 else ''} in the history "
+        f"(together {part:.1%} of the total |contribution|)",
+        "item_code": None,
+        "position": None,
+    }
+    n_hist = int(history[kept].sum())
+    top, bottom = out.iloc[:n_hist], out.iloc[n_hist:]
+    out = pd.concat([top, pd.DataFrame([row]), bottom], ignore_index=True)
+    for column in ("item_code", "position"):  # ints or None, as build_features gives them
+        out[column] = pd.Series([None if pd.isna(v) else int(v) for v in out[column]], dtype=object)
+    new_values = np.concatenate(
+        [values[kept][:n_hist], [float(values[grouped].sum())], values[kept][n_hist:]]
+    )
+    return out, new_values
 
 
 def build_features(
