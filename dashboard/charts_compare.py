@@ -19,6 +19,8 @@ from dashboard.charts import ACCENT, HEIGHT, _layout
 from dashboard.text import plot
 from dashboard.views import metric_label
 
+#: the most runs a scatter names beside their markers (beyond: legend and hover only)
+LABELLED_MAX = 5
 #: one colour per run, in the order the runs were picked
 PALETTE = ("#3366cc", "#dc7633", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 
@@ -170,30 +172,43 @@ def overlap_heatmap(table: pd.DataFrame, labels: Mapping, k: int) -> go.Figure:
 
 
 def accuracy_scatter(points: pd.DataFrame, labels: Mapping, x: str, y: str) -> go.Figure:
-    """One marker per run: accuracy `y` against a beyond-accuracy metric `x`."""
-    runs = [labels.get(r, r) for r in points["run_id"]]
-    fig = go.Figure(
-        go.Scatter(
-            x=points[x],
-            y=points[y],
-            mode="markers+text",
-            text=runs,
-            textposition="top center",
-            marker={"size": 14, "color": [run_color(labels, r) for r in points["run_id"]]},
-            hovertemplate="%{text}<br>"
-            + metric_label(x)
-            + " %{x:.3f}, "
-            + metric_label(y)
-            + " %{y:.4f}<extra></extra>",
+    """One marker per run: accuracy `y` against a beyond-accuracy metric `x`.
+
+    Up to LABELLED_MAX runs are named beside their markers, alternately above and below in
+    the order of `x`, so neighbours' names do not overlap; more runs are named in the legend
+    and on hover only.
+    """
+    labelled = len(points) <= LABELLED_MAX
+    order = points[x].rank(method="first").fillna(0).astype(int).tolist()
+    fig = go.Figure()
+    for (_, row), rank in zip(points.iterrows(), order, strict=True):
+        name = labels.get(row["run_id"], row["run_id"])
+        fig.add_trace(
+            go.Scatter(
+                x=[row[x]],
+                y=[row[y]],
+                name=name,
+                mode="markers+text" if labelled else "markers",
+                text=[name],
+                textposition="top center" if rank % 2 else "bottom center",
+                cliponaxis=False,
+                marker={"size": 14, "color": run_color(labels, row["run_id"])},
+                hovertemplate="%{text}<br>"
+                + metric_label(x)
+                + " %{x:.3f}, "
+                + metric_label(y)
+                + " %{y:.4f}<extra></extra>",
+            )
         )
-    )
     fig = _layout(
         fig,
         title=f"{metric_label(y)} against {metric_label(x)}",
         x=metric_label(x),
         y=metric_label(y),
+        legend=not labelled,
     )
     fig.update_xaxes(rangemode="normal")
+    fig.update_yaxes(rangemode="normal")
     return fig
 
 

@@ -68,7 +68,36 @@ def test_metric_bar_skips_runs_without_the_metric():
     )
     fig = charts.metric_bar(runs, "ndcg@10")
     assert list(fig.data[0].y) == ["r1"] and list(fig.data[0].x) == [0.3]
-    assert fig.layout.title.text == "Test ndcg@10 by run"
+    assert fig.layout.title.text == "Test NDCG@10 by run, best first"
+
+
+def test_metric_bar_puts_the_best_run_first():
+    """Issue 16: the Runs page's bars were in the order the runs were made."""
+    runs = pd.DataFrame(
+        {"run": ["r1", "r2", "r3"], "model": ["pop", "ease", "bpr"], "ndcg@10": [0.1, 0.4, 0.2]}
+    )
+    fig = charts.metric_bar(runs, "ndcg@10")
+    assert list(fig.data[0].y) == ["r2", "r3", "r1"] and list(fig.data[0].x) == [0.4, 0.2, 0.1]
+    assert fig.layout.yaxis.autorange == "reversed"  # the first bar on top
+    errors = charts.metric_bar(runs.rename(columns={"ndcg@10": "rmse"}), "rmse")
+    assert list(errors.data[0].y) == ["r1", "r3", "r2"]  # an error: the lowest is the best
+
+
+def test_active_users_have_their_own_axis():
+    """Issue 16: 943 users against 10,000 interactions lay flat along the bottom."""
+    over = pd.DataFrame(
+        {
+            "period": [0, 10, 20],
+            "interactions": [9000, 10000, 8000],
+            "active_users": [900, 943, 700],
+        }
+    )
+    fig = charts.activity_over_time(over)
+    bars, line = fig.data
+    assert (bars.yaxis or "y") == "y" and line.yaxis == "y2"
+    assert fig.layout.yaxis2.overlaying == "y" and fig.layout.yaxis2.side == "right"
+    assert fig.layout.yaxis.title.text == "Interactions per period"
+    assert fig.layout.yaxis2.title.text == "Active users per period"
 
 
 def test_epoch_axes_have_whole_number_ticks():
@@ -104,6 +133,7 @@ def test_a_lambda_search_is_drawn_against_lambda_not_epochs():
     fig = charts.training_curves(tries, title="ease")
     assert fig.layout.xaxis.title.text == "λ tried (log scale)"
     assert fig.layout.xaxis.type == "log" and list(fig.layout.xaxis.tickvals) == [50, 100, 250]
+    assert list(fig.layout.xaxis.ticktext) == ["50", "100", "250"]
     assert fig.layout.yaxis.title.text == "Validation ndcg@10"
     line, best = fig.data
     assert plotly_values(line.x) == [50.0, 100.0, 250.0]

@@ -62,8 +62,14 @@ def test_shap_bar_signs_colours_and_long_labels():
     bar = fig.data[0]
     assert list(bar.x) == [-0.4, 0.3]
     assert list(bar.marker.color) == [ucharts.NEGATIVE, ucharts.POSITIVE]
-    short = ucharts.shap_bar(table, max_features=3).data[0].y[2]
-    assert len(short) == ucharts.MAX_LABEL and short.endswith("…")
+    wrapped = ucharts.shap_bar(table, max_features=3).data[0].y[2]
+    lines = wrapped.split("<br>")
+    assert len(lines) == ucharts.MAX_LINES and lines[-1].endswith("…")
+    assert all(len(line) <= ucharts.WRAP for line in lines)
+    # issue 16 point 9: plain decimals on the axis, never SI suffixes ('200p', '100µ')
+    fig = ucharts.shap_bar(_contributions([2e-10, -1e-10]))
+    assert fig.layout.xaxis.tickformat == ",.8~f"
+    assert ucharts.tick_format([0.52, -0.1]) == ",.3~f" and ucharts.tick_format([0]) == ".1~f"
 
 
 def _paired() -> pd.DataFrame:
@@ -193,9 +199,14 @@ def test_long_history_labels_keep_when_it_happened():
     table.loc[0, "label"] = (
         'bought "Shoe Cleaner for Northwind Leather Sneakers Pro" (1 month before)'
     )
-    label = ucharts.shap_waterfall(table, 0.0, 0.2).data[0].y[1]
-    assert label == 'bought "Shoe Cleaner for Nort…" (1 month before)'
-    assert len(label) == ucharts.MAX_LABEL
+    fig = ucharts.shap_waterfall(table, 0.0, 0.2)
+    # issue 16 point 6: wrapped, not cut to ~10 characters; the whole label on hover
+    label = fig.data[0].y[1]
+    assert label == 'bought "Shoe Cleaner for<br>Northwind Leather Sneakers…"<br>(1 month before)'
+    assert fig.data[0].customdata[1] == table.loc[0, "label"]
+    assert fig.layout.yaxis.automargin and fig.layout.xaxis.tickformat == ",.2~f"
+    short = ucharts.shap_waterfall(_contributions([0.2]), 0.0, 0.2).data[0].y[1]
+    assert short == 'watched "Film 0"<br>(1 days before)'
 
 
 def test_activity_buckets_in_size_order():
@@ -210,3 +221,28 @@ def test_activity_buckets_in_size_order():
     fig = charts.segment_bars(segments, "activity", ["r-ease"], LABELS, "ndcg@10")
     assert [x.split("<br>")[0] for x in fig.data[0].x] == ["1-5", "6-10", "11-20", "51+"]
     assert list(fig.data[0].y) == [0.1, 0.2, 0.3, 0.4]
+
+
+def _points(n: int) -> tuple[pd.DataFrame, dict]:
+    ids = [f"r{i}" for i in range(n)]
+    novelty = [2.0, 2.05, 2.1, 3.0, 3.02, 4.0, 4.1][:n]
+    return (
+        pd.DataFrame({"run_id": ids, "novelty@10": novelty[::-1], "ndcg@10": [0.1] * n}),
+        {r: f"model {i}" for i, r in enumerate(ids)},
+    )
+
+
+def test_tradeoff_labels_alternate_above_and_below_and_go_to_the_legend_beyond_five():
+    """Issue 16: runs with close novelty drew their names on top of each other."""
+    points, labels = _points(4)
+    fig = charts.accuracy_scatter(points, labels, "novelty@10", "ndcg@10")
+    assert [t.name for t in fig.data] == list(labels.values())
+    assert all(t.mode == "markers+text" for t in fig.data) and not fig.layout.showlegend
+    by_x = sorted(fig.data, key=lambda t: t.x[0])
+    positions = [t.textposition for t in by_x]
+    assert positions == ["top center", "bottom center", "top center", "bottom center"]
+    points, labels = _points(7)
+    crowded = charts.accuracy_scatter(points, labels, "novelty@10", "ndcg@10")
+    assert all(t.mode == "markers" for t in crowded.data)  # names on hover and in the legend
+    assert crowded.layout.showlegend
+    assert crowded.data[0].marker.color == charts.run_color(labels, "r0")
