@@ -6,6 +6,8 @@ DataFrame in, Plotly figure out, no Streamlit calls (testable). Split from
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -18,7 +20,8 @@ from dashboard.views import metric_label
 
 POSITIVE = "#d62728"  # SHAP: pushes the score up
 NEGATIVE = "#1f77b4"  # SHAP: pulls the score down
-MAX_LABEL = 48
+WRAP = 30  # characters per line of a SHAP feature label
+MAX_LINES = 3  # lines per label before it is cut (the whole label is on hover)
 
 
 def history_timeline(history: pd.DataFrame) -> go.Figure:
@@ -72,19 +75,22 @@ def shap_waterfall(
     """Waterfall from the base value to the score: the largest |SHAP| features, the rest as one.
 
     Bars: 'Base value' (absolute), one relative bar per shown feature, 'N other features'
-    when there are more, then 'Score' (total) — so base + Σ relative bars = score.
+    when there are more, then 'Score' (total) — so base + Σ relative bars = score. Labels
+    are wrapped (`_wrap_label`); hovering a bar shows its feature's whole label.
     """
     shown, rest = _split_top(contributions, max_features)
-    labels = ["Base value (nothing known)"] + _unique(
-        [plot(_short_label(t)) for t in shown["label"]]
-    )
+    full = ["Base value (nothing known)"] + shown["label"].astype(str).tolist()
+    labels = ["Base value (nothing known)"] + _unique([_wrap_label(t) for t in shown["label"]])
     values = [float(base_value)] + shown["value"].astype(float).tolist()
     measures = ["absolute"] + ["relative"] * len(shown)
     if len(rest):
         labels.append(f"{len(rest)} other feature{'s' if len(rest) != 1 else ''}")
+        largest = float(rest["value"].astype(float).abs().max())
+        full.append(f"{labels[-1]}, each at most {largest:.3g} either way")
         values.append(float(rest["value"].sum()))
         measures.append("relative")
     labels.append("Score")
+    full.append("Score")
     values.append(float(score))
     measures.append("total")
     fig = go.Figure(
@@ -105,19 +111,21 @@ def shap_waterfall(
             decreasing={"marker": {"color": NEGATIVE}},
             totals={"marker": {"color": "#555555"}},
             connector={"line": {"color": "#bbbbbb", "width": 1}},
-            hovertemplate="%{y}: %{text}<extra></extra>",
+            customdata=[plot(t) for t in full],
+            hovertemplate="%{customdata}: %{text}<extra></extra>",
         )
     )
-    fig.update_yaxes(autorange="reversed")
+    fig.update_yaxes(autorange="reversed", automargin=True)
+    fig.update_xaxes(tickformat=tick_format([base_value, score, *values]))
     fig = _layout(fig, title="From the base value to the score", x="Score", y="")
-    fig.update_layout(height=max(HEIGHT, 30 * len(labels) + 90), margin={"r": 60})
+    fig.update_layout(height=_bars_height(labels), margin={"r": 60})
     return fig
 
 
 def shap_bar(contributions: pd.DataFrame, max_features: int = 10) -> go.Figure:
     """The largest SHAP values as signed horizontal bars (red raises, blue lowers the score)."""
     shown, _ = _split_top(contributions, max_features)
-    labels = _unique([plot(_short_label(t)) for t in shown["label"]])
+    labels = _unique([_wrap_label(t) for t in shown["label"]])
     values = shown["value"].astype(float).to_numpy()
     fig = go.Figure(
         go.Bar(
@@ -132,13 +140,25 @@ def shap_bar(contributions: pd.DataFrame, max_features: int = 10) -> go.Figure:
             hovertemplate="%{customdata}: %{x:+.4f}<extra></extra>",
         )
     )
-    fig.update_yaxes(autorange="reversed")
+    fig.update_yaxes(autorange="reversed", automargin=True)
     span = max(float(np.abs(values).max()) if len(values) else 0.0, 1e-9)
     low, high = min(0.0, float(values.min(initial=0))), max(0.0, float(values.max(initial=0)))
-    fig.update_xaxes(range=[low - 0.45 * span * (low < 0), high + 0.3 * span])
+    fig.update_xaxes(
+        range=[low - 0.45 * span * (low < 0), high + 0.3 * span], tickformat=tick_format(values)
+    )
     fig = _layout(fig, title="What moved the score (SHAP values)", x="SHAP value", y="")
-    fig.update_layout(height=max(HEIGHT, 30 * len(labels) + 90), margin={"r": 60})
+    fig.update_layout(height=_bars_height(labels), margin={"r": 60})
     return fig
+
+
+def tick_format(values) -> str:
+    """A d3 format with enough decimals for `values` ('.3~f' for 0.1-1) and no SI suffixes
+    (plotly's default writes 0.0002 as '200µ' and 2e-10 as '200p')."""
+    span = float(np.nanmax(np.abs(np.asarray(values, dtype=float)), initial=0.0))
+    if not np.isfinite(span) or span == 0:
+        return ".1~f"
+    decimals = int(np.clip(np.ceil(-np.log10(span)) + 2, 0, 8))
+    return f",.{decimals}~f"
 
 
 def importance_bar(table: pd.DataFrame) -> go.Figure:
@@ -232,17 +252,29 @@ def _split_top(contributions: pd.DataFrame, n: int) -> tuple[pd.DataFrame, pd.Da
     return table.iloc[: int(n)], table.iloc[int(n) :]
 
 
-def _short_label(text: str) -> str:
-    """At most MAX_LABEL characters; a trailing '(3 days before)' is kept whole."""
+def _wrap_label(text: str) -> str:
+    """A feature label on at most MAX_LINES lines of about WRAP characters (Plotly '<br>'),
+    escaped; a trailing '(3 days before)' gets its own line, and only a label longer than
+    that is cut ('…'); the whole label is on hover."""
     text = str(text)
-    if len(text) <= MAX_LABEL:
-        return text
     head, sep, tail = text.rpartition(" (")
-    if sep and tail.endswith(")") and len(tail) < MAX_LABEL // 2:
-        quote = '"' if head.endswith('"') else ""
-        keep = MAX_LABEL - len(tail) - len(sep) - 1 - len(quote)
-        return head[:keep].rstrip() + "…" + quote + sep + tail
-    return text[: MAX_LABEL - 1] + "…"
+    when = "(" + tail if sep and tail.endswith(")") and len(tail) < WRAP else ""
+    body = head if when else text
+    lines = textwrap.wrap(body, WRAP, break_long_words=True) or [""]
+    room = MAX_LINES - (1 if when else 0)
+    if len(lines) > room:
+        quote = '"' if body.endswith('"') else ""
+        lines = lines[:room]
+        lines[-1] = lines[-1][: WRAP - 1 - len(quote)].rstrip() + "…" + quote
+    if when:
+        lines.append(when)
+    return "<br>".join(plot(line) for line in lines)
+
+
+def _bars_height(labels: list[str]) -> int:
+    """Room for every bar and its wrapped label (about 16 px a line, 30 px at least a bar)."""
+    rows = sum(max(30, 16 * (label.count("<br>") + 1) + 8) for label in labels)
+    return max(HEIGHT, rows + 110)
 
 
 def _unique(labels: list[str]) -> list[str]:

@@ -17,6 +17,8 @@ from core.data.dataset import Dataset
 from core.data.split import Split
 from core.errors import ParameterError
 from core.eval.beyond import ACTIVITY_BINS, ACTIVITY_LABELS, COLD_MAX
+from core.explain.features import SMALL_SHARE
+from core.models import DESCRIPTIONS
 from core.protocols import capabilities
 from dashboard.text import md
 from dashboard.views import SEGMENT_KINDS
@@ -200,7 +202,9 @@ def list_view(table: pd.DataFrame, label: str) -> tuple[str, pd.DataFrame]:
     marks = [
         f"{r} {HIT}" if h else str(r) for r, h in zip(table["rank"], table["hit"], strict=True)
     ]
-    return heading, table.assign(**{"#": marks})[["#", S.TITLE, "score", S.CATEGORY]]
+    # the score before the title: with up to 5 lists side by side a narrow column still shows
+    # it, and the title takes what is left (issue 16 point 6)
+    return heading, table.assign(**{"#": marks})[["#", "score", S.TITLE, S.CATEGORY]]
 
 
 def item_option(row) -> str:
@@ -208,8 +212,23 @@ def item_option(row) -> str:
     return f"#{row.rank} {row.title}" + (" (held out)" if row.hit else "")
 
 
+def same_for_everyone(exp) -> bool:
+    """True for a model with no per-user features (pop): no history moves its score, so
+    there is nothing per user to draw (`Explanation.personal`)."""
+    return not exp.personal
+
+
 def explanation_sentence(exp, run: str) -> str:
-    """What an `Explanation` says, in words: score, base value, what the features add."""
+    """What an `Explanation` says, in words: score, base value, what the features add; for a
+    model with no per-user features (`same_for_everyone`), that one sentence instead."""
+    if same_for_everyone(exp):
+        about = DESCRIPTIONS.get(exp.model, "")
+        return (
+            f"**{md(run)}** scores every user the same: its score for “{md(exp.item_title)}” "
+            f"(**{exp.score:,.4g}**) does not depend on the user, and nothing in the user's "
+            "history changes it, so there is nothing to explain per user."
+            + (f" ({md(exp.model)}: {md(about)})" if about else "")
+        )
     lift = exp.score - exp.base_value
     text = (
         f"**{md(run)}** scores “{md(exp.item_title)}” **{exp.score:.4f}** for this user. "
@@ -217,7 +236,13 @@ def explanation_sentence(exp, run: str) -> str:
         f"base value); together they {'add' if lift >= 0 else 'take away'} **{abs(lift):.4f}**."
     )
     if len(exp.contributions) and not exp.contributions["value"].abs().gt(0).any():
-        text += " This model ignores the user's history, so no feature changes its score."
+        text += " None of this user's features moves this item's score."
+    named = exp.contributions.dropna(subset=["item_code"])
+    if exp.method == "closed_form" and len(named):
+        text += (
+            f" Each history item is its own feature ({len(named):,} named; only items that "
+            f"together carry under {SMALL_SHARE:.0%} of the total are grouped)."
+        )
     method = {"closed_form": "exact closed form", "exact": "exact Shapley values"}
     return text + f" ({method.get(exp.method, 'shap permutation estimate')}, {exp.seconds:.2f} s)"
 

@@ -17,7 +17,7 @@ from core.errors import RecScopeError
 from core.eval import compare as C
 from core.models import model_class, param_specs
 from core.retrieval.similar import neighbors_frame
-from dashboard import charts_user
+from dashboard import charts_user, selection
 from dashboard import views as V
 from dashboard import views_items as VI
 from dashboard import views_train as VT
@@ -34,14 +34,17 @@ def run_picker(
     with_score: bool = False,
     help: str | None = None,
 ) -> list[str]:
-    """A multiselect of finished runs (newest first), preselecting `views.default_runs`."""
+    """A multiselect of finished runs (newest first), preselecting `views.default_runs`; the
+    pick is kept across pages and in the URL as `?runs=` (`dashboard.selection`)."""
     by_id = {r["run_id"]: r for r in finished}
-    return st.multiselect(
+    return selection.choice(
+        st.multiselect,
         label,
         list(by_id),
+        key=key,
+        param="runs",
         default=V.default_runs(finished, limit),
         format_func=lambda r: V.run_option(by_id[r], with_score),
-        key=key,
         help=help,
     )
 
@@ -105,6 +108,11 @@ def user_finder(segments: pd.DataFrame, dataset: str, key: str = "user_id") -> i
     """
     prefix = key.split("_")[0]
     pool = U.testable_users(segments)
+
+    def known(text: str) -> str | None:  # an id from the session or the URL: only if it exists
+        return text if U.find_user(segments, text) is not None else None
+
+    selection.restore(key, "user", pool[0], decode=known)  # kept across pages, ?user= in the URL
     if not st.session_state.get(key):
         st.session_state[key] = pool[0]
     left, mid, right = st.columns([2, 1, 3], vertical_alignment="bottom")
@@ -125,6 +133,7 @@ def user_finder(segments: pd.DataFrame, dataset: str, key: str = "user_id") -> i
             "Random user from this segment", key=f"{prefix}_seg_pick", on_click=_pick,
             args=(key, members),
         )  # fmt: skip
+    selection.remember(key, "user", st.session_state[key])
     code = U.find_user(segments, st.session_state[key])
     if code is None:
         st.warning(
@@ -138,6 +147,9 @@ def user_finder(segments: pd.DataFrame, dataset: str, key: str = "user_id") -> i
 def explanation(exp, run: str, key: str) -> None:
     """An `core.explain.explainer.Explanation` of `run`: the sentence and its notes, the
     waterfall and the bar chart side by side, and every feature in an expander."""
+    if U.same_for_everyone(exp):  # pop: a sentence, not a row of zero bars
+        st.info(U.explanation_sentence(exp, run))
+        return
     st.markdown(U.explanation_sentence(exp, run))
     for note in exp.notes:
         st.caption(note)
@@ -208,8 +220,8 @@ def top_list_columns() -> dict:
     """A top list as `views_user.list_view` shows it: '#' (✔ = held out), title, score."""
     return {
         "#": st.column_config.TextColumn("#", width=50, help=f"{U.HIT} = a held-out item"),
+        "score": st.column_config.NumberColumn("Score", format="%.3f", width=60),
         "title": st.column_config.TextColumn("Title", width="medium"),
-        "score": st.column_config.NumberColumn("Score", format="%.3f", width="small"),
     }
 
 

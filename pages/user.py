@@ -10,7 +10,7 @@ from core.data import schema as S
 from core.explain import whatif as WI
 from core.explain.explainer import explain
 from core.runs.store import RunStore, workspace_home
-from dashboard import cache, shell, widgets
+from dashboard import cache, selection, shell, widgets
 from dashboard import charts_user as charts
 from dashboard import views as V
 from dashboard import views_user as U
@@ -43,7 +43,7 @@ def render() -> None:
         st.info(f"No finished run on '{md(dataset)}' yet — train a model on the Train page.")
         return
     records = widgets.pick_runs(
-        "Runs", finished, key="user_runs", limit=3, minimum=1, too_few="Pick at least one run.",
+        "Runs", finished, key="user_runs", limit=5, minimum=1, too_few="Pick at least one run.",
         what="shown side by side",
         help="Their top lists are shown side by side; they must share the split.",
     )  # fmt: skip
@@ -104,7 +104,7 @@ def _lists(
 ) -> dict[str, pd.DataFrame]:
     st.subheader("Recommendations")
     a, b, c = st.columns([1, 2, 2])
-    k = a.radio("K", KS, index=1, horizontal=True, key="user_k")
+    k = selection.choice(a.radio, "K", KS, key="user_k", param="k", default=10, horizontal=True)
     any_edit = any(e is not None for e in edited.values())
     off = " Off while the history is edited." if any_edit else ""
     diversity = b.slider(

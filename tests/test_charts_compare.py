@@ -57,13 +57,19 @@ def test_waterfall_without_rest_and_repeated_labels_keeps_every_bar():
 
 def test_shap_bar_signs_colours_and_long_labels():
     table = _contributions([-0.4, 0.1, 0.3])
-    table.loc[1, "label"] = "x" * 80
+    table.loc[1, "label"] = "x" * 100
     fig = ucharts.shap_bar(table, max_features=2)
     bar = fig.data[0]
     assert list(bar.x) == [-0.4, 0.3]
     assert list(bar.marker.color) == [ucharts.NEGATIVE, ucharts.POSITIVE]
-    short = ucharts.shap_bar(table, max_features=3).data[0].y[2]
-    assert len(short) == ucharts.MAX_LABEL and short.endswith("…")
+    wrapped = ucharts.shap_bar(table, max_features=3).data[0].y[2]
+    lines = wrapped.split("<br>")
+    assert len(lines) == ucharts.MAX_LINES and lines[-1].endswith("…")
+    assert all(len(line) <= ucharts.WRAP for line in lines)
+    # issue 16 point 9: plain decimals on the axis, never SI suffixes ('200p', '100µ')
+    fig = ucharts.shap_bar(_contributions([2e-10, -1e-10]))
+    assert fig.layout.xaxis.tickformat == ",.8~f"
+    assert ucharts.tick_format([0.52, -0.1]) == ",.3~f" and ucharts.tick_format([0]) == ".1~f"
 
 
 def _paired() -> pd.DataFrame:
@@ -193,9 +199,14 @@ def test_long_history_labels_keep_when_it_happened():
     table.loc[0, "label"] = (
         'bought "Shoe Cleaner for Northwind Leather Sneakers Pro" (1 month before)'
     )
-    label = ucharts.shap_waterfall(table, 0.0, 0.2).data[0].y[1]
-    assert label == 'bought "Shoe Cleaner for Nort…" (1 month before)'
-    assert len(label) == ucharts.MAX_LABEL
+    fig = ucharts.shap_waterfall(table, 0.0, 0.2)
+    # issue 16 point 6: wrapped, not cut to ~10 characters; the whole label on hover
+    label = fig.data[0].y[1]
+    assert label == 'bought "Shoe Cleaner for<br>Northwind Leather Sneakers…"<br>(1 month before)'
+    assert fig.data[0].customdata[1] == table.loc[0, "label"]
+    assert fig.layout.yaxis.automargin and fig.layout.xaxis.tickformat == ",.3~f"
+    short = ucharts.shap_waterfall(_contributions([0.2]), 0.0, 0.2).data[0].y[1]
+    assert short == 'watched "Film 0"<br>(1 days before)'
 
 
 def test_activity_buckets_in_size_order():

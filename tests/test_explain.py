@@ -195,6 +195,8 @@ def test_popularity_explanation_is_all_zero(runs, planted_dataset):
     assert exp.base_value == pytest.approx(exp.score)
     assert np.allclose(exp.contributions["value"], 0.0)
     assert exp.score == pytest.approx(float((lr.split.train.items == 0).sum()))
+    assert exp.personal is False  # issue 16 point 9: said in a sentence, not zero bars
+    assert explain(get(runs, planted_dataset, "ease"), 5, 0).personal is True
 
 
 def test_labels_use_titles_scenario_verbs_and_ages():

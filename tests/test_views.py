@@ -220,7 +220,8 @@ def test_list_view_marks_hits_and_counts_them():
     heading, shown = U.list_view(table, "ease")
     assert heading == "**ease** — 2 hits"
     assert shown["#"].tolist() == ["1", "2 ✔", "3 ✔"]
-    assert list(shown.columns) == ["#", "title", "score", "category"]
+    # issue 16 point 6: the score before the title, so 5 narrow lists still show it
+    assert list(shown.columns) == ["#", "score", "title", "category"]
     assert U.list_view(table.iloc[:2], "pop")[0] == "**pop** — 1 hit"
     rows = list(table.itertuples())
     assert [U.item_option(r) for r in rows[:2]] == ["#1 A", "#2 B (held out)"]
@@ -231,19 +232,29 @@ def test_explanation_sentence_and_fast_first(tiny):
         item_title="Wolf",
         score=0.75,
         base_value=1.0,
-        contributions=pd.DataFrame({"value": [-0.25, 0.0]}),
+        contributions=pd.DataFrame({"value": [-0.25, 0.0], "item_code": [3, None]}),
         method="closed_form",
         seconds=0.01234,
+        personal=True,
+        model="ease",
     )
     assert U.explanation_sentence(exp, "ease") == (
         "**ease** scores “Wolf” **0.7500** for this user. Knowing none of the features below, "
         "it would score **1.0000** (the base value); together they take away **0.2500**. "
-        "(exact closed form, 0.01 s)"
+        "Each history item is its own feature (1 named; only items that together carry under "
+        "5% of the total are grouped). (exact closed form, 0.01 s)"
     )
     flat = SimpleNamespace(**{**vars(exp), "score": 1.0, "method": "permutation"})
-    flat.contributions = pd.DataFrame({"value": [0.0]})
-    assert "ignores the user's history" in U.explanation_sentence(flat, "pop")
-    assert U.explanation_sentence(flat, "pop").endswith("(shap permutation estimate, 0.01 s)")
+    flat.contributions = pd.DataFrame({"value": [0.0], "item_code": [4]})
+    assert "None of this user's features moves" in U.explanation_sentence(flat, "knn")
+    assert U.explanation_sentence(flat, "knn").endswith("(shap permutation estimate, 0.01 s)")
+    # issue 16 point 9: a model with no per-user features says so in one sentence
+    pop = SimpleNamespace(**{**vars(flat), "personal": False, "model": "pop", "score": 583.0})
+    assert U.same_for_everyone(pop) and not U.same_for_everyone(exp)
+    assert U.explanation_sentence(pop, "pop · run 1").startswith(
+        "**pop · run 1** scores every user the same: its score for “Wolf” (**583**) does not "
+        "depend on the user, and nothing in the user's history changes it"
+    )
     parts = split(tiny, "loo")
     pop, knn = make_model("pop").fit(parts.train), make_model("itemknn").fit(parts.train)
     assert U.fast_first([pop, knn]) == 1  # item-kNN explains in closed form

@@ -80,6 +80,9 @@ class Explanation:
     method: str = ""
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    #: False when the model scores this item the same whatever the history (pop): then
+    #: there is nothing per user to explain (`_personal`)
+    personal: bool = True
 
     def to_json(self) -> dict:
         """The CLI document: user_id, item_id, score, base_value, contributions."""
@@ -202,6 +205,7 @@ def explain(
         model=str(model.name),
         method=method_used,
         seconds=time.perf_counter() - started,
+        personal=_personal(model, feats, int(item_code), float(base), np.asarray(values), ds),
     )
     gap = abs(exp.total - score)
     if gap > 1e-4 * max(1.0, abs(score)):
@@ -320,6 +324,22 @@ def _position_bucket(position, item_code) -> str:
     if p < 20:
         return "6-20 back"
     return "older"
+
+
+def _personal(
+    model, feats: HistoryFeatures, item: int, base: float, values: np.ndarray, ds
+) -> bool:
+    """Whether a history can move the score of `item` at all. Only asked when no feature
+    moved it here: the whole catalogue as the history then scores it like no history for a
+    model with no per-user features (pop), and differently for any other."""
+    if feats.context or np.any(values != 0):
+        return True
+    n_items = int(ds.n_items)
+    catalogue = np.setdiff1d(np.arange(n_items, dtype=np.int64), [item])
+    with torch.inference_mode():
+        out = model.score_histories([catalogue], np.array([item]), feats.user_code)
+    probe = float(np.asarray(out, dtype=np.float64)[0, 0])
+    return abs(probe - base) > 1e-9 * max(1.0, abs(base))
 
 
 def _closed_form(model, feats: HistoryFeatures, item: int, score: float):
