@@ -17,6 +17,7 @@ import streamlit as st
 
 from core.data.dataset import DatasetExistsError, dataset_summary, list_datasets
 from core.errors import RecScopeError
+from dashboard import selection
 from dashboard.text import md
 
 log = logging.getLogger("recscope.dashboard")
@@ -48,13 +49,16 @@ def guard(context: str) -> Iterator[None]:
 
 
 def guarded(fn: Callable[[], None], context: str | None = None) -> Callable[[], None]:
-    """Wrap a page's `render` in `guard`, keeping its name (st.Page derives ids from it)."""
+    """Wrap a page's `render` in `guard`, keeping its name (st.Page derives ids from it); the
+    URL keeps only the selections the page drew (`selection.prune`)."""
     what = context or f"showing the {fn.__module__.rsplit('.', 1)[-1]} page"
 
     @functools.wraps(fn)
     def run() -> None:
+        selection.begin()
         with guard(what):
             fn()
+        selection.prune()  # the URL shows this page's selections only
 
     return run
 
@@ -82,11 +86,12 @@ def sidebar(home: Path) -> str | None:
         if not names:
             st.info("No datasets yet — add one on the Data page.")
             return None
-        name = st.selectbox(
+        name = selection.choice(  # ?dataset=NAME: survives a reload, links can be shared
+            st.selectbox,
             "Active dataset",
-            names,
+            names,  # only these names are taken back from the URL (all passed check_dataset_name)
             key=DATASET_KEY,
-            bind="query-params",  # ?dataset=NAME: survives a reload, links can be shared
+            param="dataset",
             help="Every page works on this dataset; add more on the Data page.",
         )
         with guard("reading the dataset summary"):

@@ -17,7 +17,7 @@ from core.retrieval.similar import (
     text_neighbors,
 )
 from core.runs.store import RunStore, workspace_home
-from dashboard import cache, charts_items, shell, widgets
+from dashboard import cache, charts_items, selection, shell, widgets
 from dashboard import views_items as VI
 from dashboard.text import md
 
@@ -54,8 +54,9 @@ def render() -> None:
     options, labels, default = VI.source_options(runs, with_text)
     if st.session_state.get(SOURCE) not in options:
         st.session_state.pop(SOURCE, None)
-    source = st.selectbox(
-        "Neighbours from", options, index=default, format_func=labels.get, key=SOURCE,
+    source = selection.choice(  # kept across pages and in the URL (?run=)
+        st.selectbox, "Neighbours from", options, key=SOURCE, param="run",
+        default=options[default], format_func=labels.get,
         help="A trained run's item vectors, or the item texts alone (works without any run).",
     )  # fmt: skip
     _take_map_click()
@@ -97,17 +98,29 @@ def _item_picker(facts: pd.DataFrame) -> int | None:
         help="Finds titles containing the words, then close spellings; empty: most popular.",
         on_change=lambda: st.session_state.pop(PINNED, None),
     )  # fmt: skip
-    titles = facts[S.TITLE].to_numpy()
+    titles, ids = facts[S.TITLE].to_numpy(), facts[S.ITEM_ID].astype(str)
+    if ITEM not in st.session_state:  # first open, or back from another page: ?item= or kept
+        selection.restore(ITEM, "item", None, decode=lambda t: _item_code(ids, t))
+        if ITEM in st.session_state:
+            st.session_state[PINNED] = st.session_state[ITEM]
     matches = VI.item_choices(facts, query, st.session_state.get(PINNED))
     if not matches:
         st.warning(f"No item title matches '{md(query)}'; try fewer or other words.")
         return None
     if st.session_state.get(ITEM) not in matches:
         st.session_state[ITEM] = matches[0]
-    return st.selectbox(
+    code = st.selectbox(
         f"Item ({len(matches)} shown)", matches, key=ITEM,
         format_func=lambda c: f"{titles[c]}  ·  {facts[S.ITEM_ID].iat[c]}",
     )  # fmt: skip
+    selection.remember(ITEM, "item", code, encode=lambda c: ids.iat[c])
+    return code
+
+
+def _item_code(ids: pd.Series, item_id: str) -> int | None:
+    """The code of the item with this id (row position in the item facts), None if unknown."""
+    hits = (ids == item_id).to_numpy().nonzero()[0]
+    return int(hits[0]) if len(hits) else None
 
 
 def _item_card(dataset, facts: pd.DataFrame, code: int) -> None:
