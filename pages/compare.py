@@ -11,7 +11,7 @@ from core.eval import interest as I
 from core.names import export_name
 from core.runs.export import export_recs
 from core.runs.store import RunStore, workspace_home
-from dashboard import cache, interest_panel, shell, widgets
+from dashboard import cache, interest_panel, selection, shell, widgets
 from dashboard import charts_compare as charts
 from dashboard import charts_interest as charts_interest
 from dashboard import views as V
@@ -54,7 +54,9 @@ def render() -> None:
     chosen = C.leaderboard(records, 10)["run_id"].tolist()
     records = sorted(records, key=lambda r: chosen.index(r["run_id"]))
     labels = V.run_labels(records)
-    k = st.radio("Cut-off K", KS, index=1, horizontal=True, key="compare_k")
+    k = selection.choice(
+        st.radio, "Cut-off K", KS, key="compare_k", param="k", default=10, horizontal=True
+    )
     board = C.leaderboard(records, k)
     groups = V.board_metrics(board.columns, k)
     _leaderboard(board, groups, labels, k)

@@ -13,7 +13,7 @@ from core.models import DESCRIPTIONS, available, model_class
 from core.runs import jobs
 from core.runs.pipeline import new_run
 from core.runs.store import RunStore, workspace_home
-from dashboard import charts, shell, widgets
+from dashboard import charts, selection, shell, widgets
 from dashboard import views_train as VT
 from dashboard.text import md
 
@@ -44,11 +44,13 @@ def _device_banner() -> None:
 def _form(store: RunStore, name: str) -> None:
     left, right = st.columns([2, 1])
     with left:
-        models = st.multiselect(
+        models = selection.choice(  # kept across pages and in the URL (?models=)
+            st.multiselect,
             "Models",
             available(),
-            default=["pop", "ease"],
             key="train_models",
+            param="models",
+            default=["pop", "ease"],
             help="Each model becomes one run; compare them afterwards on the Runs page.",
         )
         for model in models:
