@@ -11,7 +11,7 @@ import streamlit as st
 
 from core.data.profile import HEADLINE, runs_table
 from core.runs.store import RunStore, workspace_home
-from dashboard import charts, shell, tables
+from dashboard import charts, selection, shell, tables
 from dashboard import views as V
 from dashboard.text import md
 
@@ -83,7 +83,7 @@ def _columns() -> dict:
 def _details(records: list[dict]) -> None:
     with st.expander("Run details"):
         by_id = {r["run_id"]: r for r in records}
-        run_id = st.selectbox("Run", list(by_id), key="runs_detail")
+        run_id = selection.choice(st.selectbox, "Run", list(by_id), key="runs_detail", param="run")
         record = by_id[run_id]
         if record.get("model"):
             st.write(

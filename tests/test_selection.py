@@ -16,7 +16,7 @@ from core.runs.pipeline import new_run, train_run
 from core.runs.store import RunStore
 from tests import workspace_runs
 
-PAGES = {"user": "user", "train": "train", "compare": "compare", "items": "items"}
+PAGES = ("user", "train", "compare", "items", "runs")
 MAIN = """
 import streamlit as st
 from core.runs.store import workspace_home
@@ -136,6 +136,16 @@ def test_a_link_with_unknown_values_shows_the_defaults(runs, tmp_path):
     at = _app(tmp_path, first="train", models=hostile["models"]).run()
     assert not at.exception and not at.error
     assert at.multiselect(key="train_models").value == ["ease"]  # the unknown one dropped
+
+
+def test_runs_page_opens_the_linked_run_details(runs, tmp_path):
+    at = _app(tmp_path, first="runs", run=runs["pop"]).run()
+    assert not at.exception
+    assert at.selectbox(key="runs_detail").value == runs["pop"]  # not the newest (ease)
+    at = _app(tmp_path, first="runs", run="../pop").run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key="runs_detail").value == runs["ease"]
+    assert at.query_params["run"] == runs["ease"]
 
 
 def test_items_keeps_its_run_and_item_and_opens_them_from_a_link(planted_dataset, home, tmp_path):
