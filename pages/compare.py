@@ -11,7 +11,7 @@ from core.eval import interest as I
 from core.names import export_name
 from core.runs.export import export_recs
 from core.runs.store import RunStore, workspace_home
-from dashboard import cache, interest_panel, selection, shell, widgets
+from dashboard import cache, interest_panel, selection, shell, tables, widgets
 from dashboard import charts_compare as charts
 from dashboard import charts_interest as charts_interest
 from dashboard import views as V
@@ -81,9 +81,15 @@ def _leaderboard(board, groups: dict, labels: dict, k: int) -> None:
         "fit_s": st.column_config.NumberColumn("Fit time (s)", format="%.1f"),
         "run_id": st.column_config.TextColumn("Run id"),
     }
-    shown = table[[c for c in [*columns, "fit_s", "run_id"] if c in table]]
+    shown = tables.drop_empty(table[[c for c in [*columns, "fit_s", "run_id"] if c in table]])
+    shown, config = tables.readable(shown, config)  # "—": a metric that run did not measure
     st.dataframe(shown, hide_index=True, width="stretch", column_config=config, key="compare_board")
-    st.caption(f"Best NDCG@{k} first; click a column header to sort by another metric.")
+    gaps = (
+        " — marks a metric that run does not measure."
+        if shown.isin([tables.MISSING]).any(axis=None)
+        else ""
+    )
+    st.caption(f"Best NDCG@{k} first; click a column header to sort by another metric.{gaps}")
     widgets.chart(st, charts.accuracy_bars(board, groups["accuracy"], labels))
 
 
@@ -110,7 +116,8 @@ def _paired_section(home, records: list, labels: dict, k: int) -> tuple[str, str
     widgets.chart(st, charts.forest(paired, labels, baseline))
     with st.expander("Paired test table"):
         table = paired.assign(run=[labels[r] for r in paired["run_id"]])
-        st.dataframe(table.drop(columns=["run_id", "baseline"]), hide_index=True, width="stretch")
+        shown, config = tables.readable(table.drop(columns=["run_id", "baseline"]), {})
+        st.dataframe(shown, hide_index=True, width="stretch", column_config=config)
     return metric, baseline
 
 
@@ -122,9 +129,13 @@ def _segments(home, chosen: list[str], labels: dict, metric: str) -> None:
         f"Mean {V.metric_label(metric)} per group of test users. Cold users know at most 5 "
         "items; a user's scenario is where most of their test interactions happened."
     )
-    cols = st.columns([3, 2, 2][: len(kinds)]) if kinds else []
-    for col, kind in zip(cols, kinds, strict=True):
+    sentences = {k: V.one_group_sentence(table, k) for k in kinds}  # one group: no chart
+    drawn = [k for k in kinds if sentences[k] is None]
+    cols = st.columns([3, 2, 2][: len(drawn)]) if drawn else []
+    for col, kind in zip(cols, drawn, strict=True):
         widgets.chart(col, charts.segment_bars(table, kind, chosen, labels, metric))
+    for sentence in filter(None, sentences.values()):
+        st.caption(md(sentence))  # a segment name may come from the data: shown as written
 
 
 def _beyond(records: list, board, beyond: list[str], labels: dict, k: int) -> None:

@@ -100,6 +100,36 @@ def test_leaderboard_and_paired_sentence_say_ease_beats_pop(runs, home):
     ]
 
 
+def test_one_group_segment_is_a_sentence_and_no_raw_none(runs, home, monkeypatch):
+    """Issue 16: data without cold users drew a one-group 'cold and warm' chart; a metric a
+    run does not measure read a raw 'None' in the leaderboard."""
+    from dashboard import cache
+
+    real = cache.segments
+
+    def warm_only(*args):
+        table = real(*args)
+        return table[~table["segment"].astype(str).str.startswith("cold (")]
+
+    monkeypatch.setattr(cache, "segments", warm_only)
+    store = RunStore(home)
+    metrics = store.read(runs["pop"])["metrics"]
+    metrics["test"].update(rmse=1.1, mae=0.9)  # pop has RMSE, EASE does not
+    store.update(runs["pop"], metrics=metrics)
+    at = _app().run()
+    assert not at.exception
+    titles = [_title(f) for f in _figures(at)]
+    assert "Cold and warm users" not in titles and "By activity (known interactions)" in titles
+    warm = cache.segments(home, (runs["ease"],), "ndcg@10")
+    n_warm = int(warm.loc[warm["segment_kind"] == "cold_user", "n_users"].item())
+    sentence = f"All {n_warm:,} test users are warm (>5): no cold users (at most 5 known items)"
+    assert any(c.value.startswith(md(sentence)) for c in at.caption)
+    board = at.dataframe[0].value.set_index("run")
+    assert board.loc["ease", "rmse"] == "—" and board.loc["pop", "rmse"] == "1.1000"
+    assert not board.isna().any(axis=None)
+    assert any(c.value.endswith("— marks a metric that run does not measure.") for c in at.caption)
+
+
 def test_cut_off_and_metric_change_the_comparison(runs):
     at = _app().run()
     at.radio(key="compare_k").set_value(5).run()
