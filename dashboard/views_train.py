@@ -9,11 +9,13 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-SPLITS = {
-    "loo": "Leave last out — each user's last item is the test, the one before validation",
-    "temporal": "Temporal — the last 10% of all interactions by time are the test",
-    "random": "Random — 80/10/10 of each user's interactions",
-}
+#: the Split box's options, short enough to read whole in a third of the page
+SPLITS = {"loo": "Leave last out", "temporal": "Temporal (last 10%)", "random": "Random 80/10/10"}
+SPLIT_HELP = (
+    "Leave last out: each user's last item is the test, the one before it validation. "
+    "Temporal: the last 10% of all interactions by time are the test. "
+    "Random: 80/10/10 of each user's interactions."
+)
 HEADLINE = ["ndcg@10", "recall@10", "hit@10", "mrr@10", "coverage@10", "novelty@10"]
 
 

@@ -56,7 +56,9 @@ def _form(store: RunStore, name: str) -> None:
         for model in models:
             st.caption(f"**{model}** — {DESCRIPTIONS.get(model, '')}")
     with right:
-        split = st.selectbox("Split", METHODS, format_func=VT.SPLITS.get, key="train_split")
+        split = st.selectbox(
+            "Split", METHODS, format_func=VT.SPLITS.get, key="train_split", help=VT.SPLIT_HELP
+        )
         seed = st.number_input("Seed", 0, 2**31 - 1, 42, key="train_seed")
         device = st.selectbox(
             "Device", ["auto", "cpu", "cuda"], key="train_device", help="auto: the GPU if any."
@@ -109,7 +111,11 @@ def _live(store: RunStore, name: str) -> None:
         st.subheader("Results on the test split")
         st.caption(finished[0].get("excluded", ""))
         st.dataframe(VT.results_table(finished), hide_index=True, width="stretch")
-        st.markdown("All runs, with every metric: [open the Runs page](./runs)")
+        st.page_link(
+            st.Page(lambda: None, url_path="runs"),
+            label="All runs, with every metric: open the Runs page",
+            icon=":material/history:",
+        )  # same tab, same session
 
 
 def _run_panel(store: RunStore, record: dict) -> None:

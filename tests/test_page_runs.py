@@ -247,3 +247,33 @@ def _render_page(page: str) -> None:
 
 def _page_app(page: str) -> AppTest:
     return AppTest.from_function(_render_page, kwargs={"page": page}, default_timeout=60)
+
+
+def _train_page() -> None:
+    import streamlit as st
+
+    from dashboard import shell
+    from pages import train
+
+    st.session_state[shell.DATASET_KEY] = "planted"
+    train.render()
+
+
+def test_train_page_links_to_the_runs_page_in_the_same_tab(home, planted_dataset):
+    """Issue 16: a Markdown link opened the Runs page in a new tab, a new session; a page link
+    switches page in this one. The Split box's options are short enough to read whole."""
+    from dashboard import views_train as VT
+
+    planted_dataset.save(home)
+    run_id = _fake_run(RunStore(home), "planted", "ease", 0.3)
+    at = AppTest.from_function(_train_page, default_timeout=60)
+    at.session_state["train_started"] = [run_id]  # this session started it
+    at.run()
+    assert not at.exception
+    (link,) = at.get("page_link")
+    assert link.proto.page == "runs" and not link.proto.external
+    assert link.proto.label == "All runs, with every metric: open the Runs page"
+    assert not [m for m in at.markdown if "](./runs)" in m.value]
+    split = at.selectbox(key="train_split")
+    assert split.options == ["Leave last out", "Temporal (last 10%)", "Random 80/10/10"]
+    assert split.help == VT.SPLIT_HELP and "last item is the test" in split.help
