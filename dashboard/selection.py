@@ -14,7 +14,9 @@ analyst visits another page. The one way this app keeps a selection:
 `choice` does both around a selectbox, radio or multiselect. Values from the URL are only
 ever looked up among the options the page offers (a run id, a dataset name, a model, a K) or
 by a page's own lookup (a user or item id), so an unknown or hostile value is ignored and
-the default shown; none of them reaches a path or is rendered as Markdown from here.
+the default shown. A URL string never becomes a path itself: the dataset and run options
+come from listings that hold only names passing core.names (`list_datasets`,
+`RunStore.list`), and pages show the chosen user or item through `dashboard.text.md`.
 Each page's URL holds its own selections: `prune` drops those another page left behind.
 """
 
