@@ -233,7 +233,8 @@ def search_curve(events: pd.DataFrame, title: str = "Search") -> go.Figure:
             )
         )
     fig = _layout(fig, title=title, x=f"{name} tried (log scale)", y=f"Validation {metric}")
-    fig.update_xaxes(type="log", tickvals=tried["param_value"].tolist(), tickformat="g")
+    values = tried["param_value"].tolist()
+    fig.update_xaxes(type="log", tickvals=values, ticktext=[f"{v:g}" for v in values])
     fig.update_layout(height=280, showlegend=True)
     return fig
 

@@ -10,8 +10,9 @@ from core.data.split import METHODS
 from core.device import describe, pick_device
 from core.errors import RecScopeError
 from core.models import DESCRIPTIONS, available, model_class
-from core.runs import jobs
+from core.runs import jobs, recent
 from core.runs.pipeline import new_run
+from core.runs.progress import progress_summary
 from core.runs.store import RunStore, workspace_home
 from dashboard import charts, selection, shell, widgets
 from dashboard import views_train as VT
@@ -95,15 +96,24 @@ def _form(store: RunStore, name: str) -> None:
 
 @st.fragment(run_every=2.0)
 def _live(store: RunStore, name: str) -> None:
-    """Active runs of this dataset and the ones this session started, refreshed every 2 s."""
-    mine = set(st.session_state.get(STARTED, []))
-    records = [  # store.list refreshes every active record
-        r for r in store.list(dataset=name) if r.get("status") in jobs.ACTIVE or r["run_id"] in mine
-    ]
+    """The dataset's queued and running jobs and its recent runs with how they ended (kept
+    until dismissed: core.runs.recent says why), refreshed every 2 s."""
+    records = recent.shown_runs(store, name, started=st.session_state.get(STARTED, []))
     if not records:
         st.caption("No training in progress for this dataset.")
         return
     st.subheader("Progress")
+    st.caption(VT.QUEUE_NOTE.format(hours=recent.RECENT_HOURS))
+    ended = [r["run_id"] for r in records if r.get("status") not in jobs.ACTIVE]
+    if ended:
+        st.button(
+            "Dismiss all finished",
+            key="train_dismiss_all",
+            on_click=recent.dismiss,
+            args=(store, ended),
+            help="Takes the finished, failed and cancelled runs off this page (the Runs page "
+            "keeps them).",
+        )
     for record in records:
         _run_panel(store, record)
     finished = [r for r in records if r.get("status") == "finished"]
@@ -121,16 +131,27 @@ def _live(store: RunStore, name: str) -> None:
 def _run_panel(store: RunStore, record: dict) -> None:
     run_id, status = record["run_id"], record.get("status")
     events = store.progress(run_id)
-    summary = jobs.progress_summary(record, events)
+    summary = progress_summary(record, events)
     with st.container(border=True):
         head, button = st.columns([5, 1])
         head.markdown(f"**{record['model']}** · `{run_id}` · {status}")
-        if status in jobs.ACTIVE and button.button("Cancel", key=f"cancel_{run_id}"):
-            jobs.cancel_job(store, run_id)
-            st.toast(f"Cancelling {run_id}…")
+        if status in jobs.ACTIVE:
+            button.button(
+                "Cancel",
+                key=f"cancel_{run_id}",
+                disabled=bool(record.get("cancel_requested")),
+                on_click=jobs.cancel_job,
+                args=(store, run_id),
+            )
+        else:
+            button.button(
+                "Dismiss", key=f"dismiss_{run_id}", on_click=recent.dismiss, args=(store, [run_id])
+            )
         st.progress(summary["fraction"], text=VT.progress_text(record, summary))
         if status == "failed":
-            st.error(md(record.get("error") or "The run failed."))
+            st.error(md(VT.ended_note(record, summary)))
+        elif status == "cancelled":
+            st.warning(VT.ended_note(record, summary))
         if len(events) > 1:
             st.plotly_chart(
                 charts.training_curves(pd.DataFrame(events), title=f"{record['model']} curves"),

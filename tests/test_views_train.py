@@ -32,11 +32,16 @@ def test_progress_text_per_status():
     assert VT.progress_text(done, _summary()) == "Finished in 12.3 s of training."
     assert VT.progress_text({"status": "finished"}, _summary()) == "Finished."
     assert VT.progress_text({"status": "cancelled"}, _summary()) == "Cancelled."
-    running = _summary(loss=0.51234, best_metric=0.1234, eta_s=41.6)
+    running = _summary(loss=0.51234, best_metric=0.1234, eta_s=41.6, eta_max_s=41.6)
     assert VT.progress_text({"status": "running"}, running) == (
-        "Epoch 3 of at most 20 · loss 0.5123 · best validation ndcg@10 0.1234 · about 42 s left"
+        "Epoch 3 of at most 20 · loss 0.5123 · best validation ndcg@10 0.1234 · "
+        "about 42 s left, estimated from 3 epochs"
     )
+    cancelling = {"status": "running", "cancel_requested": True}
+    assert VT.progress_text(cancelling, running) == "Cancelling — it stops at the next batch."
     assert VT.progress_text({"status": "running"}, _summary(epochs=None)) == "Fitting"
+    starting = _summary(epoch=0, epochs=12)
+    assert VT.progress_text({"status": "running"}, starting) == "First epoch under way (at most 12)"
 
 
 def test_results_table_has_the_headline_metrics():

@@ -288,25 +288,6 @@ def stage_summary(record: dict, events: list[dict]) -> dict:
     }
 
 
-def progress_summary(record: dict, events: list[dict]) -> dict:
-    """What a progress bar shows: epoch, share done, ETA, last loss and best metric."""
-    last = events[-1] if events else {}
-    epochs = last.get("epochs") or record.get("params", {}).get("epochs") or 0
-    epoch = last.get("epoch", 0)
-    done = record.get("status") == "finished"
-    metrics = [e["valid_metric"] for e in events if e.get("valid_metric") is not None]
-    return {
-        "epoch": epoch,
-        "epochs": epochs,
-        "fraction": 1.0 if done else (min(epoch / epochs, 1.0) if epochs else 0.0),
-        "eta_s": None if done else last.get("eta_s"),
-        "loss": last.get("loss"),
-        "best_metric": max(metrics) if metrics else None,
-        "metric_name": last.get("metric_name", "ndcg@10"),
-        "samples_per_s": last.get("samples_per_s"),
-    }
-
-
 def _claim(store: RunStore, run_id: str) -> None:
     """Take a queued run for this process. A run is started once: one that another live
     process holds, or that is running, finished, failed or cancelled, is refused (a failed

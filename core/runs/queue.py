@@ -76,23 +76,26 @@ def device_slot(store: RunStore, run_id: str, device_key: str) -> Iterator[None]
     label, said = _label(record), None
     try:
         with open(path, "w") as handle:
-            while True:
-                raise_if_cancelled(f"while waiting for {device_key}")
-                with _queue(store) as queue:
-                    _prune(store, queue, keep=run_id)
-                    mine = _arrive(queue, run_id, label, lane)
-                    ahead = _ahead(queue, mine)
-                    holder = _holder(queue, lane, run_id)
-                    if not ahead and _try_lock(handle):
-                        mine["holding"] = True
-                        break
-                text = place_sentence(len(ahead) + 1, lane, holder, [t["label"] for t in ahead])
-                if text != said:
-                    store.update(run_id, status="queued", message=text)
-                    said = text
-                time.sleep(POLL_S)
-            if said is not None:
-                store.update(run_id, message="")
+            try:
+                while True:
+                    raise_if_cancelled(f"while waiting for {device_key}")
+                    with _queue(store) as queue:
+                        _prune(store, queue, keep=run_id)
+                        mine = _arrive(queue, run_id, label, lane)
+                        ahead = _ahead(queue, mine)
+                        holder = _holder(queue, lane, run_id)
+                        if not ahead and _try_lock(handle):
+                            mine["holding"] = True
+                            break
+                    names = [t["label"] for t in ahead]
+                    text = place_sentence(len(ahead) + 1, lane, holder, names)
+                    if text != said:
+                        store.update(run_id, status="queued", message=text)
+                        said = text
+                    time.sleep(POLL_S)
+            finally:  # started or cancelled: the place in line is no longer news
+                if said is not None:
+                    store.update(run_id, message="")
             yield
     finally:
         _leave(store, run_id, lane)
