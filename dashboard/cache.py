@@ -228,19 +228,19 @@ def _text_index(home: str, name: str, mtime: int):
     return text_index(_dataset(home, name, mtime))
 
 
-@st.cache_data(show_spinner="Drawing the item map…", max_entries=8)
+@st.cache_data(show_spinner=False, max_entries=8)
 def _item_map(home: str, name: str, run_id: str | None, mtime: int) -> tuple[pd.DataFrame, str]:
-    from core.retrieval.embedding_map import embedding_map
+    from core.retrieval.embedding_map import stored_map
 
-    if run_id:
+    if run_id:  # kept on disk beside the run (UMAP compiles for long in a fresh process)
         loaded = _loaded_run(home, run_id, mtime)
-        vectors, ds = loaded.model.item_embeddings(), loaded.dataset
+        vectors, ds, folder = loaded.model.item_embeddings(), loaded.dataset, loaded.folder
     else:
         from core.data.text import item_text_embeddings
 
         ds = _dataset(home, name, _stamp(home, name))
-        vectors = item_text_embeddings(ds)
-    return embedding_map(vectors, ds)
+        vectors, folder = item_text_embeddings(ds), ds.folder
+    return stored_map(vectors, ds, folder)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

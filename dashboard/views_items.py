@@ -24,13 +24,22 @@ INDEX_KINDS = {"flat": "exact (flat)", "ivf": "IVF", "hnsw": "HNSW"}
 def source_options(runs: Sequence[Mapping], with_text: bool) -> tuple[list[str], dict, int]:
     """Where neighbours come from: (options, {option: label}, default index).
 
-    Options are TEXT_ONLY (when the items have text) and the finished runs' ids; the newest
-    run is the default when there is one.
+    Options are TEXT_ONLY (when the items have text) and the finished runs' ids; the run
+    with the best test NDCG@10 is the default (the first listed among equals; runs without
+    the metric last), the texts when there is no run.
     """
     options = ([TEXT_ONLY] if with_text else []) + [r["run_id"] for r in runs]
     labels = {r["run_id"]: f"{r['model']} · {r['run_id']}" for r in runs}
     labels[TEXT_ONLY] = "Text only (language-model embeddings of the item texts)"
-    return options, labels, 1 if with_text and runs else 0
+    if not runs:
+        return options, labels, 0
+    best = max(range(len(runs)), key=lambda i: (_test_ndcg(runs[i]), -i))
+    return options, labels, best + (1 if with_text else 0)
+
+
+def color_options(dataset: Dataset, choices: Mapping[str, str]) -> list[str]:
+    """The map's colourings that mean something here: no 'scenario' without scenarios."""
+    return [c for c in choices if c != S.SCENARIO or dataset.has_scenarios]
 
 
 def availability(name: str, has_runs: bool, with_text: bool) -> tuple[str | None, str | None]:
@@ -77,11 +86,25 @@ def card_facts(facts: pd.DataFrame, code: int) -> list[tuple[str, str, None]]:
     """The item card's numbers as (label, value, help): category, uses, popularity rank."""
     row = facts.iloc[code]
     rank = f"{popularity_rank(facts, code):,} of {len(facts):,}"
-    return [
-        ("Category", md(row[S.CATEGORY]), None),  # st.metric renders Markdown
+    facts_row = [
         ("Interactions", f"{int(row['popularity']):,}", None),
         ("Popularity rank", rank, None),
     ]
+    if "genres" in facts.columns:  # every genre, in `card_line` (a metric would cut them)
+        return facts_row
+    return [("Category", md(row[S.CATEGORY]), None), *facts_row]  # st.metric: Markdown
+
+
+def card_line(dataset: Dataset, facts: pd.DataFrame, code: int) -> str:
+    """'Item id 50 · genres: Action, Adventure, Sci-Fi · scenarios: shop (3)' (genres and
+    scenarios only where the data has them)."""
+    row = facts.iloc[code]
+    parts = [f"Item id {md(row[S.ITEM_ID])}"]
+    if "genres" in facts.columns:
+        parts.append(f"genres: {md(row['genres'] or '—')}")
+    if dataset.has_scenarios:
+        parts.append(f"scenarios: {item_scenarios(dataset, code)}")
+    return " · ".join(parts)
 
 
 def item_scenarios(dataset: Dataset, code: int) -> str:
@@ -126,9 +149,11 @@ def run_neighbours_note(model: str, answer: Mapping, index) -> str:
     return index_sentence(index.info)
 
 
-def text_neighbours_note(index) -> str:
-    """Under the text neighbours: the index and the language model behind it."""
-    return f"{index_sentence(index.info)} · all-MiniLM-L6-v2 embeddings of title + text."
+def text_neighbours_note(index, built: str | None = None) -> str:
+    """Under the text neighbours: the index and the language model behind it, and where the
+    text came from when it was built from other columns (`core.data.text.text_source`)."""
+    note = f"{index_sentence(index.info)} · all-MiniLM-L6-v2 embeddings of title + text."
+    return f"{note} {built}" if built else note
 
 
 def neighbour_codes(dataset: Dataset, answer: Mapping) -> list[int]:
@@ -157,3 +182,12 @@ def retrieval_sentence(out: Mapping, total_ms: float) -> str:
         "retrieval, without the text-match term of the full score). Items already in the "
         "user's history are skipped."
     )
+
+
+def _test_ndcg(record: Mapping) -> float:
+    """A run record's test NDCG@10 (-inf when it has none, so it is never the default)."""
+    value = ((record.get("metrics") or {}).get("test") or {}).get("ndcg@10")
+    try:
+        return float(value) if value is not None and np.isfinite(float(value)) else -np.inf
+    except (TypeError, ValueError):
+        return -np.inf

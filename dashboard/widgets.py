@@ -235,7 +235,9 @@ def neighbours(dataset, facts: pd.DataFrame, answer: Mapping, caption: str) -> l
         neighbors_frame(dataset, answer, facts["popularity"].to_numpy()),
         hide_index=True,
         width="stretch",
-        column_order=["rank", S.TITLE, "score", S.CATEGORY, "popularity"],
+        # numbers before the category: two tables share the width, and a last narrow
+        # "Uses" column was cut off (issue 16 point 6)
+        column_order=["rank", S.TITLE, "score", "popularity", S.CATEGORY],
         column_config={
             "rank": st.column_config.NumberColumn("#", width="small"),
             S.ITEM_ID: st.column_config.TextColumn("Item id"),
@@ -248,7 +250,7 @@ def neighbours(dataset, facts: pd.DataFrame, answer: Mapping, caption: str) -> l
             ),  # fmt: skip
             S.CATEGORY: st.column_config.TextColumn("Category"),
             "popularity": st.column_config.NumberColumn(
-                "Uses", format="%d", width="small", help="Interactions with the item"
+                "Uses", format="%d", width=60, help="Interactions with the item"
             ),
         },
     )

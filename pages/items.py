@@ -8,9 +8,10 @@ import pandas as pd
 import streamlit as st
 
 from core.data import schema as S
-from core.data.text import has_item_text
+from core.data.text import has_item_text, text_source
 from core.errors import RecScopeError
 from core.protocols import capabilities
+from core.retrieval.embedding_map import method_note
 from core.retrieval.similar import (
     retrieve_for_users,
     similar_items,
@@ -75,7 +76,9 @@ def render() -> None:
             st.markdown("**Neighbours by text**")
             index = cache.text_index(home, dataset.name)
             answer = text_neighbors(dataset, code, K, index=index)
-            found = widgets.neighbours(dataset, facts, answer, VI.text_neighbours_note(index))
+            found = widgets.neighbours(
+                dataset, facts, answer, VI.text_neighbours_note(index, text_source(dataset))
+            )
             neighbours = neighbours or found
     with shell.guard("drawing the item map"):
         _map(home, name, run_id, code, neighbours, with_text)
@@ -128,9 +131,11 @@ def _item_card(dataset, facts: pd.DataFrame, code: int) -> None:
     with st.container(border=True):
         st.subheader(md(row[S.TITLE]))
         widgets.metric_row(VI.card_facts(facts, code))
-        st.markdown(f"Item id {md(row[S.ITEM_ID])} · scenarios: {VI.item_scenarios(dataset, code)}")
+        st.markdown(VI.card_line(dataset, facts, code))
         if text := VI.item_text(dataset, code):
             st.caption(md(text))
+        if built := text_source(dataset):  # made-up text is not called a description
+            st.caption(built)
 
 
 def _run_neighbours(home, dataset, facts, run_id: str, code: int) -> list[int]:
@@ -149,11 +154,20 @@ def _run_neighbours(home, dataset, facts, run_id: str, code: int) -> list[int]:
 def _map(home, name: str, run_id: str | None, code: int, neighbours: list, with_text: bool):
     if (run_id and cache.run_index(home, run_id) is None) or (not run_id and not with_text):
         return  # no item vectors (said next to the neighbours) or no texts to embed
-    table, method = cache.item_map(home, name, run_id)
+    dataset = cache.dataset(home, name)
+    colours = VI.color_options(dataset, charts_items.COLOR_BY)
+    if st.session_state.get("items_color") not in colours:
+        st.session_state.pop("items_color", None)
     color_by = st.radio(
-        "Colour the map by", list(charts_items.COLOR_BY), format_func=charts_items.COLOR_BY.get,
+        "Colour the map by", colours, format_func=charts_items.COLOR_BY.get,
         horizontal=True, key="items_color",
     )  # fmt: skip
+    # the last part of the page: everything above is on screen while it is projected
+    with st.spinner(
+        f"Projecting {dataset.n_items:,} item vectors to 2-D with UMAP (the first map in a "
+        "fresh server compiles UMAP: up to a minute on a busy CPU; kept on disk after)…"
+    ):
+        table, method = cache.item_map(home, name, run_id)
     what = "text embeddings" if run_id is None else "item vectors of this run"
     title = f"Map of the {what} ({method.upper()} to 2-D)"
     fig = charts_items.embedding_map(
@@ -161,8 +175,8 @@ def _map(home, name: str, run_id: str | None, code: int, neighbours: list, with_
     )
     st.plotly_chart(fig, on_select="rerun", selection_mode="points", key=MAP, width="stretch")
     st.caption(
-        f"{len(table):,} items projected with {method.upper()}; the star is the selected item, "
-        "rings are its neighbours. Click a point to open that item."
+        f"{method_note(method, len(table))} The star is the selected item, rings are its "
+        "neighbours. Click a point to open that item."
     )
 
 

@@ -124,6 +124,9 @@ def test_run_neighbours_beside_text_neighbours_and_map(titled_home):
     assert any(
         "Map of the item vectors of this run" in str(c.proto.spec) for c in at.get("plotly_chart")
     )
+    # issue 16 point 9: UMAP by default, said under the map; no scenario colouring here
+    assert any("items projected with UMAP" in c.value for c in at.caption)
+    assert at.radio(key="items_color").options == ["Category", "Popularity (interactions)"]
     at.radio(key="items_color").set_value("popularity").run()
     assert not at.exception
     assert len(at.get("plotly_chart")) == 1

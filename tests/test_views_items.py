@@ -50,6 +50,26 @@ def test_source_options_default_to_the_newest_run():
     assert VI.source_options([], with_text=True)[::2] == ([VI.TEXT_ONLY], 0)
 
 
+def test_source_options_default_to_the_best_test_ndcg():
+    """Issue 16 point 9: Items opens on the run with the best NDCG@10, not the newest."""
+    runs = [
+        {"run_id": "sas", "model": "sasrec", "metrics": {"test": {"ndcg@10": 0.041}}},
+        {"run_id": "ease", "model": "ease", "metrics": {"test": {"ndcg@10": 0.073}}},
+        {"run_id": "bad", "model": "bpr", "metrics": {"test": {"ndcg@10": float("nan")}}},
+        {"run_id": "pop", "model": "pop", "metrics": {"test": {"ndcg@10": 0.037}}},
+    ]
+    options, _, default = VI.source_options(runs, with_text=True)
+    assert options[default] == "ease"
+    assert VI.source_options(runs, with_text=False)[2] == 1
+
+
+def test_map_colours_offer_scenario_only_with_scenarios(planted_dataset, sample_dataset):
+    from dashboard.charts_items import COLOR_BY
+
+    assert VI.color_options(planted_dataset, COLOR_BY) == ["category", "popularity"]
+    assert VI.color_options(sample_dataset, COLOR_BY) == ["category", "popularity", "scenario"]
+
+
 def test_availability_says_what_is_missing():
     runs_info, text_note = VI.availability("shop", has_runs=False, with_text=True)
     assert runs_info.startswith("No finished runs on 'shop' yet")
