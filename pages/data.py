@@ -10,6 +10,7 @@ from core.data.dataset import DatasetExistsError, free_name, list_datasets
 from core.data.ingest.formats import upload_types
 from core.data.ingest.ingest import FORMATS, ingest, name_for_file
 from core.data.schema import ColumnMapping
+from core.data.text import text_source
 from core.runs.store import workspace_home
 from dashboard import cache, charts, shell, widgets
 from dashboard import views_data as VD
@@ -141,6 +142,8 @@ def _profile(home: Path, name: str) -> None:
          ("Interactions", f"{c.interactions:,}", None), ("Sparsity", f"{c.sparsity:.2%}", None)]
     )  # fmt: skip
     st.caption(VD.sparsity_note(c))
+    if built := text_source(cache.dataset(home, name)):  # issue 16 point 8
+        st.caption(built)
     left, right = st.columns(2)
     left.plotly_chart(charts.long_tail(tables["users"], "users"), key="p_users")
     left.caption(VD.user_share_note(tables["users"]))

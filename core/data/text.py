@@ -44,6 +44,34 @@ def has_item_text(dataset: Dataset) -> bool:
     )
 
 
+def text_source(dataset: Dataset) -> str | None:
+    """One sentence when the items' text was not in the file but built from other columns
+    (ingest writes "title. genre, genre" when there is no description), None when the file
+    had real descriptions or there is no text at all.
+
+    Built text is recognised by its shape: every text is the title, or the title, '. ' and
+    the item's own genres/category — what `core.data.ingest.columns.load_items` writes.
+    """
+    if not has_item_text(dataset):
+        return None
+    items = dataset.items
+    title = _column(items, S.TITLE)
+    text = _column(items, S.TEXT)
+    if not (text != "").any():
+        return "No item descriptions in the file: the text is the title alone."
+    tags_from = next((c for c in ("genres", S.CATEGORY) if c in items.columns), None)
+    tags = _column(items, tags_from) if tags_from else np.full(len(items), "", dtype=object)
+    for t, x, g in zip(title, text, tags, strict=True):
+        if x in ("", t):
+            continue
+        own = {p.strip() for p in g.replace("|", ",").split(",") if p.strip()}
+        said = {p.strip() for p in x[len(t) + 2 :].split(",")}
+        if not x.startswith(t + ". ") or not said <= own:
+            return None  # a real description
+    what = "genres" if tags_from == "genres" else "category"
+    return f"No item descriptions in the file: the text is built from title + {what}."
+
+
 def item_texts(dataset: Dataset) -> list[str]:
     """One string per item code: "title. text", or whichever of the two exists.
 

@@ -99,8 +99,9 @@ def guess_separator(lines: list[str]) -> str | None:
 def load_items(source, *, format: str = "auto") -> pd.DataFrame:
     """Item table: item_id, title, text, category (when known), then other attributes.
 
-    MovieLens genre flags become `genres` ('Action|Comedy') with `category` the first
-    genre; `text` is made from title and genres when the file has none.
+    MovieLens genre flags (and any list-valued category column, e.g. RecBole's `class`) become
+    `genres` ('Action|Comedy', every genre) with `category` the first genre; `text` is made
+    from title and all genres when the file has none (`core.data.text.text_source` says so).
     """
     frame, src_name, types = _read_side(source, format, "items", S.ITEM_ID)
     notes = []
@@ -126,12 +127,18 @@ def load_items(source, *, format: str = "auto") -> pd.DataFrame:
         values = frame[cat_source].astype("string")
         if seq:
             sep = "|" if values.str.contains("|", regex=False).any() else " "
-            values = values.str.split(sep, regex=False).str[0]
+            parts = values.str.split(sep, regex=False)
+            if "genres" not in frame.columns:  # every genre kept, '|'-joined like u.item's
+                frame["genres"] = parts.map(
+                    lambda v: v if v is pd.NA else "|".join(t for t in v if t), na_action="ignore"
+                )
+            values = parts.str[0]
             values = values.mask(values.isin(["", "(no genres listed)"]))
         frame[S.CATEGORY] = values
         rename.pop(cat_source, None)
     frame = frame.rename(columns=rename)
     if S.TEXT not in frame.columns and S.TITLE in frame.columns:
+        # every genre, not only the first ("Toy Story. Animation, Children's, Comedy")
         extra = frame["genres"] if "genres" in frame.columns else frame.get(S.CATEGORY)
         frame[S.TEXT] = _describe(frame[S.TITLE], extra)
     first = [c for c in (S.ITEM_ID, S.TITLE, S.TEXT, S.CATEGORY) if c in frame.columns]
