@@ -84,6 +84,8 @@ def activity_over_time(over: pd.DataFrame) -> go.Figure:
             "side": "right",
             "rangemode": "tozero",
             "showgrid": False,
+            "tickmode": "auto",  # round numbers of users, not ticks synced to the left axis
+            "tickformat": ",",
         }
     )
     return fig

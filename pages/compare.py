@@ -131,8 +131,8 @@ def _segments(home, chosen: list[str], labels: dict, metric: str) -> None:
     )
     sentences = {k: V.one_group_sentence(table, k) for k in kinds}  # one group: no chart
     drawn = [k for k in kinds if sentences[k] is None]
-    cols = st.columns([3, 2, 2][: len(drawn)]) if drawn else []
-    for col, kind in zip(cols, drawn, strict=True):
+    cols = st.columns([3, 2, 2][: max(2, len(drawn))]) if drawn else []  # one: not full width
+    for col, kind in zip(cols, drawn, strict=False):
         widgets.chart(col, charts.segment_bars(table, kind, chosen, labels, metric))
     for sentence in filter(None, sentences.values()):
         st.caption(md(sentence))  # a segment name may come from the data: shown as written

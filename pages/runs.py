@@ -66,7 +66,8 @@ def render() -> None:
 
 def _columns() -> dict:
     metric = {
-        m: st.column_config.NumberColumn(m, format="%.4f", help=f"Test {m}") for m in HEADLINE
+        m: st.column_config.NumberColumn(V.metric_label(m), format="%.4f", help=f"Test {m}")
+        for m in HEADLINE
     }
     return {
         "run": st.column_config.TextColumn("Run"),

@@ -96,6 +96,7 @@ def test_active_users_have_their_own_axis():
     bars, line = fig.data
     assert (bars.yaxis or "y") == "y" and line.yaxis == "y2"
     assert fig.layout.yaxis2.overlaying == "y" and fig.layout.yaxis2.side == "right"
+    assert fig.layout.yaxis2.tickmode == "auto"  # not synced to the left axis: "57.8"
     assert fig.layout.yaxis.title.text == "Interactions per period"
     assert fig.layout.yaxis2.title.text == "Active users per period"
 
