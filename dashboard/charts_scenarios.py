@@ -109,15 +109,34 @@ def transfer_view(curves: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def recommended_titles(
-    recs: pd.DataFrame, strategy: str, scenario: str, user_code: int, titles
+    recs: pd.DataFrame, strategy: str, scenario: str, user_code: int, titles, categories=None
 ) -> pd.DataFrame:
-    """One user's stored top list of `strategy` in `scenario`, as titles in rank order."""
+    """One user's stored top list of `strategy` in `scenario`, as titles in rank order (and
+    their `categories`, an array by item code, when given)."""
     mine = recs[
         (recs["strategy"] == strategy)
         & (recs["scenario"] == scenario)
         & (recs["user_code"] == int(user_code))
     ].sort_values("rank")
-    return pd.DataFrame({"title": titles[mine["item_code"].to_numpy()]})
+    codes = mine["item_code"].to_numpy()
+    out = pd.DataFrame({"title": titles[codes]})
+    if categories is not None:
+        out["category"] = categories[codes]
+    return out
+
+
+def history_beside_next(seen: pd.DataFrame, top: pd.DataFrame | None) -> pd.DataFrame:
+    """One table per scenario, full width (issue 16: three narrow tables side by side cut
+    the category column off): row k holds the user's k-th most recent item and the k-th
+    recommended one, each with its category when the data has categories."""
+    left = seen.drop(columns="item_code", errors="ignore").reset_index(drop=True)
+    left = left.rename(columns={"title": "Recent history", "category": "Category"})
+    if top is None:
+        return left
+    right = top.reset_index(drop=True).rename(
+        columns={"title": "Recommended next", "category": "Category of the recommendation"}
+    )
+    return pd.concat([left, right], axis=1).astype(object).fillna("")
 
 
 def leaderboard_bars(board: pd.DataFrame, scenarios: list[str], metric: str) -> go.Figure:

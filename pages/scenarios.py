@@ -15,8 +15,9 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
+from core.data import schema as S
 from core.data.profile import scenario_overlap, scenario_sizes
-from core.runs import jobs
+from core.runs import jobs, stages
 from core.runs import scenario_runs as sr
 from core.runs.store import RunStore, workspace_home
 from core.scenarios.strategies import (
@@ -28,6 +29,7 @@ from core.scenarios.strategies import (
 from dashboard import cache, shell
 from dashboard import charts_scenarios as C
 from dashboard.job_panel import job_controls
+from dashboard.text import md
 
 NOTHING = (
     "This dataset has {n} — there is nothing to compare across scenarios. Ingest interactions "
@@ -91,12 +93,13 @@ def _leaderboard(store: RunStore, name: str, ds) -> pd.DataFrame | None:
     label = "Train and compare" if done is None else "Retrain"
     start = partial(sr.new_leaderboard, store, name)
     job_controls(store, newest, label, "sc_train", start, primary=True)
+    if newest is None or newest.get("status") not in jobs.ACTIVE:
+        st.caption(_how_long(stages.last_times(store, name, sr.LEADERBOARD), "leaderboard"))
     if done is None:
         if newest is None or newest.get("status") not in jobs.ACTIVE:
             st.info(
                 "Press the button to train the strategies: one model per scenario, one for "
-                "everything, and the scenario-aware model with MMoE and with PLE layers "
-                "(minutes on a CPU)."
+                "everything, and the scenario-aware model with MMoE and with PLE layers."
             )
         return None
     result = store.result(done["run_id"])
@@ -157,6 +160,10 @@ def _transfer(store: RunStore, name: str, ds) -> None:
     newest = jobs.latest_job(store, name, sr.TRANSFER, **pair)
     start = partial(sr.new_transfer, store, name, source, target)
     job_controls(store, newest, "Measure transfer", "sc_transfer", start)
+    if newest is None or newest.get("status") not in jobs.ACTIVE:
+        took = stages.last_times(store, name, sr.TRANSFER, **pair)
+        took = took or stages.last_times(store, name, sr.TRANSFER)
+        st.caption(_how_long(took, "transfer measurement"))
     if done is None:
         st.text(f"Not measured yet for {source} → {target}: press the button.")
         return
@@ -175,6 +182,23 @@ def _transfer(store: RunStore, name: str, ds) -> None:
         st.plotly_chart(fig, width="stretch", key="sc_sim")
 
 
+def _how_long(took: dict | None, what: str) -> str:
+    """How long the job may take and why: the last one on this data, measured, with its
+    longest stages — or, before any ran, no number at all."""
+    if took is None:
+        return (
+            f"No {what} has run on this dataset yet, so there is no measured time to go by; "
+            "once it starts, its stages and an estimate of the time left are shown here."
+        )
+    longest = ", ".join(f"{s} {stages.format_seconds(t)}" for s, t in took["stages"][:2])
+    most = f"; most of it went to {longest}" if longest else ""
+    return (
+        f"The last {what} on this dataset took {stages.format_seconds(took['total_s'])} "
+        f"(measured{most}). Training the neural models is the long part; a machine busy "
+        "with other work takes longer."
+    )
+
+
 def _user(ds, recs: pd.DataFrame | None) -> None:
     st.subheader("One user across scenarios")
     user_id = st.selectbox("User", ds.user_ids, key="sc_user", help="Type to search by user id.")
@@ -188,18 +212,21 @@ def _user(ds, recs: pd.DataFrame | None) -> None:
         key="sc_user_strategy",
     )
     history, titles = user_history(ds, code), ds.item_titles()
-    for column, scenario in zip(st.columns(len(ds.scenarios)), ds.scenarios, strict=True):
-        with column:
-            st.text(scenario)
-            seen = history[scenario]
-            st.caption(f"Recent history ({len(seen)} shown)")
-            if seen.empty:
-                st.write("Never active here.")
-            else:
-                st.dataframe(seen.drop(columns="item_code"), hide_index=True)
-            if recs is not None:
-                st.caption("Recommended next")
-                top = C.recommended_titles(recs, strategy, scenario, code, titles)
-                st.dataframe(top, hide_index=True)
+    categories = None
+    if S.CATEGORY in ds.items.columns:
+        categories = ds.items[S.CATEGORY].astype(str).to_numpy()
+    for scenario in ds.scenarios:
+        st.markdown(f"**{md(scenario)}**")
+        seen = history[scenario]
+        top = None
+        if recs is not None:
+            top = C.recommended_titles(recs, strategy, scenario, code, titles, categories)
+        if seen.empty:
+            st.caption("Never active here.")
+        table = C.history_beside_next(seen, top)
+        if len(table):
+            caption = f"Recent history ({len(seen)} shown)"
+            st.caption(caption + (" beside what comes next" if top is not None else ""))
+            st.dataframe(table, hide_index=True)
     if recs is None:
         st.caption("Recommendations appear here once the strategies are trained (above).")

@@ -4,9 +4,12 @@ and the buttons launch jobs through the one job launcher."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
+import time
+from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
@@ -148,7 +151,10 @@ def test_leaderboard_transfer_and_user_view_from_finished_jobs(home):
         not at.exception and mmoe not in set(paired["strategy"]) and ple in set(paired["strategy"])
     )
     # user view: history and recommendations per scenario side by side
-    assert "Recommended next" in text
+    # issue 16: one full-width table per scenario (narrow side-by-side tables cut the
+    # category column off): history beside what comes next, each with its category
+    side = [df.value for df in at.dataframe if "Recommended next" in df.value.columns]
+    assert len(side) == 3 and list(side[0].columns) == ["Recent history", "Recommended next"]
     at.selectbox(key="sc_user").set_value("u10").run()  # u10 never used the kiosk
     assert not at.exception and "Never active here." in _texts(at)
     at.selectbox(key="sc_target").set_value("kiosk").run()
@@ -173,11 +179,34 @@ def test_buttons_launch_jobs_in_the_run_store(home, monkeypatch):
     assert records[1]["params"]["source"] == "app" and records[1]["params"]["target"] == "kiosk"
 
 
+def _fake_stages(store: RunStore, run_id: str, lines: list[tuple[float, dict]]) -> None:
+    """Progress lines at given times, as a job's stages and epochs would write them."""
+    path = store.folder(run_id) / "progress.jsonl"
+    text = "".join(json.dumps({"time": t, **event}) + "\n" for t, event in lines)
+    path.write_text(text, encoding="utf-8")
+
+
 def test_a_running_job_shows_its_stage_and_disables_its_button(home):
+    """Issue 16: the live line names the stage, its epoch and a measured estimate, and the
+    job's last log lines are shown (progress records faked: nothing trains)."""
     _scenario_data().save(home)
     store = RunStore(home)
+    now = time.time()
+    # a finished leaderboard before it: 10 s for each of its 9 stages
+    before = sr.new_leaderboard(store, "multi")
+    old = [(now - 1000 + 10 * s, {"stage": f"Stage {s}", "step": s, "steps": 9}) for s in range(9)]
+    _fake_stages(store, before, old)
+    end = datetime.fromtimestamp(now - 1000 + 90, timezone.utc).isoformat()
+    store.update(before, status="finished", finished_at=end)
+    row = {"strategy": "pooled", "app": 0.2, "kiosk": None, "web": 0.3, "mean": 0.25, "fit_s": 1}
+    store.write_result(before, {"leaderboard": [row], "tables": {}, "paired": [], "notes": []})
     run_id = sr.new_leaderboard(store, "multi")
-    store.append_progress(run_id, {"stage": "Training pooled (2 of 3)", "step": 3, "steps": 9})
+    # this one ran its first 3 stages twice as slowly (20 s each) and is 5 s into stage 4
+    mine = [(now - 65 + 20 * s, {"stage": f"Stage {s}", "step": s, "steps": 9}) for s in range(3)]
+    mine.append((now - 5, {"stage": "Training pooled (2 of 3)", "step": 3, "steps": 9}))
+    mine.append((now - 1, {"epoch": 3, "epochs": 20, "eta_s": 34.0, "loss": 1.5}))
+    _fake_stages(store, run_id, mine)
+    (store.folder(run_id) / "job.log").write_text("INFO x: stage 4 of 9\nINFO x: epoch 3\n")
     # a live process in its own session, naming the run as a job's command line does,
     # stands in for the job's process
     proc = subprocess.Popen(
@@ -190,7 +219,20 @@ def test_a_running_job_shows_its_stage_and_disables_its_button(home):
         assert not at.exception
         assert at.button(key="sc_train").disabled
         progress = [e for e in at.get("progress")]
-        assert progress and "Training pooled (2 of 3)" in str(progress[0].proto)
+        text = progress[0].proto.text.replace("\\", "")
+        assert text == "Stage 4 of 9: Training pooled (2 of 3) — epoch 3 of at most 20"
+        assert progress[0].proto.value == 35  # 3 stages and 3/20 of the fourth, of 9
+        # 33 s left in this stage (the loop's 34 s, 1 s ago), then 5 stages that took 10 s
+        # each before, at this run's measured half speed: 33 + 5 x 20 = 133 s
+        estimate = next(c.value for c in at.caption if "left" in c.value).replace("\\", "")
+        found = re.search(
+            r"About (\d) min (\d+) s left — an estimate from the stage times", estimate
+        )
+        assert found, estimate
+        # (the page renders some seconds after the records were written: the stage's share
+        # shrinks as time passes, never below the 100 s of the stages after it)
+        assert 100 <= 60 * int(found[1]) + int(found[2]) <= 133
+        assert "INFO x: epoch 3" in at.code[0].value
         assert at.button(key=f"cancel_{run_id}").label == "Cancel"
     finally:
         proc.kill()

@@ -109,7 +109,8 @@ def test_report_adds_the_profiles():
         on_stage=lambda text, step, steps: stages.append((text, step, steps)),
     )
     assert out["models"] == ["target_only", "pooled", "multiscenario"]
-    assert [s[1:] for s in stages] == [(0, 4), (1, 4), (2, 4), (3, 4)]  # 3 fits, 1 m value
+    # 3 fits, 1 m value, the profiles (issue 16: every stage of the job is counted)
+    assert [s[1:] for s in stages] == [(k, 5) for k in range(5)]
     assert stages[0][0] == "Training target_only (1 of 3)"
     assert out["profiles"]["same_user_cosine"] == pytest.approx(1.0)
     assert "same_user" not in out["profiles"]  # per-user cosines only when asked for

@@ -18,12 +18,18 @@ would name other users and items).
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Callable
+
 import pandas as pd
 
 from core.data.dataset import Dataset
 from core.data.split import split
+from core.device import threads_for_load
 from core.errors import ParameterError
-from core.models import make_model
+from core.models import available, make_model
+from core.protocols import ProgressEvent
 from core.runs.jobs import Stage
 from core.runs.pipeline import check_dataset, model_params, run_dataset
 from core.runs.store import RunStore
@@ -35,6 +41,7 @@ from core.scenarios.strategies import (
     ScenarioEval,
     compare_strategies,
     leaderboard,
+    strategy_steps,
 )
 from core.scenarios.transfer import MS, check_pair, transfer_report
 from core.storage import write_parquet
@@ -44,6 +51,14 @@ TRANSFER = "transfer"
 RECS = "recs.parquet"
 LEADERBOARD_SPLIT = "loo"
 _AGAIN = "run it again on the new data"
+#: most epochs of a transfer's neural models. Measured on the sample data (bench/RESULTS.md,
+#: "Multi-scenario architectures"): the multiscenario model's lift for users new to shop is
+#: the same after 2 epochs (+0.066) as after 4 (+0.064); its default 30 (and hybrid's 50),
+#: run in full for want of a validation part, made a transfer job take over 30 minutes on a
+#: loaded 2-core CPU (issue 16).
+TRANSFER_EPOCHS = 4
+
+log = logging.getLogger(__name__)
 
 
 def new_leaderboard(
@@ -108,13 +123,25 @@ def new_transfer(
     epochs: int | None = None,
     multiscenario_params: dict | None = None,
 ) -> str:
-    """Check the scenario pair and create a queued transfer job; returns its run id."""
+    """Check the scenario pair and create a queued transfer job; returns its run id.
+
+    The neural models train at most `epochs` epochs (TRANSFER_EPOCHS unless given), stopping
+    earlier on the transfer's validation part.
+    """
     ds = Dataset.load(store.home, dataset)
     check_pair(ds, source, target)
+    capped = {"epochs": TRANSFER_EPOCHS}
     multi = model_params(
-        "multiscenario", multiscenario_params, epochs=epochs, device=device, seed=seed
+        "multiscenario",
+        {**capped, **(multiscenario_params or {})},
+        epochs=epochs,
+        device=device,
+        seed=seed,
     )
     make_model("multiscenario", **multi)
+    hybrid = None
+    if include_hybrid and "hybrid" in available():
+        hybrid = model_params("hybrid", capped, epochs=epochs, device=device, seed=seed)
     params = {
         "source": source,
         "target": target,
@@ -122,6 +149,7 @@ def new_transfer(
         "max_users": int(max_users),
         "include_hybrid": bool(include_hybrid),
         "multiscenario_params": multi,
+        "hybrid_params": hybrid,
     }
     record = {"kind": TRANSFER, "dataset": dataset, "seed": int(seed), "device_request": device}
     record["dataset_fingerprint"] = ds.fingerprint
@@ -132,8 +160,11 @@ def run_leaderboard(store: RunStore, run_id: str, stage: Stage) -> dict:
     """The leaderboard job body: `compare_strategies` on the loo split, stored."""
     record = store.read(run_id)
     p = record["params"]
+    stage = _logged(stage)
+    log.info("torch CPU threads: %d (load average %.1f)", threads_for_load(), os.getloadavg()[0])
     ds = run_dataset(store, record, verb="queued", fix=_AGAIN)
-    stage("Splitting the data (last interaction of each user is the test)", 0, 1)
+    steps = 1 + strategy_steps(top_k=TOP_K)  # the split, then compare_strategies' stages
+    stage("Splitting the data (last interaction of each user is the test)", 0, steps)
     parts = split(ds, record.get("split", LEADERBOARD_SPLIT), seed=int(record["seed"]))
     results = compare_strategies(
         ds,
@@ -143,7 +174,8 @@ def run_leaderboard(store: RunStore, run_id: str, stage: Stage) -> dict:
         multiscenario_params=p.get("multiscenario_params"),
         catalogue=p["catalogue"],
         top_k=TOP_K,
-        on_stage=stage,
+        on_stage=lambda text, step, _: stage(text, step + 1, steps),
+        on_progress=epoch_writer(store, run_id),
     )
     tops = [r.top for r in results.values() if r.top is not None]
     write_parquet(store.folder(run_id) / RECS, pd.concat(tops, ignore_index=True))
@@ -154,6 +186,8 @@ def run_transfer(store: RunStore, run_id: str, stage: Stage) -> dict:
     """The transfer job body: `transfer_report` with the per-user profile cosines."""
     record = store.read(run_id)
     p = record["params"]
+    stage = _logged(stage)
+    log.info("torch CPU threads: %d (load average %.1f)", threads_for_load(), os.getloadavg()[0])
     return transfer_report(
         run_dataset(store, record, verb="queued", fix=_AGAIN),
         p["source"],
@@ -163,9 +197,26 @@ def run_transfer(store: RunStore, run_id: str, stage: Stage) -> dict:
         seed=int(record["seed"]),
         include_hybrid=p["include_hybrid"],
         multiscenario_params=p.get("multiscenario_params"),
+        hybrid_params=p.get("hybrid_params"),
         per_user_profiles=True,
         on_stage=stage,
+        on_progress=epoch_writer(store, run_id),
     )
+
+
+def epoch_writer(store: RunStore, run_id: str) -> Callable[[ProgressEvent], None]:
+    """The `progress` callback a staged job gives the models it trains: each epoch becomes a
+    line of the job's progress.jsonl (as for a training run; `core.runs.stages` reads it
+    under the current stage) and a line of its log."""
+
+    def write(event: ProgressEvent) -> None:
+        store.append_progress(run_id, event.to_dict())
+        loss = "" if event.loss is None else f", loss {event.loss:.4f}"
+        log.info(
+            "epoch %d of at most %d%s (%.1f s)", event.epoch, event.epochs, loss, event.elapsed_s
+        )
+
+    return write
 
 
 def leaderboard_result(
@@ -198,6 +249,16 @@ def recommendations(store: RunStore, run_id: str) -> pd.DataFrame | None:
     check_dataset(store, store.read(run_id), verb="computed", fix=_AGAIN)
     path = store.folder(run_id) / RECS
     return pd.read_parquet(path) if path.exists() else None
+
+
+def _logged(stage: Stage) -> Stage:
+    """`stage` that also writes "stage k of n: …" to the job's log."""
+
+    def both(text: str, step: int, steps: int) -> None:
+        log.info("stage %d of %d: %s", step + 1, steps, text)
+        stage(text, step, steps)
+
+    return both
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:

@@ -94,17 +94,22 @@ def job_status(store: RunStore, run_id: str, log_lines: int = 5) -> dict:
     return {**status, "record": record, "log": _tail(store.folder(run_id) / "job.log", log_lines)}
 
 
-def last_total_s(store: RunStore, dataset: str, kind: str, **params) -> float | None:
-    """Seconds the newest finished `kind` job on `dataset` (with `params`, if given) took,
-    from its own record (timings.total_s); None when none finished."""
+def last_times(store: RunStore, dataset: str, kind: str, **params) -> dict | None:
+    """How long the newest finished `kind` job on `dataset` (with `params`, if given) took:
+    {"total_s": its record's timings.total_s, "stages": [(stage text, seconds), …] longest
+    first}; None when none finished."""
     for record in store.list(dataset, kind=kind):
         mine = record.get("params") or {}
         if record.get("status") != "finished":
             continue
-        if all(mine.get(key) == value for key, value in params.items()):
-            total = (record.get("timings") or {}).get("total_s")
-            if total is not None:
-                return float(total)
+        total = (record.get("timings") or {}).get("total_s")
+        if total is None or not all(mine.get(k) == v for k, v in params.items()):
+            continue
+        events = store.progress(record["run_id"])
+        names = {int(e.get("step", 0)): e["stage"] for e in events if e.get("stage")}
+        took = previous_durations(events, _timestamp(record.get("finished_at")))
+        ranked = sorted(((names[s], t) for s, t in took.items() if s in names), key=lambda x: -x[1])
+        return {"total_s": float(total), "stages": ranked}
     return None
 
 

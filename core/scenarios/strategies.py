@@ -41,7 +41,7 @@ from core.eval.evaluate import evaluate
 from core.eval.ranking import rank_users
 from core.models import make_model
 from core.models.base import as_codes
-from core.protocols import ScenarioAware
+from core.protocols import ProgressFn, ScenarioAware
 
 log = logging.getLogger(__name__)
 
@@ -85,17 +85,26 @@ class PerScenario:
 
     strategy = "per_scenario"
 
-    def __init__(self, base: str = DEFAULT_BASE, **params: Any) -> None:
+    def __init__(self, base: str = DEFAULT_BASE, *, only: int | None = None, **params: Any) -> None:
         self.base = base
+        self.only = only  # one scenario code: the others are never asked (transfer's target)
         self.params = params
         self.notes: list[str] = []
 
-    def fit(self, train: Interactions, valid: Interactions | None = None) -> PerScenario:
+    def fit(
+        self,
+        train: Interactions,
+        valid: Interactions | None = None,
+        progress: ProgressFn | None = None,
+    ) -> PerScenario:
+        """One model per scenario (`progress`: epoch events of a neural base, each in turn)."""
         scenarios = _scenario_names(train)
         self.n_items_ = train.n_items
         self.models_: dict[int, Any] = {}
         self.popularity_: dict[int, torch.Tensor] = {}
         for code, name in enumerate(scenarios):
+            if self.only is not None and code != self.only:
+                continue
             part = in_scenario(train, code)
             counts = np.bincount(part.items, minlength=train.n_items).astype(np.float32)
             self.popularity_[code] = torch.from_numpy(counts / max(1.0, counts.max()))
@@ -106,7 +115,8 @@ class PerScenario:
                 )
                 continue
             v = in_scenario(valid, code) if valid is not None else None
-            self.models_[code] = make_model(self.base, **self.params).fit(part, v)
+            model = make_model(self.base, **self.params)
+            self.models_[code] = model.fit(part, v, progress=_epochs_only(model, progress))
         self.set_history(train)
         return self
 
@@ -140,8 +150,14 @@ class Pooled:
         self.params = params
         self.notes: list[str] = []
 
-    def fit(self, train: Interactions, valid: Interactions | None = None) -> Pooled:
-        self.model_ = make_model(self.base, **self.params).fit(train, valid)
+    def fit(
+        self,
+        train: Interactions,
+        valid: Interactions | None = None,
+        progress: ProgressFn | None = None,
+    ) -> Pooled:
+        model = make_model(self.base, **self.params)
+        self.model_ = model.fit(train, valid, progress=_epochs_only(model, progress))
         return self
 
     def set_history(self, known: Interactions) -> None:
@@ -162,14 +178,19 @@ class ScenarioModelStrategy:
         self.params = params
         self.notes: list[str] = []
 
-    def fit(self, train: Interactions, valid: Interactions | None = None) -> ScenarioModelStrategy:
+    def fit(
+        self,
+        train: Interactions,
+        valid: Interactions | None = None,
+        progress: ProgressFn | None = None,
+    ) -> ScenarioModelStrategy:
         model = make_model(self.model_name, **self.params)
         if not isinstance(model, ScenarioAware):
             raise ParameterError(
                 f"Model '{self.model_name}' does not know the scenario of a request; use "
                 "'multiscenario' for this strategy."
             )
-        self.model_ = model.fit(train, valid)
+        self.model_ = model.fit(train, valid, progress=_epochs_only(model, progress))
         return self
 
     def set_history(self, known: Interactions) -> None:
@@ -256,14 +277,17 @@ def compare_strategies(
     catalogue: str = "scenario",
     top_k: int = TOP_K,
     on_stage: StageFn | None = None,
+    on_progress: ProgressFn | None = None,
 ) -> dict[str, ScenarioEval]:
     """Fit every strategy on `split.train`, evaluate it per scenario on the test part, and
     (top_k > 0) rank every user's top `top_k` per scenario into `ScenarioEval.top`.
 
     Top lists break ties with the split's seed, so one call gives one set of lists.
+    `on_stage` hears each of the `strategy_steps` stages, `on_progress` the epochs of the
+    neural models while they train.
     """
     say = on_stage or _quiet
-    steps = len(strategies) * (3 if top_k else 2)
+    steps = strategy_steps(strategies, top_k)
     step = 0
     out = {}
     for i, name in enumerate(strategies, 1):
@@ -274,7 +298,7 @@ def compare_strategies(
         strategy = make_strategy(name, base, **params)
         say(f"Training {name} ({i} of {len(strategies)})", step, steps)
         tick = time.perf_counter()
-        strategy.fit(split.train, split.valid)
+        strategy.fit(split.train, split.valid, progress=on_progress)
         fit_s = time.perf_counter() - tick
         say(f"Evaluating {name} in each scenario", step + 1, steps)
         result = evaluate_by_scenario(strategy, split, catalogue=catalogue)
@@ -286,6 +310,11 @@ def compare_strategies(
         out[name] = result
         log.info("%s: mean ndcg@10 %.4f (fit %.1fs)", name, result.mean(), fit_s)
     return out
+
+
+def strategy_steps(strategies=STRATEGIES, top_k: int = TOP_K) -> int:
+    """How many stages `compare_strategies` reports: train, evaluate (and rank) each one."""
+    return len(strategies) * (3 if top_k else 2)
 
 
 def scenario_top_lists(
@@ -390,6 +419,12 @@ class _ScenarioView:
     def item_embeddings(self) -> None:
         """No item vectors of its own: diversity falls back to categories."""
         return None
+
+
+def _epochs_only(model: Any, progress: ProgressFn | None) -> ProgressFn | None:
+    """`progress` for a model trained by the epoch loop; None for a closed-form one (EASE's
+    λ search is not epochs, and a stage line must not call it so)."""
+    return progress if model.trains_with_loop else None
 
 
 def _quiet(text: str, step: int, steps: int) -> None:

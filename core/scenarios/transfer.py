@@ -3,10 +3,12 @@
 Protocol (`transfer_experiment`): test users are active in the source scenario (at least
 `min_source` interactions) and have at least `max(ms) + min_truth` interactions in the
 target. Every model is trained once, with *all* of the test users' target interactions
-withheld. Then for each m in `ms` the test users' first m target interactions (by time)
-join the known history (fold-in: the model reads them at scoring time, as a deployed model
-meets a user who just arrived) and the rest of their target history is the truth, ranked
-against the target scenario's catalogue with `core.eval.evaluate`.
+withheld; the neural ones stop early on a validation part, the last target interaction of
+every other user with at least two there (also withheld). Then for each m in `ms` the test
+users' first m target interactions (by time) join the known history (fold-in: the model
+reads them at scoring time, as a deployed model meets a user who just arrived) and the rest
+of their target history is the truth, ranked against the target scenario's catalogue
+with `core.eval.evaluate`.
 
 Models compared on the same users: `target_only` (the base model trained on the target
 scenario alone; a user with no target history gets the target's popularity list),
@@ -34,6 +36,7 @@ from core.errors import ParameterError, RecScopeError
 from core.eval.evaluate import evaluate
 from core.eval.significance import paired_compare
 from core.models import available
+from core.protocols import ProgressFn
 from core.scenarios.strategies import (
     DEFAULT_BASE,
     PerScenario,
@@ -61,14 +64,21 @@ def transfer_experiment(
     models=MODELS,
     base: str = DEFAULT_BASE,
     multiscenario_params: dict | None = None,
+    hybrid_params: dict | None = None,
     max_users: int = 500,
     min_source: int = 3,
     min_truth: int = 2,
     n_boot: int = 1000,
     seed: int = 42,
     on_stage: StageFn | None = None,
+    on_progress: ProgressFn | None = None,
+    extra_steps: int = 0,
 ) -> dict:
-    """Run the transfer protocol; a JSON-ready dict (see `transfer_report` for the keys)."""
+    """Run the transfer protocol; a JSON-ready dict (see `transfer_report` for the keys).
+
+    `on_stage` hears a stage per model trained and per m ranked (of `extra_steps` more that
+    the caller reports after), `on_progress` the epochs of the neural models.
+    """
     say = on_stage or _quiet
     src, tgt = check_pair(dataset, source, target)
     ms = sorted({int(m) for m in ms})
@@ -92,15 +102,17 @@ def transfer_experiment(
     is_test[eligible] = True
     held = is_test[frame[S.USER].to_numpy()] & (scen == tgt)  # rows withheld from training
     rank_in_target = frame[held].groupby(S.USER, sort=False).cumcount().to_numpy()
-    train = _part(dataset, frame[~held])
+    checks = _validation_rows(frame, scen == tgt, is_test)
+    train, valid = _part(dataset, frame[~held & ~checks]), _part(dataset, frame[checks])
     models = [m for m in models if m != "hybrid" or "hybrid" in available()]
 
     fitted, fit_s = {}, {}
-    steps = len(models) + len(ms)
+    steps = len(models) + len(ms) + extra_steps
     for i, name in enumerate(models):
         say(f"Training {name} ({i + 1} of {len(models)})", i, steps)
         tick = time.perf_counter()
-        fitted[name] = _fit(name, train, src, tgt, base, multiscenario_params or {})
+        params = (hybrid_params if name == "hybrid" else multiscenario_params) or {}
+        fitted[name] = _fit(name, train, valid, base, params, on_progress, target=tgt)
         fit_s[name] = round(time.perf_counter() - tick, 3)
     mask = scenario_catalogues(dataset)[tgt]
     import torch  # local: only the scoring views need it
@@ -137,13 +149,16 @@ def transfer_experiment(
         "ms": ms,
         "models": models,
         "n_test_users": int(len(eligible)),
+        "n_valid_users": int(checks.sum()),
         "fit_s": fit_s,
         "curves": curves,
         "protocol": (
             f"{len(eligible)} users active in '{source}' with >= {ms[-1] + min_truth} "
             f"interactions in '{target}'; models trained once without their '{target}' "
-            f"history; at each m their first m '{target}' interactions are known and the "
-            f"rest is ranked against the '{target}' catalogue; lift = mean per-user "
+            f"history (the neural ones stop early on the last '{target}' interaction of "
+            f"{int(checks.sum())} other users, held out); at each m their first m "
+            f"'{target}' interactions are known and the rest is ranked against the "
+            f"'{target}' catalogue; lift = mean per-user "
             f"{METRIC} minus target_only, 95% paired bootstrap CI."
         ),
     }
@@ -216,8 +231,10 @@ def transfer_report(
     seed: int = 42,
     include_hybrid: bool = True,
     multiscenario_params: dict | None = None,
+    hybrid_params: dict | None = None,
     per_user_profiles: bool = False,
     on_stage: StageFn | None = None,
+    on_progress: ProgressFn | None = None,
 ) -> dict:
     """`recscope transfer --source S --target T --json`: the experiment plus profiles.
 
@@ -235,10 +252,15 @@ def transfer_report(
         models=models,
         base=base,
         multiscenario_params=multiscenario_params,
+        hybrid_params=hybrid_params,
         max_users=max_users,
         seed=seed,
         on_stage=on_stage,
+        on_progress=on_progress,
+        extra_steps=1,
     )
+    steps = len(out["models"]) + len(out["ms"]) + 1
+    (on_stage or _quiet)("Comparing each user's interests in the two scenarios", steps - 1, steps)
     sim = profile_similarity(dataset, source, target)
     if sim is not None and not per_user_profiles:
         sim = {k: v for k, v in sim.items() if k not in ("same_user", "random_pairs")}
@@ -271,24 +293,51 @@ def _part(dataset: Dataset, frame: pd.DataFrame) -> Interactions:
     return Interactions(frame.reset_index(drop=True), dataset.n_users, dataset.n_items, dataset)
 
 
-def _fit(name: str, train: Interactions, src: int, tgt: int, base: str, ms_params: dict):
-    """A fitted strategy object with `score_scenario`."""
+def _validation_rows(frame: pd.DataFrame, in_target: np.ndarray, is_test: np.ndarray):
+    """(rows,) bool: the last target interaction of every user outside the test who has at
+    least two there — the validation part on which the neural models stop early (without
+    one they always ran their maximum epochs: 30 and 50, most of a transfer job's time)."""
+    users = frame[S.USER].to_numpy()
+    candidates = in_target & ~is_test[users]
+    count = np.bincount(users[candidates], minlength=len(is_test))
+    order = frame[candidates].groupby(S.USER, sort=False).cumcount().to_numpy()  # time order
+    out = np.zeros(len(frame), dtype=bool)
+    out[np.flatnonzero(candidates)] = (order == count[users[candidates]] - 1) & (
+        count[users[candidates]] >= 2
+    )
+    return out
+
+
+def _fit(
+    name: str,
+    train: Interactions,
+    valid: Interactions,
+    base: str,
+    params: dict,
+    progress: ProgressFn | None = None,
+    *,
+    target: int,
+):
+    """A fitted strategy object with `score_scenario` (`params`: the neural model's). Only
+    the neural models see `valid` (early stopping); EASE would spend it on a λ search the
+    transfer never asked for."""
     if name == "target_only":  # its target model saw the target's interactions alone
-        return PerScenario(base).fit(train)
+        return PerScenario(base, only=target).fit(train, progress=progress)
     if name == "pooled":
-        return Pooled(base).fit(train)
+        return Pooled(base).fit(train, progress=progress)
     if name == "multiscenario":
-        return ScenarioModelStrategy("multiscenario", **ms_params).fit(train)
+        model = ScenarioModelStrategy("multiscenario", **params)
+        return model.fit(train, valid, progress=progress)
     if name == "hybrid":
-        return _Unaware("hybrid").fit(train)
+        return _Unaware("hybrid", **params).fit(train, valid, progress=progress)
     raise ParameterError(f"Transfer model '{name}' is unknown; use one of {', '.join(MODELS)}.")
 
 
 class _Unaware(Pooled):
-    """A registry model with default parameters, the scenario ignored (e.g. hybrid)."""
+    """A registry model, the scenario ignored (e.g. hybrid)."""
 
-    def __init__(self, model: str) -> None:
-        super().__init__(model)
+    def __init__(self, model: str, **params) -> None:
+        super().__init__(model, **params)
         self.strategy = model
 
 
