@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
+from core.runs.jobs import FORCE_AFTER_S
 from core.runs.stages import format_seconds
 
 #: the Split box's options, short enough to read whole in a third of the page
@@ -24,6 +25,11 @@ QUEUE_NOTE = (
     "itemknn, ease) fit in seconds to a minute, so they run beside a long neural training "
     "instead of waiting behind it. Runs of the last {hours} hours stay here with how they "
     "ended until you dismiss them."
+)
+#: the help of Cancel once a cancel was asked for (core.runs.jobs.cancel_job)
+CANCEL_AGAIN = (
+    f"The run stops at its next batch. If it is stuck, a second Cancel more than "
+    f"{FORCE_AFTER_S:.0f} s after the first stops its process at once."
 )
 HEADLINE = ["ndcg@10", "recall@10", "hit@10", "mrr@10", "coverage@10", "novelty@10"]
 

@@ -136,12 +136,13 @@ def _run_panel(store: RunStore, record: dict) -> None:
         head, button = st.columns([5, 1])
         head.markdown(f"**{record['model']}** · `{run_id}` · {status}")
         if status in jobs.ACTIVE:
+            again = bool(record.get("cancel_requested"))
             button.button(
-                "Cancel",
+                "Cancel again" if again else "Cancel",
                 key=f"cancel_{run_id}",
-                disabled=bool(record.get("cancel_requested")),
                 on_click=jobs.cancel_job,
                 args=(store, run_id),
+                help=VT.CANCEL_AGAIN if again else None,
             )
         else:
             button.button(

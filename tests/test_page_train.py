@@ -174,6 +174,11 @@ def test_ended_runs_stay_with_their_outcome_across_sessions_until_dismissed(home
         assert [h.split(" · ")[-1] for h in _card_heads(page)] == ["running"]
         assert not page.dataframe
     assert store.read(ids["ease"]).get("dismissed_at") is None  # a running run stays
+    store.update(ids["ease"], cancel_requested=True)  # asked; the process has not stopped yet
+    at.run()
+    assert _bar_text(at, ids["ease"]) == "Cancelling — it stops at the next batch."
+    again = at.button(key=f"cancel_{ids['ease']}")
+    assert again.label == "Cancel again" and again.help == VT.CANCEL_AGAIN
 
 
 def test_all_gpus_is_offered_past_one_gpu_and_reaches_the_neural_runs(
