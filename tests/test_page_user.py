@@ -267,3 +267,17 @@ def test_interest_profile_section_sits_on_the_explorer(runs, home):
     assert "Drift (total variation)" in [m.label for m in at.metric]
     follows = [m.value for m in at.markdown if "'s top 10 follows this user's" in m.value]
     assert len(follows) == 2  # one sentence per chosen run (ease and pop)
+
+
+def test_pop_explanation_is_one_sentence_not_zero_bars(runs):
+    """Issue 16 point 9: pop's SHAP view drew 21 zero bars on a '0 100p 200p' axis."""
+    at = _app().run()
+    at.selectbox(key="user_explain_run").set_value(runs["pop"]).run()
+    assert not at.exception
+    (info,) = [i.value for i in at.info if "scores every user the same" in i.value]
+    assert "nothing in the user's history changes it" in info
+    titles = [json.loads(e.proto.spec)["layout"]["title"]["text"] for e in at.get("plotly_chart")]
+    assert not any(t.startswith(("From the base value", "What moved the score")) for t in titles)
+    at.selectbox(key="user_explain_run").set_value(runs["ease"]).run()
+    water = _figure(at, "From the base value to the score")
+    assert water["layout"]["xaxis"]["tickformat"].endswith("~f")  # no SI suffixes
