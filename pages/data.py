@@ -12,7 +12,7 @@ from core.data.ingest.ingest import FORMATS, ingest, name_for_file
 from core.data.schema import ColumnMapping
 from core.data.text import text_source
 from core.runs.store import workspace_home
-from dashboard import cache, charts, shell, widgets
+from dashboard import cache, charts, shell, tables, widgets
 from dashboard import views_data as VD
 from dashboard.data_dirs import allowed_path, check_companions, data_dirs
 from dashboard.text import md
@@ -76,15 +76,15 @@ def _add_dataset(home: Path) -> None:
         raw, detected = cache.raw_path(home, source, format=fmt, limit=PREVIEW_ROWS)
     filename = source[1] if isinstance(source, tuple) else source.name
     st.write(f"**Preview** — the first rows as read (*{detected}*), before any cleaning:")
-    st.dataframe(raw, hide_index=True)
+    shown, config = tables.readable(raw, {})  # an empty cell reads "—", not "None"
+    st.dataframe(shown, hide_index=True, column_config=config)
     for note in raw.attrs.get("notes", []):  # how the file was decoded, when it was a guess
         st.caption(md(note))
     mapping, min_rating, date_format = _mapping(list(raw.columns), detected)
     # the default is a name no stored dataset has (ml-100k for u.data, ratings-2, …); two
     # sessions that pick the same name anyway are told by ingest, which never replaces unless
-    # asked. A server path's folder names it too (ml-10M100K/ratings.dat), as in the CLI.
-    on_disk = None if isinstance(source, tuple) else source
-    default = free_name(home, name_for_file(filename, on_disk))
+    # asked
+    default = free_name(home, name_for_file(filename))
     name = st.text_input("Dataset name", value=default, key=f"name_{filename}").strip()
     replace, taken = False, name in list_datasets(home)
     if taken:

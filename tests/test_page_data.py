@@ -93,6 +93,7 @@ def test_upload_map_and_create(home, planted_dataset, tmp_path):
     preview = at.dataframe[0].value
     assert list(preview.columns) == ["user", "movie", "stars", "when", "device"]
     assert len(preview) == 6
+    assert preview["user"].iloc[-1] == "—"  # issue 16: an empty cell, never a raw "None"
     assert _by_label(at.selectbox, "User column").value == "user"
     assert _by_label(at.selectbox, "Item column").value == "movie"
     assert _by_label(at.selectbox, "Rating column").value == "stars"
