@@ -102,4 +102,7 @@ def _estimate(status: dict) -> str:
             f"{ran} About {left} left in this stage — an estimate {status['stage_basis']}; "
             "no earlier run of this job on this data to estimate the stages after it."
         )
-    return f"{ran} No estimate yet: no stage of this kind has been timed on this data."
+    return (
+        f"{ran} No estimate yet: nothing in this stage has been timed so far, and no earlier "
+        "run of this job on this data has finished to go by."
+    )

@@ -177,6 +177,8 @@ def test_buttons_launch_jobs_in_the_run_store(home, monkeypatch):
         ("transfer", "multi", "queued"),
     ]
     assert records[1]["params"]["source"] == "app" and records[1]["params"]["target"] == "kiosk"
+    # issue 16: the slowest model of a transfer is left out unless asked for
+    assert records[1]["params"]["include_hybrid"] is False
 
 
 def _fake_stages(store: RunStore, run_id: str, lines: list[tuple[float, dict]]) -> None:
