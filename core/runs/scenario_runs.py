@@ -11,6 +11,12 @@ folder: result.json, and for the leaderboard recs.parquet (strategy, scenario, u
 rank, item_code). File names are fixed: no scenario name or other user string becomes a
 path.
 
+Progress goes through the one job system: each stage is a progress.jsonl line numbered over
+the whole job ("stage k of n"), and while a stage trains a neural model its epochs are lines
+too (`epoch_writer`), both also in job.log; `core.runs.stages` turns them into what the page
+shows and a measured estimate of the time left. On a loaded CPU a job runs torch on one
+thread (`core.device.threads_for_load`).
+
 A job records its dataset's fingerprint like a training run; a job body, `result` and
 `recommendations` refuse with one sentence when that dataset was replaced since (its codes
 would name other users and items).
