@@ -84,9 +84,11 @@ def shap_waterfall(
     values = [float(base_value)] + shown["value"].astype(float).tolist()
     measures = ["absolute"] + ["relative"] * len(shown)
     if len(rest):
-        labels.append(f"{len(rest)} other feature{'s' if len(rest) != 1 else ''}")
         largest = float(rest["value"].astype(float).abs().max())
-        full.append(f"{labels[-1]}, each at most {largest:.3g} either way")
+        many = f"{len(rest)} other feature{'s' if len(rest) != 1 else ''}"
+        # many small items can add up to a long bar: say that each one is small
+        labels.append(f"{many}<br>(each within ±{largest:.3g})")
+        full.append(f"{many}, each within ±{largest:.3g}")
         values.append(float(rest["value"].sum()))
         measures.append("relative")
     labels.append("Score")
@@ -272,8 +274,8 @@ def _wrap_label(text: str) -> str:
 
 
 def _bars_height(labels: list[str]) -> int:
-    """Room for every bar and its wrapped label (about 16 px a line, 30 px at least a bar)."""
-    rows = sum(max(30, 16 * (label.count("<br>") + 1) + 8) for label in labels)
+    """Room for every bar and its wrapped label (about 19 px a line, 32 px at least a bar)."""
+    rows = sum(max(32, 19 * (label.count("<br>") + 1) + 12) for label in labels)
     return max(HEIGHT, rows + 110)
 
 

@@ -222,6 +222,7 @@ def top_list_columns() -> dict:
         "#": st.column_config.TextColumn("#", width=50, help=f"{U.HIT} = a held-out item"),
         "score": st.column_config.NumberColumn("Score", format="%.3f", width=60),
         "title": st.column_config.TextColumn("Title", width="medium"),
+        "category": st.column_config.TextColumn("Category"),
     }
 
 

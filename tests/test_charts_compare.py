@@ -40,7 +40,7 @@ def test_waterfall_bars_sum_to_the_score_with_the_rest_grouped():
     # largest |value| first, then the other three features as one bar
     assert list(bars.x[1:4]) == [0.5, -0.3, 0.2]
     assert bars.x[4] == pytest.approx(0.05 - 0.01 + 0.02)
-    assert bars.y[4] == "3 other features"
+    assert bars.y[4] == "3 other features<br>(each within ±0.05)"
     assert bars.y[0] == "Base value (nothing known)" and bars.y[-1] == "Score"
     assert sum(bars.x[:-1]) == pytest.approx(score)
     assert bars.x[-1] == pytest.approx(0.56)
