@@ -159,9 +159,11 @@ def _transfer(store: RunStore, name: str, ds) -> None:
         "Also compare the text two-tower model (hybrid)",
         value=False,
         key="sc_hybrid",
-        help="The longest training of the job: on the sample data on a 2-core CPU at load "
-        "average ~16 one hybrid epoch took 188 s (at most 4 run) against 35 s for the "
-        "scenario-aware model's (measured for issue 16), so it is left out unless asked for.",
+        help="The longest training of the job by far: on the sample data on a 2-core CPU at "
+        "load average 10-16 one hybrid epoch took 190-300 s against 35-56 s for the "
+        "scenario-aware model's, and it still improved after 4 epochs (it runs until its "
+        "validation score stops improving, up to 50). Measured for issue 16; left out "
+        "unless asked for.",
     )
     pair = {"source": source, "target": target}
     done = jobs.latest_job(store, name, sr.TRANSFER, finished=True, **pair)
