@@ -103,7 +103,7 @@ def embedding_map(
         template="plotly_white",
         height=MAP_HEIGHT,
         margin={"l": 10, "r": 10, "t": 50, "b": 10},
-        legend={"title": {"text": COLOR_BY[color_by]}, "itemsizing": "constant"},
+        legend={"title": {"text": _legend_title(table, color_by)}, "itemsizing": "constant"},
         dragmode="pan",
         clickmode="event+select",
     )
@@ -135,6 +135,13 @@ def neighbor_scores(frame: pd.DataFrame, title: str) -> go.Figure:
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(title_text="similarity score")
     return fig
+
+
+def _legend_title(table: pd.DataFrame, color_by: str) -> str:
+    """'First genre' when items have several genres (each point takes one colour)."""
+    if color_by == "category" and "genres" in table.columns:
+        return "First genre"
+    return COLOR_BY[color_by]
 
 
 def _points(part: pd.DataFrame) -> dict:

@@ -44,6 +44,10 @@ def test_u_item_genres_all_kept_and_the_text_said_to_be_built(tmp_path: Path, ho
     code = int(loaded.item_codes(["50"])[0])
     assert facts.loc[code, "genres"] == "Action, Adventure, Romance, Sci-Fi, War"
     assert facts.loc[code, "category"] == "Action"  # the map colours by the first
+    from dashboard.charts_items import embedding_map as draw
+
+    legend = draw(facts.assign(x=0.0, y=0.0)).layout.legend.title.text
+    assert legend == "First genre"
     assert VI.card_line(loaded, facts, code) == (
         "Item id 50 · genres: Action, Adventure, Romance, Sci\\-Fi, War"
     )
