@@ -171,8 +171,8 @@ def _transfer(store: RunStore, name: str, ds) -> None:
     start = partial(sr.new_transfer, store, name, source, target, include_hybrid=hybrid)
     job_controls(store, newest, "Measure transfer", "sc_transfer", start)
     if newest is None or newest.get("status") not in jobs.ACTIVE:
-        took = stages.last_times(store, name, sr.TRANSFER, **pair)
-        took = took or stages.last_times(store, name, sr.TRANSFER)
+        took = stages.last_times(store, name, sr.TRANSFER, **pair, include_hybrid=hybrid)
+        took = took or stages.last_times(store, name, sr.TRANSFER, include_hybrid=hybrid)
         st.caption(_how_long(took, "transfer measurement"))
     if done is None:
         st.text(f"Not measured yet for {source} → {target}: press the button.")
@@ -200,8 +200,8 @@ def _how_long(took: dict | None, what: str) -> str:
             f"No {what} has run on this dataset yet, so there is no measured time to go by; "
             "once it starts, its stages and an estimate of the time left are shown here."
         )
-    longest = ", ".join(f"{s} {stages.format_seconds(t)}" for s, t in took["stages"][:2])
-    most = f"; most of it went to {longest}" if longest else ""
+    longest = "; ".join(f"{s}: {stages.format_seconds(t)}" for s, t in took["stages"][:2])
+    most = f" — most of it went to {longest}" if longest else ""
     return (
         f"The last {what} on this dataset took {stages.format_seconds(took['total_s'])} "
         f"(measured{most}). Training the neural models is the long part; a machine busy "

@@ -115,6 +115,9 @@ def test_leaderboard_transfer_and_user_view_from_finished_jobs(home):
     assert not at.exception
     text = _texts(at)
     assert "kiosk has fewer than" in text  # the tiny-scenario note
+    # issue 16: how long it takes is the last run's measured time and its longest stages
+    assert re.search(r"The last leaderboard on this dataset took \d+ s \(measured — most", text)
+    assert "No transfer measurement has run on this dataset yet" in text
     board = next(
         df.value
         for df in at.dataframe
