@@ -140,7 +140,9 @@ def test_explain_on_an_edited_history_is_additive_and_exact_for_ease(runs, home)
     edited = apply_edit(history, HistoryEdit(added=(added,), removed=(int(history[-1]),)))
     result = what_if(model, user, history, HistoryEdit((added,), (int(history[-1]),)), 10)
     item = int(result.items[0])
-    exp = explain(loaded, user, item, max_history=50, history=edited)
+    exp = explain(loaded, user, item, max_history=50, history=edited, group=False)
+    grouped = explain(loaded, user, item, max_history=50, history=edited)  # small ones as one
+    assert grouped.total == pytest.approx(exp.score, abs=1e-6)
     on_edited = model.score_histories([edited], np.array([item]), user)[0, 0]
     assert exp.method == "closed_form"
     assert exp.score == pytest.approx(on_edited, abs=1e-6)
