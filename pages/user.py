@@ -43,7 +43,7 @@ def render() -> None:
         st.info(f"No finished run on '{md(dataset)}' yet — train a model on the Train page.")
         return
     records = widgets.pick_runs(
-        "Runs", finished, key="user_runs", limit=5, minimum=1, too_few="Pick at least one run.",
+        "Runs", finished, key="user_runs", limit=3, minimum=1, too_few="Pick at least one run.",
         what="shown side by side",
         help="Their top lists are shown side by side; they must share the split.",
     )  # fmt: skip
