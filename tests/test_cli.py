@@ -178,3 +178,17 @@ def test_scenario_job_errors_are_one_line(home, capsys, planted_dataset, argv, f
     code, out, err = run_cli(capsys, *argv, "--json")
     assert code == 2 and out is None
     assert err.startswith("error: ") and fragment in err and err.count("\n") == 1
+
+
+def test_transfer_leaves_the_text_model_out_unless_asked():
+    """Issue 16: as on the Scenarios page, `recscope transfer` trains the slow text model only
+    with --hybrid (an epoch of it took 190-300 s on the sample data)."""
+    from core.cli.parser import build_parser
+
+    parse = build_parser().parse_args
+    base = ["transfer", "--dataset", "d", "--source", "a", "--target", "b"]
+    assert parse(base).hybrid is False
+    assert parse([*base, "--hybrid"]).hybrid is True
+    assert parse([*base, "--no-hybrid"]).hybrid is False
+    with pytest.raises(SystemExit):
+        parse([*base, "--hybrid", "--no-hybrid"])

@@ -308,7 +308,7 @@ def cmd_transfer(args) -> dict:
         ms=tuple(sorted(set(args.m))) if args.m else MS,
         max_users=args.max_users,
         seed=args.seed,
-        include_hybrid=not args.no_hybrid,
+        include_hybrid=bool(args.hybrid),
         device=args.device,
         epochs=args.epochs,
     )

@@ -143,7 +143,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--m", type=non_negative_int, action="append", help="target interactions kept (repeat)"
     )
     p.add_argument("--max-users", type=positive_int, default=500)
-    p.add_argument("--no-hybrid", action="store_true", help="leave the text model out")
+    # the text two-tower is opt-in, as on the Scenarios page: an epoch of it took 190-300 s on
+    # the sample data against ~35 s for the scenario-aware model (issue 16)
+    text_model = p.add_mutually_exclusive_group()
+    text_model.add_argument(
+        "--hybrid", action="store_true", help="also train the text model (slow on a CPU)"
+    )
+    text_model.add_argument(
+        "--no-hybrid", action="store_true", help="leave the text model out (the default)"
+    )
     _job_options(p)
 
     group = sub.add_parser("scenarios", help="Scenario analyses (see its subcommands).")

@@ -125,7 +125,7 @@ def new_transfer(
     ms=MS,
     max_users: int = 500,
     seed: int = 42,
-    include_hybrid: bool = True,
+    include_hybrid: bool = False,
     device: str = "auto",
     epochs: int | None = None,
     multiscenario_params: dict | None = None,
