@@ -8,6 +8,8 @@ import fcntl
 import numpy as np
 import pandas as pd
 
+from core.data import schema as S
+from core.data.dataset import Dataset
 from core.runs.store import RunStore
 from core.storage import write_parquet
 
@@ -69,3 +71,21 @@ def plotly_values(array) -> list:
     if isinstance(array, dict) and "bdata" in array:
         return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"]).tolist()
     return list(array)
+
+
+def mirror_scenarios(n_users: int = 60) -> Dataset:
+    """Two scenarios with the same two tastes: users 0-29 like A-items in both, others B; items
+    of taste A are category "alpha", B "beta" (the transfer and scenario-job tests' data)."""
+    rng = np.random.default_rng(5)
+    rows = []
+    for u in range(n_users):
+        taste = "A" if u < n_users // 2 else "B"
+        t = 0
+        for scen in ("feed", "shop"):
+            for j in rng.choice(8, size=7, replace=False):
+                rows.append((f"u{u}", f"{scen}{taste}{j}", u * 100 + t, scen))
+                t += 1
+    items = pd.DataFrame({S.ITEM_ID: sorted({r[1] for r in rows})})
+    items[S.CATEGORY] = np.where(items[S.ITEM_ID].str.contains("A"), "alpha", "beta")
+    frame = pd.DataFrame(rows, columns=[S.USER_ID, S.ITEM_ID, S.TIMESTAMP, S.SCENARIO])
+    return Dataset.from_frames("mirror", frame, items)

@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
-import pandas as pd
 import pytest
 import torch
 
-from core.data import schema as S
-from core.data.dataset import Dataset
 from core.runs import jobs, stages
 from core.runs import scenario_runs as sr
 from core.runs.store import RunStore
+from tests.helpers import mirror_scenarios
 
 
 @pytest.fixture(autouse=True)
@@ -26,24 +23,9 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-def _mirror(n_users: int = 60) -> Dataset:
-    """Two scenarios with the same two tastes: users 0-29 like A-items in both, others B."""
-    rng = np.random.default_rng(5)
-    rows = []
-    for u in range(n_users):
-        taste = "A" if u < n_users // 2 else "B"
-        t = 0
-        for scen in ("feed", "shop"):
-            for j in rng.choice(8, size=7, replace=False):
-                rows.append((f"u{u}", f"{scen}{taste}{j}", u * 100 + t, scen))
-                t += 1
-    frame = pd.DataFrame(rows, columns=[S.USER_ID, S.ITEM_ID, S.TIMESTAMP, S.SCENARIO])
-    return Dataset.from_frames("mirror", frame)
-
-
 def test_transfer_job_writes_stages_and_epochs_that_read_as_stage_k_of_n(home, caplog):
     caplog.set_level(logging.INFO)  # as the CLI's logging does: job.log gets INFO lines
-    _mirror().save(home)
+    mirror_scenarios().save(home)
     store = RunStore(home)
     run_id = sr.new_transfer(
         store,

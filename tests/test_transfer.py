@@ -13,6 +13,7 @@ from core.data import schema as S
 from core.data.dataset import Dataset
 from core.errors import ParameterError, RecScopeError
 from core.scenarios.transfer import profile_similarity, transfer_experiment, transfer_report
+from tests.helpers import mirror_scenarios
 
 
 @pytest.fixture(autouse=True)
@@ -23,25 +24,8 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-def _mirror(n_users: int = 60) -> Dataset:
-    """Two scenarios with the same two tastes: users 0-29 like A-items in both, others B."""
-    rng = np.random.default_rng(5)
-    rows = []
-    for u in range(n_users):
-        taste = "A" if u < n_users // 2 else "B"
-        t = 0
-        for scen in ("feed", "shop"):
-            for j in rng.choice(8, size=7, replace=False):
-                rows.append((f"u{u}", f"{scen}{taste}{j}", u * 100 + t, scen))
-                t += 1
-    items = pd.DataFrame({S.ITEM_ID: sorted({r[1] for r in rows})})
-    items[S.CATEGORY] = np.where(items[S.ITEM_ID].str.contains("A"), "alpha", "beta")
-    frame = pd.DataFrame(rows, columns=[S.USER_ID, S.ITEM_ID, S.TIMESTAMP, S.SCENARIO])
-    return Dataset.from_frames("mirror", frame, items)
-
-
 def test_protocol_hides_target_history_and_reports_lift():
-    ds = _mirror()
+    ds = mirror_scenarios()
     out = transfer_experiment(
         ds,
         "feed",
@@ -69,7 +53,7 @@ def test_protocol_hides_target_history_and_reports_lift():
 
 
 def test_errors_name_the_problem():
-    ds = _mirror()
+    ds = mirror_scenarios()
     with pytest.raises(ParameterError, match="'cinema' is not in dataset"):
         transfer_experiment(ds, "feed", "cinema")
     with pytest.raises(ParameterError, match="both 'feed'"):
@@ -87,7 +71,7 @@ def test_errors_name_the_problem():
 
 
 def test_profile_similarity_same_user_vs_random():
-    ds = _mirror()
+    ds = mirror_scenarios()
     sim = profile_similarity(ds, "feed", "shop")
     # each user's category mix is identical in both scenarios (cosine 1); random pairs
     # share the taste half of the time (cosine 1) and differ otherwise (cosine 0)
@@ -99,7 +83,7 @@ def test_profile_similarity_same_user_vs_random():
 def test_report_adds_the_profiles():
     stages = []
     out = transfer_report(
-        _mirror(),
+        mirror_scenarios(),
         "feed",
         "shop",
         ms=(0,),
