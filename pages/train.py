@@ -14,7 +14,7 @@ from core.runs import jobs, recent
 from core.runs.pipeline import new_run
 from core.runs.progress import progress_summary
 from core.runs.store import RunStore, workspace_home
-from dashboard import charts, selection, shell, widgets
+from dashboard import charts, selection, shell, tables, widgets
 from dashboard import views_train as VT
 from dashboard.text import md
 
@@ -120,7 +120,8 @@ def _live(store: RunStore, name: str) -> None:
     if finished:
         st.subheader("Results on the test split")
         st.caption(finished[0].get("excluded", ""))
-        st.dataframe(VT.results_table(finished), hide_index=True, width="stretch")
+        table, config = tables.readable(VT.results_table(finished), _results_columns())
+        st.dataframe(table, hide_index=True, width="stretch", column_config=config)
         st.page_link(
             st.Page(lambda: None, url_path="runs"),
             label="All runs, with every metric: open the Runs page",
@@ -159,3 +160,15 @@ def _run_panel(store: RunStore, record: dict) -> None:
                 width="stretch",
                 key=f"curve_{run_id}_{len(events)}",
             )
+
+
+def _results_columns() -> dict:
+    """The results table's columns: metric names as on the Runs page, fit time to 0.1 s."""
+    return {
+        "model": st.column_config.TextColumn("Model"),
+        "run": st.column_config.TextColumn("Run"),
+        **widgets.metric_columns(VT.HEADLINE),
+        "fit (s)": st.column_config.NumberColumn(
+            "Fit (s)", format="%.1f", help="Seconds of training"
+        ),
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 from streamlit.testing.v1 import AppTest
@@ -66,6 +67,11 @@ def test_start_two_models_and_see_their_results(home, planted_dataset):
     pop = table.set_index("model").loc["pop", "ndcg@10"]
     assert ease > pop
     assert any("Finished in" in p.proto.text for p in at.get("progress"))
+    # issue 16: readable metric names as on the Runs page, fit seconds to one decimal
+    columns = json.loads(at.dataframe[0].proto.columns)
+    assert columns["ndcg@10"]["label"] == "NDCG@10" and columns["hit@10"]["label"] == "Hit rate@10"
+    assert columns["fit (s)"]["label"] == "Fit (s)"
+    assert columns["fit (s)"]["type_config"]["format"] == "%.1f"
 
 
 def test_running_job_shows_and_cancels(home, planted_dataset):
