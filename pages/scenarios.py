@@ -37,6 +37,11 @@ NOTHING = (
     "this page."
 )
 METRIC = "ndcg@10"
+#: in the user view before the leaderboard job has finished: no strategy to pick yet
+NO_RECS = (
+    "Press 'Train and compare' above: once the strategies are trained, each one's "
+    "recommendations show here beside the user's history."
+)
 
 
 def render() -> None:
@@ -213,14 +218,17 @@ def _user(ds, recs: pd.DataFrame | None) -> None:
     st.subheader("One user across scenarios")
     user_id = st.selectbox("User", ds.user_ids, key="sc_user", help="Type to search by user id.")
     code = int(ds.user_codes([user_id])[0])
-    names = C.STRATEGY_NAMES
-    strategy = st.radio(
-        "Recommendations from",
-        list(names),
-        format_func=names.get,
-        horizontal=True,
-        key="sc_user_strategy",
-    )
+    names, strategy = C.STRATEGY_NAMES, None
+    if recs is None:  # issue 16 point 9: no strategy picker before there is anything to pick
+        st.caption(NO_RECS)
+    else:
+        strategy = st.radio(
+            "Recommendations from",
+            list(names),
+            format_func=names.get,
+            horizontal=True,
+            key="sc_user_strategy",
+        )
     history, titles = user_history(ds, code), ds.item_titles()
     categories = None
     if S.CATEGORY in ds.items.columns:
@@ -238,5 +246,3 @@ def _user(ds, recs: pd.DataFrame | None) -> None:
             caption = f"Recent history ({len(seen)} shown)"
             st.caption(caption + (" beside what comes next" if top is not None else ""))
             st.dataframe(table, hide_index=True)
-    if recs is None:
-        st.caption("Recommendations appear here once the strategies are trained (above).")

@@ -23,6 +23,7 @@ from core.errors import RecScopeError
 from core.runs import jobs
 from core.runs import scenario_runs as sr
 from core.runs.store import RunStore
+from pages import scenarios
 
 
 def _page(dataset: str | None = None) -> None:
@@ -156,6 +157,8 @@ def test_leaderboard_transfer_and_user_view_from_finished_jobs(home):
     # user view: history and recommendations per scenario side by side
     # issue 16: one full-width table per scenario (narrow side-by-side tables cut the
     # category column off): history beside what comes next, each with its category
+    assert at.radio(key="sc_user_strategy").label == "Recommendations from"
+    assert scenarios.NO_RECS not in _texts(at)
     side = [df.value for df in at.dataframe if "Recommended next" in df.value.columns]
     assert len(side) == 3 and list(side[0].columns) == ["Recent history", "Recommended next"]
     at.selectbox(key="sc_user").set_value("u10").run()  # u10 never used the kiosk
@@ -171,6 +174,8 @@ def test_buttons_launch_jobs_in_the_run_store(home, monkeypatch):
     monkeypatch.setattr(jobs, "start_job", lambda store, run_id: started.append(run_id) or 0)
     at = _app("multi").run()
     assert "Press the button" in _texts(at)
+    # issue 16 point 9: no strategy picker before any strategy is trained, a sentence instead
+    assert [r.label for r in at.radio] == [] and scenarios.NO_RECS in _texts(at)
     at.button(key="sc_train").click().run()
     at.button(key="sc_transfer").click().run()
     assert not at.exception
