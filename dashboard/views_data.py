@@ -58,12 +58,18 @@ def data_dirs_note(folders: Sequence[Path]) -> str:
     )
 
 
-def name_taken(name: str, free: str, just_now: bool = False) -> str:
+def name_taken(name: str, free: str, just_now: bool = False, runs: int = 0) -> str:
     """Said when the chosen dataset name is taken (`just_now`: by another session, after the
-    page was drawn): pick the free name or replace on purpose."""
+    page was drawn): pick the free name or replace on purpose. `runs` (the stored runs and
+    jobs on that dataset) are mentioned only when there are some (issue 16)."""
     when = "was just created by someone else" if just_now else "already exists"
+    used = (
+        f"; {runs:,} run{'s were' if runs != 1 else ' was'} trained on it"
+        if runs
+        else " (no runs use it yet)"
+    )
     return (
-        f"A dataset named '{md(name)}' {when}; its runs were trained on it. Type another "
+        f"A dataset named '{md(name)}' {when}{used}. Type another "
         f"name (for example '{md(free)}') or tick 'Replace the existing dataset' to overwrite "
         "it on purpose."
     )

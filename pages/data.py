@@ -11,7 +11,7 @@ from core.data.ingest.formats import upload_types
 from core.data.ingest.ingest import FORMATS, ingest, name_for_file
 from core.data.schema import ColumnMapping
 from core.data.text import text_source
-from core.runs.store import workspace_home
+from core.runs.store import RunStore, workspace_home
 from dashboard import cache, charts, shell, tables, widgets
 from dashboard import views_data as VD
 from dashboard.data_dirs import allowed_path, check_companions, data_dirs
@@ -21,6 +21,7 @@ MAIN_TYPES = upload_types()  # .xlsx only where openpyxl is installed
 SIDE_TYPES = [*MAIN_TYPES, "item", "user"]
 PREVIEW_ROWS = 20
 _REPORT = "_recscope_ingest_report"
+_FORM = "_recscope_add_form"  # a new number after each create: the add form starts empty
 
 
 def render() -> None:
@@ -52,16 +53,20 @@ def _add_dataset(home: Path) -> None:
             f"Up to {limit} MB per file (Streamlit's `server.maxUploadSize`). For bigger files "
             "give a path on the server or use `recscope ingest PATH`."
         )
-        main = st.file_uploader("Interactions file", type=MAIN_TYPES, key="upload_main")
+        main = st.file_uploader("Interactions file", type=MAIN_TYPES, key=_key("upload_main"))
         left, right = st.columns(2)
-        items = left.file_uploader("Item table (optional)", type=SIDE_TYPES, key="upload_items")
-        users = right.file_uploader("User table (optional)", type=SIDE_TYPES, key="upload_users")
+        items = left.file_uploader(
+            "Item table (optional)", type=SIDE_TYPES, key=_key("upload_items")
+        )
+        users = right.file_uploader(
+            "User table (optional)", type=SIDE_TYPES, key=_key("upload_users")
+        )
         source, items, users = (_upload(f) for f in (main, items, users))
     else:
-        main = st.text_input("Interactions file path", key="path_main").strip()
+        main = st.text_input("Interactions file path", key=_key("path_main")).strip()
         left, right = st.columns(2)
-        items = left.text_input("Item table path (optional)", key="path_items").strip()
-        users = right.text_input("User table path (optional)", key="path_users").strip()
+        items = left.text_input("Item table path (optional)", key=_key("path_items")).strip()
+        users = right.text_input("User table path (optional)", key=_key("path_users")).strip()
         st.caption(VD.data_dirs_note(data_dirs(home)))
         # checked before anything reads them: only files inside the data folders
         source, items, users = (allowed_path(p, home) if p else None for p in (main, items, users))
@@ -88,7 +93,7 @@ def _add_dataset(home: Path) -> None:
     name = st.text_input("Dataset name", value=default, key=f"name_{filename}").strip()
     replace, taken = False, name in list_datasets(home)
     if taken:
-        st.warning(VD.name_taken(name, free_name(home, name)))
+        st.warning(VD.name_taken(name, free_name(home, name), runs=_runs_on(home, name)))
         replace = st.checkbox(f"Replace the existing dataset '{md(name)}'", key=f"replace_{name}")
     if st.button("Create dataset", type="primary"):
         try:
@@ -97,9 +102,13 @@ def _add_dataset(home: Path) -> None:
                 min_rating=min_rating, date_format=date_format, replace=replace, home=home,
             )  # fmt: skip
         except DatasetExistsError:  # taken (or, when not shown taken, by another session since)
-            st.error(VD.name_taken(name, free_name(home, name), just_now=not taken))
+            runs = _runs_on(home, name)
+            st.error(VD.name_taken(name, free_name(home, name), just_now=not taken, runs=runs))
             return
         st.session_state[_REPORT] = [f"Created dataset '{dataset.name}'.", *report.lines()]
+        # issue 16: the form empties (new widget keys), so the file just ingested is not
+        # offered again under a "name already exists" warning for the dataset just made
+        st.session_state[_FORM] = st.session_state.get(_FORM, 0) + 1
         shell.set_active_dataset(dataset.name)
         st.rerun()
 
@@ -182,3 +191,16 @@ def _scenarios(tables: dict) -> None:
 
 def _upload(file) -> tuple[bytes, str] | None:
     return (file.getvalue(), file.name) if file is not None else None
+
+
+def _key(base: str) -> str:
+    """The key of an add-form widget: `base` until the first create, then numbered afresh
+    after each create (Streamlit cannot clear a file uploader any other way)."""
+    form = st.session_state.get(_FORM, 0)
+    return f"{base}_{form}" if form else base
+
+
+def _runs_on(home: Path, name: str) -> int:
+    """How many stored runs and jobs (of any kind) were made on dataset `name`."""
+    records = RunStore(home).list(dataset=name, kind=None)
+    return sum(1 for r in records if r.get("dataset") == name)

@@ -122,6 +122,10 @@ def test_upload_map_and_create(home, planted_dataset, tmp_path):
     assert at.success[0].value == "\n".join(expected)
     assert at.sidebar.selectbox(key="dataset").value == "my-ratings"
     assert at.header[0].value == f"Profile of '{md('my-ratings')}'"
+    # issue 16: the form starts empty after a create, not with the file just ingested under
+    # a "name already exists" warning for the dataset just made
+    assert not at.warning and "Dataset name" not in [t.label for t in at.text_input]
+    assert "Choose a file to see a preview and map its columns." in [c.value for c in at.caption]
     stored = Dataset.load(home, "my-ratings")
     assert sorted(stored.scenarios) == ["app", "web"]
     # kept: u1-m1 (5), u1-m2 (2), u2-m1 (4, collapsed); u3-m3 (1) is below 2
@@ -235,7 +239,7 @@ def test_a_taken_name_is_said_and_replaced_only_when_ticked(home, planted_datase
     taken = md("planted")
     assert [w.value for w in at.warning] == [VD.name_taken("planted", "planted-2")]
     assert VD.name_taken("planted", "planted-2") == (
-        f"A dataset named '{taken}' already exists; its runs were trained on it. Type another "
+        f"A dataset named '{taken}' already exists (no runs use it yet). Type another "
         f"name (for example '{md('planted-2')}') or tick 'Replace the existing dataset' to "
         "overwrite it on purpose."
     )

@@ -73,3 +73,16 @@ def test_ingest_message_and_profile_notes():
     assert VD.item_share_note(table).startswith("The 20% most popular items receive 70% of all")
     per_user = pd.DataFrame({"scenarios": [1, 2, 3], "users": [100, 1200, 30]})
     assert VD.multi_scenario_note(per_user).startswith("1,230 users are active in more than one")
+
+
+def test_name_taken_mentions_runs_only_when_there_are_some():
+    """Issue 16: a dataset nobody trained on is not said to have runs."""
+    assert VD.name_taken("stars", "stars-2").startswith(
+        "A dataset named 'stars' already exists (no runs use it yet). Type another name"
+    )
+    assert VD.name_taken("stars", "stars-2", runs=1).startswith(
+        "A dataset named 'stars' already exists; 1 run was trained on it. Type"
+    )
+    assert VD.name_taken("stars", "stars-2", just_now=True, runs=1200).startswith(
+        "A dataset named 'stars' was just created by someone else; 1,200 runs were trained on it."
+    )
