@@ -15,6 +15,7 @@ from dashboard.charts_compare import run_color
 from dashboard.text import plot
 
 HELD_COLOR = "#555555"
+TITLE_ROW, LEGEND_ROW = 40, 50  # pixels above the plot: the title's row, the legend's row
 
 
 def interest_bars(shares: pd.DataFrame, window: int) -> go.Figure:
@@ -109,4 +110,12 @@ def calibration_bars(table: pd.DataFrame, labels: Mapping, k: int) -> go.Figure:
     )
     fig.update_layout(barmode="group")
     title = f"Calibration of the top-{k} category mix (KL, lower is better)"
-    return _layout(fig, title=title, x="", y="Mean KL divergence (nats)", legend=True)
+    fig = _layout(fig, title=title, x="", y="Mean KL divergence (nats)", legend=True)
+    # issue 16: in a narrow column the long title and the legend met on one line; the title
+    # now sits at the top of a taller margin, the legend in its own row just above the plot
+    fig.update_layout(
+        margin={"t": TITLE_ROW + LEGEND_ROW},
+        title={"y": 1, "yref": "container", "yanchor": "top", "pad": {"t": 8}},
+        legend={"x": 0, "xanchor": "left", "y": 1.02, "yanchor": "bottom"},
+    )
+    return fig

@@ -112,6 +112,29 @@ def board_metrics(board_columns, k: int) -> dict[str, list[str]]:
     }
 
 
+def board_columns(groups: Mapping[str, Sequence[str]]) -> tuple[list[str], list[str]]:
+    """The Compare leaderboard's columns (`groups`: `board_metrics`): (in view, folded away).
+
+    In view, what fits the page: the run, the top-k accuracy metrics (MAP as RecBole counts
+    it) and the fit time. Folded away: MAP as trec_eval counts it, AUC and rating error, the
+    beyond-accuracy metrics, the model and the run id (issue 16: one table of all of them
+    ran past the page width)."""
+    trec = [m for m in groups["accuracy"] if m.startswith("map_trec@")]
+    accuracy = [m for m in groups["accuracy"] if m not in trec]
+    rest = [*trec, *groups["plain"], *groups["beyond"]]
+    return ["run", *accuracy, "fit_s"], ["run", *rest, "model", "run_id"]
+
+
+def short_metric_label(name: str, with_k: bool = True) -> str:
+    """A column header that fits a narrow column ('map@10' -> 'MAP@10', with_k=False:
+    'coverage@10' -> 'Coverage' where K is named above the table); the convention of MAP
+    only where both are shown ('map_trec@10' -> 'MAP (trec_eval)'). `metric_label` gives
+    the full name, for the column's help."""
+    family, _, k = str(name).partition("@")
+    label = METRIC_NAMES.get(family, family) + (f"@{k}" if k and with_k else "")
+    return f"{label} (trec_eval)" if family == "map_trec" else label
+
+
 def metrics_long(metrics: Mapping[str, Mapping]) -> pd.DataFrame:
     """A run record's `metrics` ({"test": {...}, "valid": {...}}) as one row per metric.
 

@@ -74,21 +74,32 @@ def render() -> None:
 def _leaderboard(board, groups: dict, labels: dict, k: int) -> None:
     st.subheader("Leaderboard")
     table = board.assign(run=[labels[r] for r in board["run_id"]])
-    columns = ["run", "model", *groups["accuracy"], *groups["plain"], *groups["beyond"]]
-    config = widgets.metric_columns(columns[2:]) | {
+    # issue 16: one table of every metric ran past the page; the accuracy metrics and the
+    # fit time stay in view, the rest (labelled without the K the expander names) fold away
+    main, more = V.board_columns(groups)
+    metrics = [*groups["accuracy"], *groups["plain"], *groups["beyond"]]
+    config = {
+        m: st.column_config.NumberColumn(
+            V.short_metric_label(m, with_k=m in main), format="%.4f", help=V.metric_label(m)
+        )
+        for m in metrics
+    } | {
         "run": st.column_config.TextColumn("Run"),
         "model": st.column_config.TextColumn("Model"),
         "fit_s": st.column_config.NumberColumn("Fit time (s)", format="%.1f"),
         "run_id": st.column_config.TextColumn("Run id"),
     }
-    shown = tables.drop_empty(table[[c for c in [*columns, "fit_s", "run_id"] if c in table]])
-    shown, config = tables.readable(shown, config)  # "—": a metric that run did not measure
-    st.dataframe(shown, hide_index=True, width="stretch", column_config=config, key="compare_board")
-    gaps = (
-        " — marks a metric that run does not measure."
-        if shown.isin([tables.MISSING]).any(axis=None)
-        else ""
+    shown = tables.drop_empty(table[[c for c in main if c in table]])
+    rest = tables.drop_empty(table[[c for c in more if c in table]], keep=["run"])
+    shown, main_config = tables.readable(shown, config)  # "—": a metric that run did not measure
+    rest, rest_config = tables.readable(rest, config)
+    st.dataframe(
+        shown, hide_index=True, width="stretch", column_config=main_config, key="compare_board"
     )
+    with st.expander(f"More columns: other metrics at K={k}, beyond accuracy, run ids"):
+        st.dataframe(rest, hide_index=True, width="stretch", column_config=rest_config)
+    missing = any(t.isin([tables.MISSING]).any(axis=None) for t in (shown, rest))
+    gaps = " — marks a metric that run does not measure." if missing else ""
     st.caption(f"Best NDCG@{k} first; click a column header to sort by another metric.{gaps}")
     widgets.chart(st, charts.accuracy_bars(board, groups["accuracy"], labels))
 
@@ -179,7 +190,7 @@ def _calibration(home, store, dataset: str, chosen: list[str], labels: dict, k: 
         "kl_history": st.column_config.NumberColumn("KL to history ↓", format="%.3f"),
         "closer_recent": st.column_config.NumberColumn("Closer to recent", format="percent"),
         "closer_long_term": st.column_config.NumberColumn("Closer to long-term", format="percent"),
-        "n_users": st.column_config.NumberColumn("Users"),
+        "n_users": st.column_config.NumberColumn("Users", format="localized"),
     }
     st.dataframe(
         VI.calibration_view(table, labels), hide_index=True, width="stretch",

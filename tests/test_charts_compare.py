@@ -246,3 +246,20 @@ def test_tradeoff_labels_alternate_above_and_below_and_go_to_the_legend_beyond_f
     assert all(t.mode == "markers" for t in crowded.data)  # names on hover and in the legend
     assert crowded.layout.showlegend
     assert crowded.data[0].marker.color == charts.run_color(labels, "r0")
+
+
+def test_calibration_legend_has_its_own_row_below_the_title():
+    """Issue 16: the calibration chart's legend no longer overlaps its title: the title is
+    pinned to the top of the figure and the legend sits in a row of its own above the plot."""
+    from dashboard import charts_interest
+
+    table = pd.DataFrame(
+        {"run_id": ["r-ease", "r-pop"], "kl_held_out": [0.8, 1.2], "kl_history": [0.3, 0.9]}
+    )
+    fig = charts_interest.calibration_bars(table, LABELS, 10)
+    title, legend = fig.layout.title, fig.layout.legend
+    assert (title.yref, title.y, title.yanchor) == ("container", 1, "top")
+    assert (legend.y, legend.yanchor, legend.xanchor) == (1.02, "bottom", "left")
+    # the legend row (above the plot) starts below the title row (top of the figure)
+    assert fig.layout.margin.t == charts_interest.TITLE_ROW + charts_interest.LEGEND_ROW >= 80
+    assert [t.name for t in fig.data] == ["KL to held-out shares", "KL to history shares (Steck)"]

@@ -63,6 +63,14 @@ def test_leaderboard_and_paired_sentence_say_ease_beats_pop(runs, home):
     assert sorted(at.multiselect(key="compare_runs").value) == sorted(runs.values())
     board = at.dataframe[0].value
     assert board["run"].tolist() == ["ease", "pop"]  # best NDCG@10 first
+    # issue 16: the table in view fits the page (run, accuracy, fit time); the rest folds away
+    assert board.columns[0] == "run" and board.columns[-1] == "fit_s"
+    assert "coverage@10" not in board.columns and "map_trec@10" not in board.columns
+    assert json.loads(at.dataframe[0].proto.columns)["map@10"]["label"] == "MAP@10"
+    (more,) = [d for d in at.dataframe if "coverage@10" in d.value.columns]
+    assert more.value.columns[0] == "run" and list(more.value.columns[-2:]) == ["model", "run_id"]
+    assert json.loads(more.proto.columns)["coverage@10"]["label"] == "Coverage"
+    assert at.expander[0].label.startswith("More columns: other metrics at K=10")
     store = RunStore(home)
     for model, run_id in runs.items():
         stored = store.read(run_id)["metrics"]["test"]["ndcg@10"]
@@ -125,8 +133,9 @@ def test_one_group_segment_is_a_sentence_and_no_raw_none(runs, home, monkeypatch
     sentence = f"All {n_warm:,} test users are warm (>5): no cold users (at most 5 known items)"
     assert any(c.value.startswith(md(sentence)) for c in at.caption)
     board = at.dataframe[0].value.set_index("run")
-    assert board.loc["ease", "rmse"] == "—" and board.loc["pop", "rmse"] == "1.1000"
-    assert not board.isna().any(axis=None)
+    (more,) = [d.value.set_index("run") for d in at.dataframe if "rmse" in d.value.columns]
+    assert more.loc["ease", "rmse"] == "—" and more.loc["pop", "rmse"] == "1.1000"
+    assert not board.isna().any(axis=None) and not more.isna().any(axis=None)
     assert any(c.value.endswith("— marks a metric that run does not measure.") for c in at.caption)
 
 
@@ -189,6 +198,9 @@ def test_calibration_section_matches_core_and_ease_beats_pop(runs, home):
     for column in ("kl_held_out", "kl_history", "closer_recent", "closer_long_term"):
         assert table[column].tolist() == pytest.approx(core[column].tolist())
     assert table["n_users"].tolist() == [250, 250]
+    (shown,) = [d for d in at.dataframe if "kl_held_out" in d.value.columns]
+    users = json.loads(shown.proto.columns)["n_users"]  # issue 16: "3,000", not "3000"
+    assert (users["label"], users["type_config"]["format"]) == ("Users", "localized")
     ease, pop = table.set_index("run").loc["ease"], table.set_index("run").loc["pop"]
     assert pop["kl_held_out"] - ease["kl_held_out"] > 1.0
     assert pop["kl_history"] - ease["kl_history"] > 1.0

@@ -303,3 +303,15 @@ def test_one_group_sentence_replaces_a_one_group_chart():
         "scenario to compare."
     )
     assert V.one_group_sentence(table, "absent") is None
+
+
+def test_leaderboard_columns_in_view_fit_and_the_rest_fold_away():
+    """Issue 16: the Compare leaderboard ran past the page; accuracy and fit time stay."""
+    groups = V.board_metrics(["ndcg@10", "map@10", "map_trec@10", "auc", "coverage@10"], 10)
+    main, more = V.board_columns(groups)
+    assert main == ["run", "ndcg@10", "map@10", "fit_s"]
+    assert more == ["run", "map_trec@10", "auc", "coverage@10", "model", "run_id"]
+    assert V.short_metric_label("map@10") == "MAP@10"
+    assert V.short_metric_label("map_trec@10", with_k=False) == "MAP (trec_eval)"
+    assert V.short_metric_label("avg_pop@10", with_k=False) == "Avg popularity"
+    assert V.short_metric_label("auc") == "AUC"
