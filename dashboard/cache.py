@@ -108,6 +108,31 @@ def item_map(home: Path, name: str, run_id: str | None) -> tuple[pd.DataFrame, s
     return _item_map(str(home), name, run_id, stamp)
 
 
+def text_ready(home: Path, name: str) -> bool:
+    """True when the dataset's item-text embeddings are on disk (neighbours by text are
+    then instant; otherwise embedding them takes tens of seconds, so the page asks first)."""
+    from core.data.text import embeddings_cached
+
+    return embeddings_cached(dataset(home, name))
+
+
+def map_ready(home: Path, name: str, run_id: str | None) -> bool:
+    """True when the item map is drawn already (kept on disk: reading it is instant;
+    projecting it with UMAP takes up to a minute in a fresh process, so the page asks)."""
+    from core.retrieval.embedding_map import map_stored
+
+    if run_id:
+        loaded = loaded_run(home, run_id)
+        vectors = loaded.model.item_embeddings()
+        return vectors is not None and map_stored(vectors, loaded.folder)
+    if not text_ready(home, name):
+        return False
+    from core.data.text import item_text_embeddings
+
+    ds = dataset(home, name)
+    return map_stored(item_text_embeddings(ds), ds.folder)
+
+
 def item_facts(home: Path, name: str) -> pd.DataFrame:
     """Per item: code, id, title, category, popularity, main scenario."""
     return _item_facts(str(home), name, _stamp(home, name))

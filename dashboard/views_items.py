@@ -21,6 +21,26 @@ TEXT_ONLY = "__text__"  # the source option "neighbours by item text, no run"
 INDEX_KINDS = {"flat": "exact (flat)", "ivf": "IVF", "hnsw": "HNSW"}
 
 
+MAP_BUTTON = "Draw the map (UMAP; the first one on a machine takes about a minute)"
+
+
+def text_button_label(n_items: int) -> str:
+    """The button that embeds the item texts (tens of seconds on a CPU, done once)."""
+    return (
+        f"Find neighbours by text meaning — embeds the {n_items:,} item texts once; "
+        "kept for next time"
+    )
+
+
+def map_waiting_note(n_items: int, text_only: bool) -> str:
+    """Under the map button: what the map shows once drawn."""
+    what = "text embeddings" if text_only else "item vectors of this run"
+    return (
+        f"The map places the {n_items:,} items' {what} in 2-D (UMAP, or PCA for tiny "
+        "catalogues); it is drawn once and kept on disk."
+    )
+
+
 def source_options(runs: Sequence[Mapping], with_text: bool) -> tuple[list[str], dict, int]:
     """Where neighbours come from: (options, {option: label}, default index).
 

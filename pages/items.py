@@ -27,6 +27,8 @@ QUERY = "items_query"
 ITEM = "items_item"  # selectbox of matching item codes: the selected item
 PINNED = "items_pinned"  # an item picked on the map, kept among the options
 MAP = "items_map"
+TEXT_ASKED = "items_text_asked"  # datasets whose text neighbours were asked for (button)
+MAP_ASKED = "items_map_asked"  # runs (or TEXT_ONLY + dataset) whose map was asked for
 K = 10
 
 
@@ -74,11 +76,7 @@ def render() -> None:
     if with_text and (box := right if run_id else left) is not None:
         with box, shell.guard("finding the text neighbours"):
             st.markdown("**Neighbours by text**")
-            index = cache.text_index(home, dataset.name)
-            answer = text_neighbors(dataset, code, K, index=index)
-            found = widgets.neighbours(
-                dataset, facts, answer, VI.text_neighbours_note(index, text_source(dataset))
-            )
+            found = _text_neighbours(home, dataset, facts, code)
             neighbours = neighbours or found
     with shell.guard("drawing the item map"):
         _map(home, name, run_id, code, neighbours, with_text)
@@ -138,6 +136,32 @@ def _item_card(dataset, facts: pd.DataFrame, code: int) -> None:
             st.caption(built)
 
 
+def _asked(key: str, what: str, label: str, ready: bool, help: str) -> bool:
+    """True when the expensive part `what` is to be shown: kept on disk already (`ready`),
+    or asked for with the button `label` in this session (remembered across reruns)."""
+    asked = st.session_state.setdefault(key, set())
+    if ready or what in asked:
+        return True
+    if st.button(label, key=f"{key}_button", help=help):
+        asked.add(what)
+        return True
+    return False
+
+
+def _text_neighbours(home, dataset, facts, code: int) -> list[int]:
+    """Neighbours by text, embedded only when kept on disk already or asked for."""
+    label = VI.text_button_label(dataset.n_items)
+    if not _asked(TEXT_ASKED, dataset.name, label, cache.text_ready(home, dataset.name),
+                  help="all-MiniLM-L6-v2 on this machine; tens of seconds on a CPU"):  # fmt: skip
+        return []
+    with st.spinner(f"Embedding {dataset.n_items:,} item texts with all-MiniLM-L6-v2…"):
+        index = cache.text_index(home, dataset.name)
+    answer = text_neighbors(dataset, code, K, index=index)
+    return widgets.neighbours(
+        dataset, facts, answer, VI.text_neighbours_note(index, text_source(dataset))
+    )
+
+
 def _run_neighbours(home, dataset, facts, run_id: str, code: int) -> list[int]:
     loaded = cache.loaded_run(home, run_id)
     model = loaded.record["model"]
@@ -155,6 +179,11 @@ def _map(home, name: str, run_id: str | None, code: int, neighbours: list, with_
     if (run_id and cache.run_index(home, run_id) is None) or (not run_id and not with_text):
         return  # no item vectors (said next to the neighbours) or no texts to embed
     dataset = cache.dataset(home, name)
+    ready = cache.map_ready(home, name, run_id)
+    if not _asked(MAP_ASKED, run_id or f"{VI.TEXT_ONLY}{name}", VI.MAP_BUTTON, ready,
+                  help="Kept on disk after: the next open draws it at once."):  # fmt: skip
+        st.caption(VI.map_waiting_note(dataset.n_items, run_id is None))
+        return
     colours = VI.color_options(dataset, charts_items.COLOR_BY)
     if st.session_state.get("items_color") not in colours:
         st.session_state.pop("items_color", None)

@@ -58,8 +58,10 @@ def test_umap_by_default_pca_for_few_items_or_a_broken_import(fake_umap, monkeyp
 def test_a_drawn_map_is_kept_on_disk_and_read_back(fake_umap, tmp_path):
     ds = _dataset(20)
     vectors = np.random.default_rng(1).normal(size=(20, 4)).astype(np.float32)
+    assert not EM.map_stored(vectors, tmp_path) and not EM.map_stored(vectors, None)
     table, used = EM.stored_map(vectors, ds, tmp_path)
     assert used == "umap" and _FakeUMAP.calls == 1 and (tmp_path / EM.MAP_FILE).exists()
+    assert EM.map_stored(vectors, tmp_path) and not EM.map_stored(vectors + 1, tmp_path)
     again, used2 = EM.stored_map(vectors, ds, tmp_path)
     assert _FakeUMAP.calls == 1 and used2 == "umap"  # read back, not projected again
     pd.testing.assert_frame_equal(again, table)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+import types
+
 import faiss
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+import core.retrieval.embedding_map as EM
 import core.retrieval.placement as P
 from core.data.dataset import Dataset
 from core.runs.pipeline import new_run, train_run
@@ -15,6 +20,7 @@ from core.runs.store import RunStore
 from dashboard.text import md
 
 THEMES = ["Apple pie recipe", "Whale documentary"]  # one per planted block
+TEXT_BUTTON, MAP_BUTTON = "items_text_asked_button", "items_map_asked_button"
 
 
 def _items_page(dataset: str | None = None) -> None:
@@ -60,13 +66,46 @@ def _table(at: AppTest, i: int) -> pd.DataFrame:
     return at.dataframe[i].value
 
 
+class _QuickUMAP:
+    """umap.UMAP's interface without the numba compile (~45 s in a fresh process)."""
+
+    def __init__(self, **kwargs):
+        pass
+
+    def fit_transform(self, x):
+        return np.asarray(x)[:, :2]
+
+
+@pytest.fixture(autouse=True)
+def quick_umap(monkeypatch):
+    monkeypatch.setitem(sys.modules, "umap", types.SimpleNamespace(UMAP=_QuickUMAP))
+    monkeypatch.setattr(EM, "umap_available", lambda: True)
+
+
 @pytest.fixture
 def titled_home(home, planted_dataset):
     _titled(planted_dataset).save(home)
     return home
 
 
-def test_text_only_without_runs(titled_home):
+def _ask(at: AppTest, text: bool = True, drawn: bool = True) -> AppTest:
+    """Click the buttons that embed the item texts and draw the map (issue 16 point 10)."""
+    if text:
+        at.button(key=TEXT_BUTTON).click().run()
+    if drawn:
+        at.button(key=MAP_BUTTON).click().run()
+    return at
+
+
+def test_text_only_without_runs(titled_home, monkeypatch):
+    """Issue 16 point 10: nothing is embedded or projected before the buttons are clicked."""
+    import core.data.text as T
+
+    embedded = []
+    real_embed = T.embed_texts
+    monkeypatch.setattr(
+        T, "embed_texts", lambda texts, **kw: embedded.append(len(texts)) or real_embed(texts, **kw)
+    )
     at = _app().run()
     assert not at.exception
     assert "No finished runs on 'titled'" in at.info[0].value
@@ -76,11 +115,28 @@ def test_text_only_without_runs(titled_home):
     picked = at.selectbox(key="items_item")
     assert "Whale documentary" in picked.format_func(picked.value)
     assert at.subheader[0].value.startswith("Whale documentary")
+    assert embedded == [] and not at.dataframe and not at.get("plotly_chart")
+    assert at.button(key=TEXT_BUTTON).label.startswith(
+        "Find neighbours by text meaning — embeds the 60 item texts once"
+    )
+    assert at.button(key=MAP_BUTTON).label.startswith("Draw the map (UMAP")
+    at.button(key=TEXT_BUTTON).click().run()
+    assert not at.exception and embedded == [60]
     neighbours = _table(at, 0)
     assert len(neighbours) == 10
     assert neighbours["title"].str.startswith("Whale documentary").all()  # text finds its kin
-    assert len(at.get("plotly_chart")) == 1  # the map of text embeddings
     assert any("Faiss index: exact (flat) · 1 CPU index · 60 items" in c.value for c in at.caption)
+    at.run()  # a rerun (any widget) keeps the neighbours: the click is remembered
+    assert len(_table(at, 0)) == 10 and embedded == [60]
+    assert not at.get("plotly_chart")
+    at.button(key=MAP_BUTTON).click().run()
+    assert not at.exception
+    assert len(at.get("plotly_chart")) == 1  # the map of text embeddings
+    assert any("items projected with UMAP" in c.value for c in at.caption)
+    again = _app().run()  # a new session: embeddings and map are on disk, shown at once
+    assert not again.exception and embedded == [60]
+    assert len(_table(again, 0)) == 10 and len(again.get("plotly_chart")) == 1
+    assert not again.button
 
 
 def test_index_facts_show_the_shards_over_two_gpus(titled_home, monkeypatch):
@@ -95,7 +151,7 @@ def test_index_facts_show_the_shards_over_two_gpus(titled_home, monkeypatch):
         return out
 
     monkeypatch.setattr(P, "to_gpus", cpu_shards)
-    at = _app().run()
+    at = _ask(_app().run(), drawn=False)
     at.text_input(key="items_query").set_value("whale").run()
     assert not at.exception
     notes = [c.value for c in at.caption if c.value.startswith("Faiss index")]
@@ -111,6 +167,8 @@ def test_run_neighbours_beside_text_neighbours_and_map(titled_home):
     at = _app().run()
     assert not at.exception
     assert at.selectbox(key="items_source").value == run_id  # a run is preferred to text
+    assert len(at.dataframe) == 1 and not at.get("plotly_chart")  # the run's table at once
+    _ask(at)
     at.text_input(key="items_query").set_value("apple pie recipe 5").run()
     assert not at.exception
     run_table, text_table = _table(at, 0), _table(at, 1)
@@ -146,7 +204,7 @@ def test_runs_without_embeddings_and_without_item_text(home, planted_dataset):
     assert not at.exception
     assert len(_table(at, 0)) == 10
     assert any("has no item vectors" in c.value for c in at.caption)
-    assert not at.get("plotly_chart")
+    assert not at.get("plotly_chart") and not at.button  # no map to draw
     at.selectbox(key="items_source").set_value(pop).run()
     assert not at.exception
     assert md("neither item embeddings nor item-item similarities") in at.info[0].value
@@ -157,6 +215,8 @@ def test_hybrid_run_retrieves_items_for_a_user_through_the_index(titled_home):
     at = _app().run()
     assert not at.exception
     assert at.selectbox(key="items_source").value == run_id
+    # the hybrid model embedded the item texts when it trained: kept on disk, shown at once
+    assert [b.key for b in at.button] == [MAP_BUTTON] and len(at.dataframe) == 3
     at.text_input(key="items_user").set_value("u3").run()  # a user of the first block
     assert not at.exception
     retrieved = _table(at, 2)  # after the run and text neighbour tables

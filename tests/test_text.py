@@ -70,7 +70,9 @@ def test_item_texts_join_title_and_text_and_fall_back():
 def test_second_call_reads_the_disk_cache(home, monkeypatch):
     data = _titled()
     data.save(home)  # the cache lives in the dataset's folder
+    assert not text.embeddings_cached(data)  # the Items page asks before embedding
     first = text.item_text_embeddings(data, device="cpu")
+    assert text.embeddings_cached(data)
     files = sorted((home / "datasets" / "texts").glob("text_emb_*.npy"))
     assert len(files) == 1 and first.shape == (len(TITLES), text.DIM)
     assert list((home / "datasets" / "texts").glob("*.tmp")) == []
@@ -83,6 +85,7 @@ def test_second_call_reads_the_disk_cache(home, monkeypatch):
     np.testing.assert_array_equal(second, first)
 
     edited = _dataset(pd.DataFrame({"item_id": ["i0"], "title": ["Dune Messiah"]}))
+    assert not text.embeddings_cached(edited)
     with pytest.raises(AssertionError, match="embedded again"):  # new texts -> new cache key
         text.item_text_embeddings(edited, device="cpu")
 

@@ -152,3 +152,13 @@ def test_retrieval_table_drops_padding(shop):
     sentence = VI.retrieval_sentence(out, 12.3)
     assert sentence.startswith("Index search 0.12 ms for this user (12 ms with the user tower)")
     assert "inner-product index flat on cpu" in sentence
+
+
+def test_buttons_say_what_the_slow_parts_cost():
+    """Issue 16 point 10: the text embedding and the map wait for a click that says the cost."""
+    assert VI.text_button_label(1682) == (
+        "Find neighbours by text meaning — embeds the 1,682 item texts once; kept for next time"
+    )
+    assert VI.MAP_BUTTON == "Draw the map (UMAP; the first one on a machine takes about a minute)"
+    assert "60 items' text embeddings in 2-D" in VI.map_waiting_note(60, text_only=True)
+    assert "items' item vectors of this run" in VI.map_waiting_note(60, text_only=False)

@@ -125,6 +125,16 @@ def item_text_embeddings(dataset: Dataset, device: str | None = None) -> np.ndar
     return emb
 
 
+def embeddings_cached(dataset: Dataset) -> bool:
+    """True when the item texts' embeddings are on disk already (reading them is instant;
+    computing them takes tens of seconds on a CPU, so a page asks before it does)."""
+    if not has_item_text(dataset):
+        return False
+    texts = item_texts(dataset)
+    path = cache_path(dataset, texts)
+    return path is not None and _read_cache(path, len(texts)) is not None
+
+
 def cache_path(dataset: Dataset, texts: list[str]) -> Path | None:
     """Where the embeddings of these texts are cached for this dataset (None: not stored)."""
     if dataset.folder is None:

@@ -81,8 +81,7 @@ def stored_map(
     and written there (atomically), so a new server process does not project again (UMAP
     compiles for tens of seconds in a fresh process). The file is keyed by item count and
     a digest of the vectors; the item facts are joined afresh."""
-    digest = hashlib.sha256(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
-    key = f"{len(vectors)}-{digest.hexdigest()[:16]}-{int(umap_available())}-{seed}"
+    key = _map_key(vectors, seed)
     path = None if folder is None else Path(folder) / MAP_FILE
     if path is not None and path.exists():
         try:
@@ -99,6 +98,24 @@ def stored_map(
         except OSError as exc:
             log.warning("the map could not be kept in %s: %s", path, exc)
     return table, used
+
+
+def map_stored(vectors: np.ndarray, folder: Path | None, *, seed: int = 0) -> bool:
+    """True when `stored_map` would read these vectors' map from `folder` (no projecting)."""
+    path = None if folder is None else Path(folder) / MAP_FILE
+    if path is None or not path.exists():
+        return False
+    try:
+        keys = pd.read_parquet(path, columns=["key"])["key"]
+    except (OSError, ValueError, KeyError):
+        return False
+    return bool(len(keys)) and bool((keys == _map_key(vectors, seed)).all())
+
+
+def _map_key(vectors: np.ndarray, seed: int) -> str:
+    """What a stored map was drawn from: item count, a digest of the vectors, UMAP or not."""
+    digest = hashlib.sha256(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
+    return f"{len(vectors)}-{digest.hexdigest()[:16]}-{int(umap_available())}-{seed}"
 
 
 def embedding_map(
