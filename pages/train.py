@@ -163,9 +163,10 @@ def _run_panel(store: RunStore, record: dict) -> None:
 
 
 def _results_columns() -> dict:
-    """The results table's columns: metric names as on the Runs page, fit time to 0.1 s."""
+    """The results table's columns: metric names as on the Runs page, fit time to 0.1 s; the
+    model column is hidden (the run id starts with it), so the table fits the page."""
     return {
-        "model": st.column_config.TextColumn("Model"),
+        "model": None,
         "run": st.column_config.TextColumn("Run"),
         **widgets.metric_columns(VT.HEADLINE),
         "fit (s)": st.column_config.NumberColumn(

@@ -70,7 +70,7 @@ def test_start_two_models_and_see_their_results(home, planted_dataset):
     # issue 16: readable metric names as on the Runs page, fit seconds to one decimal
     columns = json.loads(at.dataframe[0].proto.columns)
     assert columns["ndcg@10"]["label"] == "NDCG@10" and columns["hit@10"]["label"] == "Hit rate@10"
-    assert columns["fit (s)"]["label"] == "Fit (s)"
+    assert columns["fit (s)"]["label"] == "Fit (s)" and columns["model"]["hidden"] is True
     assert columns["fit (s)"]["type_config"]["format"] == "%.1f"
 
 
