@@ -24,11 +24,14 @@ INDEX_KINDS = {"flat": "exact (flat)", "ivf": "IVF", "hnsw": "HNSW"}
 MAP_BUTTON = "Draw the map (UMAP; the first one on a machine takes about a minute)"
 
 
-def text_button_label(n_items: int) -> str:
-    """The button that embeds the item texts (tens of seconds on a CPU, done once)."""
+TEXT_BUTTON = "Find neighbours by text meaning"
+
+
+def text_button_note(n_items: int) -> str:
+    """Under the text button: what a click costs (tens of seconds on a CPU, done once)."""
     return (
-        f"Find neighbours by text meaning — embeds the {n_items:,} item texts once; "
-        "kept for next time"
+        f"Embeds the {n_items:,} item texts once (all-MiniLM-L6-v2, tens of seconds on a "
+        "CPU); kept for next time."
     )
 
 

@@ -240,18 +240,20 @@ def neighbours(dataset, facts: pd.DataFrame, answer: Mapping, caption: str) -> l
         # "Uses" column was cut off (issue 16 point 6)
         column_order=["rank", S.TITLE, "score", "popularity", S.CATEGORY],
         column_config={
-            "rank": st.column_config.NumberColumn("#", width="small"),
+            # pixel widths that add up to half a wide page (~460 px), so that "Home & Garden"
+            # and "Uses" are not cut when the run's and the text's tables share the width
+            "rank": st.column_config.NumberColumn("#", width=36),
             S.ITEM_ID: st.column_config.TextColumn("Item id"),
-            S.TITLE: st.column_config.TextColumn("Title", width="medium"),
+            S.TITLE: st.column_config.TextColumn("Title", width=180),
             "score": st.column_config.NumberColumn(
                 "Similarity",
                 format="%.3f",
-                width="small",
+                width=75,
                 help="Higher is closer: cosine in an index, the weight for item-item",
             ),  # fmt: skip
-            S.CATEGORY: st.column_config.TextColumn("Category"),
+            S.CATEGORY: st.column_config.TextColumn("Category", width=120),
             "popularity": st.column_config.NumberColumn(
-                "Uses", format="%d", width=60, help="Interactions with the item"
+                "Uses", format="%d", width=52, help="Interactions with the item"
             ),
         },
     )

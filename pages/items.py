@@ -136,23 +136,22 @@ def _item_card(dataset, facts: pd.DataFrame, code: int) -> None:
             st.caption(built)
 
 
-def _asked(key: str, what: str, label: str, ready: bool, help: str) -> bool:
+def _asked(key: str, what: str, label: str, ready: bool, note: str) -> bool:
     """True when the expensive part `what` is to be shown: kept on disk already (`ready`),
-    or asked for with the button `label` in this session (remembered across reruns)."""
+    or asked for with the button `label` in this session (remembered across reruns; the
+    click is taken before the rerun, so the button is gone once it was clicked)."""
     asked = st.session_state.setdefault(key, set())
     if ready or what in asked:
         return True
-    if st.button(label, key=f"{key}_button", help=help):
-        asked.add(what)
-        return True
+    st.button(label, key=f"{key}_button", on_click=asked.add, args=(what,))
+    st.caption(note)
     return False
 
 
 def _text_neighbours(home, dataset, facts, code: int) -> list[int]:
     """Neighbours by text, embedded only when kept on disk already or asked for."""
-    label = VI.text_button_label(dataset.n_items)
-    if not _asked(TEXT_ASKED, dataset.name, label, cache.text_ready(home, dataset.name),
-                  help="all-MiniLM-L6-v2 on this machine; tens of seconds on a CPU"):  # fmt: skip
+    if not _asked(TEXT_ASKED, dataset.name, VI.TEXT_BUTTON, cache.text_ready(home, dataset.name),
+                  VI.text_button_note(dataset.n_items)):  # fmt: skip
         return []
     with st.spinner(f"Embedding {dataset.n_items:,} item texts with all-MiniLM-L6-v2…"):
         index = cache.text_index(home, dataset.name)
@@ -181,8 +180,7 @@ def _map(home, name: str, run_id: str | None, code: int, neighbours: list, with_
     dataset = cache.dataset(home, name)
     ready = cache.map_ready(home, name, run_id)
     if not _asked(MAP_ASKED, run_id or f"{VI.TEXT_ONLY}{name}", VI.MAP_BUTTON, ready,
-                  help="Kept on disk after: the next open draws it at once."):  # fmt: skip
-        st.caption(VI.map_waiting_note(dataset.n_items, run_id is None))
+                  VI.map_waiting_note(dataset.n_items, run_id is None)):  # fmt: skip
         return
     colours = VI.color_options(dataset, charts_items.COLOR_BY)
     if st.session_state.get("items_color") not in colours:

@@ -156,9 +156,9 @@ def test_retrieval_table_drops_padding(shop):
 
 def test_buttons_say_what_the_slow_parts_cost():
     """Issue 16 point 10: the text embedding and the map wait for a click that says the cost."""
-    assert VI.text_button_label(1682) == (
-        "Find neighbours by text meaning — embeds the 1,682 item texts once; kept for next time"
-    )
+    assert VI.TEXT_BUTTON == "Find neighbours by text meaning"
+    assert VI.text_button_note(1682).startswith("Embeds the 1,682 item texts once")
+    assert VI.text_button_note(1682).endswith("kept for next time.")
     assert VI.MAP_BUTTON == "Draw the map (UMAP; the first one on a machine takes about a minute)"
     assert "60 items' text embeddings in 2-D" in VI.map_waiting_note(60, text_only=True)
     assert "items' item vectors of this run" in VI.map_waiting_note(60, text_only=False)
