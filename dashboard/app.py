@@ -46,12 +46,12 @@ def main() -> None:
         if note:
             st.toast(note, icon=":material/info:")
             st.info(note)
-    page = st.navigation(
-        [
-            st.Page(shell.guarded(render), title=title, url_path=url, icon=icon, default=i == 0)
-            for i, (render, title, url, icon) in enumerate(PAGES)
-        ]
-    )
+    pages = [
+        st.Page(shell.guarded(render), title=title, url_path=url, icon=icon, default=i == 0)
+        for i, (render, title, url, icon) in enumerate(PAGES)
+    ]
+    page = st.navigation(pages)
+    shell.register_pages(pages)
     shell.sidebar(home)
     page.run()
 

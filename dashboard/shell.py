@@ -27,6 +27,7 @@ _NEXT_DATASET = "_recscope_next_dataset"
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
 SAMPLE_NAME = "sample"
 _sample_lock = threading.Lock()
+_PAGES_KEY = "_recscope_pages"  # the router's st.Page objects by URL path (register_pages)
 
 
 @contextmanager
@@ -61,6 +62,21 @@ def guarded(fn: Callable[[], None], context: str | None = None) -> Callable[[], 
         selection.prune()  # the URL shows this page's selections only
 
     return run
+
+
+def register_pages(pages: list) -> None:
+    """Keep the router's pages by URL path for `page_link` (per session: they are rebuilt on
+    every run)."""
+    st.session_state[_PAGES_KEY] = {page.url_path: page for page in pages}
+
+
+def page_link(url_path: str, label: str, icon: str | None = None) -> None:
+    """A link to another page that switches page in this tab and session (a Markdown link
+    opens a new tab, a new session). `st.page_link` wants the page object the router
+    registered — a look-alike fails where the pages are files; without a router (a page
+    drawn alone, as in AppTest.from_function) a page with that URL path stands in."""
+    page = st.session_state.get(_PAGES_KEY, {}).get(url_path)
+    st.page_link(page or st.Page(lambda: None, url_path=url_path), label=label, icon=icon)
 
 
 def active_dataset() -> str | None:

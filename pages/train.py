@@ -122,11 +122,9 @@ def _live(store: RunStore, name: str) -> None:
         st.caption(finished[0].get("excluded", ""))
         table, config = tables.readable(VT.results_table(finished), _results_columns())
         st.dataframe(table, hide_index=True, width="stretch", column_config=config)
-        st.page_link(
-            st.Page(lambda: None, url_path="runs"),
-            label="All runs, with every metric: open the Runs page",
-            icon=":material/history:",
-        )  # same tab, same session
+        shell.page_link(
+            "runs", "All runs, with every metric: open the Runs page", ":material/history:"
+        )
 
 
 def _run_panel(store: RunStore, record: dict) -> None:

@@ -21,7 +21,9 @@ MAIN = """
 import streamlit as st
 from core.runs.store import workspace_home
 from dashboard import shell
-page = st.navigation([st.Page(f"{{p}}_page.py", url_path=p) for p in {order!r}])
+pages = [st.Page(f"{{p}}_page.py", url_path=p) for p in {order!r}]
+page = st.navigation(pages)
+shell.register_pages(pages)
 shell.sidebar(workspace_home())
 page.run()
 """
