@@ -90,8 +90,13 @@ def _items_page() -> None:
     items.render()
 
 
-def test_items_page_shows_titles_and_scenarios_as_typed(hostile_home):
+def test_items_page_shows_titles_and_scenarios_as_typed(hostile_home, monkeypatch):
+    from core.retrieval import embedding_map
+
+    monkeypatch.setattr(embedding_map, "umap_available", lambda: False)  # PCA: no numba compile
     at = AppTest.from_function(_items_page, default_timeout=180).run()
+    assert not at.exception and not at.error
+    at.button(key="items_map_asked_button").click().run()  # the map is drawn when asked
     assert not at.exception and not at.error
     picked = at.selectbox(key="items_item")
     shown = picked.format_func(picked.value)  # a selectbox option is plain text already
