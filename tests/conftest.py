@@ -92,3 +92,15 @@ def _fresh_app_caches():
         st.cache_resource.clear()
         explain.clear_cache()
     yield
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op torch thread for the test: on a busy 2-core machine two threads spin-wait
+    and run several times slower. Modules that train use it with `pytest.mark.usefixtures`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

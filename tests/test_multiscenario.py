@@ -37,13 +37,7 @@ from core.scenarios.strategies import (
 FAST = {"epochs": 8, "batch_size": 256, "lr": 1e-2}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a busy 2-core machine two threads run ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _two_scenarios(tiny: int = 0) -> Dataset:

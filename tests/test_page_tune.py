@@ -11,7 +11,6 @@ import subprocess
 import optuna
 import pandas as pd
 import pytest
-import torch
 from streamlit.testing.v1 import AppTest
 
 from core.runs import jobs, liveness, tuning, tuning_study
@@ -60,12 +59,7 @@ def _study(store: RunStore, model: str = "ease", n_trials: int = 5, **kw) -> str
     return run_id
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

@@ -7,20 +7,13 @@ from __future__ import annotations
 import logging
 
 import pytest
-import torch
 
 from core.runs import jobs, stages
 from core.runs import scenario_runs as sr
 from core.runs.store import RunStore
 from tests.helpers import mirror_scenarios
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_transfer_job_writes_stages_and_epochs_that_read_as_stage_k_of_n(home, caplog):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from core.data import schema as S
 from core.data.dataset import Dataset
@@ -15,13 +14,7 @@ from core.errors import ParameterError, RecScopeError
 from core.scenarios.transfer import profile_similarity, transfer_experiment, transfer_report
 from tests.helpers import mirror_scenarios
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_protocol_hides_target_history_and_reports_lift():
