@@ -226,10 +226,13 @@ def _outcome(store: RunStore, record: dict) -> None:
             config = {c: st.column_config.NumberColumn(format="%.4f") for c in table.columns}
             st.dataframe(table, hide_index=True, column_config=config, key="tune_best_test")
             st.markdown(
-                "It is an ordinary run: [compare it on the Compare page](./compare) with a run "
-                f"of {md(model)} trained with the defaults on the same split and seed (the "
-                "Train page makes one). Every metric: [the Runs page](./runs)."
+                f"It is an ordinary run: compare it with a run of {md(model)} trained with the "
+                "defaults on the same split and seed (the Train page makes one)."
             )
+            shell.page_link(
+                "compare", "Compare it on the Compare page", ":material/compare_arrows:"
+            )
+            shell.page_link("runs", "Every metric: open the Runs page", ":material/history:")
     st.caption(md(V.budget_sentence(result)))
     if result.get("unexplored"):
         st.caption(md(result["unexplored"]))

@@ -142,6 +142,11 @@ def test_finished_study_shows_trials_figures_best_run_and_budget(planted_home):
     assert best_run["status"] == "finished" and best_run.get("tuned_from") == run_id
     assert "Budget 5 trials: used" in text and "the number of trials was reached" in text
     assert at.button(key="tune_resume").label == "Resume this study for 10 min"
+    # issue 16: page links switch page in this tab and session (a Markdown link opened a new one)
+    links = {link.proto.page: link.proto for link in at.get("page_link")}
+    assert set(links) == {"compare", "runs"} and not any(p.external for p in links.values())
+    assert links["runs"].label == "Every metric: open the Runs page"
+    assert "](./" not in text
 
 
 def test_second_session_and_resume_continue_the_same_study(planted_home, monkeypatch):
