@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
+from core.runs.stages import format_seconds
 from dashboard.views_train import HEADLINE
 
 METRIC = "valid NDCG@10"
@@ -41,7 +42,7 @@ def budget_phrase(budget_s: float | None, n_trials: int | None) -> str:
     """'10 min or 40 trials, whichever comes first' style text for a budget."""
     parts = []
     if budget_s:
-        parts.append(_duration(budget_s))
+        parts.append(format_seconds(budget_s))
     if n_trials:
         parts.append(f"{n_trials} trial{'s' if n_trials != 1 else ''}")
     if not parts:
@@ -102,7 +103,7 @@ def no_result_note(frame: pd.DataFrame) -> str | None:
 def budget_sentence(result: Mapping) -> str:
     """What the budget was, what was used and why the study stopped, in plain words."""
     b = result.get("budget") or {}
-    used = _duration(b.get("elapsed_s") or 0.0)
+    used = format_seconds(b.get("elapsed_s") or 0.0)
     why = STOPPED_BY.get(b.get("stopped_by"), "it ended")
     n, pruned = int(result.get("n_trials", 0)), int(result.get("n_pruned", 0))
     failed = int(result.get("n_failed", 0))
@@ -150,14 +151,6 @@ def progress_line(record: Mapping, frame: pd.DataFrame) -> str:
     best_text = f" · best {METRIC} {best.max():.4f}" if not best.empty else ""
     pruned = counts.get("stopped early", 0)
     return f"{done} trial{'s' if done != 1 else ''} done ({pruned} stopped early){best_text}."
-
-
-def _duration(seconds: float) -> str:
-    seconds = float(seconds)
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    minutes = seconds / 60
-    return f"{minutes:.0f} min" if abs(minutes - round(minutes)) < 0.05 else f"{minutes:.1f} min"
 
 
 def _number(value) -> str:

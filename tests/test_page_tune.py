@@ -301,3 +301,21 @@ def test_importances_of_trials_that_set_different_parameters_are_a_sentence():
     study.optimize(lambda t: t.suggest_float("l2", 1, 1e5, log=True) / 1e5, n_trials=2)
     fig, note = C.importance(study)
     assert fig is None and note.startswith("Parameter importances cannot be computed")
+
+
+def test_durations_read_as_everywhere_else_in_the_app():
+    """One time formatter (core.runs.stages.format_seconds) for budgets, used time and the
+    job's stage line — the Tune page had its own ('2 min' for 90 s), tuning another ('1m 30s')."""
+    from core.runs.stages import format_seconds
+
+    assert V.budget_phrase(90, 20) == "1 min 30 s or 20 trials, whichever comes first"
+    assert V.budget_phrase(600, None) == "10 min" == format_seconds(600)
+    result = {"budget": {"elapsed_s": 133.4, "budget_s": 600, "stopped_by": "time"}}
+    assert V.budget_sentence(result).startswith("Budget 10 min: used 2 min 13 s for 0 trials")
+
+    class _Study:
+        def get_trials(self, deepcopy=False):
+            return []
+
+    text, done, total = tuning._progress(_Study(), 6, 40, 95.0, 600.0)
+    assert text == "trial 7/40 · 1 min 35 s of 10 min" and (done, total) == (158, 1000)

@@ -47,6 +47,7 @@ from core.runs import liveness
 from core.runs.jobs import Stage, job_record
 from core.runs.liveness import ACTIVE
 from core.runs.pipeline import model_params, new_run, run_dataset, train_run
+from core.runs.stages import format_seconds
 from core.runs.store import RunStore
 from core.runs.tuning_space import (
     DEFAULTS_ATTR,
@@ -368,16 +369,11 @@ def _progress(study, done: int, n_trials, elapsed: float, budget_s) -> tuple[str
     number = done + 1
     text = f"trial {number}/{n_trials}" if n_trials else f"trial {number}"
     if budget_s:
-        text += f" · {_clock(elapsed)} of {_clock(budget_s)}"
+        text += f" · {format_seconds(elapsed)} of {format_seconds(budget_s)}"
     completed = [t.value for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     text += f" · best {max(completed):.4f}" if completed else ""
     shares = [done / n_trials if n_trials else 0.0, elapsed / budget_s if budget_s else 0.0]
     return text, int(1000 * min(max(shares), 1.0)), 1000
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 def _class_defaults(model: str) -> dict:
