@@ -3,8 +3,10 @@
 Starts `streamlit run dashboard/app.py` on a workspace (a fresh server: its caches are
 cold), opens `/?dataset=NAME` (the Data page; timed as `initial_load`), then clicks each page
 in the sidebar twice over: the first pass is each page's first open in that server, the
-second pass its second open. For every click it records `heading_s`, seconds until the
-page's title is shown (the analyst sees something), and `done_s`, seconds until Streamlit's
+second pass its second open. For every click it records `shown_s`, seconds until the page
+shows something (its title, or a spinner: a fresh server's first run shows "Starting
+RecScope…" while it imports torch and friends), `heading_s`, seconds until the page's title
+is shown, and `done_s`, seconds until Streamlit's
 "Running…" status widget is gone as well and stays gone for `--quiet` s (the page's script
 has finished; the quiet time is not counted). Files a page writes to disk (text embeddings,
 the item map) are kept by the workspace: run on a fresh one (`--prepare`) for the cold case.
@@ -59,7 +61,9 @@ _STATE = """(title) => {
   const shown = [...document.querySelectorAll('[data-testid="stMain"] h1')]
     .some((h) => h.innerText.trim() === title);
   const busy = document.querySelector('[data-testid="stStatusWidget"]') !== null;
-  return [shown, busy];
+  const spinner = '[data-testid="stMain"] [data-testid="stSpinner"]';
+  const something = shown || document.querySelector(spinner) !== null;
+  return [shown, busy, something];
 }"""
 
 
@@ -149,16 +153,19 @@ def _measure(url: str, name: str, timeout: float, quiet: float) -> dict:
 
 def _wait_ready(page, title: str, start: float, timeout: float, quiet: float) -> dict:
     """Poll until `title` is shown and no script runs for `quiet` s; seconds from `start`."""
-    heading = ready = None
+    heading = ready = first = None
     while time.perf_counter() - start < timeout:
-        shown, busy = page.evaluate(_STATE, title)
+        shown, busy, something = page.evaluate(_STATE, title)
         now = time.perf_counter()
+        if something and first is None:
+            first = now - start
         if shown and heading is None:
             heading = now - start
         if shown and not busy:
             ready = ready if ready is not None else now - start
             if now - start - ready >= quiet:
-                return {"heading_s": round(heading, 2), "done_s": round(ready, 2)}
+                seen = {"shown_s": round(first, 2), "heading_s": round(heading, 2)}
+                return {**seen, "done_s": round(ready, 2)}
         else:
             ready = None
         time.sleep(0.05)
