@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     for name in (m for m in wanted if m in present):
         before = _load_average()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         try:
             result = _run(name, parts, device, args, {})
         except Exception as exc:  # one broken model must not lose the others' numbers
@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> None:
                 "load_before": before,
                 "load_after": _load_average(),
                 "wall_s": round(time.perf_counter() - start, 1),
+                # CPU seconds of this process (fit + eval): with one torch thread about the
+                # wall time a quiet machine would show, and much less inflated by load
+                "cpu_s": round(time.process_time() - cpu, 1),
             }
         print(f"{name}: {report['models'].get(name) or report['failed'][name]}", file=sys.stderr)
         _write(report, args.out)
