@@ -12,9 +12,11 @@ from core.errors import RecScopeError
 from core.models import DESCRIPTIONS, available, model_class
 from core.runs import jobs, recent
 from core.runs.pipeline import new_run
+from core.runs.plan import plan_model
 from core.runs.progress import progress_summary
 from core.runs.store import RunStore, workspace_home
 from dashboard import charts, selection, shell, tables, widgets
+from dashboard import views_plan as VP
 from dashboard import views_train as VT
 from dashboard.text import md
 
@@ -72,7 +74,16 @@ def _form(store: RunStore, name: str) -> None:
             help="Closed-form models (pop, itemknn, ease) are fitted once either way.",
         )
     params = {model: widgets.param_inputs(model) for model in models}
-    if st.button("Start training", type="primary", disabled=not models, key="train_start"):
+    blocked = _plans(name, models, params, split, device)
+    if blocked:
+        st.caption(blocked)
+    if st.button(
+        "Start training",
+        type="primary",
+        disabled=not models or bool(blocked),
+        key="train_start",
+        help=blocked,
+    ):
         started = st.session_state.setdefault(STARTED, [])
         for model in models:
             try:
@@ -92,6 +103,42 @@ def _form(store: RunStore, name: str) -> None:
             jobs.start_job(store, run_id)
             started.append(run_id)
         st.toast(f"Started {len(models)} run(s).")
+
+
+def _plans(name: str, models: list, params: dict, split: str, device: str) -> str | None:
+    """Show each chosen model's plan (core.runs.plan) and return why Start is off, if it is."""
+    plans, errors = [], {}
+    for model in models:
+        try:
+            plans.append(
+                plan_model(
+                    workspace_home(), name, model, params[model], device=device, split_method=split
+                )
+            )
+        except RecScopeError as err:
+            errors[model] = str(err)
+    if plans:
+        st.dataframe(
+            VP.plan_table(plans), hide_index=True, width="stretch", column_config=_plan_columns()
+        )
+        st.caption(VP.memory_note(plans))
+    for plan in plans:
+        if plan.refused:
+            st.error(plan.sentence)
+        elif plan.verdict == "tight":
+            st.warning(plan.sentence)
+    for model, sentence in errors.items():
+        st.error(f"{model}: {md(sentence)}")
+    return VP.start_block(plans, errors)
+
+
+def _plan_columns() -> dict:
+    return {
+        "model": st.column_config.TextColumn("Model"),
+        "memory": st.column_config.TextColumn("Peak memory", help="Estimated before training"),
+        "time": st.column_config.TextColumn("Time", help="Training (at most) + evaluation"),
+        "verdict": st.column_config.TextColumn("Plan"),
+    }
 
 
 @st.fragment(run_every=2.0)

@@ -102,6 +102,8 @@ def cmd_train(args) -> dict:
     from core.runs.jobs import job_record
     from core.runs.store import RunStore
 
+    if args.dry_run:  # before the run store: a dry run creates nothing, not even runs/
+        return _plan(args).to_dict()
     store = RunStore(_home())
     if distributed.world().distributed:
         return _train_as_rank(store, args)
@@ -417,9 +419,15 @@ def _parse_params(pairs: list[str]) -> dict:
 
 
 def _new_train_run(store, args, nproc: int) -> str:
-    """A queued training run from `recscope train`'s flags (the launcher's or rank 0's)."""
+    """A queued training run from `recscope train`'s flags (the launcher's or rank 0's),
+    refused before it exists when the plan says the model will not fit."""
     from core.runs.pipeline import new_run
+    from core.runs.plan import refuse
 
+    if not args.ignore_plan:
+        plan = _plan(args)
+        refuse(plan)
+        log.info("plan: %s", plan.sentence)
     return new_run(
         store,
         args.dataset or _missing("--dataset"),
@@ -430,6 +438,22 @@ def _new_train_run(store, args, nproc: int) -> str:
         epochs=args.epochs,
         params=_parse_params(args.param),
         nproc=nproc,
+    )
+
+
+def _plan(args):
+    """The plan (`core.runs.plan`) of `recscope train`'s request."""
+    from core.runs.plan import plan_model
+
+    return plan_model(
+        _home(),
+        args.dataset or _missing("--dataset"),
+        args.model or _missing("--model"),
+        _parse_params(args.param),
+        device=args.device,
+        epochs=args.epochs,
+        split_method=args.split,
+        seed=args.seed,
     )
 
 

@@ -99,6 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="train on N processes under torchrun (one per GPU; gloo CPU processes without)",
     )
     p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (estimated peak memory and time, memory available, verdict) and "
+        "create nothing",
+    )
+    p.add_argument(
+        "--ignore-plan",
+        action="store_true",
+        help="start even when the plan refuses the model (the estimate may be wrong)",
+    )
+    p.add_argument(
         "--print-torchrun",
         action="store_true",
         help="print the torchrun commands for one machine and for several, and train nothing",

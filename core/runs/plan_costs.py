@@ -1,0 +1,247 @@
+"""What each model family costs on a data set: memory by part, and work per epoch and per
+scored cell, for `core.runs.plan` to turn into a peak and a time on a device (issue 15).
+
+The table is keyed by the registry's model name. Why here and not a class attribute of each
+model: the model files were being rewritten by others (sparse item-kNN, a large-catalogue
+EASE, sparse row updates, sampled softmax) while this was written; a declared cost on the
+classes is the better long-term home. Each formula names the tensors it counts, so it can be
+checked against the model's code; `core.runs.plan` scales them by measured device rates.
+
+Sizes: U users, I items, N training interactions, d the embedding size, B the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from core.eval.evaluate import MEMORY_BUDGET_BYTES, auto_batch_size
+from core.models.ease import L2_GRID, MAX_ITEMS
+from core.models.itemknn import DENSE_MAX_ITEMS
+from core.train import sampled_softmax
+
+F32 = 4
+F64 = 8
+#: bytes per stored entry of a scipy CSR/CSC copy (int32 index + float64 value)
+CSR_ENTRY = 12
+#: AdamW keeps two moments per parameter, and the backward pass a gradient of the same size
+ADAM_COPIES = 3
+#: bytes AdamW reads and writes per parameter per step (param, grad, two moments; read+write)
+ADAM_TRAFFIC = 7 * F32
+#: co-occurrence cells item-kNN computes per block (core.models.itemknn's private _BLOCK_CELLS)
+KNN_BLOCK_CELLS = 2**26
+#: forward + backward ≈ 3 × the forward's multiply-adds
+TRAIN_FACTOR = 3
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The sizes of a data set that the formulas need."""
+
+    n_users: int
+    n_items: int
+    n_train: int  # training interactions
+
+    @property
+    def per_user(self) -> float:
+        return self.n_train / max(1, self.n_users)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """One model's estimate on one data set, before any device rate is applied.
+
+    Memory in bytes by part; work as floating-point operations (`flops`), bytes moved
+    (`traffic`) and sparse entries touched (`sparse`) per epoch; `epochs` the most it runs;
+    `score_flops` per (user, item) scored cell; `limit` a sentence when the model refuses the
+    data whatever the memory (EASE above its dense limit).
+    """
+
+    parameters: int = 0
+    optimizer: int = 0
+    activations: int = 0
+    working: int = 0  # closed-form fits: Gram matrix, similarity blocks
+    flops: float = 0.0
+    traffic: float = 0.0
+    sparse: float = 0.0
+    epochs: int = 1
+    validates: bool = False  # a validation ranking pass after each epoch
+    score_flops: float = 0.0
+    limit: str | None = None
+    alternative: str = "filter rare items or users to shrink the data"
+    parts: Mapping[str, str] = field(default_factory=dict)
+
+
+CostFn = Callable[[Shape, Mapping], Cost]
+
+
+def score_block_bytes(shape: Shape) -> int:
+    """The evaluator's (users × items) block with its sort buffers (core.eval.evaluate)."""
+    rows = min(shape.n_users, auto_batch_size(shape.n_items))
+    return min(MEMORY_BUDGET_BYTES, rows * shape.n_items * 48) + shape.n_users * 20 * 48
+
+
+def cost(model: str, shape: Shape, params: Mapping) -> Cost:
+    """The cost of `model` (a registry name) with `params` on data of `shape`."""
+    return COSTS.get(model, _embedding_model)(shape, params)
+
+
+def _pop(shape: Shape, params: Mapping) -> Cost:
+    return Cost(parameters=shape.n_items * F64, sparse=shape.n_train, score_flops=1.0)
+
+
+def _itemknn(shape: Shape, params: Mapping) -> Cost:
+    k, i = int(params.get("k", 50)), shape.n_items
+    dense = i <= DENSE_MAX_ITEMS
+    weights = i * i * F32 if dense else i * min(k, i) * (F32 + 8 + 8)
+    block = min(KNN_BLOCK_CELLS, i * i)  # one co-occurrence block, float32, with 2 temporaries
+    return Cost(
+        parameters=weights,
+        working=3 * block * F32 + 3 * shape.n_train * CSR_ENTRY,
+        flops=2.0 * i * i,  # shrunk cosine over every block cell + top-k
+        sparse=shape.n_train * shape.per_user,  # Σ_u |u|² co-occurrence products
+        score_flops=2.0 * shape.per_user if dense else 2.0 * shape.per_user * k / max(1, i),
+        alternative="lower k",
+        parts={"parameters": "neighbour weights", "working": "co-occurrence blocks"},
+    )
+
+
+def _ease(shape: Shape, params: Mapping) -> Cost:
+    """Dense EASE up to MAX_ITEMS; above it the low-rank solver when the model has one
+    (`solver` auto/lowrank: core.models._ease_large), else a refusal."""
+    i = shape.n_items
+    grid = len(L2_GRID) if params.get("l2", "auto") == "auto" else 1
+    solver = params.get("solver")  # absent: a build whose EASE is dense only
+    if solver == "lowrank" or (solver == "auto" and i > MAX_ITEMS):
+        return _ease_lowrank(shape, params, grid)
+    limit = None
+    if i > MAX_ITEMS:
+        limit = (
+            f"EASE solves a dense {i:,} × {i:,} item matrix, above its limit of {MAX_ITEMS:,} items"
+        )
+    lowrank = "use solver=lowrank, " if solver is not None else "use "
+    return Cost(
+        parameters=i * i * F32,
+        working=2 * i * i * F64 + 2 * shape.n_train * CSR_ENTRY,  # Gram + Cholesky factor
+        flops=grid * (i**3 / 3 + 2 * i**3),  # Cholesky, then the inverse from it
+        sparse=shape.n_train * shape.per_user,  # XᵀX
+        validates=grid > 1,
+        epochs=grid,
+        score_flops=2.0 * shape.per_user,
+        limit=limit,
+        alternative=f"{lowrank}itemknn, or filter rare items to at most {MAX_ITEMS:,} items",
+        parts={"parameters": "item × item weights", "working": "Gram matrix and its factor"},
+    )
+
+
+def _ease_lowrank(shape: Shape, params: Mapping, grid: int) -> Cost:
+    """Top-r eigenpairs of XᵀX by subspace iteration (X applied, never XᵀX formed): float64
+    (n_items, r + 16) blocks and one (n_users, r + 16); each λ only rescales them."""
+    i, u = shape.n_items, shape.n_users
+    r = min(int(params.get("rank", 256)), i)
+    width = min(i, r + 16)
+    iters = 6  # 1 + 4 power iterations + the final projection (core.models._ease_large)
+    return Cost(
+        parameters=i * r * F32,
+        working=3 * i * width * F64 + u * width * F64 + 2 * shape.n_train * (CSR_ENTRY + 4),
+        flops=iters * 2 * i * width * width,  # the QR of each iteration
+        sparse=iters * 2 * shape.n_train * width,  # Xᵀ(X Q)
+        validates=grid > 1,
+        epochs=grid,
+        score_flops=4.0 * r,  # x V, then · Vᵀ, per item
+        alternative=f"a smaller rank (rank={max(16, r // 4)}), or filter rare items",
+        parts={"parameters": "item × rank vectors", "working": "subspace iteration blocks"},
+    )
+
+
+def _factorisation(shape: Shape, params: Mapping, *, towers: int = 1, mlp: bool = False) -> Cost:
+    """BPR-MF and NeuMF: a user and an item table per tower, trained on (1 + negatives)
+    pairs per interaction; NeuMF adds an MLP over each pair."""
+    d, b = int(params.get("dim", 64)), int(params.get("batch_size", 2048))
+    neg = int(params.get("negatives", 4))
+    table = (shape.n_users + shape.n_items) * d * towers
+    per_pair = 2 * d * towers + (6 * d * d if mlp else 0)
+    steps = -(-shape.n_train // b)
+    return Cost(
+        parameters=table * F32,
+        optimizer=ADAM_COPIES * table * F32,
+        activations=b * (2 + neg) * d * towers * F32 * (8 if mlp else 3),
+        flops=TRAIN_FACTOR * shape.n_train * (1 + neg) * per_pair,
+        traffic=steps * table * ADAM_TRAFFIC,  # AdamW updates the whole tables every step
+        epochs=int(params.get("epochs", 100)),
+        validates=True,
+        score_flops=per_pair,
+        alternative=f"a smaller dim (dim={max(8, d // 4)})",
+    )
+
+
+def _lightgcn(shape: Shape, params: Mapping) -> Cost:
+    """Every step propagates the whole graph `layers` times (sparse N × d products)."""
+    base = _factorisation(shape, params)
+    d, layers = int(params.get("dim", 128)), int(params.get("layers", 3))
+    b = int(params.get("batch_size", 8192))
+    nodes = shape.n_users + shape.n_items
+    steps = -(-shape.n_train // b)
+    return Cost(
+        parameters=base.parameters,
+        optimizer=base.optimizer,
+        # every layer's (nodes, d) output kept for backward, and the normalised adjacency
+        activations=base.activations + 2 * (layers + 1) * nodes * d * F32 + 2 * shape.n_train * 20,
+        flops=base.flops,
+        traffic=base.traffic,
+        sparse=TRAIN_FACTOR * steps * layers * 2 * shape.n_train * d,
+        epochs=base.epochs,
+        validates=True,
+        score_flops=2.0 * d,
+        alternative=base.alternative,
+    )
+
+
+def _sequence(shape: Shape, params: Mapping) -> Cost:
+    """SASRec, BERT4Rec, GRU4Rec, the hybrid and multiscenario models: an item table and a
+    few layers over windows of `max_len` items, each position scored against the whole
+    catalogue (full softmax) or 1 + `negatives` items (sampled)."""
+    d, b = int(params.get("dim", 64)), int(params.get("batch_size", 256))
+    length = int(params.get("max_len", 20))
+    layers = int(params.get("layers", 2))
+    neg = int(params.get("negatives", 1024))
+    sampled = sampled_softmax(str(params.get("loss", "auto")), shape.n_items)
+    classes = 1 + neg if sampled else shape.n_items
+    table = shape.n_items * d + 12 * layers * d * d
+    tokens = min(shape.n_train, shape.n_users * length) * int(params.get("cloze_copies", 1))
+    per_token = 12 * layers * d * d + 2 * d * classes
+    alternative = f"a smaller dim (dim={max(8, d // 2)}) or max_len"
+    if not sampled and "loss" in params:
+        alternative = f"the sampled softmax (loss=sampled, {neg} negatives), or {alternative}"
+    return Cost(
+        parameters=table * F32,
+        optimizer=ADAM_COPIES * table * F32,
+        # per position: each layer's activations, and the logits with their softmax gradient
+        activations=b * length * (16 * layers * d + 3 * classes) * F32,
+        flops=TRAIN_FACTOR * tokens * per_token,
+        traffic=-(-tokens // (b * length)) * table * ADAM_TRAFFIC,
+        epochs=int(params.get("epochs", 100)),
+        validates=True,
+        score_flops=2.0 * d,
+        alternative=alternative,
+    )
+
+
+def _embedding_model(shape: Shape, params: Mapping) -> Cost:
+    """Any other model: priced as the sequence family (an item table, sampled softmax)."""
+    return _sequence(shape, params)
+
+
+COSTS: dict[str, CostFn] = {
+    "pop": _pop,
+    "itemknn": _itemknn,
+    "ease": _ease,
+    "bpr": _factorisation,
+    "neumf": lambda s, p: _factorisation(s, p, towers=2, mlp=True),
+    "lightgcn": _lightgcn,
+    "sasrec": _sequence,
+    "bert4rec": _sequence,
+    "gru4rec": _sequence,
+    "hybrid": _sequence,
+    "multiscenario": _sequence,
+}

@@ -1,0 +1,103 @@
+"""The plan before training (issue 15, point 1): memory and time estimates, the verdict, the
+refusal sentence, and `recscope train --dry-run` / a refused model creating no run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from core.cli import main
+from core.runs import plan as P
+from core.runs.plan_costs import Shape, cost
+
+#: device rates as if measured: no probe in tests (fast, and the same on every machine)
+RATES = {"flops": 1e10, "bandwidth": 1e10, "sparse": 1e8, "rank_cell_s": 1e-8}
+MB = 2**20
+
+
+@pytest.fixture
+def planted_home(home, planted_dataset, monkeypatch):
+    planted_dataset.save(home)
+    monkeypatch.setattr(P, "device_rates", lambda device, n_items=0: RATES)
+    return home
+
+
+def _budget(monkeypatch, n_bytes: int) -> None:
+    monkeypatch.setattr(P, "available_bytes", lambda device: n_bytes)
+
+
+def test_refuses_a_model_above_the_memory_budget_with_the_numbers(planted_home, monkeypatch):
+    _budget(monkeypatch, 100 * MB)  # below the process alone (BASE_BYTES)
+    plan = P.plan_model(planted_home, "planted", "bpr", {"dim": 64}, device="cpu")
+    assert plan.verdict == "refused" and plan.refused
+    assert plan.peak_bytes > 100 * MB and plan.available_bytes == 100 * MB
+    assert plan.sentence == (
+        f"bpr is refused: it needs about {P.memory_text(plan.peak_bytes)} at its peak "
+        f"(process {P.memory_text(P.BASE_BYTES)}) but 100 MB is available; try a smaller dim "
+        "(dim=16), or filter rare items."
+    )
+    with pytest.raises(P.RecScopeError, match="bpr is refused: it needs about"):
+        P.refuse(plan)
+
+
+def test_fits_and_tight_verdicts_say_memory_and_time(planted_home, monkeypatch):
+    _budget(monkeypatch, 64 * 2**30)
+    plan = P.plan_model(planted_home, "planted", "bpr", {"epochs": 5}, device="cpu")
+    assert plan.verdict == "fits" and plan.epochs == 5
+    assert plan.sentence.startswith(f"bpr should fit: about {P.memory_text(plan.peak_bytes)} of")
+    assert "(at most 5 epochs)" in plan.sentence and "to evaluate" in plan.sentence
+    P.refuse(plan)  # no error
+    _budget(monkeypatch, int(plan.peak_bytes / 0.9))  # between COMFORT and all of it
+    tight = P.plan_model(planted_home, "planted", "bpr", {"epochs": 5}, device="cpu")
+    assert tight.verdict == "tight" and "Memory is tight" in tight.sentence
+
+
+def test_bpr_memory_parts_follow_the_tables():
+    """Parameters are (users + items) x dim float32; AdamW's state and the gradient 3x that."""
+    c = cost("bpr", Shape(n_users=1000, n_items=500, n_train=20_000), {"dim": 32})
+    assert c.parameters == 1500 * 32 * 4
+    assert c.optimizer == 3 * c.parameters
+    assert c.epochs == 100 and c.validates
+
+
+def test_dense_ease_above_its_limit_is_refused_with_itemknn_as_the_alternative():
+    """A build whose EASE is dense only (no `solver` parameter): 50k items are refused."""
+    c = cost("ease", Shape(n_users=200_000, n_items=50_000, n_train=10**7), {"l2": 250.0})
+    assert "dense 50,000 × 50,000 item matrix" in c.limit
+    assert c.alternative.startswith("use itemknn")
+    assert c.working == 2 * 50_000**2 * 8 + 2 * 10**7 * 12
+
+
+def test_sequence_models_price_the_softmax_they_train_with():
+    shape = Shape(n_users=1000, n_items=100_000, n_train=50_000)
+    full = cost("sasrec", shape, {"loss": "full", "negatives": 100})
+    sampled = cost("sasrec", shape, {"loss": "sampled", "negatives": 100})
+    assert full.activations > 100 * sampled.activations  # (B, L, 100k) logits vs (B, L, 101)
+    assert full.alternative.startswith("the sampled softmax (loss=sampled")
+
+
+def test_available_memory_is_what_the_machine_reports():
+    import torch
+
+    free = P.available_bytes(torch.device("cpu"))
+    assert 0 < free <= P._meminfo_available()
+
+
+def test_dry_run_prints_the_plan_and_creates_nothing(planted_home, capsys):
+    code = main(["train", "--dataset", "planted", "--model", "pop", "--dry-run", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert out["kind"] == "plan" and out["model"] == "pop" and out["verdict"] == "fits"
+    assert out["n_users"] == 120 and out["peak_bytes"] == sum(out["memory"].values())
+    assert not (planted_home / "runs").exists()
+
+
+def test_refused_model_exits_non_zero_before_a_run_exists(planted_home, monkeypatch, capsys):
+    _budget(monkeypatch, 10 * MB)
+    code = main(["train", "--dataset", "planted", "--model", "pop", "--json"])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    assert captured.err.startswith("error: pop is refused: it needs about ")
+    assert "but 10 MB is available" in captured.err
+    assert not list((planted_home / "runs").glob("*"))
