@@ -85,8 +85,7 @@ def _model(model: str, dataset: str, home: Path, env: dict, args) -> dict:
     if model not in ("pop", "itemknn", "ease"):
         request += ["--epochs", str(args.epochs)]
     out: dict = {"plan": _child([*_cli(), "train", "--dry-run", *request], env, 600, True)}
-    verdict = (out["plan"].get("json") or {}).get("fits")
-    if verdict is False:
+    if (out["plan"].get("json") or {}).get("verdict") == "refused":
         out["refused"] = True
         return out
     before = set(_run_ids(home))
