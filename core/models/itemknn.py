@@ -8,10 +8,16 @@ collaborative filtering recommendation algorithms"), cosine similarity with shri
 Scores are exactly additive over the user's history items, so `history_contributions` is an
 exact explanation (the SHAP code uses it as an oracle).
 
+The fit never builds an item x item matrix, dense or whole: XᵀX is multiplied out sparse,
+a chunk of target items at a time (chunks sized by their count of products, `_CHUNK_PRODUCTS`),
+and each target keeps its k best entries before the next chunk, so memory is linear in
+items x k (plus one chunk).
+
 `ItemItemModel` holds what item-kNN and EASE share: score = x_u W with x_u the user's binary
 history row and W an item x item weight matrix (W[i, j] = how much having i raises j).
-W is a dense tensor up to `DENSE_MAX_ITEMS` items (fast matmul, n² floats: 1.6 GB at 20k) and a
-sparse CSR tensor beyond that (item-kNN keeps at most k entries per item, so it stays small).
+W is a dense tensor up to `DENSE_MAX_ITEMS` items (n² floats: at most 64 MB, and a plain
+matmul) and sparse beyond that (item-kNN keeps at most k entries per target): then scores are
+summed from the rows of W that the users' history items select, never through a dense W.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from core.data.dataset import Interactions
@@ -31,10 +38,13 @@ from core.models.base import AT_LEAST_ONE, NON_NEGATIVE, Range, RecommenderBase,
 from core.models.space import Param, float_param, int_param
 from core.protocols import ProgressFn
 
-#: above this many items, W is stored sparse (CSR) instead of dense
-DENSE_MAX_ITEMS = 20_000
-#: cells of one dense similarity block computed at a time during fit (~256 MB of float32)
-_BLOCK_CELLS = 2**26
+#: above this many items, W is stored sparse (CSR) instead of dense (4096² float32 = 64 MB)
+DENSE_MAX_ITEMS = 4096
+#: products x_u,i · x_u,j summed in one chunk of the sparse XᵀX during fit (bounds its memory:
+#: the chunk's entries are at most this many, ~16 bytes each while they are ranked)
+_CHUNK_PRODUCTS = 2**24
+#: (history item, target) pairs expanded at once when scoring with a sparse W
+_SCORE_PAIRS = 2**23
 
 
 class ItemItemModel(RecommenderBase):
@@ -42,7 +52,8 @@ class ItemItemModel(RecommenderBase):
 
     Subclasses set `weights_` in `fit` through `_set_weights(W)`.
     Dense layout: `weights_` is W, shape (n_items, n_items).
-    Sparse layout: `weights_` is Wᵀ as a CSR tensor (row j = the weights into target j).
+    Sparse layout: `weights_` is Wᵀ as a CSR tensor (row j = the weights into target j), and
+    `_w_rows` is W as CSR (row i = what history item i adds to each target) for scoring.
     """
 
     weights_: torch.Tensor
@@ -55,11 +66,11 @@ class ItemItemModel(RecommenderBase):
         items = self._items_or_all(item_codes)
         if items is not None:
             check_codes(items, self.n_items_, "item")
-        x = self._history_rows(users)  # (B, n_items)
         if self.weights_.layout == torch.strided:
+            x = self._history_rows(users)  # (B, n_items)
             w = self.weights_ if items is None else self.weights_[:, items]  # (n_items, m)
             return x @ w  # (B, m)
-        out = torch.sparse.mm(self.weights_, x.T).T  # (B, n_items)
+        out = self._sparse_scores(users)  # (B, n_items), contiguous
         return out if items is None else out[:, items]
 
     def history_contributions(self, user_code: int, item_code: int) -> dict[int, float]:
@@ -129,6 +140,38 @@ class ItemItemModel(RecommenderBase):
         x[rows, self._hist_indices[offsets]] = 1.0
         return x
 
+    def _sparse_scores(self, users: torch.Tensor) -> torch.Tensor:
+        """Σ_{i ∈ history(u)} W[i, :] for each user, from the CSR rows of W, (B, n_items).
+
+        Costs Σ_u Σ_{i ∈ history(u)} nnz(W[i]) additions (users' history x k), not B x nnz(W).
+        """
+        users = users.to(self.device)
+        n = self.n_items_
+        out = torch.zeros((len(users), n), device=self.device)
+        crow, col, val = self._w_rows
+        starts = self._hist_indptr[users]
+        counts = self._hist_indptr[users + 1] - starts  # (B,)
+        b_of = torch.repeat_interleave(torch.arange(len(users), device=self.device), counts)
+        first = torch.cumsum(counts, 0) - counts
+        pos = torch.arange(len(b_of), device=self.device) - first[b_of] + starts[b_of]
+        hist = self._hist_indices[pos]  # the history items, flat, user b_of[·]
+        widths = crow[hist + 1] - crow[hist]  # entries of W[i] per history item
+        ends = torch.cumsum(widths, 0)
+        flat = out.view(-1)
+        lo = 0
+        while lo < len(hist):  # slices of history items whose expansion fits _SCORE_PAIRS
+            base = int(ends[lo - 1]) if lo else 0
+            hi = max(lo + 1, int(torch.searchsorted(ends, base + _SCORE_PAIRS, right=True)))
+            w = widths[lo:hi]
+            owner = torch.repeat_interleave(torch.arange(lo, hi, device=self.device), w)
+            offset = (
+                torch.arange(len(owner), device=self.device) - (ends[lo:hi] - w - base)[owner - lo]
+            )
+            at = crow[hist[owner]] + offset
+            flat.index_add_(0, b_of[owner] * n + col[at], val[at])
+            lo = hi
+        return out
+
     # -- weights -------------------------------------------------------------------------
     def _set_weights(self, rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor) -> None:
         """W[rows, cols] = vals (all other entries 0); layout chosen by catalogue size."""
@@ -141,8 +184,21 @@ class ItemItemModel(RecommenderBase):
             wt = torch.sparse_coo_tensor(
                 torch.stack([cols, rows]), vals.float(), (n, n), check_invariants=True
             )
-            with _quiet_sparse_beta():
+            with quiet_sparse_beta():
                 self.weights_ = wt.coalesce().to_sparse_csr()
+            self._index_rows()
+
+    def _index_rows(self) -> None:
+        """`_w_rows` (crow, col, val) = W in CSR, from `weights_` = Wᵀ (sparse layout)."""
+        wt = self.weights_
+        rows = torch.repeat_interleave(
+            torch.arange(self.n_items_, device=wt.device), torch.diff(wt.crow_indices())
+        )  # target j of each stored entry
+        src, dst = wt.col_indices(), rows  # W[src, dst] = value
+        order = torch.argsort(src * self.n_items_ + dst)
+        crow = torch.zeros(self.n_items_ + 1, dtype=torch.int64, device=wt.device)
+        crow[1:] = torch.cumsum(torch.bincount(src, minlength=self.n_items_), 0)
+        self._w_rows = (crow, dst[order], wt.values()[order])
 
     def _column(self, item: int) -> torch.Tensor:
         """W[:, item] as a dense (n_items,) tensor."""
@@ -165,7 +221,7 @@ class ItemItemModel(RecommenderBase):
             self.weights_ = state["weights"].float()
         else:
             size = (self.n_items_, self.n_items_)
-            with _quiet_sparse_beta():
+            with quiet_sparse_beta():
                 self.weights_ = torch.sparse_csr_tensor(
                     state["wt_crow"],
                     state["wt_col"],
@@ -173,6 +229,7 @@ class ItemItemModel(RecommenderBase):
                     size=size,
                     check_invariants=True,
                 )
+            self._index_rows()
         empty = np.zeros(self.n_users_ + 1, dtype=np.int64)
         self._hist_indptr = torch.from_numpy(empty).to(self.device)
         self._hist_indices = torch.zeros(0, dtype=torch.int64, device=self.device)
@@ -207,32 +264,58 @@ class ItemKNN(ItemItemModel):
         valid: Interactions | None = None,
         progress: ProgressFn | None = None,
     ) -> ItemKNN:
-        """Shrunk cosine similarity, top-k neighbours per target item, in column blocks."""
+        """Shrunk cosine similarity, top-k neighbours per target item, from sparse chunks."""
         self._check_params()
         self._start_fit(train)
-        x = train.csr()  # (n_users, n_items) binary, scipy
-        xt = x.T.tocsr()  # (n_items, n_users)
-        xc = x.tocsc()
-        n = self.n_items_
-        norms = torch.from_numpy(np.sqrt(np.asarray(x.sum(axis=0)).ravel())).float()
-        norms = norms.to(self.device)  # (n_items,)
-        keep = min(int(self.k), n)
-        block = max(1, min(n, _BLOCK_CELLS // max(n, 1)))
-        rows, cols, vals = [], [], []
-        for start in range(0, n, block):
-            stop = min(n, start + block)
-            co = torch.from_numpy((xt @ xc[:, start:stop]).toarray()).float().to(self.device)
-            denom = norms[:, None] * norms[None, start:stop] + float(self.shrink)  # (n, b)
-            sim = torch.where(denom > 0, co / denom.clamp_min(1e-12), torch.zeros_like(co))
-            local = torch.arange(stop - start, device=self.device)
-            sim[start + local, local] = 0.0  # an item is not its own neighbour
-            top = torch.topk(sim, keep, dim=0)  # (keep, b): best history items per target
-            nonzero = top.values > 0
-            rows.append(top.indices[nonzero])
-            cols.append((start + local).expand(keep, -1)[nonzero])
-            vals.append(top.values[nonzero])
-        self._set_weights(torch.cat(rows), torch.cat(cols), torch.cat(vals))
+        rows, cols, vals = top_k_cosine(train.csr(), min(int(self.k), self.n_items_), self.shrink)
+        dev = self.device
+        self._set_weights(
+            torch.from_numpy(rows).to(dev),
+            torch.from_numpy(cols).to(dev),
+            torch.from_numpy(vals).to(dev),
+        )
         return self
+
+
+def top_k_cosine(
+    x: sp.csr_matrix, keep: int, shrink: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(history item i, target j, sim) for the `keep` best positive sim(i, j) of every target j.
+
+    sim(i, j) = x_i · x_j / (‖x_i‖ ‖x_j‖ + shrink), i ≠ j, x the binary (n_users, n_items)
+    matrix. XᵀX is multiplied out sparse for a chunk of targets at a time (at most
+    `_CHUNK_PRODUCTS` products per chunk) and ranked per target before the next chunk, so
+    memory is the chunk plus the kept items x keep entries. Ties keep the lower item code.
+    """
+    n = x.shape[1]
+    xc = x.tocsc()
+    norms = np.sqrt(np.asarray(x.sum(axis=0), dtype=np.float32).ravel())  # (n_items,)
+    per_user = np.diff(x.indptr).astype(np.int64)
+    products = np.asarray(xc.T @ per_user.astype(np.float64)).ravel()  # per target item
+    ends = np.cumsum(products)
+    rows, cols, vals = [], [], []
+    start = 0
+    while start < n:
+        base = ends[start - 1] if start else 0.0
+        stop = max(start + 1, int(np.searchsorted(ends, base + _CHUNK_PRODUCTS, side="right")))
+        stop = min(stop, n)
+        co = (xc[:, start:stop].T @ x).tocsr()  # (targets, n_items) co-occurrence counts
+        co.sort_indices()
+        target = np.repeat(np.arange(start, stop), np.diff(co.indptr))
+        item = co.indices.astype(np.int64)
+        denom = norms[item] * norms[target] + np.float32(shrink)
+        sim = np.where(denom > 0, co.data.astype(np.float32) / np.maximum(denom, 1e-12), 0)
+        good = (sim > 0) & (item != target)  # positive, and an item is not its own neighbour
+        target, item, sim = target[good], item[good], sim[good].astype(np.float32)
+        order = np.lexsort((-sim, target))  # per target, best first (stable: lower item first)
+        target, item, sim = target[order], item[order], sim[order]
+        firsts = np.searchsorted(target, target, side="left")
+        best = np.arange(len(target)) - firsts < keep
+        rows.append(item[best])
+        cols.append(target[best])
+        vals.append(sim[best])
+        start = stop
+    return np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
 
 
 def check_codes(codes: torch.Tensor, n: int, kind: str) -> None:
@@ -246,7 +329,7 @@ def check_codes(codes: torch.Tensor, n: int, kind: str) -> None:
 
 
 @contextlib.contextmanager
-def _quiet_sparse_beta() -> Iterator[None]:
+def quiet_sparse_beta() -> Iterator[None]:
     """torch warns that sparse CSR is 'beta' on first use; what we use of it is supported."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
