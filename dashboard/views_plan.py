@@ -7,8 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from core.runs.plan import Plan, memory_text
-from core.runs.stages import format_seconds
+from core.runs.plan import Plan, duration_text, memory_text
 
 #: the verdict column's words
 VERDICT_TEXT = {"fits": "Fits", "tight": "Tight", "refused": "Refused"}
@@ -33,9 +32,11 @@ def plan_table(plans: Sequence[Plan]) -> pd.DataFrame:
 def memory_note(plans: Sequence[Plan]) -> str:
     """Where the estimates are compared: the device and the memory it has free now."""
     p = plans[0]
-    where = "free on the GPU" if p.device.startswith("cuda") else "available on this machine"
+    gpu = p.device.startswith("cuda")
+    where = "free on the GPU" if gpu else "available on this machine"
     return (
-        f"Estimated before training: peak memory and time on {p.device}, from each model's "
+        f"Estimated before training: peak memory and time on the "
+        f"{'GPU' if gpu else 'CPU (one core)'}, from each model's "
         f"size and a short measurement of this device; {memory_text(p.available_bytes)} "
         f"{where} now. Times are at most: early stopping often ends sooner."
     )
@@ -56,5 +57,4 @@ def start_block(plans: Sequence[Plan], errors: Mapping[str, str]) -> str | None:
 
 
 def _time_text(plan: Plan) -> str:
-    fit = format_seconds(plan.fit_s)
-    return f"{fit} + {format_seconds(plan.eval_s)} evaluation"
+    return f"{duration_text(plan.fit_s)} + {duration_text(plan.eval_s)} evaluation"

@@ -123,10 +123,8 @@ def _plans(name: str, models: list, params: dict, split: str, device: str) -> st
         )
         st.caption(VP.memory_note(plans))
     for plan in plans:
-        if plan.refused:
-            st.error(plan.sentence)
-        elif plan.verdict == "tight":
-            st.warning(plan.sentence)
+        show = {"refused": st.error, "tight": st.warning}.get(plan.verdict, st.caption)
+        show(plan.sentence)
     for model, sentence in errors.items():
         st.error(f"{model}: {md(sentence)}")
     return VP.start_block(plans, errors)

@@ -9,7 +9,7 @@ import pytest
 
 from core.cli import main
 from core.runs import plan as P
-from core.runs.plan_costs import Shape, cost
+from core.runs.plan_costs import Shape, _factorisation, cost
 
 #: device rates as if measured: no probe in tests (fast, and the same on every machine)
 RATES = {"flops": 1e10, "bandwidth": 1e10, "sparse": 1e8, "rank_cell_s": 1e-8}
@@ -53,12 +53,19 @@ def test_fits_and_tight_verdicts_say_memory_and_time(planted_home, monkeypatch):
     assert tight.verdict == "tight" and "Memory is tight" in tight.sentence
 
 
-def test_bpr_memory_parts_follow_the_tables():
-    """Parameters are (users + items) x dim float32; AdamW's state and the gradient 3x that."""
-    c = cost("bpr", Shape(n_users=1000, n_items=500, n_train=20_000), {"dim": 32})
-    assert c.parameters == 1500 * 32 * 4
-    assert c.optimizer == 3 * c.parameters
-    assert c.epochs == 100 and c.validates
+def test_factorisation_memory_and_traffic_follow_the_tables():
+    """Parameters are (users + items) x dim float32; AdamW's two moments and the gradient
+    are 3x that and every step moves whole tables; with sparse tables the gradient and a
+    step's traffic are the batch's rows only (the moments stay whole)."""
+    shape, params = Shape(n_users=1000, n_items=500, n_train=20_000), {"dim": 32}
+    params.update(batch_size=100, negatives=4, epochs=7)
+    dense = _factorisation(shape, params)
+    assert dense.parameters == 1500 * 32 * 4 and dense.optimizer == 3 * dense.parameters
+    assert dense.traffic == 200 * 1500 * 32 * 28  # 200 steps x the whole tables x AdamW bytes
+    assert dense.epochs == 7 and dense.validates
+    rows = _factorisation(shape, params, sparse=True)
+    assert rows.optimizer == (2 * 1500 * 32 + 100 * 6 * 32) * 4
+    assert rows.traffic == 200 * 100 * 6 * 32 * 28
 
 
 def test_dense_ease_above_its_limit_is_refused_with_itemknn_as_the_alternative():

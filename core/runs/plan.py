@@ -167,6 +167,11 @@ def device_rates(device: str, n_items: int = 32_768) -> dict[str, float]:
     return {"flops": flops, "bandwidth": bandwidth, "sparse": sparse, "rank_cell_s": rank_s}
 
 
+def duration_text(seconds: float) -> str:
+    """'under 1 s', '45 s', '3 min 20 s' (`core.runs.stages.format_seconds` above a second)."""
+    return "under 1 s" if seconds < 1 else format_seconds(seconds)
+
+
 def memory_text(n_bytes: float) -> str:
     """'1.2 GB', '340 MB'."""
     if n_bytes >= 2**30:
@@ -242,13 +247,16 @@ def _with_sentence(plan: Plan, c: Cost) -> Plan:
     else:
         epochs = f" (at most {plan.epochs} epochs)" if plan.epochs > 1 else ""
         text = (
-            f"{plan.model} should fit: about {need} of the {have} {where}; about "
-            f"{format_seconds(plan.fit_s)} to train{epochs} and "
-            f"{format_seconds(plan.eval_s)} to evaluate."
+            f"{plan.model} should fit: about {need} of the {have} {where}; "
+            f"{_about(plan.fit_s)} to train{epochs} and {_about(plan.eval_s)} to evaluate."
         )
         if plan.verdict == "tight":
             text += f" Memory is tight: close other programs, or try {plan.alternative}."
     return Plan(**{**asdict(plan), "sentence": text})
+
+
+def _about(seconds: float) -> str:
+    return duration_text(seconds) if seconds < 1 else f"about {duration_text(seconds)}"
 
 
 def _largest(plan: Plan) -> str:

@@ -28,8 +28,8 @@ CSR_ENTRY = 12
 ADAM_COPIES = 3
 #: bytes AdamW reads and writes per parameter per step (param, grad, two moments; read+write)
 ADAM_TRAFFIC = 7 * F32
-#: co-occurrence cells item-kNN computes per block (core.models.itemknn's private _BLOCK_CELLS)
-KNN_BLOCK_CELLS = 2**26
+#: co-occurrence products item-kNN sums per chunk (core.models.itemknn's _CHUNK_PRODUCTS)
+KNN_CHUNK_PRODUCTS = 2**24
 #: forward + backward ≈ 3 × the forward's multiply-adds
 TRAIN_FACTOR = 3
 
@@ -91,18 +91,22 @@ def _pop(shape: Shape, params: Mapping) -> Cost:
 
 
 def _itemknn(shape: Shape, params: Mapping) -> Cost:
+    """Sparse XᵀX in chunks of at most KNN_CHUNK_PRODUCTS products, each ranked before the
+    next (core.models.itemknn.top_k_cosine); W dense up to DENSE_MAX_ITEMS, else k entries
+    per target item."""
     k, i = int(params.get("k", 50)), shape.n_items
+    keep = min(k, i)
     dense = i <= DENSE_MAX_ITEMS
-    weights = i * i * F32 if dense else i * min(k, i) * (F32 + 8 + 8)
-    block = min(KNN_BLOCK_CELLS, i * i)  # one co-occurrence block, float32, with 2 temporaries
+    weights = i * i * F32 if dense else i * keep * (8 + 8 + F32)  # rows, cols, values
+    products = shape.n_train * shape.per_user  # Σ_u |u|²: the co-occurrence products
     return Cost(
         parameters=weights,
-        working=3 * block * F32 + 3 * shape.n_train * CSR_ENTRY,
-        flops=2.0 * i * i,  # shrunk cosine over every block cell + top-k
-        sparse=shape.n_train * shape.per_user,  # Σ_u |u|² co-occurrence products
-        score_flops=2.0 * shape.per_user if dense else 2.0 * shape.per_user * k / max(1, i),
+        # a chunk's entries with their keys, similarities and sort order, and X's CSR/CSC
+        working=min(products, KNN_CHUNK_PRODUCTS) * 48 + 2 * shape.n_train * CSR_ENTRY,
+        sparse=products,
+        score_flops=2.0 * shape.per_user if dense else 2.0 * shape.per_user * keep / max(1, i),
         alternative="lower k",
-        parts={"parameters": "neighbour weights", "working": "co-occurrence blocks"},
+        parts={"parameters": "neighbour weights", "working": "co-occurrence chunk"},
     )
 
 
@@ -154,20 +158,25 @@ def _ease_lowrank(shape: Shape, params: Mapping, grid: int) -> Cost:
     )
 
 
-def _factorisation(shape: Shape, params: Mapping, *, towers: int = 1, mlp: bool = False) -> Cost:
+def _factorisation(
+    shape: Shape, params: Mapping, *, towers: int = 1, mlp: bool = False, sparse: bool = False
+) -> Cost:
     """BPR-MF and NeuMF: a user and an item table per tower, trained on (1 + negatives)
-    pairs per interaction; NeuMF adds an MLP over each pair."""
+    pairs per interaction; NeuMF adds an MLP over each pair. `sparse`: the tables are
+    updated row by row (SparseAdam over the batch's rows: core.train "Sparse updates"), so a
+    step moves only those rows, though the two moments are still whole tables."""
     d, b = int(params.get("dim", 64)), int(params.get("batch_size", 2048))
     neg = int(params.get("negatives", 4))
     table = (shape.n_users + shape.n_items) * d * towers
+    rows = min(table, b * (2 + neg) * d * towers)  # table cells one step looks up
     per_pair = 2 * d * towers + (6 * d * d if mlp else 0)
     steps = -(-shape.n_train // b)
     return Cost(
         parameters=table * F32,
-        optimizer=ADAM_COPIES * table * F32,
+        optimizer=(2 * table + rows if sparse else ADAM_COPIES * table) * F32,
         activations=b * (2 + neg) * d * towers * F32 * (8 if mlp else 3),
         flops=TRAIN_FACTOR * shape.n_train * (1 + neg) * per_pair,
-        traffic=steps * table * ADAM_TRAFFIC,  # AdamW updates the whole tables every step
+        traffic=steps * (rows if sparse else table) * ADAM_TRAFFIC,
         epochs=int(params.get("epochs", 100)),
         validates=True,
         score_flops=per_pair,
@@ -232,12 +241,16 @@ def _embedding_model(shape: Shape, params: Mapping) -> Cost:
     return _sequence(shape, params)
 
 
+#: models whose embedding tables are declared sparse (`nn.Embedding(..., sparse=True)` in
+#: their files), so each step updates only its batch's rows
+SPARSE_TABLES = frozenset()
+
 COSTS: dict[str, CostFn] = {
     "pop": _pop,
     "itemknn": _itemknn,
     "ease": _ease,
-    "bpr": _factorisation,
-    "neumf": lambda s, p: _factorisation(s, p, towers=2, mlp=True),
+    "bpr": lambda s, p: _factorisation(s, p, sparse="bpr" in SPARSE_TABLES),
+    "neumf": lambda s, p: _factorisation(s, p, towers=2, mlp=True, sparse="neumf" in SPARSE_TABLES),
     "lightgcn": _lightgcn,
     "sasrec": _sequence,
     "bert4rec": _sequence,
