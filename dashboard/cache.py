@@ -1,15 +1,18 @@
 """The one caching module of the dashboard.
 
-Tables (`st.cache_data`, each caller gets a copy) are keyed by dataset or run id plus the
-modification time of the file behind them, so a re-ingested dataset or an updated run is
-read afresh. Run records and statuses are never cached: every rerun reads them (the run
-store refreshes a run whose process died), so a page never shows a stale "running". Big
-read-only objects (a loaded Dataset, a fitted model) go through
-`st.cache_resource`: shared between sessions and never mutated by a page.
+Tables (`st.cache_data`, each caller gets a copy) are keyed by dataset name plus its
+content fingerprint (`dataset_key`: dataset.json's, read on every call, never the data), or
+by run id plus the modification time of its run.json, so a re-ingested dataset or an updated
+run is read afresh, and nothing derived from the data is recomputed on a rerun. Run records
+and statuses are never cached: every rerun reads them (the run store refreshes a run whose
+process died), so a page never shows a stale "running". Big read-only objects (a loaded
+Dataset, a fitted model) go through `st.cache_resource`: shared between sessions and never
+mutated by a page.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -17,8 +20,9 @@ import streamlit as st
 
 from core.data import profile
 from core.data.dataset import Dataset
-from core.data.stored import dataset_dir
+from core.data.stored import META, dataset_dir
 from core.runs.store import RunStore
+from core.storage import read_json
 from dashboard.data_dirs import allowed_path
 
 
@@ -27,9 +31,40 @@ def dataset(home: Path, name: str) -> Dataset:
     return _dataset(str(home), name, _stamp(home, name))
 
 
-def profile_tables(home: Path, name: str) -> dict:
-    """Everything the Data page's profile draws, computed once per dataset version."""
-    return _profile(str(home), name, _stamp(home, name))
+def profile_tables(
+    home: Path, name: str, progress: Callable[[float, str], None] | None = None
+) -> dict:
+    """Everything the Data page's profile draws, computed once per dataset version, one
+    table at a time: `progress(done_share, what_next)` is told before each (a 10M-row
+    profile takes seconds; every later call only reads the cache)."""
+    key, out, steps = dataset_key(home, name), {}, len(PROFILE_PARTS) + 1
+    if progress is not None:
+        progress(0.0, "Loading the dataset…")
+    _dataset(str(home), name, key)
+    for i, (part, label) in enumerate(PROFILE_PARTS.items(), start=1):
+        if progress is not None:
+            progress(i / steps, label)
+        out[part] = _profile_part(str(home), name, part, key)
+    return out
+
+
+def dataset_key(home: Path, name: str) -> str:
+    """The cache key of dataset `name`'s content: the fingerprint in its dataset.json (read
+    afresh on every call; a few hundred bytes), or the file's time for datasets stored
+    before fingerprints existed (hashing their tables on every rerun would cost seconds)."""
+    return _stamp(home, name)
+
+
+def item_scenario_counts(home: Path, name: str) -> pd.DataFrame:
+    """`dashboard.views_items.scenario_counts`: interactions per (item, scenario), computed
+    once per dataset version (the item card reads one item's rows of it)."""
+    return _item_scenario_counts(str(home), name, _stamp(home, name))
+
+
+def scenario_overview(home: Path, name: str) -> dict:
+    """The Scenarios page's tables (sizes, user and item overlap, small scenarios), once per
+    dataset version."""
+    return _scenario_overview(str(home), name, _stamp(home, name))
 
 
 def raw_table(
@@ -150,23 +185,58 @@ def clear() -> None:
 
 
 @st.cache_resource(show_spinner="Loading the dataset…", max_entries=4)
-def _dataset(home: str, name: str, mtime: int) -> Dataset:
+def _dataset(home: str, name: str, key: str) -> Dataset:
     return Dataset.load(Path(home), name)
 
 
-@st.cache_data(show_spinner="Profiling the dataset…", max_entries=16)
-def _profile(home: str, name: str, mtime: int) -> dict:
-    ds = _dataset(home, name, mtime)
+#: the Data page's profile: table name -> what computing it is called in the progress bar
+PROFILE_PARTS = {
+    "counts": "Counting users, items and distinct pairs…",
+    "users": "Measuring activity per user…",
+    "items": "Measuring activity per item…",
+    "ratings": "Counting the ratings…",
+    "time": "Counting activity over time…",
+    "scenario_users": "Counting scenarios per user…",
+    "scenario_overlap": "Measuring scenario overlap…",
+    "scenario_sizes": "Measuring scenario sizes…",
+    "top_items": "Finding the most used items…",
+}
+#: looked up at call time (module attributes), so a test can count the calls
+_PROFILE_FUNCTIONS = {
+    "counts": lambda ds: profile.counts(ds),
+    "users": lambda ds: profile.activity(ds, "user"),
+    "items": lambda ds: profile.activity(ds, "item"),
+    "ratings": lambda ds: profile.rating_distribution(ds),
+    "time": lambda ds: profile.activity_over_time(ds),
+    "scenario_users": lambda ds: profile.scenario_users(ds),
+    "scenario_overlap": lambda ds: profile.scenario_overlap(ds),
+    "scenario_sizes": lambda ds: profile.scenario_sizes(ds),
+    "top_items": lambda ds: profile.top_items(ds, 20),
+}
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _profile_part(home: str, name: str, part: str, key: str):
+    return _PROFILE_FUNCTIONS[part](_dataset(home, name, key))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _item_scenario_counts(home: str, name: str, key: str) -> pd.DataFrame:
+    from dashboard.views_items import scenario_counts
+
+    return scenario_counts(_dataset(home, name, key))
+
+
+@st.cache_data(show_spinner="Measuring the scenarios…", max_entries=8)
+def _scenario_overview(home: str, name: str, key: str) -> dict:
+    from core.scenarios.strategies import item_overlap, small_scenarios
+
+    ds = _dataset(home, name, key)
     return {
-        "counts": profile.counts(ds),
-        "users": profile.activity(ds, "user"),
-        "items": profile.activity(ds, "item"),
-        "ratings": profile.rating_distribution(ds),
-        "time": profile.activity_over_time(ds),
-        "scenario_users": profile.scenario_users(ds),
-        "scenario_overlap": profile.scenario_overlap(ds),
-        "scenario_sizes": profile.scenario_sizes(ds),
-        "top_items": profile.top_items(ds, 20),
+        "sizes": profile.scenario_sizes(ds),
+        "small": small_scenarios(ds),
+        "user_overlap": profile.scenario_overlap(ds),
+        "item_overlap": item_overlap(ds),
     }
 
 
@@ -247,32 +317,34 @@ def _run_index(home: str, run_id: str, mtime: int):
 
 
 @st.cache_resource(show_spinner="Embedding the item texts…", max_entries=4)
-def _text_index(home: str, name: str, mtime: int):
+def _text_index(home: str, name: str, key: str):
     from core.retrieval.similar import text_index
 
-    return text_index(_dataset(home, name, mtime))
+    return text_index(_dataset(home, name, key))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _item_map(home: str, name: str, run_id: str | None, mtime: int) -> tuple[pd.DataFrame, str]:
+def _item_map(
+    home: str, name: str, run_id: str | None, stamp: int | str
+) -> tuple[pd.DataFrame, str]:
     from core.retrieval.embedding_map import stored_map
 
     if run_id:  # kept on disk beside the run (UMAP compiles for long in a fresh process)
-        loaded = _loaded_run(home, run_id, mtime)
+        loaded = _loaded_run(home, run_id, stamp)
         vectors, ds, folder = loaded.model.item_embeddings(), loaded.dataset, loaded.folder
     else:
         from core.data.text import item_text_embeddings
 
-        ds = _dataset(home, name, _stamp(home, name))
+        ds = _dataset(home, name, stamp)
         vectors, folder = item_text_embeddings(ds), ds.folder
     return stored_map(vectors, ds, folder)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _item_facts(home: str, name: str, mtime: int) -> pd.DataFrame:
+def _item_facts(home: str, name: str, key: str) -> pd.DataFrame:
     from core.retrieval.embedding_map import item_facts
 
-    return item_facts(_dataset(home, name, mtime))
+    return item_facts(_dataset(home, name, key))
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
@@ -282,9 +354,14 @@ def _scenario_recs(home: str, run_id: str, stamp: tuple) -> pd.DataFrame | None:
     return recommendations(RunStore(home), run_id)
 
 
-def _stamp(home: str | Path, name: str) -> int:
-    """The cache key of dataset `name`: its record's mtime (the name is checked first)."""
-    return _mtime(dataset_dir(Path(home), name) / "dataset.json")
+def _stamp(home: str | Path, name: str) -> str:
+    """`dataset_key`: dataset.json's fingerprint, else its time (the name is checked first)."""
+    path = dataset_dir(Path(home), name) / META
+    try:
+        found = read_json(path).get("fingerprint")
+    except (OSError, ValueError):  # missing or being replaced: the loader says why
+        found = None
+    return str(found) if found else f"mtime:{_mtime(path)}"
 
 
 def _mtime(path: Path) -> int:

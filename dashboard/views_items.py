@@ -118,27 +118,44 @@ def card_facts(facts: pd.DataFrame, code: int) -> list[tuple[str, str, None]]:
     return [("Category", md(row[S.CATEGORY]), None), *facts_row]  # st.metric: Markdown
 
 
-def card_line(dataset: Dataset, facts: pd.DataFrame, code: int) -> str:
+def card_line(
+    dataset: Dataset, facts: pd.DataFrame, code: int, counts: pd.DataFrame | None = None
+) -> str:
     """'Item id 50 · genres: Action, Adventure, Sci-Fi · scenarios: shop (3)' (genres and
-    scenarios only where the data has them)."""
+    scenarios only where the data has them; `counts`: `scenario_counts`, cached by the page)."""
     row = facts.iloc[code]
     parts = [f"Item id {md(row[S.ITEM_ID])}"]
     if "genres" in facts.columns:
         parts.append(f"genres: {md(row['genres'] or '—')}")
     if dataset.has_scenarios:
-        parts.append(f"scenarios: {item_scenarios(dataset, code)}")
+        parts.append(f"scenarios: {item_scenarios(dataset, code, counts)}")
     return " · ".join(parts)
 
 
-def item_scenarios(dataset: Dataset, code: int) -> str:
-    """'shop (12), articles (3)': where the item was used, most first ('—' without scenarios)."""
+def scenario_counts(dataset: Dataset) -> pd.DataFrame:
+    """Interactions per (item_code, scenario_code) as columns item_code, scenario_code, n;
+    sorted by item, then most used first: one pass over every interaction, so the page
+    computes it once per dataset version (`dashboard.cache.item_scenario_counts`)."""
+    if not dataset.has_scenarios:
+        return pd.DataFrame({S.ITEM: [], S.SCENARIO_CODE: [], "n": []}, dtype=np.int64)
+    inter = dataset.interactions
+    sizes = inter.groupby([S.ITEM, S.SCENARIO_CODE], sort=False).size().reset_index(name="n")
+    order = sizes.sort_values([S.ITEM, "n", S.SCENARIO_CODE], ascending=[True, False, True])
+    return order.reset_index(drop=True)
+
+
+def item_scenarios(dataset: Dataset, code: int, counts: pd.DataFrame | None = None) -> str:
+    """'shop (12), articles (3)': where the item was used, most first ('—' without scenarios).
+    `counts` is `scenario_counts(dataset)` (computed here when not given)."""
     if not dataset.has_scenarios:
         return "—"
-    inter = dataset.interactions
-    counts = inter.loc[inter[S.ITEM] == code, S.SCENARIO_CODE].value_counts()
-    if counts.empty:
+    counts = scenario_counts(dataset) if counts is None else counts
+    lo, hi = np.searchsorted(counts[S.ITEM].to_numpy(), [code, code + 1])
+    rows = counts.iloc[lo:hi]
+    if rows.empty:
         return "none yet"
-    return ", ".join(f"{md(dataset.scenarios[int(s)])} ({n})" for s, n in counts.items())
+    pairs = zip(rows[S.SCENARIO_CODE], rows["n"], strict=True)
+    return ", ".join(f"{md(dataset.scenarios[int(s)])} ({int(n)})" for s, n in pairs)
 
 
 def item_text(dataset: Dataset, code: int) -> str | None:

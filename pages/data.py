@@ -143,7 +143,9 @@ def _mapping(columns: list[str], detected: str) -> tuple[ColumnMapping, float | 
 
 
 def _profile(home: Path, name: str) -> None:
-    tables = cache.profile_tables(home, name)
+    slot = st.empty()  # a progress bar while the profile is computed (seconds at 10M rows)
+    tables = cache.profile_tables(home, name, lambda done, what: slot.progress(done, text=what))
+    slot.empty()
     c = tables["counts"]
     st.header(f"Profile of '{md(name)}'")
     widgets.metric_row(

@@ -66,7 +66,7 @@ def render() -> None:
     code = _item_picker(facts)
     if code is None:
         return
-    _item_card(dataset, facts, code)
+    _item_card(home, dataset, facts, code)
     run_id = None if source == VI.TEXT_ONLY else source
     left, right = st.columns(2) if run_id and with_text else (st.container(), None)
     neighbours: list[int] = []
@@ -124,12 +124,13 @@ def _item_code(ids: pd.Series, item_id: str) -> int | None:
     return int(hits[0]) if len(hits) else None
 
 
-def _item_card(dataset, facts: pd.DataFrame, code: int) -> None:
+def _item_card(home, dataset, facts: pd.DataFrame, code: int) -> None:
     row = facts.iloc[code]
     with st.container(border=True):
         st.subheader(md(row[S.TITLE]))
         widgets.metric_row(VI.card_facts(facts, code))
-        st.markdown(VI.card_line(dataset, facts, code))
+        counts = cache.item_scenario_counts(home, dataset.name) if dataset.has_scenarios else None
+        st.markdown(VI.card_line(dataset, facts, code, counts))
         if text := VI.item_text(dataset, code):
             st.caption(md(text))
         if built := text_source(dataset):  # made-up text is not called a description

@@ -16,16 +16,10 @@ import pandas as pd
 import streamlit as st
 
 from core.data import schema as S
-from core.data.profile import scenario_overlap, scenario_sizes
 from core.runs import jobs, stages
 from core.runs import scenario_runs as sr
 from core.runs.store import RunStore, workspace_home
-from core.scenarios.strategies import (
-    MIN_SCENARIO_INTERACTIONS,
-    item_overlap,
-    small_scenarios,
-    user_history,
-)
+from core.scenarios.strategies import MIN_SCENARIO_INTERACTIONS, user_history
 from dashboard import cache, shell
 from dashboard import charts_scenarios as C
 from dashboard.job_panel import job_controls
@@ -61,26 +55,24 @@ def render() -> None:
         st.info(NOTHING.format(n=what))
         return
     store = RunStore(home)
-    _overview(ds)
+    _overview(cache.scenario_overview(home, name))
     recs = _leaderboard(store, name, ds)
     _transfer(store, name, ds)
     _user(ds, recs)
 
 
-def _overview(ds) -> None:
+def _overview(tables: dict) -> None:
+    """Sizes and overlaps (`dashboard.cache.scenario_overview`: computed once per dataset)."""
     st.subheader("Scenarios at a glance")
     number = partial(st.column_config.NumberColumn, format="localized")
     config = {c: number(c.capitalize()) for c in ("interactions", "users", "items")}
-    st.dataframe(
-        scenario_sizes(ds), hide_index=True, column_config={"scenario": "Scenario", **config}
-    )
-    small = small_scenarios(ds)
-    if small:
-        st.warning(C.small_scenarios_note(small, MIN_SCENARIO_INTERACTIONS))
+    st.dataframe(tables["sizes"], hide_index=True, column_config={"scenario": "Scenario", **config})
+    if tables["small"]:
+        st.warning(C.small_scenarios_note(tables["small"], MIN_SCENARIO_INTERACTIONS))
     left, right = st.columns(2)
-    fig = C.user_overlap_heatmap(scenario_overlap(ds))
+    fig = C.user_overlap_heatmap(tables["user_overlap"])
     left.plotly_chart(fig, width="stretch", key="sc_user_overlap")
-    fig = C.item_overlap_heatmap(item_overlap(ds))
+    fig = C.item_overlap_heatmap(tables["item_overlap"])
     right.plotly_chart(fig, width="stretch", key="sc_item_overlap")
 
 
