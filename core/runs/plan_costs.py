@@ -30,6 +30,18 @@ ADAM_COPIES = 3
 ADAM_TRAFFIC = 7 * F32
 #: co-occurrence products item-kNN sums per chunk (core.models.itemknn's _CHUNK_PRODUCTS)
 KNN_CHUNK_PRODUCTS = 2**24
+#: one core's CPU seconds per training example beyond the flop count (negative sampling,
+#: indexing, autograd and optimiser calls per step), per family: measured on MovieLens-100k
+#: (loo split, one torch thread; /tmp/plan measurements of issue 15) as (fit CPU seconds −
+#: validation passes) / examples. Without these the estimates were 10-100x too short there.
+EXAMPLE_S = {"factorisation": 2.1e-6, "graph": 0.0, "sequence": 2.1e-6}
+#: LightGCN's propagation (forward and backward sparse products over the whole graph, at d
+#: columns) per step, in probe-rate passes: 1.0 matched ML-100k (2.6 s CPU per epoch
+#: measured, 2.45 s estimated; its per-example cost is inside this figure, hence graph 0.0)
+GRAPH_PASSES = 1.0
+#: item-kNN's ranking and sorting of each co-occurrence product, in sparse multiply-adds
+#: (ML-100k: 0.61 s CPU for 1.0e7 products at the probe's ~3.7e8 multiply-adds/s)
+KNN_PRODUCT_WORK = 20
 #: forward + backward ≈ 3 × the forward's multiply-adds
 TRAIN_FACTOR = 3
 
@@ -52,7 +64,8 @@ class Cost:
     """One model's estimate on one data set, before any device rate is applied.
 
     Memory in bytes by part; work as floating-point operations (`flops`), bytes moved
-    (`traffic`) and sparse entries touched (`sparse`) per epoch; `epochs` the most it runs;
+    (`traffic`), sparse entries touched (`sparse`) and seconds of per-example overhead
+    (`overhead_s`) per epoch; `epochs` the most it runs;
     `score_flops` per (user, item) scored cell; `limit` a sentence when the model refuses the
     data whatever the memory (EASE above its dense limit).
     """
@@ -64,6 +77,7 @@ class Cost:
     flops: float = 0.0
     traffic: float = 0.0
     sparse: float = 0.0
+    overhead_s: float = 0.0  # per epoch: what the formulas miss, measured (see EXAMPLE_S)
     epochs: int = 1
     validates: bool = False  # a validation ranking pass after each epoch
     score_flops: float = 0.0
@@ -103,7 +117,7 @@ def _itemknn(shape: Shape, params: Mapping) -> Cost:
         parameters=weights,
         # a chunk's entries with their keys, similarities and sort order, and X's CSR/CSC
         working=min(products, KNN_CHUNK_PRODUCTS) * 48 + 2 * shape.n_train * CSR_ENTRY,
-        sparse=products,
+        sparse=products * KNN_PRODUCT_WORK,
         score_flops=2.0 * shape.per_user if dense else 2.0 * shape.per_user * keep / max(1, i),
         alternative="lower k",
         parts={"parameters": "neighbour weights", "working": "co-occurrence chunk"},
@@ -177,6 +191,7 @@ def _factorisation(
         activations=b * (2 + neg) * d * towers * F32 * (8 if mlp else 3),
         flops=TRAIN_FACTOR * shape.n_train * (1 + neg) * per_pair,
         traffic=steps * (rows if sparse else table) * ADAM_TRAFFIC,
+        overhead_s=shape.n_train * (1 + neg) * EXAMPLE_S["factorisation"],
         epochs=int(params.get("epochs", 100)),
         validates=True,
         score_flops=per_pair,
@@ -198,7 +213,8 @@ def _lightgcn(shape: Shape, params: Mapping) -> Cost:
         activations=base.activations + 2 * (layers + 1) * nodes * d * F32 + 2 * shape.n_train * 20,
         flops=base.flops,
         traffic=base.traffic,
-        sparse=TRAIN_FACTOR * steps * layers * 2 * shape.n_train * d,
+        sparse=GRAPH_PASSES * steps * layers * 2 * shape.n_train * d,
+        overhead_s=shape.n_train * (1 + int(params.get("negatives", 4))) * EXAMPLE_S["graph"],
         epochs=base.epochs,
         validates=True,
         score_flops=2.0 * d,
@@ -229,6 +245,7 @@ def _sequence(shape: Shape, params: Mapping) -> Cost:
         activations=b * length * (16 * layers * d + 3 * classes) * F32,
         flops=TRAIN_FACTOR * tokens * per_token,
         traffic=-(-tokens // (b * length)) * table * ADAM_TRAFFIC,
+        overhead_s=tokens * EXAMPLE_S["sequence"],
         epochs=int(params.get("epochs", 100)),
         validates=True,
         score_flops=2.0 * d,
