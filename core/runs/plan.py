@@ -39,6 +39,10 @@ DATA_BYTES_PER_ROW = 200
 #: below this share of the available memory a plan "fits"; up to all of it, "tight"
 COMFORT = 0.8
 VERDICTS = ("fits", "tight", "refused")
+TIME_BASIS = {
+    "cpu": "CPU seconds of one core: on a machine busy with other work the wall time is longer",
+    "cuda": "wall seconds on the GPU",
+}
 #: CPU seconds an evaluation takes whatever its size (segments, beyond-accuracy metrics):
 #: the valid + test evaluation of MovieLens-100k (3.2M cells) took 0.24-0.59 s of CPU
 EVAL_FIXED_S = 0.4
@@ -64,6 +68,7 @@ class Plan:
     verdict: str  # one of VERDICTS
     sentence: str
     alternative: str
+    time_basis: str  # what the seconds mean (CPU seconds of one core, or GPU wall time)
 
     @property
     def refused(self) -> bool:
@@ -121,6 +126,7 @@ def plan_model(
         verdict=verdict,
         sentence="",
         alternative=c.alternative,
+        time_basis=TIME_BASIS["cuda" if where.type == "cuda" else "cpu"],
     )
     return _with_sentence(plan, c)
 

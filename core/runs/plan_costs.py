@@ -116,7 +116,8 @@ def _itemknn(shape: Shape, params: Mapping) -> Cost:
     return Cost(
         parameters=weights,
         # a chunk's entries with their keys, similarities and sort order, and X's CSR/CSC
-        working=min(products, KNN_CHUNK_PRODUCTS) * 48 + 2 * shape.n_train * CSR_ENTRY,
+        # (a chunk holds distinct co-occurring pairs: at most its products, and at most I²)
+        working=min(products, i * i, KNN_CHUNK_PRODUCTS) * 48 + 2 * shape.n_train * CSR_ENTRY,
         sparse=products * KNN_PRODUCT_WORK,
         score_flops=2.0 * shape.per_user if dense else 2.0 * shape.per_user * keep / max(1, i),
         alternative="lower k",
