@@ -86,3 +86,17 @@ def test_auto_picks_lowrank_above_the_dense_limit(planted_parts, monkeypatch) ->
     ]
     with pytest.raises(RecScopeError, match=r"60 x 60 .* limit of 50 items; use solver=lowrank"):
         EASE(solver="dense").fit(sp.train)
+
+
+def test_run_record_names_the_solver(planted_dataset, tmp_path, monkeypatch) -> None:
+    """The run's notes say which solver ran and why (the params keep only what was asked)."""
+    from core.runs.pipeline import new_run, train_run
+    from core.runs.store import RunStore
+
+    monkeypatch.setattr(ease_module, "MAX_ITEMS", 50)
+    planted_dataset.save(tmp_path)
+    store = RunStore(tmp_path)
+    run_id = new_run(store, "planted", "ease", params={"l2": 20.0, "rank": 16})
+    record = train_run(store, run_id)
+    assert record["status"] == "finished" and "solver" not in record["params"]
+    assert record["notes"][0].startswith("EASE used the low-rank solver (solver=lowrank, rank 16)")

@@ -191,6 +191,11 @@ class RecommenderBase:
     def item_embeddings(self) -> np.ndarray | None:
         return None
 
+    def fit_notes(self) -> list[str]:
+        """Sentences about how the last fit was done, for the run record's notes (e.g. which
+        EASE solver ran); none by default."""
+        return []
+
     # -- persistence -------------------------------------------------------------------
     def save(self, folder: Path) -> None:
         """Constructor arguments as JSON beside a state dict of tensors; never pickle.

@@ -273,7 +273,7 @@ def _train(store: RunStore, run_id: str, record: dict, progress) -> dict:
         finished_at=now_iso(),
         metrics={"valid": valid.metrics, "test": test.metrics},
         excluded=test.excluded,
-        notes=test.notes,
+        notes=[*model.fit_notes(), *test.notes],
         # who was scored, and who was not and why (core.eval.evaluate's module docstring)
         counts={"valid": valid.counts(), "test": test.counts()},
         timings={"fit_s": round(fit_s, 3), "eval_s": round(eval_s, 3)},
