@@ -34,7 +34,9 @@ KNN_CHUNK_PRODUCTS = 2**24
 #: indexing, autograd and optimiser calls per step), per family: measured on MovieLens-100k
 #: (loo split, one torch thread; /tmp/plan measurements of issue 15) as (fit CPU seconds −
 #: validation passes) / examples. Without these the estimates were 10-100x too short there.
-EXAMPLE_S = {"factorisation": 2.1e-6, "graph": 0.0, "sequence": 2.1e-6}
+#: Sequence models per counted position (`_sequence`'s tokens): SASRec, 2 epochs on ML-100k,
+#: 11.9 s CPU for 2 x 47k positions whose flop count alone gave 0.4 s per epoch.
+EXAMPLE_S = {"factorisation": 2.1e-6, "graph": 0.0, "sequence": 1.1e-4}
 #: LightGCN's propagation (forward and backward sparse products over the whole graph, at d
 #: columns) per step, in probe-rate passes: 1.0 matched ML-100k (2.6 s CPU per epoch
 #: measured, 2.45 s estimated; its per-example cost is inside this figure, hence graph 0.0)
