@@ -12,8 +12,8 @@ so nothing n x n is ever formed: memory is n x r, a fit is a few sparse products
 Directions of G outside the top r are treated as if their eigenvalue were 0 (their part of
 P is 1/λ instead of 1/(s + λ)); that is the whole approximation, small where the tail
 eigenvalues are small against λ. Measured against dense EASE (test NDCG@10, l2=auto, seed 42):
-ML-100k loo 0.0730 dense / 0.0700 rank 256 / 0.0730 rank 512; ML-100k random 80/10/10 0.332 /
-0.331 / 0.333; sample data loo 0.417 / 0.364 / 0.410. The rank is EASE's `rank` parameter.
+ML-100k loo 0.0732 dense / 0.0703 rank 256 / 0.0743 rank 512; ML-100k random 80/10/10 0.332 /
+0.330 / 0.333; sample data loo 0.417 / 0.364 / 0.410. The rank is EASE's `rank` parameter.
 
 Scores stay exactly additive over history items (B[i, j] is `column(j)[i]`), so EASE's
 exact per-item explanations hold for this variant too.
