@@ -67,7 +67,8 @@ def render() -> None:
         _calibration(home, store, dataset, chosen, labels, k)
     st.subheader("How similar are the lists?")
     left, _ = st.columns([3, 2])
-    widgets.chart(left, charts.overlap_heatmap(cache.overlap(home, tuple(chosen), k), labels, k))
+    overlap = cache.overlap(home, tuple(chosen), k)
+    widgets.chart(left, cache.figure(charts.overlap_heatmap, overlap, labels, k))
     _downloads(store, chosen, labels, k, metric, baseline)
 
 
@@ -101,7 +102,7 @@ def _leaderboard(board, groups: dict, labels: dict, k: int) -> None:
     missing = any(t.isin([tables.MISSING]).any(axis=None) for t in (shown, rest))
     gaps = " — marks a metric that run does not measure." if missing else ""
     st.caption(f"Best NDCG@{k} first; click a column header to sort by another metric.{gaps}")
-    widgets.chart(st, charts.accuracy_bars(board, groups["accuracy"], labels))
+    widgets.chart(st, cache.figure(charts.accuracy_bars, board, groups["accuracy"], labels))
 
 
 def _paired_section(home, records: list, labels: dict, k: int) -> tuple[str, str]:
@@ -124,7 +125,7 @@ def _paired_section(home, records: list, labels: dict, k: int) -> tuple[str, str
     for row in paired.to_dict("records"):
         sentence = V.paired_sentence(row, labels[row["run_id"]], labels[baseline])
         (st.success if row["significant"] else st.info)(sentence)
-    widgets.chart(st, charts.forest(paired, labels, baseline))
+    widgets.chart(st, cache.figure(charts.forest, paired, labels, baseline))
     with st.expander("Paired test table"):
         table = paired.assign(run=[labels[r] for r in paired["run_id"]])
         shown, config = tables.readable(table.drop(columns=["run_id", "baseline"]), {})
@@ -144,7 +145,8 @@ def _segments(home, chosen: list[str], labels: dict, metric: str) -> None:
     drawn = [k for k in kinds if sentences[k] is None]
     cols = st.columns([3, 2, 2][: max(2, len(drawn))]) if drawn else []  # one: not full width
     for col, kind in zip(cols, drawn, strict=False):
-        widgets.chart(col, charts.segment_bars(table, kind, chosen, labels, metric))
+        fig = cache.figure(charts.segment_bars, table, kind, chosen, labels, metric)
+        widgets.chart(col, fig)
     for sentence in filter(None, sentences.values()):
         st.caption(md(sentence))  # a segment name may come from the data: shown as written
 
@@ -154,10 +156,10 @@ def _beyond(records: list, board, beyond: list[str], labels: dict, k: int) -> No
     left, right = st.columns([3, 2])
     if beyond:
         title = f"Catalogue coverage, novelty, diversity and popularity bias at K={k}"
-        widgets.chart(left, charts.metric_panels(board, beyond, labels, title))
+        widgets.chart(left, cache.figure(charts.metric_panels, board, beyond, labels, title))
     points = C.accuracy_novelty(records, k)
     if f"novelty@{k}" in points:
-        scatter = charts.accuracy_scatter(points, labels, f"novelty@{k}", f"ndcg@{k}")
+        scatter = cache.figure(charts.accuracy_scatter, points, labels, f"novelty@{k}", f"ndcg@{k}")
         widgets.chart(right, scatter)
     st.caption(
         "Coverage: share of the catalogue recommended to anyone. Novelty: mean self-information "
@@ -197,7 +199,7 @@ def _calibration(home, store, dataset: str, chosen: list[str], labels: dict, k: 
         column_config=config, key="compare_calibration",
     )  # fmt: skip
     left, right = st.columns([3, 2])
-    widgets.chart(left, charts_interest.calibration_bars(table, labels, k))
+    widgets.chart(left, cache.figure(charts_interest.calibration_bars, table, labels, k))
     right.caption(VI.calibration_caption(k))
     right.caption(VI.reference_sentence(ref, recent))
 

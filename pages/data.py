@@ -10,7 +10,6 @@ from core.data.dataset import DatasetExistsError, free_name, list_datasets
 from core.data.ingest.formats import upload_types
 from core.data.ingest.ingest import FORMATS, ingest, name_for_file
 from core.data.schema import ColumnMapping
-from core.data.text import text_source
 from core.runs.store import RunStore, workspace_home
 from dashboard import cache, charts, shell, tables, widgets
 from dashboard import views_data as VD
@@ -153,23 +152,23 @@ def _profile(home: Path, name: str) -> None:
          ("Interactions", f"{c.interactions:,}", None), ("Sparsity", f"{c.sparsity:.2%}", None)]
     )  # fmt: skip
     st.caption(VD.sparsity_note(c))
-    if built := text_source(cache.dataset(home, name)):  # issue 16 point 8
+    if built := cache.text_source(home, name):  # issue 16 point 8
         st.caption(built)
     left, right = st.columns(2)
-    left.plotly_chart(charts.long_tail(tables["users"], "users"), key="p_users")
+    left.plotly_chart(cache.figure(charts.long_tail, tables["users"], "users"), key="p_users")
     left.caption(VD.user_share_note(tables["users"]))
-    right.plotly_chart(charts.long_tail(tables["items"], "items"), key="p_items")
+    right.plotly_chart(cache.figure(charts.long_tail, tables["items"], "items"), key="p_items")
     right.caption(VD.item_share_note(tables["items"]))
     left, right = st.columns(2)
     if tables["time"] is not None:
-        left.plotly_chart(charts.activity_over_time(tables["time"]), key="p_time")
+        left.plotly_chart(cache.figure(charts.activity_over_time, tables["time"]), key="p_time")
         left.caption("How many interactions and distinct users each period has.")
     if tables["ratings"] is not None:
-        right.plotly_chart(charts.rating_bar(tables["ratings"]), key="p_ratings")
+        right.plotly_chart(cache.figure(charts.rating_bar, tables["ratings"]), key="p_ratings")
         right.caption("How often each rating value was given.")
     if tables["scenario_users"] is not None:
         _scenarios(tables)
-    st.plotly_chart(charts.top_items_bar(tables["top_items"]), key="p_top")
+    st.plotly_chart(cache.figure(charts.top_items_bar, tables["top_items"]), key="p_top")
     st.caption("The items with the most interactions — what a popularity baseline recommends.")
 
 
@@ -185,9 +184,11 @@ def _scenarios(tables: dict) -> None:
         column_config={"scenario": st.column_config.TextColumn("Scenario"), **counts},
     )
     left, right = st.columns(2)
-    left.plotly_chart(charts.scenario_users_bar(tables["scenario_users"]), key="p_scen_users")
+    fig = cache.figure(charts.scenario_users_bar, tables["scenario_users"])
+    left.plotly_chart(fig, key="p_scen_users")
     left.caption(VD.multi_scenario_note(tables["scenario_users"]))
-    right.plotly_chart(charts.overlap_heatmap(tables["scenario_overlap"]), key="p_overlap")
+    fig = cache.figure(charts.overlap_heatmap, tables["scenario_overlap"])
+    right.plotly_chart(fig, key="p_overlap")
     right.caption("Each cell counts users active in both scenarios; the diagonal, in that one.")
 
 

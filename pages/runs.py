@@ -11,7 +11,7 @@ import streamlit as st
 
 from core.data.profile import HEADLINE, runs_table
 from core.runs.store import RunStore, workspace_home
-from dashboard import charts, selection, shell, tables
+from dashboard import cache, charts, selection, shell, tables
 from dashboard import views as V
 from dashboard.text import md
 
@@ -59,7 +59,8 @@ def render() -> None:
     st.dataframe(shown, hide_index=True, width="stretch", column_config=config)
     finished = table.dropna(subset=[HEADLINE[0]])
     if len(finished):
-        st.plotly_chart(charts.metric_bar(finished, HEADLINE[0]), width="stretch")
+        fig = cache.figure(charts.metric_bar, finished, HEADLINE[0])  # built once per table
+        st.plotly_chart(fig, width="stretch")
     by_id = {r.get("run_id"): r for r in records}
     _details([by_id[r] for r in table["run"] if r in by_id])
 

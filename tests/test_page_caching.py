@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 import core.scenarios.strategies as strategies
 from core.data import profile
 from core.data.dataset import Dataset
-from dashboard import cache
+from dashboard import cache, charts
 from dashboard import views_items as VI
 
 APP = "../dashboard/app.py"
@@ -109,3 +109,20 @@ def test_scenarios_overview_is_computed_once(home, sample_dataset, monkeypatch):
     assert at.subheader[0].value == "Scenarios at a glance"
     at.run(timeout=180)
     assert len(calls) == 1
+
+
+def test_a_figure_is_built_once_per_distinct_table(planted_dataset):
+    users = profile.activity(planted_dataset, "user")
+    first = cache.figure(charts.long_tail, users, "users")
+    assert cache.figure(charts.long_tail, users.copy(), "users") is first  # equal content
+    other = cache.figure(charts.long_tail, users.head(5), "users")
+    assert other is not first and len(other.data[0].x) == 5
+
+
+def test_long_tail_draws_a_thinned_curve_with_both_ends():
+    n = 200_000
+    table = pd.DataFrame({"rank": range(1, n + 1), "interactions": range(n, 0, -1), "id": "u"})
+    fig = charts.long_tail(table, "users")
+    x = list(fig.data[0].x)
+    assert len(x) <= 1000 and x[0] == 1 and x[-1] == n and x == sorted(x)
+    assert x[:10] == list(range(1, 11))  # the head, where the tail bends, is kept whole
