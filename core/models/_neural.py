@@ -31,8 +31,9 @@ from core.train import CancelFlag, TrainConfig, TrainResult, run_training
 LOOP_HELP: dict[str, str] = {
     "epochs": "Most passes over the training data (early stopping usually ends sooner).",
     "batch_size": "Training examples per optimiser step; larger is faster on a GPU.",
-    "lr": "AdamW learning rate.",
-    "weight_decay": "AdamW decoupled weight decay (regularises all weights).",
+    "lr": "Adam learning rate (AdamW; SparseAdam for sparse embedding tables).",
+    "weight_decay": "Decoupled weight decay (AdamW); on sparse embedding tables only the "
+    "rows each batch uses decay.",
     "patience": "Epochs without a better validation NDCG@10 before training stops.",
     "eval_every": "Validate every this many epochs.",
     "device_choice": "auto, cpu, cuda or mps (auto picks the GPU when there is one).",

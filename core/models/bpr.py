@@ -9,6 +9,8 @@ optional L2 penalty on the embeddings used in the batch.
 Defaults: dim 128, 4 negatives (more of the catalogue seen per step, at little cost), lr 2e-3
 with no L2 and patience 10 (a shorter patience stopped training before it converged), and
 a Xavier-normal start; chosen on MovieLens-100k (measurements: bench/RESULTS.md, "BPR").
+The embedding tables are sparse: a step updates only the rows of its batch (lazy Adam,
+`core.train` "Sparse updates"), which is what lets an epoch of a 10M-row log finish.
 """
 
 from __future__ import annotations
@@ -91,6 +93,8 @@ class BPRMF(NeuralRecommender):
         neg = sample_negatives(users, self.n_items_, int(self.negatives), gen, self.known_)
         u = self.net_.users(users)  # (B, d)
         i, j = self.net_.items(pos), self.net_.items(neg)  # (B, d), (B, n, d)
+        if not self.reg:
+            return bpr_loss(u, i, j)
         l2 = (u.pow(2).sum(-1) + i.pow(2).sum(-1) + j.pow(2).sum(-1).mean(-1)).mean()
         return bpr_loss(u, i, j) + float(self.reg) * l2
 
@@ -131,8 +135,9 @@ class BPRMF(NeuralRecommender):
 class _MF(nn.Module):
     def __init__(self, n_users: int, n_items: int, dim: int) -> None:
         super().__init__()
-        self.users = nn.Embedding(n_users, dim)
-        self.items = nn.Embedding(n_items, dim)
+        # sparse: each step updates only the rows its batch uses (core.train, "Sparse updates")
+        self.users = nn.Embedding(n_users, dim, sparse=True)
+        self.items = nn.Embedding(n_items, dim, sparse=True)
         # Xavier-normal start (std ≈ sqrt(2 / (rows + dim))), as RecBole's BPR: it trains to
         # a better ranking than a fixed std of 0.1 (bench/RESULTS.md, "BPR")
         nn.init.xavier_normal_(self.users.weight)

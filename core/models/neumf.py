@@ -150,8 +150,11 @@ class NeuMF(NeuralRecommender):
 class _NeuMFNet(nn.Module):
     def __init__(self, n_users: int, n_items: int, dim: int, layers: int, dropout: float):
         super().__init__()
-        self.gmf_users, self.gmf_items = nn.Embedding(n_users, dim), nn.Embedding(n_items, dim)
-        self.mlp_users, self.mlp_items = nn.Embedding(n_users, dim), nn.Embedding(n_items, dim)
+        # sparse tables: a step updates only its batch's rows (core.train, "Sparse updates")
+        self.gmf_users = nn.Embedding(n_users, dim, sparse=True)
+        self.gmf_items = nn.Embedding(n_items, dim, sparse=True)
+        self.mlp_users = nn.Embedding(n_users, dim, sparse=True)
+        self.mlp_items = nn.Embedding(n_items, dim, sparse=True)
         for emb in (self.gmf_users, self.gmf_items, self.mlp_users, self.mlp_items):
             nn.init.normal_(emb.weight, std=0.01)
         widths = [max(1, dim >> k) for k in range(layers + 1)]  # dim, dim/2, ...
