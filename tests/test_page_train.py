@@ -13,6 +13,9 @@ from dashboard import views_train as VT
 from dashboard.text import md
 from tests.helpers import hold_cpu
 
+#: the plan's table (dashboard.views_plan), shown above Start whenever models are chosen
+PLAN_COLUMNS = ["model", "memory", "time", "verdict"]
+
 
 def _train_page(dataset: str | None = None) -> None:
     import streamlit as st
@@ -61,14 +64,14 @@ def test_start_two_models_and_see_their_results(home, planted_dataset):
     assert [r["status"] for r in records] == ["finished", "finished"]
     assert records[1]["params"]["l2"] == 10.0  # the changed setting reached the run
     at.run()  # the page reads the finished runs back from the run store
-    table = at.dataframe[0].value
+    table = at.dataframe[-1].value  # the results; the plan's table is first
     assert sorted(table["model"]) == ["ease", "pop"]
     ease = table.set_index("model").loc["ease", "ndcg@10"]
     pop = table.set_index("model").loc["pop", "ndcg@10"]
     assert ease > pop
     assert any("Finished in" in p.proto.text for p in at.get("progress"))
     # issue 16: readable metric names as on the Runs page, fit seconds to one decimal
-    columns = json.loads(at.dataframe[0].proto.columns)
+    columns = json.loads(at.dataframe[-1].proto.columns)
     assert columns["ndcg@10"]["label"] == "NDCG@10" and columns["hit@10"]["label"] == "Hit rate@10"
     assert columns["fit (s)"]["label"] == "Fit (s)" and columns["model"]["hidden"] is True
     assert columns["fit (s)"]["type_config"]["format"] == "%.1f"
@@ -171,14 +174,14 @@ def test_ended_runs_stay_with_their_outcome_across_sessions_until_dismissed(home
     assert [w.value for w in at.warning] == [
         "Cancelled after epoch 3 of at most 50; nothing was saved."
     ]
-    table = at.dataframe[0].value
+    table = at.dataframe[-1].value  # the results; the plan's table is first
     assert table["run"].tolist() == [ids["pop"]] and table["ndcg@10"].tolist() == [0.25]
     assert VT.QUEUE_NOTE.format(hours=24) in [c.value for c in at.caption]
     at.button(key="train_dismiss_all").click().run()
     again = _app().run()  # dismissals hold for every session
     for page in (at, again):
         assert [h.split(" · ")[-1] for h in _card_heads(page)] == ["running"]
-        assert not page.dataframe
+        assert [list(d.value.columns) for d in page.dataframe] == [PLAN_COLUMNS]  # no results
     assert store.read(ids["ease"]).get("dismissed_at") is None  # a running run stays
     store.update(ids["ease"], cancel_requested=True)  # asked; the process has not stopped yet
     at.run()
