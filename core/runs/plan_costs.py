@@ -262,8 +262,8 @@ def _embedding_model(shape: Shape, params: Mapping) -> Cost:
 
 
 #: models whose embedding tables are declared sparse (`nn.Embedding(..., sparse=True)` in
-#: their files), so each step updates only its batch's rows
-SPARSE_TABLES = frozenset()
+#: their files, 5ce555c), so each step updates only its batch's rows
+SPARSE_TABLES = frozenset({"bpr", "neumf"})
 
 COSTS: dict[str, CostFn] = {
     "pop": _pop,
