@@ -216,16 +216,6 @@ def metric_columns(metrics: Sequence[str]) -> dict:
     return {m: st.column_config.NumberColumn(V.metric_label(m), format="%.4f") for m in metrics}
 
 
-def top_list_columns() -> dict:
-    """A top list as `views_user.list_view` shows it: '#' (✔ = held out), title, score."""
-    return {
-        "#": st.column_config.TextColumn("#", width=50, help=f"{U.HIT} = a held-out item"),
-        "score": st.column_config.NumberColumn("Score", format="%.3f", width=60),
-        "title": st.column_config.TextColumn("Title", width="medium"),
-        "category": st.column_config.TextColumn("Category"),
-    }
-
-
 def neighbours(dataset, facts: pd.DataFrame, answer: Mapping, caption: str) -> list[int]:
     """A neighbour answer (`core.retrieval.similar`) as a table (rank, title, similarity,
     category, uses) with `caption` under it; returns the neighbours' item codes.

@@ -92,11 +92,21 @@ def _what_if(loaded: dict, labels: dict, dataset: str, code: int) -> dict:
     """The editor; {run_id: (recorded history, edit)} for runs that follow it, else None."""
     first = next(iter(loaded.values()))
     history = WI.known_history(first.split.known_for("test"), code)
-    reasons = {r: WI.reaction(run.model, code, history) for r, run in loaded.items()}
+    reasons = {r: _reaction(r, run, code, history) for r, run in loaded.items()}
     user_id = str(first.dataset.user_ids[code])
     shown = [labels[r] for r in reasons]
     edit = editor(first.dataset, dataset, user_id, history, shown, list(reasons.values()))
     return {r: None if edit.empty or why else (history, edit) for r, why in reasons.items()}
+
+
+def _reaction(run_id: str, run, code: int, history: np.ndarray) -> str | None:
+    """`WI.reaction` of a run to a user's recorded history, worked out once per session: it
+    scores the whole catalogue twice per run and never changes (2 s of each rerun of an
+    ML-100k page with 3 runs at load 20)."""
+    memo = st.session_state.setdefault("_user_reactions", {})
+    if (run_id, code) not in memo:
+        memo[run_id, code] = WI.reaction(run.model, code, history)
+    return memo[run_id, code]
 
 
 def _lists(
@@ -132,10 +142,7 @@ def _lists(
         heading, shown = U.list_view(lists[run_id], labels[run_id])
         shown = W.mark_new(shown, lists[run_id])
         col.markdown(heading)
-        col.dataframe(
-            shown, hide_index=True, width="stretch", height=38 + 35 * len(shown),
-            column_config=widgets.top_list_columns(),
-        )  # fmt: skip
+        col.html(U.list_html(shown))
         if edited[run_id] is not None:
             col.markdown(W.changes_line(run.dataset, result))
         elif any_edit:

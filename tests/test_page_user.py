@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+from html.parser import HTMLParser
 
 import numpy as np
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -42,6 +44,53 @@ def built(tmp_path_factory):
 def runs(built, home):
     workspace_runs.copy_into(built[0], home)
     return built[1]
+
+
+class _Rows(HTMLParser):
+    """The rows of a top list's HTML table: cell texts, and the hover text of the title."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[dict] = []
+        self.cells: list[str] = []
+        self.lines: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "tr":
+            self.cells = []
+        elif tag == "td":
+            self.lines = []
+            if (hover := dict(attrs).get("title")) is not None:
+                self.hover = hover
+        elif tag == "div" and self.lines is not None:
+            self.lines.append("")
+
+    def handle_data(self, data):
+        if self.lines is not None:
+            self.lines[-1:] = [(self.lines[-1] if self.lines else "") + data]
+
+    def handle_endtag(self, tag):
+        if tag == "td":
+            self.cells.append(self.lines)
+            self.lines = None
+        elif tag == "tr" and len(self.cells) == 3:
+            (mark,), (score,), lines = self.cells
+            title, category = (lines + [None])[:2]
+            self.rows.append(
+                {"#": mark, "score": float(score.replace(",", "")), "title": title,
+                 "category": category, "hover": self.hover}
+            )  # fmt: skip
+
+
+def _top_lists(at: AppTest) -> list[pd.DataFrame]:
+    """The top lists side by side, as shown (`views_user.list_html`), left to right."""
+    tables = []
+    for element in at.get("html"):
+        if "Title · category" in element.proto.body:
+            parser = _Rows()
+            parser.feed(element.proto.body)
+            tables.append(pd.DataFrame(parser.rows))
+    return tables
 
 
 def _figure(at: AppTest, title_start: str) -> dict:
@@ -83,11 +132,16 @@ def test_history_lists_hits_and_waterfall(runs, home):
         == history.loc[history["part"] == "test", "title"].tolist()
     )
     # both lists side by side, the held-out item marked where EASE ranks it
-    ease_list, pop_list = at.dataframe[2].value, at.dataframe[3].value
+    ease_list, pop_list = _top_lists(at)
     assert len(ease_list) == len(pop_list) == 10
     assert ease_list["#"].tolist()[hit_rank - 1] == f"{hit_rank} ✔"
     assert ease_list["#"].str.endswith("✔").sum() == 1
     pop_hits = int(pop_list["#"].str.endswith("✔").sum())
+    # each title cell shows title and category, both whole on hover (issue 16 point 6)
+    shown = U.top_list(loaded, code, 10, held=U.held_out(loaded.split, code))
+    assert ease_list["title"].tolist() == shown["title"].tolist()
+    assert ease_list["category"].tolist() == shown["category"].tolist()
+    assert (ease_list["hover"] == shown["title"] + " · " + shown["category"]).all()
     heads = [m.value for m in at.markdown if m.value.startswith(("**ease** — ", "**pop** — "))]
     assert heads == ["**ease** — 1 hit", f"**pop** — {pop_hits} hit{'s' if pop_hits != 1 else ''}"]
     # click the held-out item: its SHAP waterfall adds up to the score shown in words
@@ -98,7 +152,7 @@ def test_history_lists_hits_and_waterfall(runs, home):
     (text,) = [m.value for m in at.markdown if "(the base value)" in m.value]
     score, base = (float(x) for x in re.findall(r"\*\*(-?\d+\.\d{4})\*\*", text)[:2])
     shown_score = ease_list["score"].tolist()[hit_rank - 1]
-    assert score == pytest.approx(shown_score, abs=1e-4)
+    assert score == pytest.approx(shown_score, abs=5e-4)  # shown with 3 decimals
     water = _figure(at, "From the base value to the score")["data"][0]
     measures, x = water["measure"], _values(water["x"])
     assert measures[0] == "absolute" and measures[-1] == "total"
@@ -133,10 +187,10 @@ def test_find_user_at_random_by_segment_and_unknown_id(runs):
 
 def test_rerank_sliders_change_the_list(runs, home):
     at = _app().run()
-    before = at.dataframe[2].value
+    before = _top_lists(at)[0]
     at.slider(key="user_div").set_value(0.9).run()
     assert not at.exception
-    after = at.dataframe[2].value
+    after = _top_lists(at)[0]
     assert after["title"].tolist() != before["title"].tolist()
     # EASE has no embeddings, so similarity is the category: the list spreads over more
     assert after["category"].nunique() > before["category"].nunique()
@@ -181,8 +235,8 @@ def test_without_runs_says_to_train(home, built):
 # -- the "what if" history editor (issue 14 item 5) ------------------------------------------
 
 
-def _list_titles(at: AppTest, index: int = 2) -> list[str]:
-    return at.dataframe[index].value["title"].tolist()
+def _list_titles(at: AppTest, index: int = 0) -> list[str]:
+    return _top_lists(at)[index]["title"].tolist()
 
 
 def test_whatif_editor_add_remove_reset_change_the_list(runs, home):
@@ -196,7 +250,7 @@ def test_whatif_editor_add_remove_reset_change_the_list(runs, home):
     code = int(ds.user_codes([user_id])[0])
     history = known_history(loaded.split.known_for("test"), code)
     recorded = _list_titles(at)
-    pop_before = _list_titles(at, 3)
+    pop_before = _list_titles(at, 1)
     # which runs react, and why pop cannot
     assert "React to the edit: **ease**." in [m.value for m in at.markdown]
     assert any(c.value.startswith("pop: pop scores items the same whatever") for c in at.caption)
@@ -217,12 +271,12 @@ def test_whatif_editor_add_remove_reset_change_the_list(runs, home):
     at.button(key="user_whatif_add").click().run()
     assert not at.exception and not at.error
     expected = what_if(loaded.model, code, history, HistoryEdit(added=(target,)), 10, seed=42)
-    added = at.dataframe[2].value
+    added = _top_lists(at)[0]
     assert [t.removeprefix("(new) ").strip() for t in added["title"]] == [
         str(ds.item_titles()[c]) for c in expected.items
     ]
     assert added["title"].str.startswith("(new) ").sum() == len(expected.entered) >= 1
-    assert _list_titles(at, 3) == pop_before  # pop cannot react: its list stays
+    assert _list_titles(at, 1) == pop_before  # pop cannot react: its list stays
     assert f"Edited history: {len(history) + 1:,} items — added “{title}”." in [
         m.value for m in at.markdown
     ]
@@ -281,3 +335,26 @@ def test_pop_explanation_is_one_sentence_not_zero_bars(runs):
     at.selectbox(key="user_explain_run").set_value(runs["ease"]).run()
     water = _figure(at, "From the base value to the score")
     assert water["layout"]["xaxis"]["tickformat"].endswith("~f")  # no SI suffixes
+
+
+def test_top_list_html_cuts_long_text_and_shows_it_whole_on_hover():
+    """Issue 16 point 6: with up to 5 lists side by side the table keeps its fixed '#' and
+    score columns, cuts title and category with '…' (CSS) and carries both whole in the cell's
+    hover text; strings are escaped; a missing category is no line, never 'None'."""
+    long = 'A <b>very</b> long title that cannot fit a fifth of the page & more "quoted"'
+    table = pd.DataFrame(
+        {"rank": [1, 2], "title": [long, "Short"], "category": ["Home & Garden", None],
+         "score": [898.0, 0.29157], "hit": [False, True]}
+    )  # fmt: skip
+    _, shown = U.list_view(table, "pop")
+    body = U.list_html(shown)
+    assert "table-layout:fixed" in body and "text-overflow:ellipsis" in body
+    assert "<b>" not in body and "None" not in body and "nan" not in body
+    parser = _Rows()
+    parser.feed(body)
+    rows = pd.DataFrame(parser.rows)
+    assert rows["#"].tolist() == ["1", f"2 {U.HIT}"]
+    assert rows["score"].tolist() == [898.0, 0.292]
+    assert rows["title"].tolist() == [long, "Short"]
+    assert rows["category"].iloc[0] == "Home & Garden" and pd.isna(rows["category"].iloc[1])
+    assert rows["hover"].tolist() == [f"{long} · Home & Garden", "Short"]
