@@ -97,9 +97,14 @@ def search_items(ds: Dataset, query: str, limit: int = SEARCH_LIMIT) -> list[int
     return ordered[: int(limit)]
 
 
-def item_label(ds: Dataset, code: int) -> str:
-    """'Title (id)' of an item, for pickers."""
-    return f"{ds.item_titles()[int(code)]} ({ds.item_ids[int(code)]})"
+def item_labels(ds: Dataset, codes: Sequence[int]) -> dict[int, str]:
+    """{code: 'Title (id)'} of items, for a picker's `format_func` (`labels.get`).
+
+    The titles are read once: a picker formats every option on every run, and a label per
+    call rebuilt all titles each time (272 options of an ML-100k history: 15 s of a 47 s
+    first open at load 21)."""
+    titles, ids = ds.item_titles(), ds.item_ids
+    return {int(c): f"{titles[int(c)]} ({ids[int(c)]})" for c in codes}
 
 
 def summary(ds: Dataset, edit: HistoryEdit, n_edited: int) -> str:

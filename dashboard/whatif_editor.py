@@ -52,7 +52,7 @@ def editor(
         if query and not matches:
             add.caption(f"No item matches '{md(query)}'.")
         pick = add.selectbox(
-            "Item to add", matches, format_func=lambda c: W.item_label(ds, c),
+            "Item to add", matches, format_func=W.item_labels(ds, matches).get,
             key="user_whatif_pick", disabled=not matches,
         )  # fmt: skip
         add.button(
@@ -62,7 +62,7 @@ def editor(
         newest_first = [int(c) for c in dict.fromkeys(edited[::-1].tolist())]
         gone = drop.selectbox(
             "Item to remove (newest first)", newest_first,
-            format_func=lambda c: W.item_label(ds, c), key="user_whatif_drop",
+            format_func=W.item_labels(ds, newest_first).get, key="user_whatif_drop",
             disabled=not newest_first,
         )  # fmt: skip
         drop.button(
