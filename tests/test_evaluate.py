@@ -430,3 +430,39 @@ def test_non_contiguous_score_blocks_evaluate_like_contiguous_ones(planted_datas
     assert np.isfinite(other.metrics["auc"])
     pd.testing.assert_frame_equal(other.per_user, plain.per_user)
     assert np.array_equal(other.top_items, plain.top_items)
+
+
+def test_tied_and_non_finite_scores_match_a_brute_force_reference(planted_dataset):
+    """Issue 15's fast path (float pre-selection, sparse exclusion and hits, AUC counted on
+    the masked block) against the rules spelled out: many ties, and positives scored NaN,
+    -inf, +inf or the lowest float (AUC ranks NaN and -inf as the lowest float)."""
+    parts = split(planted_dataset, "loo")
+    rng = np.random.default_rng(11)
+    n_users, n_items = planted_dataset.n_users, planted_dataset.n_items
+    scores = rng.integers(0, 3, size=(n_users, n_items)).astype(np.float32)
+    special = [np.nan, -np.inf, np.inf, np.finfo(np.float32).min, -0.0]
+    scores[rng.random(scores.shape) < 0.1] = rng.choice(special)
+    truth = parts.test.csr().tolil().rows
+    known = parts.known_for("test").csr().tolil().rows
+    for u in range(0, n_users, 4):  # a quarter of the users: their positive is non-finite
+        scores[u, truth[u]] = special[(u // 4) % 4]
+    result = evaluate(FixedScores(scores).fit(parts.train), parts, "test", beyond=False)
+    big = float(np.finfo(np.float32).max)
+    auc_score = np.nan_to_num(scores, nan=-big, posinf=big, neginf=-big)
+    per_user = result.per_user.set_index("user_code")
+    for row, u in enumerate(result.per_user["user_code"]):
+        pos = set(truth[u]) - set(known[u])
+        negs = [j for j in range(n_items) if j not in pos and j not in set(known[u])]
+        wins = sum(
+            (auc_score[u, p] > auc_score[u, q]) + 0.5 * (auc_score[u, p] == auc_score[u, q])
+            for p in pos
+            for q in negs
+        )
+        assert per_user.loc[u, "auc"] == pytest.approx(wins / (len(pos) * len(negs)), abs=1e-12)
+        top = result.top_items[row]
+        hits = [int(j in pos) for j in top[:10]]
+        assert per_user.loc[u, "hit@10"] == float(any(hits))
+        assert per_user.loc[u, "mrr@10"] == pytest.approx(
+            1.0 / (hits.index(1) + 1) if any(hits) else 0.0
+        )
+        assert not set(top.tolist()) & set(known[u])

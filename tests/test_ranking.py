@@ -120,8 +120,10 @@ def test_known_flat_indices_and_device_csr_agree():
     host = known_flat_indices(known, rows, N_ITEMS, torch.device("cpu"))
     dev = DeviceCsr(known, torch.device("cpu"))
     assert sorted(host.tolist()) == sorted(dev.flat(torch.from_numpy(rows)).tolist())
-    dense = dev.dense(torch.from_numpy(rows)).numpy()
-    np.testing.assert_array_equal(dense, known[rows].toarray() != 0)
+    cols = torch.tensor([[-1] + list(range(N_ITEMS))] * len(rows))  # -1: a list's padding
+    found = dev.contains(torch.from_numpy(rows), cols).numpy()
+    assert not found[:, 0].any()
+    np.testing.assert_array_equal(found[:, 1:], known[rows].toarray() != 0)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -130,3 +132,53 @@ def test_cuda_lists_equal_cpu_lists():
     cpu, _ = top_k(scores, 15, users=users(), seed=9)
     gpu, _ = top_k(scores.cuda(), 15, users=users().cuda(), seed=9)
     assert torch.equal(cpu, gpu.cpu())
+
+
+def rule_reference(scores: np.ndarray, user: int, k: int, seed: int, excluded=()) -> list[int]:
+    """The tie rule spelled out: NaN below -inf, -inf as the lowest float, +inf as the
+    highest, -0.0 equal to 0.0, then the tie key; excluded items never come back."""
+    keys = tie_keys(torch.tensor([user]), len(scores), seed)[0].numpy()
+    big = float(np.finfo(np.float32).max)
+
+    def key(j: int) -> tuple:
+        x = float(scores[j])
+        return (0, 0.0, 0) if np.isnan(x) else (1, min(max(x, -big), big) + 0.0, int(keys[j]))
+
+    cands = [j for j in range(len(scores)) if j not in set(excluded)]
+    ranked = sorted(cands, key=key, reverse=True)[:k]
+    return ranked + [-1] * (k - len(ranked))
+
+
+def test_float_preselection_equals_the_full_key_rule_on_heavy_ties(monkeypatch):
+    """rank_block's float top-k + candidate keys (issue 15) gives the rule's lists exactly,
+    also where ties run past its margin (those rows take the full-key path)."""
+    from core.eval import ranking
+
+    full_rows = []
+    full = ranking._top_k_full
+    monkeypatch.setattr(
+        ranking, "_top_k_full", lambda s, *a: full_rows.append(len(s)) or full(s, *a)
+    )
+    rng = np.random.default_rng(3)
+    n_users, n_items = 60, 200
+    # few levels: most rows have more than the margin tied at the k-th score, some do not
+    levels = rng.choice([2, 3, 50, 1000], size=(n_users, 1))
+    scores = np.floor(rng.random((n_users, n_items)) * levels).astype(np.float32)
+    special = [np.nan, np.inf, -np.inf, -0.0, np.finfo(np.float32).min]
+    scores[rng.random(scores.shape) < 0.08] = rng.choice(special)
+    scores[:3] = rng.choice(special, size=(3, n_items))  # rows of non-finite scores only
+    mask = rng.random(scores.shape) < 0.3
+    mask[3] = True  # a user with nothing left to rank
+    for k in (1, 10, 40):
+        for exclude in (torch.from_numpy(mask), torch.from_numpy(np.flatnonzero(mask))):
+            items, values = top_k(
+                torch.from_numpy(scores), k, users=users(n_users), exclude=exclude, seed=k
+            )
+            for u in range(n_users):
+                want = rule_reference(scores[u], u, k, k, np.flatnonzero(mask[u]))
+                assert items[u].tolist() == want, (k, u)
+                got = values[u].numpy()
+                real = np.asarray(want) >= 0
+                np.testing.assert_array_equal(got[real], scores[u, np.asarray(want)[real]])
+                assert np.isneginf(got[~real]).all()
+    assert 0 < sum(full_rows) < 6 * n_users  # both paths were taken

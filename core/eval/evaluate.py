@@ -38,22 +38,27 @@ from core.data.split import Split
 from core.errors import ParameterError
 from core.eval import metrics as M
 from core.eval.beyond import beyond_metrics, cold_item_recall, segment_table
-from core.eval.ranking import DeviceCsr, check_k, top_k
+from core.eval.ranking import DeviceCsr, check_k, rank_block
 from core.protocols import PredictsRatings
 
 log = logging.getLogger(__name__)
 
 KS = (5, 10, 20)
-#: scores + sort buffers per batch stay within this many bytes
-MEMORY_BUDGET_BYTES = 256 * 2**20
+#: at most this many bytes per batch (scores and the ranking's buffers), whatever is free:
+#: bigger blocks ranked no faster on a 2-core CPU (444 x 50k cells: copies ~2x slower per cell
+#: than 128 x 50k, measured at nice 19 on a loaded machine)
+MEMORY_BUDGET_BYTES = 128 * 2**20
+#: the share of the free memory (MemAvailable, or free GPU memory) one batch may take
+FREE_SHARE = 0.125
 #: bytes the evaluator's (users, K) lists and their per-cut copies may take together
 LIST_BUDGET_BYTES = 2 * 2**30
 #: bytes per (user, rank) cell of those: top int64, hits float64, the beyond-accuracy masks,
 #: gathers and per-cut slices
 _BYTES_PER_LIST_CELL = 48
-#: bytes per (user, item) cell in one batch: scores f32, int64 ranking keys and the
-#: tie-key temporaries, truth mask, and for AUC a float copy with its sort buffers
-_BYTES_PER_CELL = 48
+#: bytes per (user, item) cell in one batch: the model's scores (f32, or a float64 block and
+#: its f32 copy), the masked f32 copy `ranking.rank_block` ranks, AUC's bool comparison
+#: buffers; a sort for AUC (more than 4 positives per user) adds ~12 more, within the margin
+_BYTES_PER_CELL = 24
 _EXCLUDED = {
     "valid": "Excluded from ranking: each user's training items.",
     "test": "Excluded from ranking: each user's training and validation items.",
@@ -244,9 +249,32 @@ def cut_columns(hits: torch.Tensor, n_truth: torch.Tensor, k: int) -> dict[str, 
     }
 
 
-def auto_batch_size(n_items: int, budget_bytes: int = MEMORY_BUDGET_BYTES) -> int:
-    """Users per batch so that (B, n_items) scores and sort buffers fit the budget."""
+def auto_batch_size(
+    n_items: int, budget_bytes: int = MEMORY_BUDGET_BYTES, device: torch.device | None = None
+) -> int:
+    """Users per batch so that one (B, n_items) block and its buffers fit the budget.
+
+    With `device`, the budget is also at most FREE_SHARE of the memory free there now
+    (free GPU memory on CUDA, MemAvailable otherwise), so a busy machine gets small blocks.
+    """
+    if device is not None:
+        budget_bytes = min(budget_bytes, int(FREE_SHARE * _free_bytes(device)))
     return max(1, budget_bytes // (max(1, n_items) * _BYTES_PER_CELL))
+
+
+def _free_bytes(device: torch.device) -> int:
+    """Free memory on `device`: torch.cuda.mem_get_info on CUDA, /proc/meminfo's MemAvailable
+    on the CPU (the budget itself where neither can be read, e.g. on MPS)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(MEMORY_BUDGET_BYTES / FREE_SHARE)
 
 
 # -- the hot path ----------------------------------------------------------------------------
@@ -269,48 +297,67 @@ def _rank(
     user had fewer than K candidates), n_truth (U,), and with_auc: below, tied, n_cand (U,).
     """
     n_items = truth_csr.shape[1]
-    bs = int(batch_size) if batch_size else auto_batch_size(n_items)
-    if bs < 1:
+    fixed = int(batch_size) if batch_size else None
+    if fixed is not None and fixed < 1:
         raise ParameterError(f"batch_size must be a positive whole number; got {batch_size!r}.")
     out: dict[str, list[torch.Tensor]] = {}
     known_dev = truth_dev = None
+    device = torch.device("cpu")  # where the scores live, known after the first block
+    start = 0
     with torch.inference_mode():
-        for start in range(0, len(users), bs):
+        while start < len(users):
+            # each block sized on the memory free now where the scores live
+            bs = fixed or auto_batch_size(n_items, device=device)
             batch = torch.from_numpy(users[start : start + bs].astype(np.int64))
+            start += len(batch)
             # contiguous whatever the model returns (a transposed or sliced block would break
             # the flat exclusion below: issue 15's item-kNN crash on a 50k-item catalogue)
             scores = model.score(batch).contiguous()  # (B, n_items)
             if known_dev is None:
                 known_dev = DeviceCsr(known_csr, scores.device)
                 truth_dev = DeviceCsr(truth_csr, scores.device)
+                device = scores.device
             rows = batch.to(scores.device)
             excluded = known_dev.flat(rows)  # linear indices into the (B, n_items) block
-            top, _ = top_k(scores, k_max, users=rows, exclude=excluded, seed=seed)  # (B, K)
-            real = top >= 0  # (B, K) False past the last candidate
-            truth_mask = truth_dev.dense(rows)  # (B, n_items)
-            hits = truth_mask.gather(1, top.clamp(min=0)) & real
+            # the lists of `top_k` (the same routine and tie rule) and the masked block
+            ranked = rank_block(scores, k_max, users=rows, exclude=excluded, seed=seed)
+            top = ranked.items  # (B, K), -1 past the last candidate
+            hits = truth_dev.contains(rows, top) & (top >= 0)  # (B, K), no dense truth mask
             parts = {
                 "hits": hits.to(M.real_dtype(scores.device)),
                 "top": top,
                 "n_truth": truth_dev.row_counts(rows),
             }
             if with_auc:
-                parts.update(_auc_counts(scores, excluded, known_dev, truth_dev, rows, n_items))
+                parts.update(_auc_counts(scores, ranked.masked, known_dev, truth_dev, rows))
+            del scores, ranked
             for name, value in parts.items():
                 out.setdefault(name, []).append(value)
     return {name: torch.cat(values) for name, values in out.items()}
 
 
-def _auc_counts(scores, excluded, known_dev, truth_dev, rows, n_items) -> dict[str, torch.Tensor]:
-    """AUC's counts for one batch: equal scores are ties (1/2), whatever the list order."""
-    raw = scores.float()  # (B, n_items)
-    # only excluded items may be -inf, so positive_rank_counts can tell them apart
-    lowest = torch.finfo(raw.dtype).min
-    s = torch.nan_to_num(raw, nan=lowest, posinf=-lowest, neginf=lowest)
-    s.view(-1).index_fill_(0, excluded, float("-inf"))
+def _auc_counts(scores, masked, known_dev, truth_dev, rows) -> dict[str, torch.Tensor]:
+    """AUC's counts for one batch: equal scores are ties (1/2), whatever the list order.
+
+    AUC's rule ranks NaN and -inf scores as the lowest finite float and +inf as the highest,
+    with only the excluded (known) items below them all. `masked` (from `rank_block`) orders
+    every item the same way except NaN (-inf there, like the excluded), so for a positive
+    above the lowest float its counts over `masked` are the rule's; the rare rows with a
+    positive at the lowest float, -inf or NaN are counted on a copy made by the rule.
+    """
+    n_items = scores.shape[1]
     n_known = known_dev.row_counts(rows)  # (B,)
     pos_items, pos_valid = truth_dev.padded(rows)
-    below, tied = M.positive_rank_counts(s, pos_items, pos_valid, n_known)
+    below, tied = M.positive_rank_counts(masked, pos_items, pos_valid, n_known)
+    lowest = torch.finfo(torch.float32).min
+    odd = torch.nonzero(((masked.gather(1, pos_items) <= lowest) & pos_valid).any(1))
+    odd = odd.reshape(-1)
+    if len(odd):
+        s = torch.nan_to_num(scores[odd].float(), nan=lowest, posinf=-lowest, neginf=lowest)
+        s.view(-1).index_fill_(0, known_dev.flat(rows[odd]), float("-inf"))
+        below[odd], tied[odd] = M.positive_rank_counts(
+            s, pos_items[odd], pos_valid[odd], n_known[odd]
+        )
     return {"below": below, "tied": tied, "n_cand": n_items - n_known}
 
 

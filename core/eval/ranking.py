@@ -20,15 +20,25 @@ model with ties (popularity, users with no history) agree in expectation, not bi
 No deterministic rule can do better, since equal-scored items differ only by code or name.
 
 How: a float32 score maps to an int32 that sorts the same way (the IEEE-754 sign trick); it
-fills the high 32 bits of an int64 whose low 31 bits are the tie key, and one `torch.topk`
-over the int64 is an exact lexicographic (score, key) top-k. Excluded items get the lowest
-int64, below any real score (also -inf or NaN ones), and come back as -1.
+fills the high 32 bits of an int64 whose low 31 bits are the tie key, and `torch.topk` over
+the int64 is an exact lexicographic (score, key) top-k. Excluded items get the lowest int64,
+below any real score (also -inf or NaN ones), and come back as -1.
+
+Fast path (`rank_block`), the same lists: building those int64 keys for every (user, item)
+cell costs ~40 integer operations per cell, far more than the ranking itself. So the block
+is first copied once to float32 with NaN -> -inf and the excluded items set to -inf (in
+place at their sparse indices), `torch.topk` on the floats keeps k + _MARGIN candidates,
+and the keys are built for those candidates only. That is exact for every row whose k-th
+best value is finite and above the last candidate's (then every item tied with the k-th
+is a candidate); other rows (ties running past the margin, fewer than k finite candidates)
+are ranked by the full keys as before.
 """
 
 from __future__ import annotations
 
 import numbers
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -39,6 +49,16 @@ from core.errors import ParameterError
 #: int64 key of an excluded item: below every real (score, tie) key
 _EXCLUDED = torch.iinfo(torch.int64).min
 _LOW31 = 0x7FFFFFFF
+#: candidates kept past k by the float pre-selection, so ties at the cut resolve exactly
+_MARGIN = 32
+
+
+class RankedBlock(NamedTuple):
+    """`rank_block`'s result: the lists and the masked float block they were taken from."""
+
+    items: torch.Tensor  # (B, k) int64 item codes, -1 past the last candidate
+    scores: torch.Tensor  # (B, k) float32 scores of those items, -inf past the last
+    masked: torch.Tensor  # (B, n) float32: scores, +-inf clamped to finite, NaN/excluded -inf
 
 
 def top_k(
@@ -56,23 +76,90 @@ def top_k(
     that must not be ranked. Returns items (B, k) int64 and scores (B, k) float32; where a
     row has fewer than k candidates the rest is item -1 with score -inf.
     """
+    ranked = rank_block(scores, k, users=users, exclude=exclude, seed=seed)
+    return ranked.items, ranked.scores
+
+
+def rank_block(
+    scores: torch.Tensor,
+    k: int,
+    *,
+    users: torch.Tensor,
+    exclude: torch.Tensor | None = None,
+    seed: int = 0,
+) -> RankedBlock:
+    """`top_k`'s lists, plus the masked float32 block (for callers that count over it).
+
+    Same arguments and lists as `top_k`; see the module docstring for how it stays exact.
+    """
     n_rows, n_items = scores.shape
     k = check_k(k)
     k_eff = min(k, n_items)
-    keys = ranking_keys(scores, users, seed)  # (B, n) int64
+    users = users.to(scores.device)
+    raw = scores.float()
+    # (B, n) a copy, raw stays untouched; the float order of the keys: -inf -> lowest finite,
+    # +inf -> highest; NaN and (below) excluded items -> -inf, beneath all of them
+    masked = torch.nan_to_num(raw, nan=float("-inf"))
     if exclude is not None:
+        exclude = exclude.to(scores.device)
         if exclude.dtype == torch.bool:
-            keys = keys.masked_fill(exclude.to(keys.device), _EXCLUDED)
+            masked.masked_fill_(exclude, float("-inf"))
         else:
-            keys.view(-1).index_fill_(0, exclude.to(keys.device), _EXCLUDED)
-    top = torch.topk(keys, k_eff, dim=1)  # (B, k_eff)
-    real = top.values != _EXCLUDED
-    items = torch.where(real, top.indices, -1)
-    values = scores.float().gather(1, top.indices).masked_fill(~real, float("-inf"))
+            masked.view(-1).index_fill_(0, exclude, float("-inf"))
+    n_cand = min(n_items, k_eff + _MARGIN)
+    if n_rows == 0 or n_items == 0:
+        items = torch.zeros((n_rows, k_eff), dtype=torch.int64, device=scores.device)
+    else:
+        values, cand = torch.topk(masked, n_cand, dim=1)  # (B, n_cand) float order only
+        kth = values[:, k_eff - 1]  # (B,)
+        exact = kth > float("-inf")
+        if n_cand < n_items:  # every item tied with the k-th must be a candidate
+            exact &= values[:, -1] < kth
+        keys = _keys(raw.gather(1, cand), _tie_hash(users.reshape(-1, 1), cand, seed))
+        keys.masked_fill_(values == float("-inf"), _EXCLUDED)  # excluded or NaN: below the k-th
+        items = cand.gather(1, torch.topk(keys, k_eff, dim=1).indices)  # (B, k_eff)
+        redo = torch.nonzero(~exact).reshape(-1)
+        if len(redo):  # ties past the margin, or fewer than k finite candidates
+            items[redo] = _top_k_full(
+                raw[redo], k_eff, users[redo], _rows_of(exclude, redo, n_rows, n_items), seed
+            )
+    real = items >= 0
+    values = raw.gather(1, items.clamp(min=0)).masked_fill(~real, float("-inf"))
     if k_eff < k:  # catalogue smaller than k: pad so every row has k ranks
         items = torch.nn.functional.pad(items, (0, k - k_eff), value=-1)
         values = torch.nn.functional.pad(values, (0, k - k_eff), value=float("-inf"))
-    return items, values
+    return RankedBlock(items, values, masked)
+
+
+def _top_k_full(
+    scores: torch.Tensor,
+    k: int,
+    users: torch.Tensor,
+    exclude: torch.Tensor | None,
+    seed: int,
+) -> torch.Tensor:
+    """(B, k) items by the int64 (score, tie key) of every cell: the rule's definition."""
+    keys = ranking_keys(scores, users, seed)  # (B, n) int64
+    if exclude is not None:
+        if exclude.dtype == torch.bool:
+            keys = keys.masked_fill(exclude, _EXCLUDED)
+        else:
+            keys.view(-1).index_fill_(0, exclude, _EXCLUDED)
+    top = torch.topk(keys, k, dim=1)  # (B, k)
+    return torch.where(top.values != _EXCLUDED, top.indices, -1)
+
+
+def _rows_of(
+    exclude: torch.Tensor | None, rows: torch.Tensor, n_rows: int, n_items: int
+) -> torch.Tensor | None:
+    """The exclusion of the block's `rows` only, in the same form (mask or linear indices)."""
+    if exclude is None or exclude.dtype == torch.bool:
+        return None if exclude is None else exclude[rows]
+    new_row = torch.full((n_rows,), -1, dtype=torch.int64, device=exclude.device)
+    new_row[rows] = torch.arange(len(rows), device=exclude.device)
+    at = new_row[exclude // n_items]
+    keep = at >= 0
+    return at[keep] * n_items + exclude[keep] % n_items
 
 
 def check_k(
@@ -97,20 +184,31 @@ def check_k(
 
 def ranking_keys(scores: torch.Tensor, users: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """(B, n) int64 keys whose order is (score, tie key): see the module docstring."""
+    return _keys(scores, tie_keys(users.to(scores.device), scores.shape[1], seed))
+
+
+def tie_keys(users: torch.Tensor, n_items: int, seed: int = 0) -> torch.Tensor:
+    """(B, n_items) pseudo-random int64 keys in [0, 2^31), a fixed function of (seed, u, i)."""
+    i = torch.arange(n_items, device=users.device, dtype=torch.int64).reshape(1, -1)
+    return _tie_hash(users.reshape(-1, 1), i, seed)
+
+
+def _keys(scores: torch.Tensor, ties: torch.Tensor) -> torch.Tensor:
+    """int64 keys: the score's order in the high 32 bits, the tie key in the low 31."""
     # NaN ranks last; + 0.0 turns -0.0 into 0.0, so the two zeros tie as floats compare
     s = torch.nan_to_num(scores.float(), nan=float("-inf")) + 0.0  # (B, n)
     bits = s.contiguous().view(torch.int32)
     ordered = bits ^ ((bits >> 31) & _LOW31)  # (B, n) int32, same order as the floats
     keys = ordered.to(torch.int64)  # (B, n)
     keys <<= 32
-    keys |= tie_keys(users.to(scores.device), scores.shape[1], seed)  # low bits in [0, 2^31)
+    keys |= ties  # low bits in [0, 2^31)
     return keys
 
 
-def tie_keys(users: torch.Tensor, n_items: int, seed: int = 0) -> torch.Tensor:
-    """(B, n_items) pseudo-random int64 keys in [0, 2^31), a fixed function of (seed, u, i)."""
-    u = users.reshape(-1, 1).to(torch.int64) & _LOW31
-    i = torch.arange(n_items, device=users.device, dtype=torch.int64).reshape(1, -1)
+def _tie_hash(users: torch.Tensor, items: torch.Tensor, seed: int) -> torch.Tensor:
+    """Tie keys in [0, 2^31) of user codes (B, 1) and item codes (1 or B, n), broadcast."""
+    u = users.to(torch.int64) & _LOW31
+    i = items.to(torch.int64)
     h = (u * 73856093) ^ (i * 19349663) ^ ((int(seed) & _LOW31) * 83492791)  # (B, n)
     h &= _LOW31
     for _ in range(3):  # integer mixing rounds, in place; every product stays below 2^63
@@ -172,7 +270,7 @@ class DeviceCsr:
     """A CSR matrix's indptr/indices on the device, to gather rows without host loops.
 
     The evaluator keeps the known and the truth matrix this way for a whole evaluation:
-    `flat` gives `top_k` its exclusion indices, `dense` and `padded` the truth per batch.
+    `flat` gives `top_k` its exclusion indices, `contains` and `padded` the truth per batch.
     """
 
     def __init__(self, mat: sp.csr_matrix, device: torch.device) -> None:
@@ -180,6 +278,7 @@ class DeviceCsr:
         self.indices = torch.from_numpy(mat.indices.astype(np.int64)).to(device)
         self.n_cols = mat.shape[1]
         self.device = device
+        self._sorted: torch.Tensor | None = None  # built by the first `contains`
 
     def row_counts(self, rows: torch.Tensor) -> torch.Tensor:
         """(B,) number of stored entries per row."""
@@ -203,11 +302,22 @@ class DeviceCsr:
         r, c, _ = self.entries(rows)
         return r * self.n_cols + c
 
-    def dense(self, rows: torch.Tensor) -> torch.Tensor:
-        """(B, n_cols) bool, True at stored entries."""
-        out = torch.zeros(len(rows) * self.n_cols, dtype=torch.bool, device=self.device)
-        out[self.flat(rows)] = True
-        return out.view(len(rows), self.n_cols)
+    def contains(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """(B, K) bool: is (rows[b], cols[b, j]) a stored entry? A binary search per cell.
+
+        cols < 0 (a list's padding) give False.
+        """
+        if self._sorted is None:  # row * n_cols + column of every entry, ascending
+            rows_of = torch.repeat_interleave(
+                torch.arange(len(self.indptr) - 1, device=self.device),
+                self.indptr[1:] - self.indptr[:-1],
+            )
+            self._sorted = torch.sort(rows_of * self.n_cols + self.indices).values
+        if self._sorted.numel() == 0:
+            return torch.zeros(cols.shape, dtype=torch.bool, device=self.device)
+        query = rows.reshape(-1, 1) * self.n_cols + cols.clamp(min=0)  # (B, K)
+        at = torch.searchsorted(self._sorted, query).clamp(max=self._sorted.numel() - 1)
+        return (self._sorted[at] == query) & (cols >= 0)
 
     def padded(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Columns of each row left-aligned in (B, P) with a (B, P) validity mask."""
