@@ -34,8 +34,10 @@ from core.runs.stages import format_seconds
 #: resident memory of a recscope process before it holds any data (python, torch, pandas,
 #: scipy): 462 MB measured for pop on MovieLens-100k (data included), rounded
 BASE_BYTES = 450 * 2**20
-#: resident bytes per interaction while a run holds the data set, its split and CSR views
-DATA_BYTES_PER_ROW = 200
+#: resident bytes per interaction while a run holds the data set, its split and CSR views:
+#: pop on the 10M set peaked at 1.44 GB after loading, splitting and fitting (~100 B a row
+#: above the process itself; one measurement, load ~17)
+DATA_BYTES_PER_ROW = 110
 #: below this share of the available memory a plan "fits"; up to all of it, "tight"
 COMFORT = 0.8
 VERDICTS = ("fits", "tight", "refused")
@@ -46,6 +48,11 @@ TIME_BASIS = {
 #: CPU seconds an evaluation takes whatever its size (segments, beyond-accuracy metrics):
 #: the valid + test evaluation of MovieLens-100k (3.2M cells) took 0.24-0.59 s of CPU
 EVAL_FIXED_S = 0.4
+#: a whole evaluation's cost per scored cell against the ranking routine's alone (the
+#: probe): the truth mask, the exclusion and fresh score blocks (page faults) come on top.
+#: Pop, valid + test of 20,000 users x 49,937 items of the 10M set: 37.7 s CPU measured
+#: (the evaluation being rewritten for issue 15 at the time) against 9.2 s from the probe.
+EVAL_CELL_FACTOR = 4.0
 
 
 @dataclass(frozen=True)
@@ -229,7 +236,8 @@ def _epoch_seconds(c: Cost, rates: Mapping[str, float]) -> float:
 def _eval_pass_seconds(c: Cost, shape: Shape, rates: Mapping[str, float]) -> float:
     """One full-ranking pass over every user: scoring plus the ranking routine per cell."""
     cells = shape.n_users * shape.n_items
-    return EVAL_FIXED_S / 2 + cells * (rates["rank_cell_s"] + c.score_flops / rates["flops"])
+    per_cell = EVAL_CELL_FACTOR * rates["rank_cell_s"] + c.score_flops / rates["flops"]
+    return EVAL_FIXED_S / 2 + cells * per_cell
 
 
 def _verdict(c: Cost, peak: int, available: int) -> str:

@@ -103,7 +103,8 @@ def cost(model: str, shape: Shape, params: Mapping) -> Cost:
 
 
 def _pop(shape: Shape, params: Mapping) -> Cost:
-    return Cost(parameters=shape.n_items * F64, sparse=shape.n_train, score_flops=1.0)
+    # counting the training rows: 0.61 s CPU for the 10M set's 9.5M, ~16 probe multiply-adds each
+    return Cost(parameters=shape.n_items * F64, sparse=16 * shape.n_train, score_flops=1.0)
 
 
 def _itemknn(shape: Shape, params: Mapping) -> Cost:
