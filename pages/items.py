@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from core.data import schema as S
-from core.data.text import has_item_text, text_source
+from core.data.text import has_item_text
 from core.errors import RecScopeError
 from core.protocols import capabilities
 from core.retrieval.embedding_map import method_note
@@ -133,7 +133,7 @@ def _item_card(home, dataset, facts: pd.DataFrame, code: int) -> None:
         st.markdown(VI.card_line(dataset, facts, code, counts))
         if text := VI.item_text(dataset, code):
             st.caption(md(text))
-        if built := text_source(dataset):  # made-up text is not called a description
+        if built := cache.text_source(home, dataset.name):  # made-up text is not a description
             st.caption(built)
 
 
@@ -158,7 +158,10 @@ def _text_neighbours(home, dataset, facts, code: int) -> list[int]:
         index = cache.text_index(home, dataset.name)
     answer = text_neighbors(dataset, code, K, index=index)
     return widgets.neighbours(
-        dataset, facts, answer, VI.text_neighbours_note(index, text_source(dataset))
+        dataset,
+        facts,
+        answer,
+        VI.text_neighbours_note(index, cache.text_source(home, dataset.name)),
     )
 
 
