@@ -348,3 +348,15 @@ def test_unexplored_names_each_parameter_once_with_both_untried_ends():
         "2 trials searched 2 parameters; never tried: lr 0.0001–0.001 and 0.01–0.1 "
         "(resume the study to look there)."
     )
+
+
+def test_eases_lambda_tries_are_not_reported_to_optuna_as_epochs(store):
+    """Issue 16: the defaults trial of EASE (l2='auto') searches λ and reported each try as
+    an 'epoch' intermediate value; a try is its own closed-form solution, not a training step,
+    so nothing is reported and the pruner never judges it."""
+    job, record = tune(store, "ease", n_trials=2)
+    assert record["status"] == "finished", record.get("error")
+    trials = tuning.load_study(store, job).trials
+    assert trials[0].params == {} or "l2" not in trials[0].params  # the defaults: λ searched
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
+    assert [dict(t.intermediate_values) for t in trials] == [{}, {}]

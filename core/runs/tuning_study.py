@@ -58,11 +58,15 @@ def run_trial(study, trial: Trial, model, searched, base, parts, deadline) -> bo
     def on_progress(event: ProgressEvent) -> None:
         if event.valid_metric is None:
             return
-        reported.append(event.epoch)
-        trial.report(float(event.valid_metric), int(event.epoch))
+        # a closed-form model's search over a parameter (EASE's λ, event.param) is no step of
+        # training: each try is its own solution, so it is no intermediate value to prune on
+        epoch = event.param is None
+        if epoch:
+            reported.append(event.epoch)
+            trial.report(float(event.valid_metric), int(event.epoch))
         if deadline is not None and not is_defaults and time.monotonic() >= deadline:
             raise OutOfTime
-        if not is_defaults and trial.should_prune():
+        if epoch and not is_defaults and trial.should_prune():
             raise optuna.TrialPruned
 
     try:
