@@ -272,3 +272,50 @@ def test_paired_by_scenario_gives_the_mean_difference_holm_and_users():
     assert rows.loc["app", "p_holm"] == pytest.approx(min(1.0, 2 * rows.loc["app", "p_value"]))
     with pytest.raises(ParameterError, match="Baseline strategy 'ease'"):
         paired_by_scenario({"pooled": base}, "ease")
+
+
+def test_history_bags_are_each_users_per_scenario_sums():
+    """A batch sums only its own users' runs of the flat history: the same numbers as the
+    per-scenario user x item matrix times the table (what the model computed before)."""
+    ds = _two_scenarios(tiny=6)
+    train = split(ds, "loo").train
+    model = make_model("multiscenario", epochs=1, batch_size=256).fit(train)
+    table = torch.randn(train.n_items, 4, generator=torch.Generator().manual_seed(0))
+    users = np.array([5, 0, 79, 5, 2])
+    bags = model._history_bags(torch.from_numpy(users), table)  # (5, n_sc, 4)
+    frame = train.frame
+    assert bags.shape == (5, 3, 4)
+    for code in range(3):
+        rows = frame[S.SCENARIO_CODE].to_numpy() == code
+        mat = np.zeros((train.n_users, train.n_items), np.float32)
+        np.add.at(mat, (frame[S.USER].to_numpy()[rows], frame[S.ITEM].to_numpy()[rows]), 1.0)
+        expected = torch.from_numpy(mat[users]) @ table  # (5, 4)
+        torch.testing.assert_close(bags[:, code], expected)
+    assert bags[:, 2].abs().sum() > 0  # the tiny scenario's users 0 and 2 have items there
+
+
+def test_auto_loss_samples_above_the_catalogue_threshold_and_still_learns(monkeypatch):
+    """loss="auto" past `core.train.AUTO_SAMPLED_ITEMS` (lowered to 20 here; the data has
+    40 items) scores the batch's items plus sampled negatives, and still learns the
+    scenarios: told the request is in 'app', the app items come first."""
+    monkeypatch.setattr("core.train.AUTO_SAMPLED_ITEMS", 20)
+    ds = _two_scenarios()
+    model = make_model("multiscenario", negatives=8, **FAST)
+    seen = []
+    logits = model_class("multiscenario")._build_net
+
+    def build(self):
+        net = logits(self)
+        full = net.logits
+        net.logits = lambda q, i, s, items=None: (
+            seen.append(items is not None) or full(q, i, s, items)
+        )
+        return net
+
+    monkeypatch.setattr(model_class("multiscenario"), "_build_net", build)
+    model.fit(ds.all())
+    assert seen and all(seen)  # every training batch scored a candidate list, never all
+    app = ds.scenarios.index("app")
+    s_app = model.score_scenario(np.arange(80), app)
+    in_app = torch.from_numpy(scenario_catalogues(ds)[app])
+    assert (s_app[:, in_app].mean(1) > s_app[:, ~in_app].mean(1)).all()

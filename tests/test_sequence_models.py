@@ -15,7 +15,7 @@ import torch
 from core.data.dataset import Interactions
 from core.data.split import split
 from core.eval.evaluate import ranking_metric
-from core.models import make_model
+from core.models import _sequence, make_model
 from core.models.bert4rec import BERT4Rec, _bidirectional_mask
 from core.models.gru4rec import GRU4Rec
 from core.protocols import ExplainsHistory
@@ -193,3 +193,23 @@ def test_sample_data_bert4rec_and_gru4rec_beat_ease_and_bpr(sample_loo_baselines
     best_baseline = max(scores["ease"], scores["bpr"])
     for name in ("bert4rec", "gru4rec"):
         assert scores[name] > best_baseline + MARGIN, scores
+
+
+def test_auto_loss_samples_above_the_catalogue_threshold_and_still_learns(
+    planted_split, monkeypatch
+):
+    """loss="auto" on a catalogue past `core.train.AUTO_SAMPLED_ITEMS` (lowered here to 30;
+    the planted data has 60 items) trains with the sampled softmax and learns the blocks."""
+    calls = []
+    monkeypatch.setattr("core.train.AUTO_SAMPLED_ITEMS", 30)
+    spy = _sequence.sampled_softmax_loss
+    monkeypatch.setattr(_sequence, "sampled_softmax_loss", lambda *a: calls.append(1) or spy(*a))
+    train, test = planted_split.train, planted_split.test
+    known = planted_split.known_for("test")
+    model = make_model("gru4rec", **QUICK["gru4rec"], negatives=16).fit(train)
+    assert model.sampled_ and calls  # the sampled loss ran, not the full softmax
+    model.set_history(known)
+    pop = make_model("pop").fit(train)
+    pop.set_history(known)
+    ndcg = ranking_metric(model, test, known=known, k=10)
+    assert ndcg > ranking_metric(pop, test, known=known, k=10) + 0.05

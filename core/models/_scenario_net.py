@@ -67,7 +67,8 @@ class ScenarioNet(nn.Module):
         if items is None:
             out = query @ self.items.weight.T + self.bias[scen]  # (B, n_items)
             return out + (interest @ self.interest.T) * self.interest_weight[scen][:, None]
-        out = query @ self.items(items).T + self.bias[scen][:, items]  # (B, I)
+        # gather (B, I) bias cells directly: bias[scen] first would copy B whole rows
+        out = query @ self.items(items).T + self.bias[scen[:, None], items[None, :]]  # (B, I)
         return out + (interest @ self.interest[items].T) * self.interest_weight[scen][:, None]
 
 

@@ -42,7 +42,10 @@ Training: each training interaction predicts its item from the user's history wi
 last item of any scenario: for a request in a scenario new to the user that item only adds
 noise). With probability `scenario_dropout` an example hides the user's whole history in
 its own scenario, as for a user new to it, so the model learns to recommend from the other
-scenarios. Softmax cross-entropy over the whole catalogue (sampled above `SAMPLED_ITEMS`).
+scenarios. Softmax cross-entropy over the whole catalogue, or over the batch's items plus
+`negatives` sampled ones (`loss="sampled"`, or "auto" on a large catalogue:
+`core.train.sampled_softmax`, the switch the sequence models use). Each batch sums only its
+own users' histories (`_history_bags`), never the whole user x item matrix.
 Without a scenario column the model is a single-scenario model (one scenario, code 0).
 
 Files: the network is core/models/_scenario_net.py; how the model explains a score (masked
@@ -68,9 +71,9 @@ from core.models._neural import LOOP_HELP, NeuralRecommender
 from core.models._scenario_explain import ScenarioExplanations
 from core.models._scenario_net import ScenarioNet
 from core.models.base import AT_LEAST_ONE, DIMENSION, FRACTION, Range, as_codes
+from core.train import SOFTMAX_LOSSES, sampled_softmax
 
 TOPOLOGIES = ("mmoe", "ple")
-SAMPLED_ITEMS = 50_000  # above this catalogue size the loss samples shared negatives
 
 
 class MultiScenario(ScenarioExplanations, NeuralRecommender):
@@ -89,6 +92,7 @@ class MultiScenario(ScenarioExplanations, NeuralRecommender):
         "dropout": FRACTION,
         "scenario_dropout": FRACTION,
         "topology": Range(choices=TOPOLOGIES),
+        "loss": Range(choices=SOFTMAX_LOSSES),
     }
     PARAM_HELP: ClassVar[dict[str, str]] = {
         "dim": "Size of the user, item and scenario vectors.",
@@ -102,7 +106,8 @@ class MultiScenario(ScenarioExplanations, NeuralRecommender):
         "example's scenario, so the model learns to recommend from the other scenarios.",
         "interest_dim": "Rank of the fixed cross-scenario interest factors (SVD of all "
         "interactions).",
-        "negatives": "Items sampled per batch when the catalogue is very large.",
+        "loss": "auto, full (softmax over every item) or sampled (softmax over negatives).",
+        "negatives": "Items sampled per batch for the sampled softmax.",
         **LOOP_HELP,
     }
 
@@ -114,6 +119,7 @@ class MultiScenario(ScenarioExplanations, NeuralRecommender):
         scenario_experts: int = 2,
         levels: int = 2,
         dropout: float = 0.1,
+        loss: str = "auto",
         negatives: int = 2048,
         interest_dim: int = 16,
         scenario_dropout: float = 0.5,
@@ -132,6 +138,7 @@ class MultiScenario(ScenarioExplanations, NeuralRecommender):
         self.scenario_experts = scenario_experts
         self.levels = levels
         self.dropout = dropout
+        self.loss = loss
         self.negatives = negatives
         self.interest_dim = interest_dim
         self.scenario_dropout = scenario_dropout
@@ -171,24 +178,28 @@ class MultiScenario(ScenarioExplanations, NeuralRecommender):
         pad = self.n_items_
         prev_same = _previous_in_group(users * self.n_scenarios_ + scen, items, pad)
         dev = self.device
-        # per-scenario user x item matrices: the history mean can leave one scenario out
-        self.train_adj_ = []
-        counts = np.zeros((train.n_users, self.n_scenarios_), dtype=np.float32)
+        # each (user, scenario)'s history as one run of a flat item array (`_history_bags`):
+        # a batch sums only its own users' rows, never the whole user x item matrix
+        keys = users * self.n_scenarios_ + scen
+        order = np.argsort(keys, kind="stable")
+        ptr = np.r_[0, np.cumsum(np.bincount(keys, minlength=train.n_users * self.n_scenarios_))]
+        self.train_bag_items_ = torch.from_numpy(items[order]).to(dev)  # (n,)
+        self.train_bag_ptr_ = torch.from_numpy(ptr).to(dev)  # (U * n_sc + 1,)
+        counts = np.diff(ptr).reshape(train.n_users, self.n_scenarios_).astype(np.float32)
+        self.train_counts_ = torch.from_numpy(counts).to(dev)  # (U, n_sc)
+        self._init_bias(scen, items)
+        self._init_interest(train.csr())
+        factors = self.net_.interest.cpu().numpy()  # (n_items, k), fixed
+        interest = np.zeros((train.n_users, self.n_scenarios_, factors.shape[1]), np.float32)
         for code in range(self.n_scenarios_):
             rows = scen == code
             mat = sp.csr_matrix(
                 (np.ones(rows.sum(), np.float32), (users[rows], items[rows])),
                 shape=(train.n_users, train.n_items),
             )
-            self.train_adj_.append(_sparse(mat, dev))  # (U, n_items)
-            counts[:, code] = np.diff(mat.indptr)
-        self.train_counts_ = torch.from_numpy(counts).to(dev)  # (U, n_sc)
-        self._init_bias(scen, items)
-        self._init_interest(train.csr())
-        factors = self.net_.interest  # (n_items, k), fixed
-        self.train_interest_ = torch.stack(
-            [torch.sparse.mm(a, factors) for a in self.train_adj_], 1
-        )  # (U, n_sc, k) per-scenario sums of the interest factors
+            interest[:, code] = mat @ factors
+        self.train_interest_ = torch.from_numpy(interest).to(dev)
+        # (U, n_sc, k) per-scenario sums of the interest factors
         arrays = (users, items, scen, prev_same)
         return tuple(torch.from_numpy(a).to(dev) for a in arrays)  # six (n,) tensors
 
@@ -196,7 +207,7 @@ class MultiScenario(ScenarioExplanations, NeuralRecommender):
         users, items, scen, prev_same = batch  # (B,) each
         net, pad = self.net_, self.n_items_
         table = net.bag.weight[:pad]  # (n_items, d)
-        sums = torch.stack([torch.sparse.mm(a, table)[users] for a in self.train_adj_], 1)
+        sums = self._history_bags(users, table)  # (B, n_sc, d)
         counts = self.train_counts_[users].clone()  # (B, n_sc)
         rows = torch.arange(len(users), device=users.device)
         # leave the target out of its own history
@@ -216,7 +227,7 @@ class MultiScenario(ScenarioExplanations, NeuralRecommender):
         interest = (isums * keep[:, :, None]).sum(1) / denom  # (B, k)
         prev_same = torch.where(cold, pad, prev_same)
         query = net.query(bag, interest, prev_same, scen)  # (B, d)
-        if self.n_items_ <= SAMPLED_ITEMS:
+        if not sampled_softmax(self.loss, self.n_items_):
             logits = net.logits(query, interest, scen)  # (B, n_items)
             return F.cross_entropy(logits.float(), items)
         negs = torch.randint(0, pad, (int(self.negatives),), device=users.device, generator=gen)
@@ -224,6 +235,23 @@ class MultiScenario(ScenarioExplanations, NeuralRecommender):
         logits = net.logits(query, interest, scen, cand)  # (B, B + N)
         target = torch.arange(len(items), device=users.device)
         return F.cross_entropy(logits.float(), target)
+
+    def _history_bags(self, users: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """Sums of `table` rows over each user's training items per scenario, (B, n_sc, d).
+
+        Gathers only the batch's runs of the flat history (one per user and scenario), so a
+        step costs the batch's history length, not the whole training matrix.
+        """
+        n_sc = self.n_scenarios_
+        keys = (users[:, None] * n_sc + torch.arange(n_sc, device=users.device)).reshape(-1)
+        starts = self.train_bag_ptr_[keys]  # (B * n_sc,)
+        lengths = self.train_bag_ptr_[keys + 1] - starts
+        offsets = torch.cumsum(lengths, 0) - lengths  # each bag's start in the gathered list
+        total = int(lengths.sum())
+        idx = torch.repeat_interleave(starts - offsets, lengths, output_size=total)
+        idx = idx + torch.arange(total, device=users.device)  # (total,) flat positions
+        bags = F.embedding_bag(self.train_bag_items_[idx], table, offsets, mode="sum")
+        return bags.reshape(len(users), n_sc, -1)
 
     def _init_interest(self, csr: sp.csr_matrix) -> None:
         """Fixed interest factors: a truncated SVD of the pooled user x item matrix.
