@@ -53,6 +53,13 @@ def test_fits_and_tight_verdicts_say_memory_and_time(planted_home, monkeypatch):
     assert tight.verdict == "tight" and "Memory is tight" in tight.sentence
 
 
+def test_a_closed_form_search_is_counted_in_lambda_tries_not_epochs(planted_home, monkeypatch):
+    _budget(monkeypatch, 64 * 2**30)
+    plan = P.plan_model(planted_home, "planted", "ease", {}, device="cpu")
+    assert plan.epochs > 1  # the default l2="auto" tries a grid of λ
+    assert f"({plan.epochs} λ tried)" in plan.sentence and "epochs" not in plan.sentence
+
+
 def test_factorisation_memory_and_traffic_follow_the_tables():
     """Parameters are (users + items) x dim float32; AdamW's two moments and the gradient
     are 3x that and every step moves whole tables; with sparse tables the gradient and a

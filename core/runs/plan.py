@@ -260,7 +260,10 @@ def _with_sentence(plan: Plan, c: Cost) -> Plan:
             f"but {have} is {where}; try {plan.alternative}, or filter rare items."
         )
     else:
-        epochs = f" (at most {plan.epochs} epochs)" if plan.epochs > 1 else ""
+        epochs = ""
+        if plan.epochs > 1:  # a closed-form model's "epochs" are its λ tries (EASE's grid)
+            loop = model_class(plan.model).trains_with_loop
+            epochs = f" (at most {plan.epochs} epochs)" if loop else f" ({plan.epochs} λ tried)"
         text = (
             f"{plan.model} should fit: about {need} of the {have} {where}; "
             f"{_about(plan.fit_s)} to train{epochs} and {_about(plan.eval_s)} to evaluate."
