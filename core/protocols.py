@@ -148,6 +148,15 @@ class PredictsRatings(Protocol):
 
 
 @runtime_checkable
+class UserIndependentScores(Protocol):
+    """Scores every user alike: `catalogue_scores()` is (n_items,), equal to every row of
+    `score` (popularity). The evaluator then sorts the catalogue once instead of scanning a
+    (users, items) block per batch; the lists and metrics are the same."""
+
+    def catalogue_scores(self) -> torch.Tensor: ...
+
+
+@runtime_checkable
 class ScenarioAware(Protocol):
     """Knows the scenario (surface) of a request: scores (B,) users in one scenario code."""
 

@@ -14,6 +14,7 @@ from core.data.split import split
 from core.errors import ParameterError
 from core.eval.evaluate import evaluate, ranking_metric
 from core.models.base import RecommenderBase
+from core.models.pop import Popularity
 
 INF = float("-inf")
 
@@ -466,3 +467,47 @@ def test_tied_and_non_finite_scores_match_a_brute_force_reference(planted_datase
             1.0 / (hits.index(1) + 1) if any(hits) else 0.0
         )
         assert not set(top.tolist()) & set(known[u])
+
+
+class BlockPop(Popularity):
+    """Popularity without the UserIndependentScores ability: the (users, items) block path."""
+
+    catalogue_scores = None
+
+
+def _tied_pop_dataset() -> Dataset:
+    """400 users x 500 items, 8 random items each: counts 0..~20, tie groups at every cut."""
+    rng = np.random.default_rng(3)
+    rows = [
+        (f"u{u}", f"i{j}", t)
+        for u in range(400)
+        for t, j in enumerate(rng.choice(500, size=8, replace=False))
+    ]
+    return Dataset.from_frames(
+        "ties", pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+    )
+
+
+@pytest.mark.parametrize("data", ["sample", "ties"])
+def test_shared_scores_path_equals_the_block_path(data, sample_dataset, monkeypatch):
+    """Issue 15: pop's scores are the same for every user, so the evaluator ranks the
+    catalogue once (no (users, items) block); every metric, the per-user table, the
+    segments and the lists equal the block path's."""
+    dataset = sample_dataset if data == "sample" else _tied_pop_dataset()
+    for method in ("loo", "random"):
+        parts = split(dataset, method, seed=5)
+        block = {
+            part: evaluate(BlockPop().fit(parts.train), parts, part, ks=(1, 5, 10, 20))
+            for part in ("valid", "test")
+        }
+        with monkeypatch.context() as patch:  # the shared path never ranks a block
+            patch.setattr("core.eval.evaluate.rank_block", None)
+            for part, expected in block.items():
+                got = evaluate(Popularity().fit(parts.train), parts, part, ks=(1, 5, 10, 20))
+                assert np.array_equal(got.top_items, expected.top_items)
+                pd.testing.assert_frame_equal(got.per_user, expected.per_user, check_exact=True)
+                pd.testing.assert_frame_equal(got.segments, expected.segments)
+                assert got.metrics.keys() == expected.metrics.keys()
+                for name, value in expected.metrics.items():
+                    assert got.metrics[name] == pytest.approx(value, abs=1e-12, nan_ok=True)
+                assert np.isfinite(got.metrics["auc"]) and got.counts() == expected.counts()

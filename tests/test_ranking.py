@@ -11,7 +11,14 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from core.eval.ranking import DeviceCsr, known_flat_indices, rank_users, tie_keys, top_k
+from core.eval.ranking import (
+    DeviceCsr,
+    known_flat_indices,
+    rank_users,
+    shared_top_k,
+    tie_keys,
+    top_k,
+)
 
 N_USERS, N_ITEMS = 40, 30
 
@@ -182,3 +189,32 @@ def test_float_preselection_equals_the_full_key_rule_on_heavy_ties(monkeypatch):
                 np.testing.assert_array_equal(got[real], scores[u, np.asarray(want)[real]])
                 assert np.isneginf(got[~real]).all()
     assert 0 < sum(full_rows) < 6 * n_users  # both paths were taken
+
+
+@pytest.mark.parametrize("k", [1, 5, 20, 400])
+def test_shared_scores_give_the_block_lists(k):
+    """Issue 15: scores equal for every user (popularity) are ranked once; the lists equal
+    `top_k` on the full block, also where the cut falls inside a tie group (counts 0..4 over
+    300 items) and for users who know all but a few items (short lists, -1 padded)."""
+    rng = np.random.default_rng(5)
+    n_users, n_items = 60, 300
+    row = torch.from_numpy(rng.integers(0, 5, size=n_items).astype(np.float32))
+    known = sp.random(n_users, n_items, density=0.05, random_state=1, format="lil")
+    known[0, 3:] = 1.0  # knows all but three items
+    known[1, :] = 1.0  # knows everything
+    known = sp.csr_matrix(known)
+    known.data[:] = 1.0
+    codes = torch.from_numpy(rng.permutation(1000)[:n_users])  # user codes seed the ties
+    expected, _ = top_k(
+        row.expand(n_users, -1).contiguous(),
+        k,
+        users=codes,
+        exclude=torch.from_numpy(known.toarray().astype(bool)),
+        seed=9,
+    )
+    by_code = sp.lil_matrix((1000, n_items))  # rows by user code, as the evaluator's
+    by_code[codes.numpy()] = known
+    by_code = DeviceCsr(sp.csr_matrix(by_code), row.device)
+    got = shared_top_k(row, k, users=codes, known=by_code, seed=9)
+    assert torch.equal(got, expected)
+    assert (got[1] == -1).all() and (got[0, :3] >= 0).all() and (got[0, 3:] == -1).all()

@@ -38,8 +38,8 @@ from core.data.split import Split
 from core.errors import ParameterError
 from core.eval import metrics as M
 from core.eval.beyond import beyond_metrics, cold_item_recall, segment_table
-from core.eval.ranking import DeviceCsr, check_k, rank_block
-from core.protocols import PredictsRatings
+from core.eval.ranking import DeviceCsr, check_k, rank_block, shared_top_k
+from core.protocols import PredictsRatings, UserIndependentScores
 
 log = logging.getLogger(__name__)
 
@@ -300,6 +300,11 @@ def _rank(
     fixed = int(batch_size) if batch_size else None
     if fixed is not None and fixed < 1:
         raise ParameterError(f"batch_size must be a positive whole number; got {batch_size!r}.")
+    shared = _shared_scores(model, n_items)
+    if shared is not None:  # the same scores for every user: rank the catalogue once
+        return _rank_shared(
+            shared, users, truth_csr, known_csr, k_max, with_auc=with_auc, seed=seed
+        )
     out: dict[str, list[torch.Tensor]] = {}
     known_dev = truth_dev = None
     device = torch.device("cpu")  # where the scores live, known after the first block
@@ -334,6 +339,77 @@ def _rank(
             for name, value in parts.items():
                 out.setdefault(name, []).append(value)
     return {name: torch.cat(values) for name, values in out.items()}
+
+
+def _shared_scores(model, n_items: int) -> torch.Tensor | None:
+    """The model's one (n_items,) float32 score row when it declares UserIndependentScores
+    and every score is finite above the lowest float (else None: the block path, whose
+    NaN/inf rules then apply unchanged)."""
+    if not isinstance(model, UserIndependentScores):
+        return None
+    with torch.inference_mode():
+        scores = model.catalogue_scores().float().reshape(-1)
+    if scores.numel() != n_items:
+        return None
+    ok = torch.isfinite(scores) & (scores > torch.finfo(torch.float32).min)
+    return scores if bool(ok.all()) else None
+
+
+def _rank_shared(
+    scores: torch.Tensor,
+    users: np.ndarray,
+    truth_csr: sp.csr_matrix,
+    known_csr: sp.csr_matrix,
+    k_max: int,
+    *,
+    with_auc: bool,
+    seed: int,
+) -> dict[str, torch.Tensor]:
+    """`_rank`'s tensors for scores shared by all users, without a (users, items) block.
+
+    Lists from `ranking.shared_top_k`; AUC's counts from the sorted catalogue by binary
+    search (items below / equal to each positive) minus the user's known items there.
+    """
+    device = scores.device
+    with torch.inference_mode():
+        known_dev = DeviceCsr(known_csr, device)
+        truth_dev = DeviceCsr(truth_csr, device)
+        rows = torch.from_numpy(users.astype(np.int64)).to(device)
+        top = shared_top_k(scores, k_max, users=rows, known=known_dev, seed=seed)
+        hits = truth_dev.contains(rows, top) & (top >= 0)
+        out = {
+            "hits": hits.to(M.real_dtype(device)),
+            "top": top,
+            "n_truth": truth_dev.row_counts(rows),
+        }
+        if with_auc:
+            ascending = torch.sort(scores).values
+            parts = [
+                _shared_auc_counts(scores, ascending, known_dev, truth_dev, rows[lo : lo + 8192])
+                for lo in range(0, len(rows), 8192)
+            ]
+            for name in parts[0]:
+                out[name] = torch.cat([part[name] for part in parts])
+    return out
+
+
+def _shared_auc_counts(scores, ascending, known_dev, truth_dev, rows) -> dict[str, torch.Tensor]:
+    """`_auc_counts` for shared finite scores: per positive, the catalogue's items below /
+    equal to it (binary search in `ascending`) minus the user's known items below / equal."""
+    n_known = known_dev.row_counts(rows)  # (B,)
+    pos_items, pos_valid = truth_dev.padded(rows)
+    values = scores[pos_items]  # (B, P)
+    lt = torch.searchsorted(ascending, values, right=False)
+    le = torch.searchsorted(ascending, values, right=True)
+    known_items, known_valid = known_dev.padded(rows)
+    known_scores = scores[known_items].masked_fill(~known_valid, float("inf"))
+    known_scores = torch.sort(known_scores, dim=1).values  # (B, W), padding last
+    lt = lt - torch.searchsorted(known_scores, values, right=False)
+    le = le - torch.searchsorted(known_scores, values, right=True)
+    below = torch.where(pos_valid, lt, 0).sum(1)
+    tied = torch.where(pos_valid, (le - lt - 1).clamp(min=0), 0).sum(1)
+    dtype = M.real_dtype(scores.device)
+    return {"below": below.to(dtype), "tied": tied.to(dtype), "n_cand": scores.numel() - n_known}
 
 
 def _auc_counts(scores, masked, known_dev, truth_dev, rows) -> dict[str, torch.Tensor]:

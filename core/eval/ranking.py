@@ -329,3 +329,62 @@ class DeviceCsr:
         items[r, pos] = c
         valid[r, pos] = True
         return items, valid
+
+
+#: (users x candidates) cells per chunk of `shared_top_k` (its int64 keys and hashes)
+_SHARED_CELLS = 2**21
+
+
+def shared_top_k(
+    scores: torch.Tensor, k: int, *, users: torch.Tensor, known: DeviceCsr, seed: int = 0
+) -> torch.Tensor:
+    """`top_k`'s (U, k) lists when every user has the same finite (n_items,) `scores`.
+
+    The catalogue is sorted once. A user's candidates are the first k + |known| + _MARGIN
+    items of that order, extended to the end of the tie group at the cut (every item scoring
+    at least the cut's score), so after dropping the known items (via each item's position
+    in the order, O(known)) the top k by the (score, tie key) rule among them is the rule's
+    list. Users are taken in chunks of similar width: cost ~ users x (k + |known|), not
+    users x n_items. Rows with fewer than k unknown items end in -1, as in `top_k`.
+    """
+    n_items = scores.shape[0]
+    k = check_k(k)
+    k_eff = min(k, n_items)
+    device = scores.device
+    raw = scores.float().reshape(-1)
+    order = torch.argsort(raw, descending=True, stable=True)  # (n,) the global order
+    ordered = raw[order]  # (n,) descending
+    position = torch.empty_like(order)
+    position[order] = torch.arange(n_items, device=device)  # item -> place in the order
+    users = users.to(device)
+    want = (known.row_counts(users) + k_eff + _MARGIN).clamp(max=n_items)  # (U,)
+    cut = ordered[(want - 1).clamp(min=0)]
+    # every item scoring >= the cut: the tie group at the cut is taken whole
+    width = n_items - torch.searchsorted(ordered.flip(0).contiguous(), cut, right=False)
+    by_width = torch.argsort(width, stable=True)
+    widths = width[by_width].cpu().numpy()
+    score_keys = _keys(
+        ordered.reshape(1, -1), torch.zeros((1, 1), dtype=torch.int64, device=device)
+    )
+    out = torch.full((len(users), k_eff), -1, dtype=torch.int64, device=device)
+    start = 0
+    while start < len(users):
+        end = min(len(users), start + max(1, _SHARED_CELLS // max(1, int(widths[start]))))
+        end = min(end, start + max(1, _SHARED_CELLS // max(1, int(widths[end - 1]))))
+        span = int(widths[end - 1])
+        at = by_width[start:end]
+        rows = users[at]  # (R,)
+        keys = score_keys[:, :span] | _tie_hash(
+            rows.reshape(-1, 1), order[:span].reshape(1, -1), seed
+        )
+        keys.masked_fill_(torch.arange(span, device=device) >= width[at].reshape(-1, 1), _EXCLUDED)
+        r, c, _ = known.entries(rows)
+        p = position[c]
+        inside = p < span
+        keys[r[inside], p[inside]] = _EXCLUDED  # the user's known items
+        top = torch.topk(keys, k_eff, dim=1)
+        out[at] = torch.where(top.values != _EXCLUDED, order[top.indices], -1)
+        start = end
+    if k_eff < k:
+        out = torch.nn.functional.pad(out, (0, k - k_eff), value=-1)
+    return out

@@ -82,6 +82,12 @@ class Popularity(RecommenderBase):
             counts = counts[items]
         return counts.unsqueeze(0).expand(len(users), -1).clone()  # (B, n)
 
+    def catalogue_scores(self) -> torch.Tensor:
+        """(n_items,) item counts: every row of `score` (UserIndependentScores), so the
+        evaluator ranks the catalogue once rather than a (users, items) block."""
+        self._check_fitted()
+        return self.counts_
+
     def score_histories(
         self,
         histories: list[np.ndarray],
