@@ -160,7 +160,7 @@ def _ease_lowrank(shape: Shape, params: Mapping, grid: int) -> Cost:
     """Top-r eigenpairs of XᵀX by subspace iteration (X applied, never XᵀX formed): float64
     (n_items, r + 16) blocks and one (n_users, r + 16); each λ only rescales them."""
     i, u = shape.n_items, shape.n_users
-    r = min(int(params.get("rank", 256)), i)
+    r = min(int(params.get("rank", 512)), i)  # the model's default rank (core.models.ease)
     width = min(i, r + 16)
     iters = 6  # 1 + 4 power iterations + the final projection (core.models._ease_large)
     return Cost(
