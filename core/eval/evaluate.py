@@ -394,20 +394,29 @@ def _rank_shared(
 
 
 def _shared_auc_counts(scores, ascending, known_dev, truth_dev, rows) -> dict[str, torch.Tensor]:
-    """`_auc_counts` for shared finite scores: per positive, the catalogue's items below /
-    equal to it (binary search in `ascending`) minus the user's known items below / equal."""
+    """`_auc_counts` for shared finite scores, without a (users, items) block.
+
+    An item's level is the number of catalogue items scoring below it (binary search in
+    `ascending`), so equal scores share a level. Per positive: the catalogue's items below /
+    equal to it, minus the user's known items below / equal, counted by binary search in
+    one sorted array of (row, level) keys of the known entries: O((known + P) log known).
+    """
     n_known = known_dev.row_counts(rows)  # (B,)
     pos_items, pos_valid = truth_dev.padded(rows)
     values = scores[pos_items]  # (B, P)
-    lt = torch.searchsorted(ascending, values, right=False)
+    lt = torch.searchsorted(ascending, values, right=False)  # items scoring below: the level
     le = torch.searchsorted(ascending, values, right=True)
-    known_items, known_valid = known_dev.padded(rows)
-    known_scores = scores[known_items].masked_fill(~known_valid, float("inf"))
-    known_scores = torch.sort(known_scores, dim=1).values  # (B, W), padding last
-    lt = lt - torch.searchsorted(known_scores, values, right=False)
-    le = le - torch.searchsorted(known_scores, values, right=True)
-    below = torch.where(pos_valid, lt, 0).sum(1)
-    tied = torch.where(pos_valid, (le - lt - 1).clamp(min=0), 0).sum(1)
+    r, c, _ = known_dev.entries(rows)
+    stride = scores.numel() + 1
+    keys = torch.sort(r * stride + torch.searchsorted(ascending, scores[c], right=False)).values
+    base = torch.arange(len(rows), device=rows.device).reshape(-1, 1) * stride  # (B, 1)
+    start = torch.searchsorted(keys, base, right=False)
+    known_lt = torch.searchsorted(keys, base + lt, right=False) - start  # (B, P)
+    known_le = torch.searchsorted(keys, base + lt, right=True) - start
+    below = lt - known_lt  # candidates (unknown items) below the positive
+    equal = le - lt - (known_le - known_lt)  # candidates equal to it, itself included
+    below = torch.where(pos_valid, below, 0).sum(1)
+    tied = torch.where(pos_valid, (equal - 1).clamp(min=0), 0).sum(1)
     dtype = M.real_dtype(scores.device)
     return {"below": below.to(dtype), "tied": tied.to(dtype), "n_cand": scores.numel() - n_known}
 
