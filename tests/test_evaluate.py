@@ -502,6 +502,8 @@ def test_shared_scores_path_equals_the_block_path(data, sample_dataset, monkeypa
         }
         with monkeypatch.context() as patch:  # the shared path never ranks a block
             patch.setattr("core.eval.evaluate.rank_block", None)
+            if data == "ties":  # AUC's sorted-keys counting, not the comparison passes
+                patch.setattr("core.eval.evaluate.SHARED_COMPARE_MAX_POSITIVES", 0)
             for part, expected in block.items():
                 got = evaluate(Popularity().fit(parts.train), parts, part, ks=(1, 5, 10, 20))
                 assert np.array_equal(got.top_items, expected.top_items)

@@ -59,6 +59,9 @@ _BYTES_PER_LIST_CELL = 48
 #: its f32 copy), the masked f32 copy `ranking.rank_block` ranks, AUC's bool comparison
 #: buffers; a sort for AUC (more than 4 positives per user) adds ~12 more, within the margin
 _BYTES_PER_CELL = 24
+#: shared scores (`_shared_auc_counts`): up to this many positives per user, one comparison
+#: pass over the known entries per positive; more, one sort of the known entries' keys
+SHARED_COMPARE_MAX_POSITIVES = 4
 _EXCLUDED = {
     "valid": "Excluded from ranking: each user's training items.",
     "test": "Excluded from ranking: each user's training and validation items.",
@@ -399,7 +402,8 @@ def _shared_auc_counts(scores, ascending, known_dev, truth_dev, rows) -> dict[st
     An item's level is the number of catalogue items scoring below it (binary search in
     `ascending`), so equal scores share a level. Per positive: the catalogue's items below /
     equal to it, minus the user's known items below / equal, counted by binary search in
-    one sorted array of (row, level) keys of the known entries: O((known + P) log known).
+    one sorted array of (row, level) keys of the known entries (O((known + P) log known)),
+    or with few positives by comparing each known entry with them (O(known * P)).
     """
     n_known = known_dev.row_counts(rows)  # (B,)
     pos_items, pos_valid = truth_dev.padded(rows)
@@ -407,12 +411,22 @@ def _shared_auc_counts(scores, ascending, known_dev, truth_dev, rows) -> dict[st
     lt = torch.searchsorted(ascending, values, right=False)  # items scoring below: the level
     le = torch.searchsorted(ascending, values, right=True)
     r, c, _ = known_dev.entries(rows)
-    stride = scores.numel() + 1
-    keys = torch.sort(r * stride + torch.searchsorted(ascending, scores[c], right=False)).values
-    base = torch.arange(len(rows), device=rows.device).reshape(-1, 1) * stride  # (B, 1)
-    start = torch.searchsorted(keys, base, right=False)
-    known_lt = torch.searchsorted(keys, base + lt, right=False) - start  # (B, P)
-    known_le = torch.searchsorted(keys, base + lt, right=True) - start
+    if pos_items.shape[1] <= SHARED_COMPARE_MAX_POSITIVES:
+        # few positives (leave-one-out): one comparison pass over the known entries each
+        known_lt, known_le = torch.zeros_like(lt), torch.zeros_like(lt)
+        known_scores = scores[c]
+        for j in range(pos_items.shape[1]):
+            value = values[r, j]
+            known_lt[:, j].index_add_(0, r, (known_scores < value).long())
+            known_le[:, j].index_add_(0, r, (known_scores <= value).long())
+    else:  # one sorted array of (row, level) keys, a binary search per positive
+        stride = scores.numel() + 1
+        level = torch.searchsorted(ascending, scores[c], right=False)
+        keys = torch.sort(r * stride + level).values
+        base = torch.arange(len(rows), device=rows.device).reshape(-1, 1) * stride  # (B, 1)
+        start = torch.searchsorted(keys, base, right=False)
+        known_lt = torch.searchsorted(keys, base + lt, right=False) - start  # (B, P)
+        known_le = torch.searchsorted(keys, base + lt, right=True) - start
     below = lt - known_lt  # candidates (unknown items) below the positive
     equal = le - lt - (known_le - known_lt)  # candidates equal to it, itself included
     below = torch.where(pos_valid, below, 0).sum(1)
