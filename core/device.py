@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -136,3 +137,38 @@ def _enable_tf32() -> None:
 
 def _mps_available() -> bool:
     return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+
+
+def available_memory_bytes(device: torch.device) -> int:
+    """Memory a process may still use on `device`: free GPU memory on CUDA, else the smaller
+    of the machine's MemAvailable and what the cgroup's (v2) limit leaves. The one reading
+    of free memory: the plan (core.runs.plan) and the evaluator's block size use it."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    free = [meminfo_available()]
+    room = _cgroup_room()
+    if room is not None:
+        free.append(room)
+    return int(min(free))
+
+
+def meminfo_available() -> int:
+    """/proc/meminfo's MemAvailable in bytes (free pages where there is no /proc)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def _cgroup_room() -> int | None:
+    """What the cgroup (v2) memory limit leaves, or None without a limit."""
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return None if limit == "max" else max(0, int(limit) - used)

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from core.cli import main
+from core.device import meminfo_available
 from core.runs import plan as P
 from core.runs.plan_costs import Shape, _factorisation, cost
 
@@ -95,7 +96,7 @@ def test_available_memory_is_what_the_machine_reports():
     import torch
 
     free = P.available_bytes(torch.device("cpu"))
-    assert 0 < free <= P._meminfo_available()
+    assert 0 < free <= meminfo_available()
 
 
 def test_dry_run_prints_the_plan_and_creates_nothing(planted_home, capsys):

@@ -35,6 +35,7 @@ import torch
 from core.data import schema as S
 from core.data.dataset import Interactions
 from core.data.split import Split
+from core.device import available_memory_bytes
 from core.errors import ParameterError
 from core.eval import metrics as M
 from core.eval.beyond import beyond_metrics, cold_item_recall, segment_table
@@ -261,23 +262,8 @@ def auto_batch_size(
     (free GPU memory on CUDA, MemAvailable otherwise), so a busy machine gets small blocks.
     """
     if device is not None:
-        budget_bytes = min(budget_bytes, int(FREE_SHARE * _free_bytes(device)))
+        budget_bytes = min(budget_bytes, int(FREE_SHARE * available_memory_bytes(device)))
     return max(1, budget_bytes // (max(1, n_items) * _BYTES_PER_CELL))
-
-
-def _free_bytes(device: torch.device) -> int:
-    """Free memory on `device`: torch.cuda.mem_get_info on CUDA, /proc/meminfo's MemAvailable
-    on the CPU (the budget itself where neither can be read, e.g. on MPS)."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return int(MEMORY_BUDGET_BYTES / FREE_SHARE)
 
 
 # -- the hot path ----------------------------------------------------------------------------

@@ -14,7 +14,6 @@ before a run record exists.
 from __future__ import annotations
 
 import functools
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -23,7 +22,7 @@ from pathlib import Path
 import torch
 
 from core.data.dataset import dataset_summary, list_datasets
-from core.device import pick_device
+from core.device import available_memory_bytes, pick_device
 from core.errors import RecScopeError
 from core.eval.ranking import top_k
 from core.models import make_model, model_class
@@ -145,15 +144,8 @@ def refuse(plan: Plan) -> None:
 
 
 def available_bytes(device: torch.device) -> int:
-    """Memory this process may still use on `device`: free GPU memory on CUDA, else the
-    smaller of the machine's MemAvailable and what the cgroup's limit leaves."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    free = [_meminfo_available()]
-    limit = _cgroup_room()
-    if limit is not None:
-        free.append(limit)
-    return int(min(free))
+    """Memory this process may still use on `device` (core.device.available_memory_bytes)."""
+    return available_memory_bytes(device)
 
 
 @functools.lru_cache(maxsize=8)
@@ -306,24 +298,3 @@ def _best(fn, device: torch.device, repeats: int = 3) -> float:
     finally:
         torch.set_num_threads(threads)
     return max(best, 1e-6)
-
-
-def _meminfo_available() -> int:
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-
-
-def _cgroup_room() -> int | None:
-    """What the cgroup (v2) memory limit leaves, or None without a limit."""
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return None if limit == "max" else max(0, int(limit) - used)
