@@ -116,3 +116,15 @@ def test_refused_model_exits_non_zero_before_a_run_exists(planted_home, monkeypa
     assert captured.err.startswith("error: pop is refused: it needs about ")
     assert "but 10 MB is available" in captured.err
     assert not list((planted_home / "runs").glob("*"))
+
+
+def test_shared_scores_are_priced_per_known_entry_not_per_cell():
+    """pop (scores the same for every user) is ranked once: on a 200k x 50k set its pass
+    costs about its known entries and listed candidates, not 10^10 cells."""
+    shape = Shape(n_users=200_000, n_items=50_000, n_train=9_500_000)
+    c = cost("pop", shape, {})
+    rates = {"rank_cell_s": 5e-9, "flops": 1e10}
+    shared = P._eval_pass_seconds(c, shape, rates, shared=True)
+    listed = 9_500_000 + 200_000 * (20 + 32)
+    assert shared == pytest.approx(P.EVAL_FIXED_S / 2 + listed * P.SHARED_ENTRY_S)
+    assert P._eval_pass_seconds(c, shape, rates) > 10 * shared

@@ -24,6 +24,7 @@ import torch
 from core.data.dataset import dataset_summary, list_datasets
 from core.device import available_memory_bytes, pick_device
 from core.errors import RecScopeError
+from core.eval.evaluate import KS
 from core.eval.ranking import top_k
 from core.models import make_model, model_class
 from core.runs.pipeline import model_params
@@ -52,6 +53,9 @@ EVAL_FIXED_S = 0.4
 #: Pop, valid + test of 20,000 users x 49,937 items of the 10M set: 37.7 s CPU measured
 #: (the evaluation being rewritten for issue 15 at the time) against 9.2 s from the probe.
 EVAL_CELL_FACTOR = 4.0
+#: CPU seconds per known entry and per listed candidate of a shared-scores evaluation (pop):
+#: 12.9 and 14.7 CPU s for the two parts of the 10M set (2e7 of them each), issue 15
+SHARED_ENTRY_S = 6.5e-7
 
 
 @dataclass(frozen=True)
@@ -112,7 +116,8 @@ def plan_model(
     peak = sum(memory.values())
     available = available_bytes(where)
     rates = device_rates(str(where), _width(items))
-    epoch_s, eval_pass_s = _epoch_seconds(c, rates), _eval_pass_seconds(c, shape, rates)
+    shared = hasattr(model_class(model), "catalogue_scores")  # UserIndependentScores (pop)
+    epoch_s, eval_pass_s = _epoch_seconds(c, rates), _eval_pass_seconds(c, shape, rates, shared)
     fit_s = c.epochs * (epoch_s + (eval_pass_s if c.validates else 0.0))
     verdict = _verdict(c, peak, available)
     plan = Plan(
@@ -225,8 +230,15 @@ def _epoch_seconds(c: Cost, rates: Mapping[str, float]) -> float:
     return work + c.overhead_s
 
 
-def _eval_pass_seconds(c: Cost, shape: Shape, rates: Mapping[str, float]) -> float:
-    """One full-ranking pass over every user: scoring plus the ranking routine per cell."""
+def _eval_pass_seconds(
+    c: Cost, shape: Shape, rates: Mapping[str, float], shared: bool = False
+) -> float:
+    """One full-ranking pass over every user: scoring plus the ranking routine per cell. A
+    model whose scores are the same for every user is ranked once (core.eval.ranking
+    .shared_top_k): its pass costs per known entry and per listed candidate instead."""
+    if shared:
+        listed = shape.n_train + shape.n_users * (max(KS) + 32)
+        return EVAL_FIXED_S / 2 + listed * SHARED_ENTRY_S
     cells = shape.n_users * shape.n_items
     per_cell = EVAL_CELL_FACTOR * rates["rank_cell_s"] + c.score_flops / rates["flops"]
     return EVAL_FIXED_S / 2 + cells * per_cell
