@@ -15,6 +15,7 @@ from core.data.dataset import Dataset
 from core.runs.pipeline import new_run, train_run
 from core.runs.store import RunStore
 from tests import workspace_runs
+from tests.test_page_user import _top_lists  # the lists as shown (an HTML table each)
 
 PAGES = ("user", "train", "compare", "items", "runs")
 MAIN = """
@@ -87,7 +88,7 @@ def test_user_runs_k_and_models_survive_page_changes(runs, tmp_path):
     assert at.radio(key="user_k").value == 20
     heads = [m.value for m in at.markdown if m.value.startswith(("**ease** — ", "**pop** — "))]
     assert len(heads) == 1 and heads[0].startswith("**ease** — ")  # ease's list alone
-    assert len(at.dataframe[2].value) == 20  # ease's top 20
+    assert [len(t) for t in _top_lists(at)] == [20]  # ease's top 20
     assert at.query_params["user"] == "u13" and "models" not in at.query_params
     _go(at, "train")
     assert at.multiselect(key="train_models").value == ["itemknn", "bpr"]
@@ -115,7 +116,7 @@ def test_a_link_opens_the_chosen_user_runs_and_k(runs, tmp_path):
     assert _shown_user(at) == "u7"
     assert at.multiselect(key="user_runs").value == [runs["ease"]]
     assert at.radio(key="user_k").value == 5
-    assert len(at.dataframe[2].value) == 5
+    assert [len(t) for t in _top_lists(at)] == [5]
 
 
 def test_a_link_with_unknown_values_shows_the_defaults(runs, tmp_path):

@@ -27,6 +27,7 @@ from core.errors import RecScopeError
 from core.eval.evaluate import KS
 from core.eval.ranking import top_k
 from core.models import make_model, model_class
+from core.names import check_dataset_name
 from core.runs.pipeline import model_params
 from core.runs.plan_costs import Cost, Shape, cost, score_block_bytes
 from core.runs.stages import format_seconds
@@ -100,6 +101,7 @@ def plan_model(
     seed: int = 42,
 ) -> Plan:
     """The plan for training `model` with `params` on `dataset` (see the module docstring)."""
+    check_dataset_name(dataset)  # the one rule: a hostile name is refused as such
     if dataset not in list_datasets(home):
         known = ", ".join(list_datasets(home)) or "none yet"
         raise RecScopeError(
