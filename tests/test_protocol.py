@@ -22,7 +22,7 @@ from core.errors import NotFittedError, ParameterError
 from core.eval.evaluate import evaluate
 from core.models import available, make_model, model_class
 from core.protocols import ExplainsHistory, Recommender
-from core.runs.pipeline import _save_tables
+from core.runs.pipeline import RECS_K, _save_tables
 
 MODELS = available()
 #: neural models train briefly here; the suite checks behaviour, not peak accuracy
@@ -197,19 +197,30 @@ def test_not_fitted_error(name: str, tmp_path) -> None:
 
 
 def test_stored_lists_are_the_evaluated_lists(fitted, planted_split: Split, tmp_path) -> None:
-    """recommend, recs.parquet and the evaluator rank through one routine with one tie seed."""
+    """recommend, recs.parquet and the evaluator rank through one routine with one tie seed;
+    recs.parquet takes the scored users' lists from the evaluation pass (`list_length`) and
+    ranks only the others, and either way holds what `recommend` returns for every user."""
     name, model = fitted
-    result = evaluate(model, planted_split, part="test", beyond=False)  # seed: the split's
+    result = evaluate(model, planted_split, part="test", beyond=False, list_length=RECS_K)
+    plain = evaluate(model, planted_split, part="test", beyond=False)
+    assert plain.metrics == result.metrics  # a longer list changes no metric
     users = result.per_user["user_code"].to_numpy()
     for k in (5, 10, 20):
         listed, _ = model.recommend(users, k, seed=planted_split.seed)
         np.testing.assert_array_equal(listed, result.top_items[:, :k], err_msg=f"{name} @{k}")
-    _save_tables(tmp_path, planted_split.train.dataset, model, result, seed=planted_split.seed)
-    recs = pd.read_parquet(tmp_path / "recs.parquet").sort_values(["user_code", "rank"])
-    stored = recs[recs["rank"] <= 20].groupby("user_code")["item_code"].apply(list)
-    for k in (5, 10, 20):
-        for row, user in enumerate(users):
-            assert stored[user][:k] == result.top_items[row, :k].tolist(), f"{name} u{user} @{k}"
+    dataset = planted_split.train.dataset
+    everyone = np.arange(dataset.n_users)
+    k = min(RECS_K, dataset.n_items)
+    want_items, want_scores = model.recommend(everyone, k, seed=planted_split.seed)
+    for stored_from in (result, plain):  # with the evaluated lists, and without (rank all)
+        _save_tables(tmp_path, dataset, model, stored_from, seed=planted_split.seed)
+        recs = pd.read_parquet(tmp_path / "recs.parquet")
+        assert (recs.groupby("user_code")["rank"].diff().dropna() == 1).all()  # in rank order
+        for user in everyone:
+            mine = recs[recs["user_code"] == user]
+            real = want_items[user] >= 0
+            assert mine["item_code"].tolist() == want_items[user][real].tolist(), f"{name} u{user}"
+            np.testing.assert_allclose(mine["score"], want_scores[user][real], rtol=1e-6)
 
 
 #: loop-trained models train this briefly in the invariance test: it compares two fits

@@ -79,6 +79,9 @@ class EvalResult:
     segments: pd.DataFrame  # segment_kind, segment, n_users, then mean metric columns
     excluded: str  # which items were excluded from the ranking, as a sentence
     top_items: np.ndarray  # (U_eval, max K) top-ranked item codes; -1 where none was left
+    #: (U_eval, max K) float32 scores of top_items (-inf where none was left): with
+    #: `list_length` the stored recommendation lists come from this pass, not a new ranking
+    top_scores: np.ndarray | None = None
     n_users: int = 0  # users scored
     n_skipped: int = 0  # users with truth in this part that were all already known
     n_unevaluable: int = 0  # users with no interaction in this part at all
@@ -114,6 +117,7 @@ def evaluate(
     beyond: bool = True,
     *,
     seed: int | None = None,
+    list_length: int | None = None,
 ) -> EvalResult:
     """Rank all items for every user with truth in `part` and compute every metric.
 
@@ -123,7 +127,10 @@ def evaluate(
     tie rule of `core.eval.ranking`; None uses the split's seed (the run's seed), which is
     what the stored recommendation lists use too. A cut-off k above the catalogue (other
     than the standard KS) or above what LIST_BUDGET_BYTES holds for the scored users is a
-    ParameterError naming the bound.
+    ParameterError naming the bound. `list_length` also keeps each scored user's first
+    `list_length` items (capped at the catalogue) and their scores in `top_items` /
+    `top_scores`: the run's stored lists, taken from this one ranking pass instead of a
+    second scoring of every user (on a 10M-row log that pass cost as much as the evaluation).
     """
     if part not in _EXCLUDED:
         raise ParameterError(f"Evaluation part '{part}' is unknown; use 'valid' or 'test'.")
@@ -159,9 +166,8 @@ def evaluate(
             notes=notes,
             **counts,
         )
-    ranked = _rank(
-        model, users, truth_csr, known_csr, max(ks), batch_size, with_auc=True, seed=seed
-    )
+    width = max(max(ks), min(int(list_length or 0), truth.n_items))
+    ranked = _rank(model, users, truth_csr, known_csr, width, batch_size, with_auc=True, seed=seed)
     hits, top, n_truth = ranked["hits"], ranked["top"], ranked["n_truth"]
 
     per_user = pd.DataFrame(
@@ -194,6 +200,7 @@ def evaluate(
         segments=segments,
         excluded=_EXCLUDED[part],
         top_items=top.cpu().numpy(),
+        top_scores=ranked["scores"].float().cpu().numpy(),
         notes=notes,
         **counts,
     )
@@ -283,7 +290,8 @@ def _rank(
     """Score `users` in batches and rank them with `ranking.top_k` (known items excluded).
 
     Returns tensors on the scores' device: hits (U, K) float, top (U, K) long (-1 where a
-    user had fewer than K candidates), n_truth (U,), and with_auc: below, tied, n_cand (U,).
+    user had fewer than K candidates), scores (U, K) float32 of those (-inf past the last),
+    n_truth (U,), and with_auc: below, tied, n_cand (U,).
     """
     n_items = truth_csr.shape[1]
     fixed = int(batch_size) if batch_size else None
@@ -294,7 +302,7 @@ def _rank(
         return _rank_shared(
             shared, users, truth_csr, known_csr, k_max, with_auc=with_auc, seed=seed
         )
-    out: dict[str, list[torch.Tensor]] = {}
+    out: dict[str, torch.Tensor] = {}
     known_dev = truth_dev = None
     device = torch.device("cpu")  # where the scores live, known after the first block
     start = 0
@@ -320,14 +328,21 @@ def _rank(
             parts = {
                 "hits": hits.to(M.real_dtype(scores.device)),
                 "top": top,
+                "scores": ranked.scores,
                 "n_truth": truth_dev.row_counts(rows),
             }
             if with_auc:
                 parts.update(_auc_counts(scores, ranked.masked, known_dev, truth_dev, rows))
             del scores, ranked
+            # written into tensors made once for every user: small per-block results kept in
+            # a list were interleaved with the freed score blocks on the C heap, which then
+            # could not shrink (22 GB resident after ranking 200k users x 50k items)
+            lo = start - len(batch)
             for name, value in parts.items():
-                out.setdefault(name, []).append(value)
-    return {name: torch.cat(values) for name, values in out.items()}
+                if name not in out:
+                    out[name] = value.new_empty((len(users), *value.shape[1:]))
+                out[name][lo:start] = value
+    return out
 
 
 def _shared_scores(model, n_items: int) -> torch.Tensor | None:
@@ -366,9 +381,11 @@ def _rank_shared(
         rows = torch.from_numpy(users.astype(np.int64)).to(device)
         top = shared_top_k(scores, k_max, users=rows, known=known_dev, seed=seed)
         hits = truth_dev.contains(rows, top) & (top >= 0)
+        listed = scores.float()[top.clamp(min=0)].masked_fill_(top < 0, float("-inf"))
         out = {
             "hits": hits.to(M.real_dtype(device)),
             "top": top,
+            "scores": listed,  # (U, K) float32, -inf past the last candidate
             "n_truth": truth_dev.row_counts(rows),
         }
         if with_auc:

@@ -262,7 +262,7 @@ def _train(store: RunStore, run_id: str, record: dict, progress) -> dict:
 
     started = time.perf_counter()
     valid = evaluate(model, parts, "valid", beyond=False)
-    test = evaluate(model, parts, "test")
+    test = evaluate(model, parts, "test", list_length=RECS_K)  # recs.parquet's lists too
     eval_s = time.perf_counter() - started
     raise_if_cancelled("after evaluating")
     _save_tables(store.folder(run_id), dataset, model, test, seed=parts.seed)
@@ -311,28 +311,42 @@ def _distributed_facts(model) -> dict:
 def _save_tables(folder: Path, dataset: Dataset, model, test: EvalResult, *, seed: int) -> None:
     """Per-user metrics, segments and top-K recommendations for every user.
 
-    recs.parquet holds the first RECS_K of the lists the evaluator ranked (same routine,
-    history and tie seed), without the -1 padding of users with fewer candidates.
+    recs.parquet holds the first RECS_K items of each user's list, without the -1 padding
+    of users with fewer candidates. The test evaluation ranked them already (`list_length`,
+    same routine, history and tie seed): those lists are kept as they were scored, and only
+    the users it did not score (no test items left) are ranked here.
     """
     per_user = test.per_user.copy()
     per_user.insert(0, S.USER_ID, dataset.user_ids[per_user[S.USER].to_numpy()])
     write_parquet(folder / "per_user.parquet", per_user)
     write_parquet(folder / "segments.parquet", test.segments)
-    users = np.arange(dataset.n_users)
+    k = min(RECS_K, dataset.n_items)
+    scored = test.per_user[S.USER].to_numpy(dtype=np.int64)
     chunks = []
-    for start in range(0, len(users), 2048):
-        batch = users[start : start + 2048]
-        items, scores = model.recommend(batch, min(RECS_K, dataset.n_items), seed=seed)
-        chunk = pd.DataFrame(
-            {
-                S.USER: np.repeat(batch, items.shape[1]).astype(np.int32),
-                "rank": np.tile(np.arange(1, items.shape[1] + 1), len(batch)).astype(np.int16),
-                S.ITEM: items.ravel().astype(np.int32),
-                "score": scores.ravel().astype(np.float32),
-            }
-        )
-        chunks.append(chunk[chunk[S.ITEM] >= 0])
-    write_parquet(folder / "recs.parquet", pd.concat(chunks, ignore_index=True))
+    if test.top_scores is not None and test.top_items.shape[1] >= k:
+        chunks.append(_recs_chunk(scored, test.top_items[:, :k], test.top_scores[:, :k]))
+    else:  # an evaluation without the lists: rank everyone here
+        scored = scored[:0]
+    rest = np.setdiff1d(np.arange(dataset.n_users), scored)
+    for start in range(0, len(rest), 2048):
+        batch = rest[start : start + 2048]
+        items, scores = model.recommend(batch, k, seed=seed)
+        chunks.append(_recs_chunk(batch, items, scores))
+    recs = pd.concat(chunks, ignore_index=True).sort_values([S.USER, "rank"], kind="stable")
+    write_parquet(folder / "recs.parquet", recs.reset_index(drop=True))
+
+
+def _recs_chunk(users: np.ndarray, items: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
+    """recs.parquet's rows for `users` and their (U, k) lists, padding (-1) dropped."""
+    chunk = pd.DataFrame(
+        {
+            S.USER: np.repeat(users, items.shape[1]).astype(np.int32),
+            "rank": np.tile(np.arange(1, items.shape[1] + 1), len(users)).astype(np.int16),
+            S.ITEM: items.ravel().astype(np.int32),
+            "score": scores.ravel().astype(np.float32),
+        }
+    )
+    return chunk[chunk[S.ITEM] >= 0]
 
 
 __all__ = [
