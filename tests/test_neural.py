@@ -19,7 +19,7 @@ from core.data.dataset import Dataset, Interactions
 from core.data.split import split
 from core.eval.evaluate import ranking_metric
 from core.models import make_model
-from core.models.lightgcn import _normalised_graph
+from core.models.lightgcn import _normalised_graph, effective_batch
 from core.models.sasrec import SASRec, _attention_mask, _windows
 
 #: small, quick settings per model for the planted data (120 users x 60 items)
@@ -85,6 +85,25 @@ def test_lightgcn_cache_follows_the_weights(planted_split):
         model.net_.weight.mul_(2.0)
     model._weights_changed()
     torch.testing.assert_close(model.score([0]), 4.0 * before)  # dot products scale by 2 * 2
+
+
+def test_lightgcn_bounds_the_steps_per_epoch(planted_split):
+    """More pairs than max_steps batches: the batch grows to a max_steps-th of the pairs
+    (one graph propagation per step), the epoch takes max_steps steps and the notes say so;
+    fewer: batch_size as asked, no note."""
+    n = len(planted_split.train)
+    assert effective_batch(n, 256, 0) == 256
+    assert effective_batch(10_000_000, 8192, 64) == 156_250
+    assert effective_batch(80_000, 8192, 64) == 8192  # MovieLens-100k: as before
+    steps: list[int] = []
+    model = make_model("lightgcn", dim=8, epochs=1, batch_size=16, max_steps=3)
+    real_loss = model._loss
+    model._loss = lambda batch, gen: steps.append(len(batch[0])) or real_loss(batch, gen)
+    model.fit(planted_split.train)
+    assert len(steps) == 3 and max(steps) == -(-n // 3)
+    assert "batches of" in model.fit_notes()[0] and "max_steps=3" in model.fit_notes()[0]
+    plain = make_model("lightgcn", dim=8, epochs=1, batch_size=n).fit(planted_split.train)
+    assert plain.fit_notes() == []
 
 
 def test_sasrec_windows_cover_every_target_once():

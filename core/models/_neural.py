@@ -82,7 +82,7 @@ class NeuralRecommender(RecommenderBase, abc.ABC):
         tensors = self._train_tensors(train)
         config = TrainConfig(
             epochs=int(self.epochs),
-            batch_size=int(self.batch_size),
+            batch_size=self._batch_size(int(tensors[0].shape[0])),
             lr=float(self.lr),
             weight_decay=float(self.weight_decay),
             patience=int(self.patience),
@@ -95,6 +95,10 @@ class NeuralRecommender(RecommenderBase, abc.ABC):
         return self
 
     # -- hooks -------------------------------------------------------------------------
+    def _batch_size(self, n_examples: int) -> int:
+        """Examples per optimiser step for `n_examples` training examples: `batch_size`."""
+        return int(self.batch_size)
+
     def _prepare(self, train: Interactions) -> None:
         """Data the network needs besides its weights (graph, sequences); none by default."""
 

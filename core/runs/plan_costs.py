@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from core.eval.evaluate import MEMORY_BUDGET_BYTES, auto_batch_size
 from core.models.ease import L2_GRID, MAX_ITEMS
 from core.models.itemknn import DENSE_MAX_ITEMS
+from core.models.lightgcn import effective_batch
 from core.train import sampled_softmax
 
 F32 = 4
@@ -204,10 +205,13 @@ def _factorisation(
 
 
 def _lightgcn(shape: Shape, params: Mapping) -> Cost:
-    """Every step propagates the whole graph `layers` times (sparse N × d products)."""
-    base = _factorisation(shape, params)
+    """Every step propagates the whole graph `layers` times (sparse N × d products), and
+    a large log gets larger batches (`max_steps`, the model's own rule)."""
     d, layers = int(params.get("dim", 128)), int(params.get("layers", 3))
-    b = int(params.get("batch_size", 8192))
+    b = effective_batch(
+        shape.n_train, int(params.get("batch_size", 8192)), int(params.get("max_steps", 64))
+    )
+    base = _factorisation(shape, {**params, "batch_size": b})
     nodes = shape.n_users + shape.n_items
     steps = -(-shape.n_train // b)
     return Cost(
