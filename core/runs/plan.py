@@ -120,7 +120,8 @@ def plan_model(
     rates = device_rates(str(where), _width(items))
     shared = hasattr(model_class(model), "catalogue_scores")  # UserIndependentScores (pop)
     epoch_s, eval_pass_s = _epoch_seconds(c, rates), _eval_pass_seconds(c, shape, rates, shared)
-    fit_s = c.epochs * (epoch_s + (eval_pass_s if c.validates else 0.0))
+    validations = c.validations if c.validations is not None else c.epochs * c.validates
+    fit_s = c.epochs * epoch_s + validations * c.validation_share * eval_pass_s
     verdict = _verdict(c, peak, available)
     plan = Plan(
         dataset=dataset,

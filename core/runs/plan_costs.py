@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from core.eval.evaluate import MEMORY_BUDGET_BYTES, auto_batch_size
-from core.models.ease import L2_GRID, MAX_ITEMS
+from core.models.ease import L2_GRID, L2_USERS, MAX_ITEMS
 from core.models.itemknn import DENSE_MAX_ITEMS
 from core.models.lightgcn import effective_batch
 from core.train import sampled_softmax
@@ -42,9 +42,11 @@ EXAMPLE_S = {"factorisation": 2.1e-6, "graph": 0.0, "sequence": 1.1e-4}
 #: columns) per step, in probe-rate passes: 1.0 matched ML-100k (2.6 s CPU per epoch
 #: measured, 2.45 s estimated; its per-example cost is inside this figure, hence graph 0.0)
 GRAPH_PASSES = 1.0
-#: item-kNN's ranking and sorting of each co-occurrence product, in sparse multiply-adds
-#: (ML-100k: 0.61 s CPU for 1.0e7 products at the probe's ~3.7e8 multiply-adds/s)
-KNN_PRODUCT_WORK = 20
+#: item-kNN's ranking and sorting of each co-occurrence product, in sparse multiply-adds.
+#: Taken from the 10M set (102 s CPU for 4.9e8 products at the probe's ~3.7e8 multiply-adds/s:
+#: ~75); MovieLens-100k's small chunks stay in cache and need ~20 (0.61 s for 1.0e7), so
+#: the plan is ~4x long there (2 s instead of 0.6 s) rather than 5x short at scale
+KNN_PRODUCT_WORK = 75
 #: forward + backward ≈ 3 × the forward's multiply-adds
 TRAIN_FACTOR = 3
 
@@ -83,6 +85,10 @@ class Cost:
     overhead_s: float = 0.0  # per epoch: what the formulas miss, measured (see EXAMPLE_S)
     epochs: int = 1
     validates: bool = False  # a validation ranking pass after each epoch
+    #: validation passes in a fit when they are not one per epoch (the lowrank EASE factors
+    #: once and validates each λ), and the share of users such a pass ranks
+    validations: int | None = None
+    validation_share: float = 1.0
     score_flops: float = 0.0
     limit: str | None = None
     alternative: str = "filter rare items or users to shrink the data"
@@ -169,8 +175,13 @@ def _ease_lowrank(shape: Shape, params: Mapping, grid: int) -> Cost:
         working=3 * i * width * F64 + u * width * F64 + 2 * shape.n_train * (CSR_ENTRY + 4),
         flops=iters * 2 * i * width * width,  # the QR of each iteration
         sparse=iters * 2 * shape.n_train * width,  # Xᵀ(X Q)
+        # factored once; each λ is judged on a fixed sample of users (core.models.ease): on
+        # the 10M set the plan said 42 min from five factorisations and full passes, the fit
+        # took 3 min 45 s
+        epochs=1,
         validates=grid > 1,
-        epochs=grid,
+        validations=grid if grid > 1 else 0,
+        validation_share=min(1.0, L2_USERS / max(1, u)),
         score_flops=4.0 * r,  # x V, then · Vᵀ, per item
         alternative=f"a smaller rank (rank={max(16, r // 4)}), or filter rare items",
         parts={"parameters": "item × rank vectors", "working": "subspace iteration blocks"},
