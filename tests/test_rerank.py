@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import core.eval.rerank as rerank_module
 from core.data.split import split
 from core.errors import ParameterError
 from core.eval.evaluate import evaluate
@@ -100,7 +101,7 @@ def test_recommend_reranked_is_the_model_top_k_at_zero(sample_ease):
     assert all(len(set(cats[d])) >= len(set(cats[p])) for d, p in zip(diverse, plain, strict=True))
 
 
-def test_similarity_falls_back_to_model_weights_then_co_occurrence(planted_dataset):
+def test_similarity_falls_back_to_model_weights_then_co_occurrence(planted_dataset, monkeypatch):
     parts = split(planted_dataset, "loo", 42)  # no categories, no embeddings
     codes = torch.from_numpy(planted_dataset.item_codes(["i2", "i5", "i40"]))[None]  # (1, 3)
     knn = item_similarity(make_model("itemknn").fit(parts.train), parts.train)
@@ -110,5 +111,10 @@ def test_similarity_falls_back_to_model_weights_then_co_occurrence(planted_datas
     assert pairs[0, 1] > pairs[0, 2]  # same planted block is more similar than the other block
     pop = item_similarity(make_model("pop").fit(parts.train), parts.train)
     assert pop.basis == "co-occurrence"
+    # above the dense limit a model's (sparse) weights are not even asked for
+    monkeypatch.setattr(rerank_module, "DENSE_WEIGHTS_MAX_ITEMS", parts.train.n_items - 1)
+    asked = make_model("itemknn").fit(parts.train)
+    monkeypatch.setattr(asked, "item_weights", lambda: pytest.fail("weights computed"))
+    assert item_similarity(asked, parts.train).basis == "co-occurrence"
     pairs = pop.pairwise(codes)[0]
     assert pairs[0, 0] == pytest.approx(1.0, abs=1e-5) and pairs[0, 1] > pairs[0, 2]
