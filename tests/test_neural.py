@@ -19,7 +19,7 @@ from core.data.dataset import Dataset, Interactions
 from core.data.split import split
 from core.eval.evaluate import ranking_metric
 from core.models import make_model
-from core.models.lightgcn import _normalised_graph, effective_batch
+from core.models.lightgcn import SymmetricProduct, _normalised_graph, effective_batch
 from core.models.sasrec import SASRec, _attention_mask, _windows
 
 #: small, quick settings per model for the planted data (120 users x 60 items)
@@ -85,6 +85,18 @@ def test_lightgcn_cache_follows_the_weights(planted_split):
         model.net_.weight.mul_(2.0)
     model._weights_changed()
     torch.testing.assert_close(model.score([0]), 4.0 * before)  # dot products scale by 2 * 2
+
+
+def test_lightgcn_symmetric_product_has_torchs_gradient(planted_split):
+    """The propagation's own backward (graph @ grad, the graph being its own transpose)
+    gives the gradient torch's sparse product gives, on the real normalised graph."""
+    graph = _normalised_graph(planted_split.train, torch.device("cpu"))
+    x = torch.randn(graph.shape[0], 4, dtype=torch.float32, requires_grad=True)
+    weights = torch.randn(graph.shape[0], 4)
+    (SymmetricProduct.apply(graph, SymmetricProduct.apply(graph, x)) * weights).sum().backward()
+    ours, x.grad = x.grad.clone(), None
+    (graph @ (graph @ x) * weights).sum().backward()
+    torch.testing.assert_close(ours, x.grad)
 
 
 def test_lightgcn_bounds_the_steps_per_epoch(planted_split):
