@@ -137,6 +137,41 @@ def test_planted_dataset_profile(planted_dataset):
     assert users["interactions"].between(12, 14).all()
 
 
+@pytest.mark.parametrize("table_cells", [profile._TABLE_CELLS, 0])  # marks table / sorted rows
+@pytest.mark.parametrize("span_days", [20, 300, 3000])  # days, weeks, months
+def test_distinct_counts_match_pandas_with_repeated_pairs(monkeypatch, table_cells, span_days):
+    """Issue 15 item 7: distinct pairs are counted without hashing every row; the counts
+    stay those of pandas, repeated (user, item) rows (a Dataset built in code) counted once."""
+    monkeypatch.setattr(profile, "_TABLE_CELLS", table_cells)
+    rng = np.random.default_rng(span_days)
+    n = 4000
+    inter = pd.DataFrame(
+        {
+            "user_id": rng.integers(0, 50, n).astype(str),
+            "item_id": rng.integers(0, 30, n).astype(str),
+            "timestamp": T0 + rng.integers(0, span_days * DAY, n),
+        }
+    )
+    ds = Dataset.from_frames("dups", inter)
+    frame = ds.interactions
+    c = profile.counts(ds)
+    assert c.interactions == n and c.pairs == len(
+        frame[["user_code", "item_code"]].drop_duplicates()
+    )
+    assert c.pairs < n  # the data does repeat pairs
+    freq = "M" if span_days > 730 else "W-SUN" if span_days > 90 else "D"
+    period = pd.to_datetime(frame["timestamp"], unit="s").dt.to_period(freq).dt.start_time
+    expected = pd.DataFrame({"period": period, "user": frame["user_code"]}).groupby("period")
+    over = profile.activity_over_time(ds)
+    assert over["period"].tolist() == expected.size().index.tolist()
+    assert over["interactions"].tolist() == expected.size().tolist()
+    assert over["active_users"].tolist() == expected["user"].nunique().tolist()
+    top = profile.top_items(ds, n=5)
+    per_item = frame.groupby("item_code")["user_code"].nunique()
+    codes = ds.item_codes(top["item_id"].tolist())
+    assert top["users"].tolist() == per_item.reindex(codes).tolist()
+
+
 def test_runs_table_reads_headline_metrics_and_tolerates_gaps():
     records = [
         {

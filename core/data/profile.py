@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from core.data import schema as S
 from core.data.dataset import Dataset
@@ -17,6 +18,9 @@ from core.data.dataset import Dataset
 # Unix-time ranges used to tell seconds from milliseconds (years ~1973..2286).
 _SECONDS = (1e8, 1e10)
 _MILLIS = (1e11, 1e13)
+_DAY = {"s": 86_400, "ms": 86_400_000}  # a day in each unit
+#: largest (user x period) table of seen marks (bytes); past it, `_distinct`'s sorted buckets
+_TABLE_CELLS = 64_000_000
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,8 @@ class Counts:
 def counts(ds: Dataset) -> Counts:
     """Users/items in the catalogue, interactions, distinct pairs and sparsity."""
     frame = ds.interactions
-    pairs = len(_pair_keys(ds, unique=True))
+    users, items = frame[S.USER].to_numpy(), frame[S.ITEM].to_numpy()
+    pairs = _distinct(users, items, (ds.n_users, ds.n_items)).nnz
     cells = ds.n_users * ds.n_items
     return Counts(
         users=ds.n_users,
@@ -43,8 +48,8 @@ def counts(ds: Dataset) -> Counts:
         interactions=len(frame),
         pairs=pairs,
         sparsity=1.0 - pairs / cells if cells else 1.0,
-        active_users=int(np.count_nonzero(np.bincount(frame[S.USER].to_numpy()))),
-        active_items=int(np.count_nonzero(np.bincount(frame[S.ITEM].to_numpy()))),
+        active_users=int(np.count_nonzero(np.bincount(users))),
+        active_items=int(np.count_nonzero(np.bincount(items))),
     )
 
 
@@ -117,11 +122,12 @@ def activity_over_time(ds: Dataset, bins: int = 40) -> pd.DataFrame | None:
         return None
     ts = ds.interactions[S.TIMESTAMP].to_numpy()
     unit = _time_unit(float(ts.min()), float(ts.max()))
-    if unit is not None:  # numpy datetimes: pandas' to_period takes seconds per million rows
-        when = ts.astype(f"datetime64[{unit}]")
-        days = int((when.max() - when.min()) // np.timedelta64(1, "D"))
-        freq = "M" if days > 730 else "W" if days > 90 else "D"  # month, week or day
-        number = _period_number(when, freq)  # (n_rows,) int64, consecutive periods
+    if unit is not None:  # integer days: datetime casts take ~0.06 s per million rows
+        per_day = _DAY[unit]
+        span = (int(ts.max()) - int(ts.min())) // per_day
+        freq = "M" if span > 730 else "W" if span > 90 else "D"  # month, week or day
+        days = ts.astype(np.int64, copy=False) // per_day  # (n_rows,) days since 1970
+        number = _period_number(days, freq)  # (n_rows,) int64, consecutive periods
         first = int(number.min())
         index = number - first
         starts = _period_start(np.arange(first, int(number.max()) + 1), freq)
@@ -130,13 +136,12 @@ def activity_over_time(ds: Dataset, bins: int = 40) -> pd.DataFrame | None:
         index = np.searchsorted(edges, ts, side="right") - 1
         starts = edges[:-1].astype(np.int64)
     n = len(starts)
-    # distinct (period, user) pairs, hashed: no sort of every row
-    pairs = pd.unique(index.astype(np.int64) * ds.n_users + ds.interactions[S.USER].to_numpy())
+    users = ds.interactions[S.USER].to_numpy()
     out = pd.DataFrame(
         {
             "period": starts,
             "interactions": np.bincount(index, minlength=n),
-            "active_users": np.bincount(pairs // ds.n_users, minlength=n),
+            "active_users": _distinct_per_column(users, index, (ds.n_users, n)),
         }
     )
     return out[out["interactions"] > 0].reset_index(drop=True)
@@ -192,11 +197,12 @@ def top_items(ds: Dataset, n: int = 20) -> pd.DataFrame:
     Columns: item_id, title, [category], interactions, users. Ties keep catalogue order.
     """
     frame = ds.interactions
-    per = np.bincount(frame[S.ITEM].to_numpy(), minlength=ds.n_items)  # (n_items,)
+    items = frame[S.ITEM].to_numpy()
+    per = np.bincount(items, minlength=ds.n_items)  # (n_items,)
     order = np.argsort(-per, kind="stable")[: min(n, ds.n_items)]
-    # distinct users of the top items only: a hash over their rows, not over every row
-    rows = np.isin(frame[S.ITEM].to_numpy(), order)
-    users = pd.Series(_pair_keys(ds, rows, unique=True) % max(ds.n_items, 1)).value_counts()
+    # distinct users of the top items only: their rows, not every row
+    rows = np.isin(items, order)
+    pairs = _distinct(items[rows], frame[S.USER].to_numpy()[rows], (ds.n_items, ds.n_users))
     out = pd.DataFrame(
         {
             "item_id": ds.items[S.ITEM_ID].to_numpy(dtype=object)[order],
@@ -206,7 +212,7 @@ def top_items(ds: Dataset, n: int = 20) -> pd.DataFrame:
     if S.CATEGORY in ds.items.columns:
         out["category"] = ds.items[S.CATEGORY].astype(object).to_numpy()[order]
     out["interactions"] = per[order]
-    out["users"] = users.reindex(order, fill_value=0).to_numpy()
+    out["users"] = np.diff(pairs.indptr)[order].astype(np.int64)
     return out
 
 
@@ -251,15 +257,31 @@ def _number(value) -> float:
         return float("nan")
 
 
-def _pair_keys(ds: Dataset, rows: np.ndarray | None = None, *, unique: bool = False) -> np.ndarray:
-    """One int64 per interaction (user_code * n_items + item_code), of `rows` (a mask) or all;
-    distinct ones only with `unique` (a hash, about 0.1 s per million rows)."""
-    frame = ds.interactions
-    users, items = frame[S.USER].to_numpy(), frame[S.ITEM].to_numpy()
-    if rows is not None:
-        users, items = users[rows], items[rows]
-    keys = users.astype(np.int64) * ds.n_items + items  # (n_rows,)
-    return pd.unique(keys) if unique else keys
+def _distinct(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    """One stored entry per distinct (row, col) pair, as a boolean CSR matrix of `shape`.
+
+    Rows are bucketed in one linear pass and only each row's own entries are sorted, then
+    repeats merged (scipy's COO -> CSR): at 10M pairs ~0.4 CPU s, against ~2 s for hashing
+    every pair (pd.unique) and far more for np.unique. `nnz` counts the distinct pairs,
+    `np.diff(indptr)` those per row, `bincount(indices)` those per column.
+    """
+    data = np.ones(len(rows), dtype=bool)  # repeats merge by logical or: never 0, never dropped
+    out = sp.coo_matrix((data, (rows, cols)), shape=shape).tocsr()
+    out.sum_duplicates()  # a no-op when tocsr has merged them already
+    return out
+
+
+def _distinct_per_column(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """How many distinct rows each column has among the (row, col) pairs, (shape[1],) int64.
+
+    A table of seen marks when it is small (200k users x 40 months: 8 MB, ~0.05 s at 10M
+    pairs), else `_distinct` (~0.6 s).
+    """
+    if shape[0] * shape[1] <= _TABLE_CELLS:
+        seen = np.zeros(shape, dtype=bool)  # (rows, cols)
+        seen[rows, cols] = True
+        return seen.sum(axis=0, dtype=np.int64)
+    return np.bincount(_distinct(rows, cols, shape).indices, minlength=shape[1])
 
 
 def _time_unit(lo: float, hi: float) -> str | None:
@@ -270,11 +292,12 @@ def _time_unit(lo: float, hi: float) -> str | None:
     return None
 
 
-def _period_number(when: np.ndarray, freq: str) -> np.ndarray:
-    """Months, weeks (Monday to Sunday) or days since 1970 of each datetime (int64)."""
-    if freq == "M":
-        return when.astype("datetime64[M]").astype(np.int64)
-    days = when.astype("datetime64[D]").astype(np.int64)
+def _period_number(days: np.ndarray, freq: str) -> np.ndarray:
+    """Months, weeks (Monday to Sunday) or days since 1970 of each day number (int64)."""
+    if freq == "M":  # each day of the span's month, looked up: one cast per day, not per row
+        first = int(days.min())
+        month = np.arange(first, int(days.max()) + 1).astype("datetime64[D]")
+        return month.astype("datetime64[M]").astype(np.int64)[days - first]
     return (days + 3) // 7 if freq == "W" else days  # 1970-01-01 was a Thursday
 
 
