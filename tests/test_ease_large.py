@@ -7,10 +7,12 @@ import pytest
 import torch
 
 from core.data.split import split
-from core.errors import RecScopeError
+from core.errors import CancelledError, RecScopeError
 from core.eval.evaluate import ranking_metric
 from core.models import ease as ease_module
 from core.models.ease import EASE
+from core.models.itemknn import ItemKNN
+from core.train import clear_cancel, request_cancel
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +102,19 @@ def test_run_record_names_the_solver(planted_dataset, tmp_path, monkeypatch) -> 
     record = train_run(store, run_id)
     assert record["status"] == "finished" and "solver" not in record["params"]
     assert record["notes"][0].startswith("EASE used the low-rank solver (solver=lowrank, rank 16)")
+
+
+@pytest.mark.parametrize("params", [{"solver": "lowrank", "rank": 16}, {"solver": "dense"}])
+def test_a_cancel_stops_a_closed_form_fit_inside_it(planted_parts, params) -> None:
+    """A job's Cancel (SIGTERM sets the process flag) stops EASE and item-kNN during the
+    fit, not after it: on a 10M-row log their fits take minutes."""
+    sp, _ = planted_parts
+    request_cancel()
+    try:
+        with pytest.raises(CancelledError, match="during the EASE fit"):
+            EASE(**params).fit(sp.train, sp.valid)
+        with pytest.raises(CancelledError, match="during the item-kNN fit"):
+            ItemKNN().fit(sp.train)
+    finally:
+        clear_cancel()
+    EASE(**params).fit(sp.train, sp.valid)  # and fits once the flag is cleared

@@ -25,6 +25,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from core.train import raise_if_cancelled
+
 #: extra random directions beyond the rank, and subspace iterations, of `top_eigenpairs`
 _OVERSAMPLE = 16
 _POWER_ITERS = 4
@@ -48,6 +50,7 @@ def top_eigenpairs(x: sp.csr_matrix, rank: int, seed: int = 0) -> tuple[np.ndarr
     gen = torch.Generator().manual_seed(int(seed))
     q = torch.randn((n, width), generator=gen, dtype=torch.float64)
     for _ in range(_POWER_ITERS + 1):  # torch's QR: numpy's can thrash threads on a busy CPU
+        raise_if_cancelled("during the EASE fit")  # a job's Cancel (SIGTERM), per iteration
         q, _ = torch.linalg.qr(gram_times(q))
     xq = torch.from_numpy(x64 @ q.numpy())  # (n_users, width)
     vals, vecs = torch.linalg.eigh(xq.T @ xq)  # Qᵀ XᵀX Q, ascending

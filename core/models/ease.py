@@ -38,6 +38,7 @@ from core.models.base import AT_LEAST_ONE, Range, as_codes
 from core.models.itemknn import ItemItemModel, check_codes, quiet_sparse_beta
 from core.models.space import Param, float_param
 from core.protocols import ProgressEvent, ProgressFn
+from core.train import raise_if_cancelled
 
 #: largest catalogue EASE accepts: the solve holds three dense n x n matrices at once, in
 #: float64 on the CPU that is 3 · 8 · n² bytes (9.6 GB at this limit; half that on a GPU)
@@ -127,6 +128,7 @@ class EASE(ItemItemModel):
         tried_on = L2_USERS if solver == "lowrank" else None
         best = (-1.0, None, None)
         for step, l2 in enumerate(grid, start=1):
+            raise_if_cancelled("during the EASE fit")  # a job's Cancel (SIGTERM), per λ
             self._set_solution(solve(l2))
             if len(grid) == 1:
                 best = (0.0, l2, self._solution())

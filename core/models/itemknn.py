@@ -37,6 +37,7 @@ from core.models._foldin import history_matrix
 from core.models.base import AT_LEAST_ONE, NON_NEGATIVE, Range, RecommenderBase, as_codes
 from core.models.space import Param, float_param, int_param
 from core.protocols import ProgressFn
+from core.train import raise_if_cancelled
 
 #: above this many items, W is stored sparse (CSR) instead of dense (4096² float32 = 64 MB)
 DENSE_MAX_ITEMS = 4096
@@ -296,6 +297,7 @@ def top_k_cosine(
     rows, cols, vals = [], [], []
     start = 0
     while start < n:
+        raise_if_cancelled("during the item-kNN fit")  # a job's Cancel (SIGTERM), per chunk
         base = ends[start - 1] if start else 0.0
         stop = max(start + 1, int(np.searchsorted(ends, base + _CHUNK_PRODUCTS, side="right")))
         stop = min(stop, n)
