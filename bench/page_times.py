@@ -6,9 +6,11 @@ in the sidebar twice over: the first pass is each page's first open in that serv
 second pass its second open. For every click it records `shown_s`, seconds until the page
 shows something (its title, or a spinner: a fresh server's first run shows "Starting
 RecScope…" while it imports torch and friends), `heading_s`, seconds until the page's title
-is shown, and `done_s`, seconds until Streamlit's
+is shown, `done_s`, seconds until Streamlit's
 "Running…" status widget is gone as well and stays gone for `--quiet` s (the page's script
-has finished; the quiet time is not counted). Files a page writes to disk (text embeddings,
+has finished; the quiet time is not counted), and `cpu_s`, the CPU seconds the server
+process spent meanwhile (user + system: on a loaded machine wall times stretch, CPU seconds
+much less). Files a page writes to disk (text embeddings,
 the item map) are kept by the workspace: run on a fresh one (`--prepare`) for the cold case.
 
 `--prepare` first ingests the data (default: the shipped sample; `--ingest FILE [--items
@@ -78,13 +80,17 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2, help="for loop-trained models")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per page open")
     parser.add_argument("--quiet", type=float, default=1.0, help="seconds without a rerun")
+    parser.add_argument(
+        "--log", type=Path, default=None, help="the server's log (default: HOME-streamlit.log)"
+    )
     args = parser.parse_args()
 
     env = {**os.environ, "RECSCOPE_HOME": str(args.home)}
     prepared = _prepare(args, env) if args.prepare else None
     load_start = os.getloadavg()
-    with _server(env, args.home) as url:
-        timings = _measure(url, args.name, args.timeout, args.quiet)
+    server = _server(env, args.log or args.home.parent / f"{args.home.name}-streamlit.log")
+    with server as url:
+        timings = _measure(url, args.name, args.timeout, args.quiet, server.cpu)
     report = {
         "dataset": args.name,
         "home": str(args.home),
@@ -126,26 +132,29 @@ def _run(cmd: list[str], env: dict) -> None:
         sys.exit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
 
 
-def _measure(url: str, name: str, timeout: float, quiet: float) -> dict:
-    """Open the app, then every page twice through the sidebar; seconds per open."""
+def _measure(url: str, name: str, timeout: float, quiet: float, cpu) -> dict:
+    """Open the app, then every page twice through the sidebar; seconds per open (`cpu()`:
+    the server's CPU seconds so far)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1440, "height": 1000})
         page.set_default_timeout(timeout * 1000)
-        start = time.perf_counter()
+        start, used = time.perf_counter(), cpu()
         page.goto(f"{url}/?dataset={name}")
         initial = _wait_ready(page, PAGES["Data"], start, timeout, quiet)
+        initial["cpu_s"] = round(cpu() - used, 2)
         _log(f"initial load (Data): {initial}")
         passes = {}
         for which in ("first", "second"):
             passes[which] = {}
             for label, title in [*list(PAGES.items())[1:], ("Data", "Data")]:
                 nav = page.locator('[data-testid="stSidebarNav"]').get_by_text(label, exact=True)
-                start = time.perf_counter()
+                start, used = time.perf_counter(), cpu()
                 nav.click()
                 passes[which][label] = _wait_ready(page, title, start, timeout, quiet)
+                passes[which][label]["cpu_s"] = round(cpu() - used, 2)
                 _log(f"{which} open of {label}: {passes[which][label]}")
         browser.close()
     return {"initial_load": initial, **passes}
@@ -175,8 +184,8 @@ def _wait_ready(page, title: str, start: float, timeout: float, quiet: float) ->
 class _server:
     """`streamlit run dashboard/app.py` on a free port for the duration of a with-block."""
 
-    def __init__(self, env: dict, home: Path) -> None:
-        self.env, self.log = env, home.parent / f"{home.name}-streamlit.log"
+    def __init__(self, env: dict, log: Path) -> None:
+        self.env, self.log = env, log
 
     def __enter__(self) -> str:
         with socket.socket() as sock:
@@ -199,6 +208,14 @@ class _server:
             except OSError:
                 time.sleep(0.5)
         raise TimeoutError(f"streamlit did not start; see {self.log}")
+
+    def cpu(self) -> float:
+        """CPU seconds (user + system) the server process has used so far (Linux /proc)."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def __exit__(self, *exc) -> None:
         self.proc.terminate()
