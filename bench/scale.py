@@ -90,7 +90,8 @@ def _model(model: str, dataset: str, home: Path, env: dict, args) -> dict:
         return out
     before = set(_run_ids(home))
     out["train"] = _child([*_cli(), "train", *request], env, args.timeout)
-    new = sorted(set(_run_ids(home)) - before)
+    # this model's new run (another process may have made runs of other models meanwhile)
+    new = [r for r in sorted(set(_run_ids(home)) - before) if r.startswith(f"{model}-")]
     if new:
         record = json.loads((home / "runs" / new[-1] / "run.json").read_text())
         out["run"] = {
