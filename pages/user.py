@@ -91,7 +91,7 @@ def _history(loaded, code: int) -> None:
 def _what_if(loaded: dict, labels: dict, dataset: str, code: int) -> dict:
     """The editor; {run_id: (recorded history, edit)} for runs that follow it, else None."""
     first = next(iter(loaded.values()))
-    history = WI.known_history(first.split.known_for("test"), code)
+    history = WI.known_history(U.user_split(first.split, code).known_for("test"), code)
     reasons = {r: _reaction(r, run, code, history) for r, run in loaded.items()}
     user_id = str(first.dataset.user_ids[code])
     shown = [labels[r] for r in reasons]

@@ -111,6 +111,62 @@ def _hit_user(home, runs) -> tuple[str, int]:
     raise AssertionError("EASE hits nobody in its top 10")
 
 
+@pytest.mark.parametrize("model", ["ease", "pop"])
+def test_one_users_list_and_hits_read_only_that_users_rows(runs, home, model, monkeypatch):
+    """Issue 15 item 7: a rerun of the explorer reads one user's rows, not the whole split
+    (at 10M rows the held-out join took 4.7 s and the known-item matrix 0.3 s per run on
+    every rerun); the hits and the top list equal those read from the whole split."""
+    from core.data.dataset import Interactions
+    from core.eval.rerank import recommend_reranked
+
+    loaded = load_run(RunStore(home), runs[model])
+    users = range(loaded.dataset.n_users)
+    known = loaded.split.known_for("test").frame[["user_code", "item_code"]].drop_duplicates()
+    joined = loaded.split.test.frame[["user_code", "item_code"]].merge(
+        known, how="left", indicator=True
+    )
+    whole = joined.loc[
+        joined["_merge"] == "left_only", ["user_code", "item_code"]
+    ].drop_duplicates()
+    pd.testing.assert_frame_equal(U._held_out_frame(loaded.split), whole)
+    held = [np.unique(whole.loc[whole["user_code"] == u, "item_code"].to_numpy()) for u in users]
+    lists = recommend_reranked(loaded, list(users), 10)  # (U, 10) from the whole split
+    sizes, real = [], Interactions.csr
+
+    def counted(self, values=None):
+        sizes.append(len(self.frame))
+        return real(self, values)
+
+    monkeypatch.setattr(Interactions, "csr", counted)
+    for u in users:
+        assert U.held_out(loaded.split, u).tolist() == held[u].tolist()
+        table = U.top_list(loaded, u, 10, held=held[u])
+        assert table["item_code"].tolist() == [c for c in lists[u] if c >= 0]
+        assert table["hit"].tolist() == [c in set(held[u].tolist()) for c in table["item_code"]]
+    most = np.bincount(loaded.split.known_for("test").users).max()
+    assert sizes and max(sizes) <= most  # one user's known rows at a time
+
+
+def test_held_out_drops_known_pairs_and_repeats_in_test_order():
+    from core.data.dataset import Interactions
+    from core.data.split import Split
+
+    def part(pairs):
+        frame = pd.DataFrame(pairs, columns=["user_code", "item_code"], dtype=np.int32)
+        return Interactions(frame, 3, 5)
+
+    test = [(0, 1), (0, 4), (0, 4), (1, 0), (2, 3), (2, 2)]
+    parts = Split("random", 0, part([(0, 1), (1, 2)]), part([(2, 3)]), part(test))
+    frame = U._held_out_frame(parts)
+    assert frame.index.tolist() == [1, 3, 5]  # (0, 1) and (2, 3) known, (0, 4) once
+    assert list(zip(frame["user_code"], frame["item_code"], strict=True)) == [
+        (0, 4),
+        (1, 0),
+        (2, 2),
+    ]
+    assert [U.held_out(parts, u).tolist() for u in range(3)] == [[4], [0], [2]]
+
+
 def test_history_lists_hits_and_waterfall(runs, home):
     user_id, hit_rank = _hit_user(home, runs)
     at = _app().run()
