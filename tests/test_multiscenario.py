@@ -15,6 +15,7 @@ from core.data import schema as S
 from core.data.dataset import Dataset
 from core.data.split import split
 from core.errors import ParameterError
+from core.eval.evaluate import ranking_metric
 from core.explain.explainer import explain
 from core.models import make_model, model_class
 from core.models._scenario_net import _PLE
@@ -319,3 +320,26 @@ def test_auto_loss_samples_above_the_catalogue_threshold_and_still_learns(monkey
     s_app = model.score_scenario(np.arange(80), app)
     in_app = torch.from_numpy(scenario_catalogues(ds)[app])
     assert (s_app[:, in_app].mean(1) > s_app[:, ~in_app].mean(1)).all()
+
+
+def test_sampled_softmax_keeps_popularity_with_the_logq_correction() -> None:
+    """Data whose only signal is item popularity (Zipf choices, no personal structure): the
+    sampled softmax's in-batch negatives are drawn by popularity, and without the logQ
+    correction the model learnt to push popular items down (NDCG@10 0.021 against pop's
+    0.131 here; 0.0005 against 0.0194 on the 10M-row set). Corrected: 0.108."""
+    rng = np.random.default_rng(0)
+    share = 1.0 / (np.arange(300) + 5.0)
+    rows = []
+    for user in range(400):
+        chosen = rng.choice(300, 20, replace=False, p=share / share.sum())
+        rows += [(f"u{user}", f"i{item}", t) for t, item in enumerate(chosen)]
+    frame = pd.DataFrame(rows, columns=[S.USER_ID, S.ITEM_ID, S.TIMESTAMP])
+    parts = split(Dataset.from_frames("zipf", frame), "loo", 0)
+    known = parts.known_for("test")
+    pop = make_model("pop").fit(parts.train)
+    model = make_model("multiscenario", loss="sampled", negatives=16, epochs=5, batch_size=256)
+    model.fit(parts.train)
+    for fitted in (pop, model):
+        fitted.set_history(known)
+    baseline = ranking_metric(pop, parts.test, known=known, k=10)
+    assert ranking_metric(model, parts.test, known=known, k=10) > 0.6 * baseline

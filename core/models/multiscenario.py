@@ -187,6 +187,8 @@ class MultiScenario(ScenarioExplanations, NeuralRecommender):
         self.train_bag_ptr_ = torch.from_numpy(ptr).to(dev)  # (U * n_sc + 1,)
         counts = np.diff(ptr).reshape(train.n_users, self.n_scenarios_).astype(np.float32)
         self.train_counts_ = torch.from_numpy(counts).to(dev)  # (U, n_sc)
+        share = np.bincount(items, minlength=pad) / max(1, len(items))  # the logQ correction's
+        self.train_item_share_ = torch.from_numpy(share.astype(np.float32)).to(dev)  # (n_items,)
         self._init_bias(scen, items)
         self._init_interest(train.csr())
         factors = self.net_.interest.cpu().numpy()  # (n_items, k), fixed
@@ -232,7 +234,12 @@ class MultiScenario(ScenarioExplanations, NeuralRecommender):
             return F.cross_entropy(logits.float(), items)
         negs = torch.randint(0, pad, (int(self.negatives),), device=users.device, generator=gen)
         cand = torch.cat([items, negs])  # (B + N,) in-batch positives double as negatives
-        logits = net.logits(query, interest, scen, cand)  # (B, B + N)
+        # logQ correction (Yi et al., RecSys 2019): the in-batch candidates are drawn by
+        # popularity, so without it the loss pushes popular items down; the expected number
+        # of draws of each candidate is B x its share of the training rows + N / n_items.
+        # Uncorrected, one epoch on the 10M set ranked at NDCG@10 0.0005 against pop's 0.0194
+        drawn = len(items) * self.train_item_share_[cand] + len(negs) / pad  # (B + N,)
+        logits = net.logits(query, interest, scen, cand) - drawn.log()[None, :]  # (B, B + N)
         target = torch.arange(len(items), device=users.device)
         return F.cross_entropy(logits.float(), target)
 
