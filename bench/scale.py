@@ -89,9 +89,14 @@ def _model(model: str, dataset: str, home: Path, env: dict, args) -> dict:
         out["refused"] = True
         return out
     before = set(_run_ids(home))
-    out["train"] = _child([*_cli(), "train", *request], env, args.timeout)
-    # this model's new run (another process may have made runs of other models meanwhile)
-    new = [r for r in sorted(set(_run_ids(home)) - before) if r.startswith(f"{model}-")]
+    out["train"] = _child([*_cli(), "train", *request], env, args.timeout, parse_json=True)
+    said = (out["train"].pop("json", None) or {}).get("run_id")
+    # the run the CLI named; else this model's new run (another process may train meanwhile)
+    new = (
+        [said]
+        if said
+        else [r for r in sorted(set(_run_ids(home)) - before) if r.startswith(f"{model}-")]
+    )
     if new:
         record = json.loads((home / "runs" / new[-1] / "run.json").read_text())
         out["run"] = {

@@ -121,12 +121,15 @@ class SimilarItems(Protocol):
     """Has item-item similarities of its own (item-kNN, EASE).
 
     `similar_items` gives the k most similar item codes and their weights, (k,) each;
-    `item_weights` the whole (n_items, n_items) weight matrix as a dense or sparse tensor.
+    `item_weights` the whole (n_items, n_items) weight matrix as a dense or sparse tensor;
+    `has_dense_weights` says which, without making it.
     """
 
     def similar_items(self, item_code: int, k: int = 10) -> tuple[np.ndarray, np.ndarray]: ...
 
     def item_weights(self) -> torch.Tensor: ...
+
+    def has_dense_weights(self) -> bool: ...
 
 
 @runtime_checkable

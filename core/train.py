@@ -389,8 +389,10 @@ def bpr_loss(u: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Ten
     of a LightGCN step on MovieLens-100k, one thread).
     """
     s_pos = (u * pos).sum(-1, keepdim=True)  # (B, 1)
-    s_neg = torch.bmm(neg, u.unsqueeze(-1)).squeeze(-1)  # (B, n)
-    return -F.logsigmoid((s_pos - s_neg).float()).mean()
+    # float32 even under a GPU's bf16 autocast (which lowers bmm): as the positives' scores
+    with torch.autocast(u.device.type, enabled=False):
+        s_neg = torch.bmm(neg.float(), u.float().unsqueeze(-1)).squeeze(-1)  # (B, n)
+    return -F.logsigmoid(s_pos.float() - s_neg).mean()
 
 
 def sampled_softmax(loss: str, n_items: int) -> bool:

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-import core.eval.rerank as rerank_module
 from core.data.split import split
 from core.errors import ParameterError
 from core.eval.evaluate import evaluate
@@ -111,10 +110,10 @@ def test_similarity_falls_back_to_model_weights_then_co_occurrence(planted_datas
     assert pairs[0, 1] > pairs[0, 2]  # same planted block is more similar than the other block
     pop = item_similarity(make_model("pop").fit(parts.train), parts.train)
     assert pop.basis == "co-occurrence"
-    # above the dense limit a model's (sparse) weights are not even asked for
-    monkeypatch.setattr(rerank_module, "DENSE_WEIGHTS_MAX_ITEMS", parts.train.n_items - 1)
-    asked = make_model("itemknn").fit(parts.train)
-    monkeypatch.setattr(asked, "item_weights", lambda: pytest.fail("weights computed"))
-    assert item_similarity(asked, parts.train).basis == "co-occurrence"
+    # a model whose weights are sparse (the lowrank EASE) is not even asked for them
+    lowrank = make_model("ease", solver="lowrank", rank=8, l2=20.0).fit(parts.train)
+    assert not lowrank.has_dense_weights()
+    monkeypatch.setattr(lowrank, "item_weights", lambda: pytest.fail("weights computed"))
+    assert item_similarity(lowrank, parts.train).basis == "co-occurrence"
     pairs = pop.pairwise(codes)[0]
     assert pairs[0, 0] == pytest.approx(1.0, abs=1e-5) and pairs[0, 1] > pairs[0, 2]

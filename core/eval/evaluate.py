@@ -166,7 +166,10 @@ def evaluate(
             notes=notes,
             **counts,
         )
-    width = max(max(ks), min(int(list_length or 0), truth.n_items))
+    # the stored lists ride along while they fit LIST_BUDGET_BYTES; past it (about 900k
+    # scored users at 50) they are left to a second ranking pass (top_scores stays None)
+    fits = LIST_BUDGET_BYTES // (max(1, len(users)) * _BYTES_PER_LIST_CELL)
+    width = max(max(ks), min(int(list_length or 0), truth.n_items, fits))
     ranked = _rank(model, users, truth_csr, known_csr, width, batch_size, with_auc=True, seed=seed)
     hits, top, n_truth = ranked["hits"], ranked["top"], ranked["n_truth"]
 
@@ -200,7 +203,7 @@ def evaluate(
         segments=segments,
         excluded=_EXCLUDED[part],
         top_items=top.cpu().numpy(),
-        top_scores=ranked["scores"].float().cpu().numpy(),
+        top_scores=ranked["scores"].float().cpu().numpy() if list_length else None,
         notes=notes,
         **counts,
     )

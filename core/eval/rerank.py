@@ -37,11 +37,6 @@ from core.protocols import SimilarItems
 DEFAULT_POOL = 100
 DEFAULT_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 _SVD_DIM = 32
-#: the model's own item-item weights are used as a dense (n, n) matrix up to this many items
-#: (EASE's dense limit); above it a model's weights are sparse (item-kNN's top-k, the lowrank
-#: EASE's kept weights), which re-ranking does not use, so they are not asked for: the
-#: lowrank EASE computes them block by block (~n² x rank multiply-adds)
-DENSE_WEIGHTS_MAX_ITEMS = 20_000
 
 
 @dataclass
@@ -75,8 +70,10 @@ def item_similarity(model, known: Interactions) -> ItemSimilarity:
     if dataset is not None and S.CATEGORY in dataset.items.columns:
         codes, _ = pd.factorize(dataset.items[S.CATEGORY].astype(object), use_na_sentinel=True)
         return ItemSimilarity("categories", categories=torch.from_numpy(codes.astype(np.int64)))
-    dense_fits = known.n_items <= DENSE_WEIGHTS_MAX_ITEMS
-    weights = model.item_weights() if dense_fits and isinstance(model, SimilarItems) else None
+    # only a dense W is used: a model's sparse weights (item-kNN's top-k, the lowrank EASE's
+    # kept weights) are not even asked for; the lowrank EASE makes them block by block
+    dense = isinstance(model, SimilarItems) and model.has_dense_weights()
+    weights = model.item_weights() if dense else None
     if weights is not None and weights.layout == torch.strided:
         sym = torch.clamp((weights + weights.T) / 2, min=0).float()
         top = float(sym.max())

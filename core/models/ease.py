@@ -207,6 +207,12 @@ class EASE(ItemItemModel):
             return super()._column(item)
         return self._lowrank.column(item)
 
+    def has_dense_weights(self) -> bool:
+        """Dense W with the dense solver; the lowrank solver's weights are sparse and costly
+        to make (n_items² x rank multiply-adds), so callers ask this first."""
+        self._check_fitted()
+        return self._lowrank is None
+
     def item_weights(self) -> torch.Tensor:
         """Dense W (solver=dense); Wᵀ as sparse CSR holding each target's `_WEIGHTS_KEPT`
         largest weights (solver=lowrank: the whole W would be n_items² floats)."""

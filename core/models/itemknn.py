@@ -123,6 +123,12 @@ class ItemItemModel(RecommenderBase):
         self._check_fitted()
         return self.weights_
 
+    def has_dense_weights(self) -> bool:
+        """Whether `item_weights` is the dense (n_items, n_items) W, known without making it
+        (re-ranking uses only a dense W; a large catalogue's weights are sparse)."""
+        self._check_fitted()
+        return self.weights_.layout == torch.strided
+
     # -- history (on the device) ---------------------------------------------------------
     def _history_changed(self, known: Interactions) -> None:
         h = self.history_

@@ -101,7 +101,8 @@ CostFn = Callable[[Shape, Mapping], Cost]
 def score_block_bytes(shape: Shape) -> int:
     """The evaluator's (users × items) block with its sort buffers (core.eval.evaluate)."""
     rows = min(shape.n_users, auto_batch_size(shape.n_items))
-    return min(MEMORY_BUDGET_BYTES, rows * shape.n_items * 48) + shape.n_users * 20 * 48
+    # plus the lists: the test evaluation keeps recs.parquet's 50 per user (RECS_K)
+    return min(MEMORY_BUDGET_BYTES, rows * shape.n_items * 48) + shape.n_users * 50 * 48
 
 
 def cost(model: str, shape: Shape, params: Mapping) -> Cost:
