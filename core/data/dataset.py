@@ -299,6 +299,12 @@ class Interactions:
         out[users[keep], max_len - 1 - from_end[keep]] = taken[keep]
         return out
 
+    def of_users(self, user_codes) -> Interactions:
+        """The rows of `user_codes` only, in their order (same catalogue): what a page needs
+        of a few users, without indexing every user's rows (one scan: ~10 ms per million)."""
+        mine = np.isin(self.users, np.asarray(user_codes, dtype=np.int64))
+        return Interactions(self.frame[mine], self.n_users, self.n_items, self.dataset)
+
     def concat(self, other: Interactions) -> Interactions:
         frame = pd.concat([self.frame, other.frame], ignore_index=True)
         return Interactions(frame, self.n_users, self.n_items, self.dataset or other.dataset)
