@@ -84,6 +84,13 @@ SOFTMAX_LOSSES = ("auto", "full", "sampled")
 #: cost ~6 CPU s with the full softmax against 1.8 s sampled, 80% of it in the softmax
 #: (profiled at 50k items, issue 15); MovieLens-1M's 3.7k items stay on the full softmax
 AUTO_SAMPLED_ITEMS = 20_000
+#: user x item cells up to which the training pairs are kept as a bool mask (64 MB) rather
+#: than sorted keys (`known_keys`): MovieLens-20M's 138k x 27k would be 3.7 GB, so it searches
+DENSE_KNOWN_KEYS = 1 << 26
+#: a sparse table of at most this many cells gets a dense gradient (`Optimizers`): summing
+#: a batch's rows into it costs less than building and coalescing a sparse one (4 MB;
+#: MovieLens-100k's and -1M's tables are below it, the 10M set's 200k x 128 far above)
+DENSE_GRAD_CELLS = 1 << 20
 #: under torchrun, the ranks agree on a cancel every this many batches (one tiny collective)
 CANCEL_EVERY = 8
 #: set when this process was asked to stop (a job's SIGTERM): every loop checks it
@@ -306,6 +313,8 @@ class Optimizers:
             for table in tables:
                 table.sparse = False
             tables = []
+        for table in tables:  # small tables: a dense gradient, still updated row by row
+            table.sparse = table.weight.numel() > DENSE_GRAD_CELLS
         self.sparse = [t.weight for t in tables]
         self.lr, self.decay = float(config.lr), float(config.lr) * float(config.weight_decay)
         self.moments = [(torch.zeros_like(w), torch.zeros_like(w)) for w in self.sparse]
@@ -336,8 +345,7 @@ class Optimizers:
             for weight, (avg, avg_sq) in zip(self.sparse, self.moments, strict=True):
                 if weight.grad is None:
                     continue
-                grad = weight.grad.coalesce()  # duplicate rows of the batch summed
-                rows, values = grad.indices()[0], grad.values()  # (r,), (r, d)
+                rows, values = _batch_rows(weight.grad)  # (r,), (r, d)
                 m = avg.index_select(0, rows).mul_(b1).add_(values, alpha=1 - b1)
                 v = avg_sq.index_select(0, rows).mul_(b2).addcmul_(values, values, value=1 - b2)
                 avg.index_copy_(0, rows, m)
@@ -347,6 +355,18 @@ class Optimizers:
                     old.mul_(1.0 - self.decay)
                 denom = v.sqrt_().add_(self.EPS * math.sqrt(1 - b2**t))
                 weight.index_copy_(0, rows, old.addcdiv_(m, denom, value=-scale))
+
+
+def _batch_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows a step's gradient touches and their summed gradients: from a sparse
+    gradient by coalescing (duplicate rows of the batch summed), from a small table's dense
+    one as its nonzero rows (a row the batch used whose gradient is exactly zero is
+    skipped; its Adam step would only decay the moments)."""
+    if grad.is_sparse:
+        grad = grad.coalesce()
+        return grad.indices()[0], grad.values()
+    rows = grad.ne(0).any(1).nonzero().squeeze(1)
+    return rows, grad.index_select(0, rows)
 
 
 def sparse_tables(net: torch.nn.Module) -> list[torch.nn.Embedding]:
@@ -364,9 +384,9 @@ def sample_negatives(
 ) -> torch.Tensor:
     """Uniform negative items, shape (B, n), drawn on the device of `users` (B,).
 
-    With `known` (sorted keys `user * n_items + item` of the training pairs, see
-    `known_keys`) items the user already has are redrawn up to `retries` times; a few
-    collisions may remain, which is harmless and far cheaper than exact rejection.
+    With `known` (the training pairs by key `user * n_items + item`, see `known_keys`)
+    items the user already has are redrawn up to `retries` times; a few collisions may
+    remain, which is harmless and far cheaper than exact rejection.
     """
     shape = (users.shape[0], n)
     neg = torch.randint(0, n_items, shape, device=users.device, generator=gen)  # (B, n)
@@ -374,8 +394,11 @@ def sample_negatives(
         return neg
     for _ in range(retries):
         keys = users[:, None] * n_items + neg  # (B, n)
-        pos = torch.searchsorted(known, keys).clamp_(max=known.numel() - 1)
-        hit = known[pos] == keys
+        if known.dtype == torch.bool:
+            hit = known[keys]  # a mask over every key
+        else:
+            pos = torch.searchsorted(known, keys).clamp_(max=known.numel() - 1)
+            hit = known[pos] == keys
         fresh = torch.randint(0, n_items, shape, device=users.device, generator=gen)
         neg = torch.where(hit, fresh, neg)
     return neg
@@ -391,7 +414,7 @@ def bpr_loss(u: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Ten
     s_pos = (u * pos).sum(-1, keepdim=True)  # (B, 1)
     # float32 even under a GPU's bf16 autocast (which lowers bmm): as the positives' scores
     with torch.autocast(u.device.type, enabled=False):
-        s_neg = torch.bmm(neg.float(), u.float().unsqueeze(-1)).squeeze(-1)  # (B, n)
+        s_neg = (neg.float() * u.float().unsqueeze(1)).sum(-1)  # (B, n)
     return -F.logsigmoid(s_pos.float() - s_neg).mean()
 
 
@@ -416,9 +439,18 @@ def sampled_softmax_loss(
 
 
 def known_keys(train: Interactions, device: torch.device) -> torch.Tensor:
-    """Sorted int64 keys `user * n_items + item` of the training pairs, on `device`."""
+    """The training pairs by key `user * n_items + item`, on `device`, for
+    `sample_negatives`: a bool mask over every key when there are at most DENSE_KNOWN_KEYS
+    of them, else the sorted int64 keys (searched). Why the mask: on MovieLens-100k the
+    two searches per step were 1.5 of BPR's 13 CPU s (one thread); a mask is one gather."""
     users, items = pair_tensors(train, torch.device("cpu"))
-    return torch.unique(users * train.n_items + items).to(device)  # sorted
+    keys = users * train.n_items + items
+    cells = train.n_users * train.n_items
+    if cells <= DENSE_KNOWN_KEYS:
+        mask = torch.zeros(cells, dtype=torch.bool)
+        mask[keys] = True
+        return mask.to(device)
+    return torch.unique(keys).to(device)  # sorted
 
 
 def pair_tensors(train: Interactions, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

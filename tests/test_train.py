@@ -91,20 +91,28 @@ def test_same_seed_same_scores_and_other_seed_differs(planted_split):
     assert not torch.allclose(a, c)
 
 
-def test_negatives_avoid_known_items():
+@pytest.mark.parametrize("mask_limit", [1 << 26, 0], ids=["mask", "sorted-keys"])
+def test_negatives_avoid_known_items(monkeypatch, mask_limit):
     import pandas as pd
 
+    from core import train as train_module
+
+    # small catalogues keep the known pairs as a mask over every key, large ones as keys
+    monkeypatch.setattr(train_module, "DENSE_KNOWN_KEYS", mask_limit)
     # user 0 knows items 0..8 of 10; uniform draws would hit a known item 90% of the time
     frame = pd.DataFrame(
         {"user_code": [0] * 9, "item_code": list(range(9)), "timestamp": list(range(9))}
     )
     train = Interactions(frame, 1, 10)
-    keys = known_keys(train, torch.device("cpu"))
-    assert keys.tolist() == list(range(9))
+    known = known_keys(train, torch.device("cpu"))
+    if mask_limit:
+        assert known.dtype == torch.bool and known.nonzero().flatten().tolist() == list(range(9))
+    else:
+        assert known.tolist() == list(range(9))
     gen = torch.Generator().manual_seed(0)
     users = torch.zeros(2000, dtype=torch.int64)
     plain = sample_negatives(users, 10, 1, gen)
-    cleaned = sample_negatives(users, 10, 1, gen, keys, retries=3)
+    cleaned = sample_negatives(users, 10, 1, gen, known, retries=3)
     assert plain.shape == cleaned.shape == (2000, 1)
     assert (plain != 9).float().mean() > 0.85
     # each retry keeps a known draw with p = 0.9, so about 0.9**4 = 66% remain after 3

@@ -8,7 +8,17 @@ from torch import nn
 
 from core.models.bpr import BPRMF
 from core.models.neumf import NeuMF
+from core import train
 from core.train import Optimizers, TrainConfig, sparse_tables
+
+
+@pytest.fixture(params=["dense-gradient", "sparse-gradient"], autouse=True)
+def gradient_kind(request, monkeypatch):
+    """Every test twice: a small table's dense gradient and a large one's sparse gradient
+    (DENSE_GRAD_CELLS decides; these tables are tiny, so 0 forces the sparse path)."""
+    if request.param == "sparse-gradient":
+        monkeypatch.setattr(train, "DENSE_GRAD_CELLS", 0)
+    return request.param
 
 
 class _Net(nn.Module):
@@ -37,12 +47,13 @@ def _one_step(net: _Net, weight_decay: float = 0.0, dense_only: bool = False) ->
     return opt
 
 
-def test_a_sparse_step_changes_only_the_batch_rows_and_dense_parts_use_adamw():
+def test_a_sparse_step_changes_only_the_batch_rows_and_dense_parts_use_adamw(gradient_kind):
     net = _Net()
     before = {k: v.clone() for k, v in net.state_dict().items()}
     opt = _one_step(net)
     assert [type(p).__name__ for p in opt.parts] == ["AdamW"]  # the dense parameters
     assert opt.sparse == [net.users.weight]  # the row-wise Adam's
+    assert net.users.weight.grad.is_sparse == (gradient_kind == "sparse-gradient")
     changed = (net.users.weight != before["users.weight"]).any(1).nonzero().flatten()
     assert changed.tolist() == [1, 3, 7]
     # the dense item table and the head are AdamW's: their used parameters moved too
