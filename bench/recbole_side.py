@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default="/tmp/recscope/rb_work")
     parser.add_argument("--dump-split", default=None, help="folder for RecBole's split (CSV)")
     parser.add_argument("--epochs", type=int, default=None, help="override (smoke tests only)")
+    parser.add_argument("--seed", type=int, default=None, help="RecBole's seed (default 2020)")
     parser.add_argument(
         "--deadline-s",
         type=float,
@@ -77,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides["train_neg_sample_args"] = None
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
+    if args.seed is not None:  # the split, the initial weights and the sampling
+        overrides["seed"] = args.seed
     config = Config(model=args.model, dataset=args.dataset, config_dict=overrides)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
