@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from core import train
 from core.models.bpr import BPRMF
 from core.models.neumf import NeuMF
-from core import train
 from core.train import Optimizers, TrainConfig, sparse_tables
 
 
