@@ -7,10 +7,12 @@ not interacted with; the loss is -log sigmoid(s_ui - s_uj) averaged over them, p
 optional L2 penalty on the embeddings used in the batch.
 
 Defaults: dim 128, 4 negatives (more of the catalogue seen per step, at little cost; 1 or 2
-scored 0.275 and 0.286 against 0.292), lr 3e-3 with no L2, patience 3, and a Xavier-normal
-start; chosen on MovieLens-100k (bench/RESULTS.md, "BPR"). At lr 3e-3 the validation NDCG
-peaks by epoch ~12 and then wanders within ±0.002, so patience 3 stops at epoch 15 with
-the same test NDCG as patience 10 at lr 2e-3 (epoch 26), in 0.55x the time.
+scored 0.275 and 0.286 against 0.292 at one seed), lr 2e-3 with no L2, patience 4, and a
+Xavier-normal start; chosen on MovieLens-100k over three seeds (bench/RESULTS.md, "BPR",
+session 9): the validation NDCG peaks around epoch 17-21 and then wanders within ±0.002;
+patience 4 and 5 gave the same mean test NDCG@10 (0.2861) and patience 10 only runs longer.
+lr 3e-3 with patience 3 took ~0.6x the time at mean 0.2844.
+
 The embedding tables are sparse: a step updates only the rows of its batch (lazy Adam,
 `core.train` "Sparse updates"), which is what lets an epoch of a 10M-row log finish.
 """
@@ -64,9 +66,9 @@ class BPRMF(NeuralRecommender):
         negatives: int = 4,
         epochs: int = 100,
         batch_size: int = 2048,
-        lr: float = 3e-3,
+        lr: float = 2e-3,
         weight_decay: float = 0.0,
-        patience: int = 3,
+        patience: int = 4,
         eval_every: int = 1,
         device_choice: str | None = None,
         seed: int = 42,
