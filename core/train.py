@@ -46,6 +46,9 @@ before, so a model that declares nothing trains exactly as it always did. Why: A
 whole table touches every row at every step (dense gradient zeroed and filled, two moment
 tensors, the update); with 200k users + 50k items x 128 a BPR step took 354 ms of CPU, the
 row-wise one 27.5 ms (one thread, loaded machine; bench/RESULTS.md, "Sparse updates").
+A small table (at most DENSE_GRAD_CELLS) takes a dense gradient instead, whose nonzero rows
+get the same row-wise update: on MovieLens-100k, building and coalescing the sparse gradient
+cost more than summing into the whole (1,682 x 128) table.
 `weight_decay` on such a table is applied to the batch's rows only (decoupled, lr x decay,
 just before the Adam step), so a row is regularised when it is used; an L2 term on the
 batch's vectors in `_loss` (BPR's and LightGCN's `reg`, as RecBole) is the other way. A
