@@ -16,7 +16,9 @@ whose dataset was replaced since is refused with one sentence (`run_dataset`,
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +42,12 @@ from core.storage import write_parquet
 from core.train import raise_if_cancelled
 
 log = logging.getLogger(__name__)
+
+#: (dataset, split) pairs kept for `load_run`, keyed by workspace, dataset name and
+#: fingerprint, split method and seed (`_dataset_and_split`)
+SPLITS_KEPT = 2
+_SPLITS: OrderedDict[tuple, tuple[Dataset, Split]] = OrderedDict()
+_SPLITS_LOCK = threading.Lock()
 
 RECS_K = 50  # recommendations kept per user in recs.parquet
 
@@ -163,11 +171,37 @@ def load_run(store: RunStore, run_id: str, device: str | None = None) -> LoadedR
             f"Run '{run_id}' is {record.get('status')}, not finished; only finished runs "
             "can be used for recommendations."
         )
-    dataset = run_dataset(store, record)
-    parts = split(dataset, record["split"], int(record["seed"]))
+    dataset, parts = _dataset_and_split(store, record)
     model = model_class(record["model"]).load(store.model_dir(run_id), device=device)
     model.set_history(parts.known_for("test"))
     return LoadedRun(record, dataset, parts, model, store.folder(run_id))
+
+
+def _dataset_and_split(store: RunStore, record: dict) -> tuple[Dataset, Split]:
+    """The run's dataset and split, shared by every run loaded on the same stored dataset,
+    split method and seed (the last SPLITS_KEPT of them). Why: on the 10M set each
+    `load_run` re-split the log (~8 s) and held its own copy of it and of the views the
+    evaluator and explainers build on it; the User explorer and Compare load several runs
+    of one dataset. The run's own fingerprint check (`run_dataset`) still decides."""
+    try:
+        stored = current_fingerprint(store.home, record["dataset"])
+    except (OSError, ValueError):  # deleted or unreadable: run_dataset says which
+        stored = None
+    key = (str(store.home), record["dataset"], stored, record["split"], int(record["seed"]))
+    with _SPLITS_LOCK:
+        kept = _SPLITS.get(key)
+        if kept is not None:
+            _SPLITS.move_to_end(key)
+    if kept is not None and record.get("dataset_fingerprint") == stored:
+        return kept
+    dataset = run_dataset(store, record)
+    parts = split(dataset, record["split"], int(record["seed"]))
+    if stored is not None and dataset.fingerprint == stored:
+        with _SPLITS_LOCK:
+            _SPLITS[key] = (dataset, parts)
+            while len(_SPLITS) > SPLITS_KEPT:
+                _SPLITS.popitem(last=False)
+    return dataset, parts
 
 
 def run_dataset(

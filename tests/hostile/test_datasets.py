@@ -159,6 +159,27 @@ def test_a_run_whose_dataset_was_replaced_says_so(home, model, capsys):
     assert re.fullmatch("error: " + _changed(run_id), err)
 
 
+def test_runs_of_one_dataset_share_its_split_until_the_data_is_replaced(home):
+    """load_run keeps the (dataset, split) of a dataset, method and seed: two runs share
+    one split (the 10M set took ~8 s to split per run), and a replaced dataset is still
+    refused by each run's fingerprint, never answered from the kept split."""
+    ingest((_csv(), "a.csv"), name="x", home=home)
+    store = RunStore(home)
+    first, second = new_run(store, "x", "pop"), new_run(store, "x", "pop")
+    other_seed = new_run(store, "x", "pop", split_method="random", seed=5)
+    for run_id in (first, second, other_seed):
+        assert train_run(store, run_id)["status"] == "finished"
+    a, b, c = load_run(store, first), load_run(store, second), load_run(store, other_seed)
+    assert a.split is b.split and a.dataset is b.dataset
+    assert c.split is not a.split and c.split.method == "random"
+    ingest((_csv(shift=1), "a.csv"), name="x", replace=True, home=home)
+    with pytest.raises(DatasetChangedError, match=_changed(first)):
+        load_run(store, first)
+    fresh = new_run(store, "x", "pop")
+    assert train_run(store, fresh)["status"] == "finished"
+    assert load_run(store, fresh).split is not a.split  # the new data's own split
+
+
 def test_queries_on_a_run_whose_dataset_was_replaced_say_so(home):
     """`recscope explain` / `similar` keep loaded runs: a kept copy is not used after a replace."""
     ingest((_csv(), "a.csv"), name="x", home=home)
