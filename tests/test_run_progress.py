@@ -56,8 +56,8 @@ def test_time_left_near_the_last_epoch_and_without_validation():
     # no validation: no early stopping, the remaining 17 epochs at 6 s each
     summary = progress_summary(RUNNING, _events([6, 12, 18], [None, None, None]))
     assert summary["eta_s"] == summary["eta_max_s"] == pytest.approx(102.0)
-    # the model's default patience when the run did not set one (bpr: 4)
-    assert progress_summary({**RUNNING, "params": {}}, [])["patience"] == 4
+    # the model's default patience when the run did not set one (bpr: 3)
+    assert progress_summary({**RUNNING, "params": {}}, [])["patience"] == 3
 
 
 def test_early_stop_and_finished_runs_have_nothing_left():

@@ -6,12 +6,12 @@ training pair (u, i) is contrasted with `negatives` uniformly sampled items j th
 not interacted with; the loss is -log sigmoid(s_ui - s_uj) averaged over them, plus an
 optional L2 penalty on the embeddings used in the batch.
 
-Defaults: dim 128, 4 negatives (more of the catalogue seen per step, at little cost; 1 or 2
-scored 0.275 and 0.286 against 0.292 at one seed), lr 2e-3 with no L2, patience 4, and a
-Xavier-normal start; chosen on MovieLens-100k over three seeds (bench/RESULTS.md, "BPR",
+Defaults: dim 128, 4 negatives (more of the catalogue seen per step, at little cost; 3 scored
+mean 0.2841 against 0.2876 over five seeds), lr 2e-3 with no L2, patience 3, and a
+Xavier-normal start; chosen on MovieLens-100k over five seeds (bench/RESULTS.md, "BPR",
 session 9): the validation NDCG peaks around epoch 17-21 and then wanders within ±0.002;
-patience 4 and 5 gave the same mean test NDCG@10 (0.2861) and patience 10 only runs longer.
-lr 3e-3 with patience 3 took ~0.6x the time at mean 0.2844.
+patience 3 and 4 stopped at the same best epochs of all five seeds (mean test NDCG@10
+0.2876), and longer patience only runs longer. lr 3e-3 took ~0.7x the time at 0.2847.
 
 The embedding tables are sparse: a step updates only the rows of its batch (lazy Adam,
 `core.train` "Sparse updates"), which is what lets an epoch of a 10M-row log finish.
@@ -68,7 +68,7 @@ class BPRMF(NeuralRecommender):
         batch_size: int = 2048,
         lr: float = 2e-3,
         weight_decay: float = 0.0,
-        patience: int = 4,
+        patience: int = 3,
         eval_every: int = 1,
         device_choice: str | None = None,
         seed: int = 42,
