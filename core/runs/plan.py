@@ -223,6 +223,7 @@ def _memory(c: Cost, shape: Shape, rows: int, device: torch.device) -> dict[str,
         "data": 16 * shape.n_train if on_gpu else DATA_BYTES_PER_ROW * rows,
         "parameters": c.parameters,
         "optimizer": c.optimizer,
+        "training_data": c.held,  # sequence models: training rows and views (fit and eval)
         largest: transient[largest],
     }
     return {k: int(v) for k, v in parts.items() if v}

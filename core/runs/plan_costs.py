@@ -12,14 +12,30 @@ Sizes: U users, I items, N training interactions, d the embedding size, B the ba
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 
 from core.eval.evaluate import MEMORY_BUDGET_BYTES, auto_batch_size
 from core.models.ease import L2_GRID, L2_USERS, MAX_ITEMS
 from core.models.itemknn import DENSE_MAX_ITEMS
 from core.models.lightgcn import effective_batch
-from core.train import sampled_softmax
+from core.runs.plan_sequence import (
+    ADAM_PARAM_S,
+    DROPOUT_S,
+    ELEMENT_S,
+    HISTORY_BUILD_ROW,
+    LOGIT_S,
+    ORDERED_ROW,
+    SCENARIO_BUILD_ROW,
+    WINDOWS_BUILD_ROW,
+    distinct,
+    earlier,
+    gru_position,
+    softmax_classes,
+    transformer_position,
+    windows,
+)
+from core.runs.plan_shape import Cost, Shape
 
 F32 = 4
 F64 = 8
@@ -35,9 +51,8 @@ KNN_CHUNK_PRODUCTS = 2**24
 #: indexing, autograd and optimiser calls per step), per family: measured on MovieLens-100k
 #: (loo split, one torch thread; /tmp/plan measurements of issue 15) as (fit CPU seconds −
 #: validation passes) / examples. Without these the estimates were 10-100x too short there.
-#: Sequence models per counted position (`_sequence`'s tokens): SASRec, 2 epochs on ML-100k,
-#: 11.9 s CPU for 2 x 47k positions whose flop count alone gave 0.4 s per epoch.
-EXAMPLE_S = {"factorisation": 2.1e-6, "graph": 0.0, "sequence": 1.1e-4}
+#: (The sequence family is priced per unit of what its steps do: core.runs.plan_sequence.)
+EXAMPLE_S = {"factorisation": 2.1e-6, "graph": 0.0}
 #: LightGCN's propagation (forward and backward sparse products over the whole graph, at d
 #: columns) per step, in probe-rate passes: 1.0 matched ML-100k (2.6 s CPU per epoch
 #: measured, 2.45 s estimated; its per-example cost is inside this figure, hence graph 0.0)
@@ -54,50 +69,8 @@ TRAIN_FACTOR = 3
 #: i.e. ~7.3k probe flops (81 GFLOP/s) for the ~1.5k flops the layers count (dim 64, 3
 #: layers): this factor
 NARROW_MLP_FACTOR = 5.0
-
-
-@dataclass(frozen=True)
-class Shape:
-    """The sizes of a data set that the formulas need."""
-
-    n_users: int
-    n_items: int
-    n_train: int  # training interactions
-
-    @property
-    def per_user(self) -> float:
-        return self.n_train / max(1, self.n_users)
-
-
-@dataclass(frozen=True)
-class Cost:
-    """One model's estimate on one data set, before any device rate is applied.
-
-    Memory in bytes by part; work as floating-point operations (`flops`), bytes moved
-    (`traffic`), sparse entries touched (`sparse`) and seconds of per-example overhead
-    (`overhead_s`) per epoch; `epochs` the most it runs;
-    `score_flops` per (user, item) scored cell; `limit` a sentence when the model refuses the
-    data whatever the memory (EASE above its dense limit).
-    """
-
-    parameters: int = 0
-    optimizer: int = 0
-    activations: int = 0
-    working: int = 0  # closed-form fits: Gram matrix, similarity blocks
-    flops: float = 0.0
-    traffic: float = 0.0
-    sparse: float = 0.0
-    overhead_s: float = 0.0  # per epoch: what the formulas miss, measured (see EXAMPLE_S)
-    epochs: int = 1
-    validates: bool = False  # a validation ranking pass after each epoch
-    #: validation passes in a fit when they are not one per epoch (the lowrank EASE factors
-    #: once and validates each λ), and the share of users such a pass ranks
-    validations: int | None = None
-    validation_share: float = 1.0
-    score_flops: float = 0.0
-    limit: str | None = None
-    alternative: str = "filter rare items or users to shrink the data"
-    parts: Mapping[str, str] = field(default_factory=dict)
+#: the sequence family's memory parts, as the Train page names them
+SEQUENCE_PARTS = {"held": "training rows and sequence views", "working": "building them"}
 
 
 CostFn = Callable[[Shape, Mapping], Cost]
@@ -260,40 +233,133 @@ def _lightgcn(shape: Shape, params: Mapping) -> Cost:
     )
 
 
-def _sequence(shape: Shape, params: Mapping) -> Cost:
-    """SASRec, BERT4Rec, GRU4Rec, the hybrid and multiscenario models: an item table and a
-    few layers over windows of `max_len` items, each position scored against the whole
-    catalogue (full softmax) or 1 + `negatives` items (sampled)."""
+def _sequence(shape: Shape, params: Mapping, *, net: str = "transformer") -> Cost:
+    """SASRec, BERT4Rec and GRU4Rec (and models with no formula of their own): a network over
+    windows of `max_len` items (padding included), every real position scored against the
+    catalogue (full softmax) or 1 + `negatives` items (sampled); per-unit prices in
+    `core.runs.plan_sequence`. BERT4Rec holds each window `cloze_copies` + 1 times and scores
+    its masked positions (`mask_prob` of them) and each window's last item."""
     d, b = int(params.get("dim", 64)), int(params.get("batch_size", 256))
-    length = int(params.get("max_len", 20))
-    layers = int(params.get("layers", 2))
-    neg = int(params.get("negatives", 1024))
-    sampled = sampled_softmax(str(params.get("loss", "auto")), shape.n_items)
-    classes = 1 + neg if sampled else shape.n_items
-    table = shape.n_items * d + 12 * layers * d * d
-    tokens = min(shape.n_train, shape.n_users * length) * int(params.get("cloze_copies", 1))
-    per_token = 12 * layers * d * d + 2 * d * classes
+    length = int(params.get("max_len", 50))
+    sampled, classes = softmax_classes(shape.n_items, params, 1024)
+    rows = windows(shape.n_users, shape.n_train, length)
+    scored = max(0, shape.n_train - shape.n_users)  # every item but a user's first
+    if "cloze_copies" in params:  # bert4rec
+        copies = int(params["cloze_copies"])
+        scored = copies * float(params.get("mask_prob", 0.2)) * scored + rows
+        rows *= copies + 1
+    positions = rows * length  # every slot of a row goes through the network
+    layers = int(params.get("layers", 1 if net == "gru" else 2))
+    if net == "gru":
+        flops, saved, draws, weights = gru_position(d, int(params.get("hidden", 128)), layers)
+    else:
+        inner, heads = int(params.get("inner", d)), int(params.get("heads", 1))
+        flops, saved, draws, weights = transformer_position(d, inner, heads, layers, length)
+    weights += (shape.n_items + 1 + length) * d  # the item table and positions
+    logits = scored * classes
     alternative = f"a smaller dim (dim={max(8, d // 2)}) or max_len"
     if not sampled and "loss" in params:
+        neg = int(params.get("negatives", 1024))
         alternative = f"the sampled softmax (loss=sampled, {neg} negatives), or {alternative}"
     return Cost(
-        parameters=table * F32,
-        optimizer=ADAM_COPIES * table * F32,
-        # per position: each layer's activations, and the logits with their softmax gradient
-        activations=b * length * (16 * layers * d + 3 * classes) * F32,
-        flops=TRAIN_FACTOR * tokens * per_token,
-        traffic=-(-tokens // (b * length)) * table * ADAM_TRAFFIC,
-        overhead_s=tokens * EXAMPLE_S["sequence"],
+        parameters=weights * F32,
+        optimizer=ADAM_COPIES * weights * F32,
+        # a step's kept activations, and its logits with their softmax and gradient
+        activations=int(b * length * saved + b * logits / max(1, rows) * 3) * F32,
+        held=int(rows * (length + 1) * F64 + ORDERED_ROW * shape.n_train),
+        working=max(WINDOWS_BUILD_ROW * shape.n_train, _eval_views(shape, ORDERED_ROW)),
+        flops=TRAIN_FACTOR * (positions * flops + logits * 2 * d),
+        overhead_s=math.ceil(rows / b) * weights * ADAM_PARAM_S
+        + positions * (3 * saved * ELEMENT_S + draws * DROPOUT_S)
+        + logits * LOGIT_S,
         epochs=int(params.get("epochs", 100)),
         validates=True,
         score_flops=2.0 * d,
         alternative=alternative,
+        parts=SEQUENCE_PARTS,
+    )
+
+
+def _hybrid(shape: Shape, params: Mapping) -> Cost:
+    """The hybrid two towers (core.models.hybrid): an example per training row; a step runs
+    the item tower over the distinct items its histories, targets and negatives name, and
+    the user tower over each example's `max_len` earlier items. Item text is not priced (the
+    plan does not know whether the data has it)."""
+    d, b = int(params.get("dim", 64)), int(params.get("batch_size", 512))
+    length, n, items = int(params.get("max_len", 20)), shape.n_train, shape.n_items
+    sampled, classes = softmax_classes(items, params, 1024)
+    steps = math.ceil(n / b)
+    # item-tower rows a step runs: the distinct real codes of its histories, targets, negatives
+    codes = b * (earlier(shape.per_user, length) + 1) + classes - 1
+    tower = distinct(items, codes) if sampled else items
+    weights = items * d + 5 * d * d + length * d  # ids, the two MLPs, positions
+    row, example = 7 * d, 6 * length * d + 8 * d  # activation elements kept
+    return Cost(
+        parameters=weights * F32,
+        optimizer=ADAM_COPIES * weights * F32,
+        activations=int(tower * row + b * (example + 3 * classes)) * F32,
+        # the history index (rows, users, items, scenarios, starts), the sequence views
+        # of the training data and the loop's permutation
+        held=(5 * F64 + ORDERED_ROW + 2 * F64) * n,
+        working=max(HISTORY_BUILD_ROW * n, _eval_views(shape, ORDERED_ROW + F64)),
+        flops=TRAIN_FACTOR
+        * (steps * tower * 4 * d * d + n * (6 * d * d + 4 * length * d + 2 * d * classes)),
+        overhead_s=steps * weights * ADAM_PARAM_S
+        + 3 * (steps * tower * row + n * example) * ELEMENT_S
+        + (steps * tower + n) * d * DROPOUT_S
+        + n * classes * LOGIT_S,
+        epochs=int(params.get("epochs", 50)),
+        validates=True,
+        score_flops=2.0 * d,
+        alternative=f"a smaller dim (dim={max(8, d // 2)}) or max_len",
+        parts=SEQUENCE_PARTS,
+    )
+
+
+def _multiscenario(shape: Shape, params: Mapping) -> Cost:
+    """The multiscenario model (core.models.multiscenario): an example per training row; a
+    step sums each example's whole history (`_history_bags`: per_user rows of d), runs the
+    experts and scores the batch's items plus `negatives` (sampled) or the catalogue.
+    Priced for one scenario (the plan does not know how many the data has)."""
+    d, b, n = int(params.get("dim", 64)), int(params.get("batch_size", 1024)), shape.n_train
+    k, experts = int(params.get("interest_dim", 16)), int(params.get("experts", 4))
+    sampled, _ = softmax_classes(shape.n_items, params, 2048)
+    classes = b + int(params.get("negatives", 2048)) if sampled else shape.n_items
+    if params.get("topology", "mmoe") == "ple":
+        experts = int(params.get("levels", 2)) * (experts + int(params.get("scenario_experts", 2)))
+    weights = 3 * shape.n_items * d + shape.n_items + (experts + 2) * d * d  # E, C, L, bias
+    # logits (score, bias, interest term, logQ), the history bag gathered and scattered
+    # back, the scenario's d x d tower gathered per example, the experts
+    example = 8 * classes + 2 * shape.per_user * d + d * d + (2 * experts + 6) * d
+    return Cost(
+        parameters=weights * F32,
+        optimizer=ADAM_COPIES * weights * F32,
+        activations=int(b * example) * F32,
+        # per row: users, items, scenarios, previous items, the flat history, the sequence
+        # view, the scoring history (sparse: index + value), the loop's permutation
+        held=(6 * F64 + ORDERED_ROW + 20) * n + shape.n_users * k * F32,
+        working=max(SCENARIO_BUILD_ROW * n, _eval_views(shape, ORDERED_ROW)),
+        flops=TRAIN_FACTOR * n * (2 * (d + k) * classes + 2 * (experts + 1) * d * d),
+        overhead_s=math.ceil(n / b) * weights * ADAM_PARAM_S
+        + n * (3 * example * ELEMENT_S + d * DROPOUT_S + classes * LOGIT_S),
+        epochs=int(params.get("epochs", 30)),
+        validates=True,
+        score_flops=2.0 * (d + k),
+        alternative=f"a smaller dim (dim={max(8, d // 2)}) or fewer negatives",
+        parts=SEQUENCE_PARTS,
     )
 
 
 def _embedding_model(shape: Shape, params: Mapping) -> Cost:
-    """Any other model: priced as the sequence family (an item table, sampled softmax)."""
+    """Any other model: priced as a transformer sequence model (an item table, windows)."""
     return _sequence(shape, params)
+
+
+def _eval_views(shape: Shape, row_bytes: int) -> int:
+    """The test evaluation of a sequence model: the score block beside the sequence views the
+    train + valid history builds (`Interactions.ordered` and its index) for each user's newest
+    items."""
+    return score_block_bytes(shape) + row_bytes * (shape.n_train + shape.n_users)
 
 
 #: models whose embedding tables are declared sparse (`nn.Embedding(..., sparse=True)` in
@@ -309,7 +375,7 @@ COSTS: dict[str, CostFn] = {
     "lightgcn": _lightgcn,
     "sasrec": _sequence,
     "bert4rec": _sequence,
-    "gru4rec": _sequence,
-    "hybrid": _sequence,
-    "multiscenario": _sequence,
+    "gru4rec": lambda s, p: _sequence(s, p, net="gru"),
+    "hybrid": _hybrid,
+    "multiscenario": _multiscenario,
 }
