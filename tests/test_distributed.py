@@ -131,11 +131,10 @@ def test_more_gpu_processes_than_gpus_is_one_sentence(monkeypatch):
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["bpr", "sasrec"])
 def test_two_gloo_processes_train_like_one(home, store, model):
-    tick = time.perf_counter()
+    # a hang ends in _train's timeout; speed belongs to bench/, not to an assertion here
+    # (this one, "under 60 s", failed on a machine busy with two 10M-row trainings)
     two, log = _train(home, model, "--nproc", "2")
-    two_s = time.perf_counter() - tick
     one, _ = _train(home, model)
-    assert two_s < 60, f"two processes took {two_s:.0f} s"
     # both ranks finished; rank 0 alone wrote the run (one record, one line per epoch)
     assert "rank 1 of 2 finished its share of run " + two["run_id"] in log
     assert two["status"] == "finished" and two["distributed"]["world_size"] == 2
