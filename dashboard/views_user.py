@@ -329,15 +329,9 @@ def _held_out_frame(split: Split) -> pd.DataFrame:
     join of the two tables took 4.7 s).
     """
     test = split.test.frame[[S.USER, S.ITEM]].reset_index(drop=True)
-    known, n_items = split.known_for("test").frame, split.test.n_items
-    test_keys, known_keys = _pair_keys(test, n_items), _pair_keys(known, n_items)
+    test_keys, known_keys = split.test.pair_keys(), split.known_for("test").pair_keys()
     shared = known_keys[pd.Series(known_keys).isin(test_keys).to_numpy()]  # (few,)
     return test[~np.isin(test_keys, shared)].drop_duplicates()
-
-
-def _pair_keys(frame: pd.DataFrame, n_items: int) -> np.ndarray:
-    """One int64 per row: user_code * n_items + item_code, (n,)."""
-    return frame[S.USER].to_numpy(np.int64) * max(n_items, 1) + frame[S.ITEM].to_numpy()
 
 
 def _item_column(dataset: Dataset, column: str, items: np.ndarray) -> np.ndarray:

@@ -299,6 +299,11 @@ class Interactions:
         out[users[keep], max_len - 1 - from_end[keep]] = taken[keep]
         return out
 
+    def pair_keys(self) -> np.ndarray:
+        """One int64 per row, in row order: user_code * n_items + item_code, (n,). The one
+        key of a (user, item) pair: negative sampling's known pairs, the held-out filter."""
+        return self.users.astype(np.int64) * max(self.n_items, 1) + self.items.astype(np.int64)
+
     def of_users(self, user_codes) -> Interactions:
         """The rows of `user_codes` only, in their order (same catalogue): what a page needs
         of a few users, without indexing every user's rows (one scan: ~10 ms per million)."""

@@ -151,6 +151,12 @@ class NeuMF(NeuralRecommender):
         return self.net_.gmf_items.weight.detach().float().cpu().numpy()
 
 
+def mlp_widths(dim: int, layers: int) -> list[int]:
+    """The MLP branch's widths: dim, dim/2, dim/4, … (`layers` + 1 of them; the plan prices
+    the same layers, core.runs.plan_costs)."""
+    return [max(1, dim >> k) for k in range(layers + 1)]
+
+
 class _NeuMFNet(nn.Module):
     def __init__(self, n_users: int, n_items: int, dim: int, layers: int, dropout: float):
         super().__init__()
@@ -161,7 +167,7 @@ class _NeuMFNet(nn.Module):
         self.mlp_items = nn.Embedding(n_items, dim, sparse=True)
         for emb in (self.gmf_users, self.gmf_items, self.mlp_users, self.mlp_items):
             nn.init.normal_(emb.weight, std=0.01)
-        widths = [max(1, dim >> k) for k in range(layers + 1)]  # dim, dim/2, ...
+        widths = mlp_widths(dim, layers)
         self.first_user = nn.Linear(dim, widths[1])  # first layer, user half (with bias)
         self.first_item = nn.Linear(dim, widths[1], bias=False)  # first layer, item half
         rest: list[nn.Module] = []

@@ -19,6 +19,7 @@ from core.eval.evaluate import MEMORY_BUDGET_BYTES, auto_batch_size
 from core.models.ease import L2_GRID, L2_USERS, MAX_ITEMS
 from core.models.itemknn import DENSE_MAX_ITEMS
 from core.models.lightgcn import effective_batch
+from core.models.neumf import mlp_widths
 from core.runs.plan_sequence import (
     ADAM_PARAM_S,
     DROPOUT_S,
@@ -203,7 +204,7 @@ def _mlp_flops(d: int, layers: int) -> tuple[float, float]:
     """NeuMF's MLP flops per training pair and per scored cell (core.models.neumf: widths
     d, d/2, d/4, …; the first layer is split into a user and an item half, and scoring
     applies each half once per user or item, so a cell pays only the broadcast add)."""
-    widths = [max(1, d >> k) for k in range(layers + 1)]
+    widths = mlp_widths(d, layers)
     rest = sum(2.0 * a * b for a, b in zip(widths[1:-1], widths[2:], strict=True)) + 2 * widths[-1]
     return 2 * 2.0 * d * widths[1] + rest, widths[1] + rest
 
